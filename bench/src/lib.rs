@@ -1,0 +1,1 @@
+//! The benchmark harness arrives with its issue (dev/bench).

@@ -1,0 +1,228 @@
+//! Records and positions as they cross the plugin boundary.
+//!
+//! Sink records *borrow* their bytes from the runtime's consumer buffers for
+//! the duration of one `put` call: the runtime allocates one array per batch,
+//! never per record. A sink copies what it needs to keep.
+
+use abi_stable::{
+    std_types::{ROption, RSlice, RStr, RString, RVec},
+    StableAbi,
+};
+
+use crate::ConnectorError;
+
+/// One Kafka partition.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: RString,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: RString::from(topic.into()), partition }
+    }
+}
+
+/// A Kafka partition and an offset. From `pre_commit` it is the *next* offset
+/// to read: every record below it is durable in the target.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicPartitionOffset {
+    pub topic: RString,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl TopicPartitionOffset {
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        TopicPartitionOffset { topic: RString::from(topic.into()), partition, offset }
+    }
+}
+
+/// A borrowed record header.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct HeaderRef<'a> {
+    pub key: RStr<'a>,
+    pub value: ROption<RSlice<'a, u8>>,
+}
+
+/// A record handed to a sink task, borrowing the runtime's buffers.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct SinkRecord<'a> {
+    topic: RStr<'a>,
+    partition: i32,
+    offset: i64,
+    /// Milliseconds since the epoch; `i64::MIN` when the record has none.
+    timestamp: i64,
+    key: ROption<RSlice<'a, u8>>,
+    value: ROption<RSlice<'a, u8>>,
+    headers: RSlice<'a, HeaderRef<'a>>,
+}
+
+impl<'a> SinkRecord<'a> {
+    /// Used by the runtime (and by connector unit tests) to build a record.
+    pub fn new(
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+        headers: &'a [HeaderRef<'a>],
+    ) -> Self {
+        SinkRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp: timestamp.unwrap_or(i64::MIN),
+            key: key.map(RSlice::from).into(),
+            value: value.map(RSlice::from).into(),
+            headers: headers.into(),
+        }
+    }
+    pub fn topic(&self) -> &'a str {
+        self.topic.as_str()
+    }
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+    /// Milliseconds since the epoch, if the record carries a timestamp.
+    pub fn timestamp(&self) -> Option<i64> {
+        (self.timestamp != i64::MIN).then_some(self.timestamp)
+    }
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key.map(|k| k.as_slice()).into_option()
+    }
+    /// `None` is a tombstone.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value.map(|v| v.as_slice()).into_option()
+    }
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        self.headers.as_slice().iter().map(|h| (h.key.as_str(), h.value.map(|v| v.as_slice()).into_option()))
+    }
+}
+
+/// A record header owned by a source record.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: RString,
+    pub value: ROption<RVec<u8>>,
+}
+
+/// Where a source record came from: both are JSON texts (Kafka Connect's
+/// source partition and source offset maps), stored in the offsets topic.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceOffset {
+    pub partition: RString,
+    pub offset: RString,
+}
+
+impl SourceOffset {
+    pub fn new(partition: impl Into<String>, offset: impl Into<String>) -> Self {
+        SourceOffset { partition: RString::from(partition.into()), offset: RString::from(offset.into()) }
+    }
+}
+
+/// A record produced by a source task.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub topic: RString,
+    /// `None`: partitioned by the key (the producer's default partitioner).
+    pub partition: ROption<i32>,
+    pub key: ROption<RVec<u8>>,
+    pub value: ROption<RVec<u8>>,
+    pub headers: RVec<Header>,
+    pub timestamp: ROption<i64>,
+    pub source: SourceOffset,
+}
+
+impl SourceRecord {
+    pub fn new(topic: impl Into<String>, source: SourceOffset) -> Self {
+        SourceRecord {
+            topic: RString::from(topic.into()),
+            partition: ROption::RNone,
+            key: ROption::RNone,
+            value: ROption::RNone,
+            headers: RVec::new(),
+            timestamp: ROption::RNone,
+            source,
+        }
+    }
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = ROption::RSome(RVec::from(key.into()));
+        self
+    }
+    pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.value = ROption::RSome(RVec::from(value.into()));
+        self
+    }
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(Header { key: RString::from(key.into()), value: ROption::RSome(RVec::from(value.into())) });
+        self
+    }
+    pub fn with_timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = ROption::RSome(millis);
+        self
+    }
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = ROption::RSome(partition);
+        self
+    }
+}
+
+/// A record of a `put` batch that failed, by its index in that batch.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    pub index: u32,
+    pub error: ConnectorError,
+}
+
+/// What `put` reports beside success: the records it could not take. Every
+/// record not listed was accepted (it becomes durable when `pre_commit` says
+/// so); every listed one is routed by the runtime per its error kind.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOutcome {
+    failures: RVec<RecordFailure>,
+}
+
+impl PutOutcome {
+    /// Every record accepted.
+    pub fn accepted() -> Self {
+        PutOutcome::default()
+    }
+    /// Marks record `index` of the batch as failed.
+    pub fn fail(&mut self, index: usize, error: ConnectorError) {
+        self.failures.push(RecordFailure { index: index as u32, error });
+    }
+    pub fn failures(&self) -> &[RecordFailure] {
+        self.failures.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_record_exposes_borrowed_fields() {
+        let headers = [HeaderRef { key: "h".into(), value: ROption::RSome(b"v"[..].into()) }];
+        let r = SinkRecord::new("t", 3, 42, None, Some(b"k"), None, &headers);
+        assert_eq!((r.topic(), r.partition(), r.offset()), ("t", 3, 42));
+        assert_eq!(r.timestamp(), None);
+        assert_eq!(r.key(), Some(&b"k"[..]));
+        assert_eq!(r.value(), None);
+        assert_eq!(r.headers().collect::<Vec<_>>(), vec![("h", Some(&b"v"[..]))]);
+    }
+}

@@ -1,0 +1,1 @@
+//! hybris-source connector: being built (see its issue). Not yet a plugin.

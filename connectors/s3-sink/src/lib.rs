@@ -1,0 +1,1 @@
+//! s3-sink connector: being built (see its issue). Not yet a plugin.

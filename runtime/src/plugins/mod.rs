@@ -1,0 +1,137 @@
+//! Loading connector libraries and the registry of connector classes.
+//!
+//! Invariant: a library that cannot be used (not a Sluice plugin, another ABI
+//! version, a layout mismatch, a duplicate class, a panic while describing
+//! itself) is rejected with its path and the reason, and loading goes on with
+//! the next one. Libraries are never unloaded (abi_stable leaks them).
+
+mod class;
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use connector_api::ffi::{ConnectorDescriptor, PluginModuleRef, ABI_VERSION};
+
+pub use class::{ConnectorClass, Kind};
+
+/// A library the loader refused, and why.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin {} refused: {}", self.path.display(), self.reason)
+    }
+}
+
+/// Every connector class the worker can run, by class name and alias.
+#[derive(Default)]
+pub struct PluginRegistry {
+    classes: Vec<Arc<ConnectorClass>>,
+    by_name: BTreeMap<String, usize>,
+    rejections: Vec<Rejection>,
+}
+
+fn is_library(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("so" | "dylib" | "dll"))
+}
+
+impl PluginRegistry {
+    /// Loads every library found directly in the given directories.
+    pub fn load(dirs: &[PathBuf]) -> PluginRegistry {
+        let mut registry = PluginRegistry::default();
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    registry
+                        .rejections
+                        .push(Rejection { path: dir.clone(), reason: format!("cannot read directory: {e}") });
+                    continue;
+                }
+            };
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_library(p)).collect();
+            paths.sort();
+            for path in paths {
+                registry.load_library(&path);
+            }
+        }
+        registry
+    }
+
+    /// Loads one library; a failure is recorded, never returned.
+    pub fn load_library(&mut self, path: &Path) {
+        if let Err(reason) = self.try_load(path) {
+            tracing::warn!(path = %path.display(), %reason, "plugin refused");
+            self.rejections.push(Rejection { path: path.to_path_buf(), reason });
+        }
+    }
+
+    fn try_load(&mut self, path: &Path) -> Result<(), String> {
+        let header = lib_header_from_path(path).map_err(describe_library_error)?;
+        let module = header.init_root_module::<PluginModuleRef>().map_err(describe_library_error)?;
+        let abi = module.abi_version();
+        if abi != ABI_VERSION {
+            return Err(format!(
+                "it was built for plugin ABI version {abi}, but this worker supports ABI version {ABI_VERSION}; \
+                 rebuild it against this worker's connector-api"
+            ));
+        }
+        let descriptors: Vec<ConnectorDescriptor> = module.connectors()()
+            .into_result()
+            .map_err(|e| format!("it failed to describe its connectors: {e}"))?
+            .into_vec();
+        for d in &descriptors {
+            for name in std::iter::once(&d.class).chain(d.aliases.iter()) {
+                if let Some(&i) = self.by_name.get(name.as_str()) {
+                    return Err(format!(
+                        "duplicate connector class {name}: already provided by {}",
+                        self.classes[i].library().display()
+                    ));
+                }
+            }
+        }
+        for d in descriptors {
+            let class = ConnectorClass::new(d, module, path.to_path_buf())?;
+            let index = self.classes.len();
+            for name in class.names() {
+                self.by_name.insert(name.to_string(), index);
+            }
+            tracing::info!(class = class.name(), kind = class.kind().name(), path = %path.display(), "connector class loaded");
+            self.classes.push(Arc::new(class));
+        }
+        Ok(())
+    }
+
+    /// The class registered under `name` (its class name or an alias).
+    pub fn class(&self, name: &str) -> Option<Arc<ConnectorClass>> {
+        self.by_name.get(name).map(|&i| self.classes[i].clone())
+    }
+
+    pub fn classes(&self) -> &[Arc<ConnectorClass>] {
+        &self.classes
+    }
+
+    pub fn rejections(&self) -> &[Rejection] {
+        &self.rejections
+    }
+}
+
+fn describe_library_error(e: LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { .. } => format!("it cannot be opened as a shared library: {e}"),
+        LibraryError::GetSymbolError { .. } => {
+            "it is not a Sluice plugin (it exports no sluice_plugin root module)".to_string()
+        }
+        other => format!("it is not compatible with this worker: {other}"),
+    }
+}
