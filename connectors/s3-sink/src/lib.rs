@@ -1,1 +1,54 @@
-//! s3-sink connector: being built (see its issue). Not yet a plugin.
+//! `sluice-s3-sink`: writes Kafka records to S3 objects, Confluent-compatible.
+//!
+//! - Configuration uses the Confluent S3 sink's property names and defaults;
+//!   its Java class names are accepted as aliases ([`config`]).
+//! - Object keys are Confluent's: `<topics.dir>/<topic>/<encoded partition>/
+//!   <topic>+<partition>+<start offset>.<ext>` ([`naming`], [`partitioner`]).
+//! - Records are encoded and compressed into part buffers as they arrive; full
+//!   parts upload in the background; rotation completes the object ([`upload`]).
+//! - `pre_commit` reports, per partition, only offsets whose records are in
+//!   completed objects (or were failed/ignored) ([`sink`]).
+
+pub mod config;
+pub mod format;
+pub mod naming;
+pub mod partitioner;
+pub mod sink;
+pub mod upload;
+
+use connector_api::{ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector};
+
+pub use config::S3SinkConfig;
+pub use sink::S3SinkTask;
+
+pub struct S3Sink;
+
+impl SinkConnector for S3Sink {
+    type Task = S3SinkTask;
+
+    fn info(&self) -> ConnectorInfo {
+        ConnectorInfo {
+            class: "s3-sink",
+            aliases: &["io.confluent.connect.s3.S3SinkConnector"],
+            version: env!("CARGO_PKG_VERSION"),
+            documentation: "Writes records to Amazon S3 or an S3-compatible store as JSON lines or raw bytes, \
+                            with Confluent's object names; offsets are committed only after objects complete.",
+        }
+    }
+
+    fn config_def(&self) -> ConfigDef {
+        config::definition()
+    }
+
+    fn validate(&self, config: &ConnectorConfig) -> Vec<ConfigIssue> {
+        config::validate(config)
+    }
+
+    fn create_task(&self, config: &ConnectorConfig, host: Host) -> Result<S3SinkTask, ConnectorError> {
+        let cfg = S3SinkConfig::from_config(config)?;
+        host.info("S3 sink task starting", &[("bucket", &cfg.bucket), ("topics.dir", &cfg.topics_dir)]);
+        S3SinkTask::new(cfg, host)
+    }
+}
+
+connector_api::export_plugin! { sinks: [S3Sink], sources: [] }

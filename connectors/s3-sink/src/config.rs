@@ -1,0 +1,510 @@
+//! Configuration: Confluent's S3 sink property names and defaults, with its
+//! Java class names accepted as aliases of the short names, so an existing
+//! Confluent config can be pasted as is.
+
+use std::time::Duration;
+
+use connector_api::{
+    ConfigDef, ConfigIssue, ConfigKey, ConfigType, ConnectorConfig, ConnectorError, Importance, Validator,
+};
+
+use crate::partitioner::{Partitioner, TimeSpec, TimestampExtractor};
+
+pub const MIB: i64 = 1024 * 1024;
+/// S3 rejects non-final parts below 5 MiB (EntityTooSmall).
+pub const MIN_PART_SIZE: i64 = 5 * MIB;
+/// Confluent's upper bound for `s3.part.size` (an int of bytes).
+pub const MAX_PART_SIZE: i64 = i32::MAX as i64;
+
+/// Supported values per key, with their Confluent aliases: (canonical, aliases).
+const FORMATS: &[(&str, &[&str])] = &[
+    ("json", &["io.confluent.connect.s3.format.json.JsonFormat"]),
+    ("bytes", &["io.confluent.connect.s3.format.bytearray.ByteArrayFormat"]),
+];
+const PARTITIONERS: &[(&str, &[&str])] = &[
+    ("default", &["io.confluent.connect.storage.partitioner.DefaultPartitioner"]),
+    ("field", &["io.confluent.connect.storage.partitioner.FieldPartitioner"]),
+    ("time", &["io.confluent.connect.storage.partitioner.TimeBasedPartitioner"]),
+    ("hourly", &["io.confluent.connect.storage.partitioner.HourlyPartitioner"]),
+    ("daily", &["io.confluent.connect.storage.partitioner.DailyPartitioner"]),
+];
+const EXTRACTORS: &[(&str, &[&str])] = &[
+    ("Wallclock", &["io.confluent.connect.storage.partitioner.TimeBasedPartitioner$WallclockTimestampExtractor"]),
+    ("Record", &["io.confluent.connect.storage.partitioner.TimeBasedPartitioner$RecordTimestampExtractor"]),
+    ("RecordField", &["io.confluent.connect.storage.partitioner.TimeBasedPartitioner$RecordFieldTimestampExtractor"]),
+];
+const COMPRESSIONS: &[(&str, &[&str])] = &[("none", &[]), ("gzip", &[]), ("zstd", &[])];
+const NULL_BEHAVIORS: &[(&str, &[&str])] = &[("fail", &[]), ("ignore", &[]), ("write", &[])];
+
+/// The canonical name of `value` among `table`, case-insensitively for the
+/// short names (Confluent accepts `IGNORE` as well as `ignore`).
+fn canonical(table: &[(&'static str, &[&str])], value: &str) -> Option<&'static str> {
+    let value = value.trim();
+    table
+        .iter()
+        .find(|(short, aliases)| short.eq_ignore_ascii_case(value) || aliases.contains(&value))
+        .map(|(short, _)| *short)
+}
+
+fn supported(table: &[(&str, &[&str])]) -> String {
+    table
+        .iter()
+        .map(
+            |(short, aliases)| {
+                if aliases.is_empty() {
+                    short.to_string()
+                } else {
+                    format!("{short} ({})", aliases.join(", "))
+                }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn one_of_aliases(table: &'static [(&'static str, &'static [&'static str])]) -> Validator {
+    Validator::custom(format!("one of {}", supported(table)), move |v| {
+        canonical(table, v)
+            .map(|_| ())
+            .ok_or_else(|| format!("Invalid value {v}: supported values are {}", supported(table)))
+    })
+}
+
+/// Accepts `false` only: the feature is recognised (so a Confluent config is
+/// understood) but not implemented yet, and silently ignoring it would lose data.
+fn only_false(what: &'static str) -> Validator {
+    Validator::custom("false (true is not supported yet)", move |v| {
+        if v.trim().eq_ignore_ascii_case("false") {
+            Ok(())
+        } else {
+            Err(format!("Invalid value {v}: {what} is not supported by this connector yet; supported values: false"))
+        }
+    })
+}
+
+fn timezone_validator() -> Validator {
+    Validator::custom("UTC, Z, or a fixed offset such as +02:00", |v| parse_timezone(v).map(|_| ()))
+}
+
+/// `UTC`/`GMT`/`Z` or a fixed offset `±HH:MM` (also `UTC+02:00`). Named
+/// zones with daylight saving are not supported: they need a tz database.
+pub fn parse_timezone(value: &str) -> Result<i32, String> {
+    let v = value.trim();
+    let rest = v.strip_prefix("UTC").or_else(|| v.strip_prefix("GMT")).unwrap_or(v);
+    if rest.is_empty() || rest == "Z" {
+        return Ok(0);
+    }
+    let err = || format!("Invalid value {value}: supported values are UTC, Z or a fixed offset like +02:00 or -0530");
+    let (sign, digits) = match rest.as_bytes().first() {
+        Some(b'+') => (1, &rest[1..]),
+        Some(b'-') => (-1, &rest[1..]),
+        _ => return Err(err()),
+    };
+    let digits: String = digits.chars().filter(|c| *c != ':').collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
+        return Err(err());
+    }
+    let hours: i32 = digits[..2].parse().map_err(|_| err())?;
+    let minutes: i32 = if digits.len() == 4 { digits[2..].parse().map_err(|_| err())? } else { 0 };
+    if hours > 18 || minutes > 59 {
+        return Err(err());
+    }
+    Ok(sign * (hours * 3600 + minutes * 60))
+}
+
+fn key(name: &str, ty: ConfigType, default: Option<&str>, importance: Importance, doc: &str) -> ConfigKey {
+    let k = ConfigKey::new(name, ty).importance(importance).doc(doc);
+    match default {
+        Some(d) => k.default_value(d),
+        None => k,
+    }
+}
+
+/// The keys this connector understands, with Confluent's defaults.
+pub fn definition() -> ConfigDef {
+    use ConfigType::*;
+    use Importance::*;
+    let positive = || Validator::range(Some(1.0), None);
+    let interval = || {
+        Validator::custom("-1 (off) or a positive number", |v| match v.trim().parse::<i64>() {
+            Ok(n) if n == -1 || n > 0 => Ok(()),
+            _ => Err(format!("Invalid value {v}: must be -1 (off) or a positive number of milliseconds")),
+        })
+    };
+    ConfigDef::new()
+        .define(key("topics", List, Some(""), High, "Topics to consume (or topics.regex)."))
+        .define(key("topics.regex", String, Some(""), High, "Regular expression of topics to consume (or topics)."))
+        .define(key("s3.bucket.name", String, None, High, "Bucket objects are written to.").validator(Validator::NonEmpty))
+        .define(key("s3.region", String, Some("us-west-2"), High, "AWS region of the bucket."))
+        .define(key("store.url", String, Some(""), High, "Custom S3 endpoint (S3-compatible stores, e.g. http://127.0.0.1:8333). Empty: AWS."))
+        .define(key("s3.path.style.access.enabled", Boolean, Some("true"), Low, "Path-style addressing (bucket in the path); used when store.url is set."))
+        .define(key("aws.access.key.id", String, Some(""), High, "Static access key id; empty uses the default AWS credential chain (environment, profile, ECS task role, instance metadata)."))
+        .define(key("aws.secret.access.key", Password, Some(""), High, "Static secret access key, with aws.access.key.id."))
+        .define(key("topics.dir", String, Some("topics"), High, "Top-level prefix of object keys.").validator(Validator::NonEmpty))
+        .define(key("directory.delim", String, Some("/"), Low, "Delimiter between path components.").validator(Validator::NonEmpty))
+        .define(key("file.delim", String, Some("+"), Low, "Delimiter between topic, partition and offset in file names.").validator(Validator::NonEmpty))
+        .define(key("filename.offset.zero.pad.width", Int, Some("10"), Low, "Zero-padding width of the start offset in file names.").validator(Validator::range(Some(0.0), Some(19.0))))
+        .define(key("flush.size", Int, None, High, "Records per object before it is rotated (deterministic).").validator(positive()))
+        .define(key("rotate.interval.ms", Long, Some("-1"), High, "Rotate when a record's timestamp is this far past the object's first record (record time: deterministic). -1: off.").validator(interval()))
+        .define(key("rotate.schedule.interval.ms", Long, Some("-1"), Medium, "Rotate open objects on this wall-clock schedule, aligned to timezone, idle partitions too (at-least-once). -1: off.").validator(interval()))
+        .define(key("s3.object.max.bytes", Long, Some("-1"), Medium, "Rotate an object once this many uncompressed bytes were written (beyond Confluent). -1: off.").validator(interval()))
+        .define(key("s3.max.open.files", Int, Some("-1"), Medium, "Most objects open at once per task; opening one more rotates the oldest. -1: unlimited.").validator(interval()))
+        .define(key("timezone", String, Some("UTC"), Medium, "Timezone of path.format and scheduled rotation: UTC or a fixed offset.").validator(timezone_validator()))
+        .define(key("s3.part.size", Int, Some(&(25 * MIB).to_string()), High, "Multipart part size in bytes (min 5 MiB). Buffers grow as needed up to it.").validator(Validator::range(Some(MIN_PART_SIZE as f64), Some(MAX_PART_SIZE as f64))))
+        .define(key("s3.part.upload.concurrency", Int, Some("4"), Low, "Part uploads in flight per task; more waits (bounds memory to about this many parts).").validator(Validator::range(Some(1.0), Some(64.0))))
+        .define(key("format.class", Class, None, High, "Object format.").validator(one_of_aliases(FORMATS)))
+        .define(key("format.bytearray.separator", String, Some("\n"), Low, "Separator between records of the bytes format (escapes \\n, \\r, \\t understood)."))
+        .define(key("format.bytearray.extension", String, Some(".bin"), Low, "File extension of the bytes format."))
+        .define(key("s3.compression.type", String, Some("none"), High, "Compression of json and bytes objects.").validator(one_of_aliases(COMPRESSIONS)))
+        .define(key("s3.compression.level", Int, Some("-1"), Low, "Compression level; -1: the codec's default.").validator(Validator::range(Some(-1.0), Some(22.0))))
+        .define(key("partitioner.class", Class, Some("io.confluent.connect.storage.partitioner.DefaultPartitioner"), High, "How records are grouped into paths.").validator(one_of_aliases(PARTITIONERS)))
+        .define(key("partition.field.name", List, Some(""), Medium, "Fields of the JSON value the field partitioner uses (dotted paths for nested fields)."))
+        .define(key("path.format", String, Some(""), Medium, "Joda-style pattern of the time-based path, e.g. 'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH."))
+        .define(key("partition.duration.ms", Long, Some("-1"), Medium, "Time bucket of the time-based partitioner in ms.").validator(interval()))
+        .define(key("locale", String, Some("en"), Low, "Accepted for compatibility; paths use numeric fields only."))
+        .define(key("timestamp.extractor", String, Some("Wallclock"), Medium, "Where record time comes from: Record, RecordField or Wallclock.").validator(one_of_aliases(EXTRACTORS)))
+        .define(key("timestamp.field", String, Some("timestamp"), Medium, "Field of the JSON value holding the time for RecordField (epoch ms or RFC 3339)."))
+        .define(key("behavior.on.null.values", String, Some("fail"), Medium, "Tombstones: fail (to the DLQ), ignore, or write (under the tombstone path).").validator(one_of_aliases(NULL_BEHAVIORS)))
+        .define(key("tombstone.encoded.partition", String, Some("tombstone"), Low, "Encoded partition of tombstones written with behavior.on.null.values=write."))
+        .define(key("store.kafka.keys", Boolean, Some("false"), Low, "Sidecar key objects (not supported yet).").validator(only_false("store.kafka.keys=true")))
+        .define(key("store.kafka.headers", Boolean, Some("false"), Low, "Sidecar header objects (not supported yet).").validator(only_false("store.kafka.headers=true")))
+        .define(key("s3.object.tagging", Boolean, Some("false"), Low, "Tag objects with startOffset, endOffset and recordCount."))
+        .define(key("s3.part.retries", Int, Some("3"), Medium, "Retries of each S3 request (with exponential backoff and jitter) before the error is reported as retriable.").validator(Validator::range(Some(0.0), None)))
+        .define(key("s3.retry.backoff.ms", Long, Some("200"), Low, "Initial backoff of S3 retries.").validator(Validator::range(Some(0.0), None)))
+        .define(key("enable.conditional.writes", Boolean, Some("true"), Low, "Create objects with If-None-Match: * when rotation is deterministic; an existing object counts as written."))
+}
+
+/// Cross-key checks beyond the per-key definition.
+pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
+    let def = definition();
+    let mut issues = def.validate(config);
+    if !issues.is_empty() {
+        return issues;
+    }
+    let get = |k: &str| config.string(&def, k).unwrap_or_default();
+    let topics = get("topics");
+    let regex = get("topics.regex");
+    if topics.trim().is_empty() == regex.trim().is_empty() {
+        issues.push(ConfigIssue::new("topics", "Exactly one of topics and topics.regex must be set"));
+    }
+    if get("aws.access.key.id").is_empty() != get("aws.secret.access.key").is_empty() {
+        issues.push(ConfigIssue::new(
+            "aws.secret.access.key",
+            "aws.access.key.id and aws.secret.access.key must be set together (or both left empty for the default credential chain)",
+        ));
+    }
+    if let Err(e) = S3SinkConfig::from_config(config) {
+        // The parse names its key first: "<key>: message".
+        let msg = e.message().to_string();
+        let key = msg.split(':').next().unwrap_or("").trim_matches('"').to_string();
+        issues.push(ConfigIssue::new(key, msg));
+    }
+    issues
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NullBehavior {
+    Fail,
+    Ignore,
+    Write,
+}
+
+/// Everything a task needs, parsed and checked once.
+#[derive(Clone)]
+pub struct S3SinkConfig {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub access_key: Option<(String, String)>,
+    pub topics_dir: String,
+    pub directory_delim: String,
+    pub file_delim: String,
+    pub zero_pad: usize,
+    pub flush_size: u64,
+    pub rotate_interval_ms: Option<i64>,
+    pub rotate_schedule_ms: Option<i64>,
+    pub max_object_bytes: Option<u64>,
+    pub max_open_files: Option<usize>,
+    pub tz_offset_secs: i32,
+    pub part_size: usize,
+    pub upload_concurrency: usize,
+    pub format: Format,
+    pub bytes_separator: Vec<u8>,
+    pub bytes_extension: String,
+    pub compression: Compression,
+    pub compression_level: i32,
+    pub partitioner: Partitioner,
+    pub null_behavior: NullBehavior,
+    pub tombstone_partition: String,
+    pub tagging: bool,
+    pub part_retries: u32,
+    pub retry_backoff: Duration,
+    pub conditional_writes: bool,
+}
+
+impl std::fmt::Debug for S3SinkConfig {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3SinkConfig").field("bucket", &self.bucket).field("topics_dir", &self.topics_dir).finish()
+    }
+}
+
+fn unescape(s: &str) -> Vec<u8> {
+    s.replace("\\n", "\n").replace("\\r", "\r").replace("\\t", "\t").into_bytes()
+}
+
+impl S3SinkConfig {
+    /// Parses a config; errors are `Config` errors whose message starts with the key.
+    pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConnectorError> {
+        let def = definition();
+        let s = |k: &str| config.string(&def, k);
+        let l = |k: &str| config.long(&def, k);
+        let b = |k: &str| config.boolean(&def, k);
+        let bad = |k: &str, msg: String| ConnectorError::config(format!("{k}: {msg}"));
+        let pick = |k: &str, table: &[(&'static str, &[&str])]| -> Result<&'static str, ConnectorError> {
+            let v = s(k)?;
+            canonical(table, &v)
+                .ok_or_else(|| bad(k, format!("{v} is not supported; supported values are {}", supported(table))))
+        };
+        let opt_pos = |k: &str| -> Result<Option<i64>, ConnectorError> {
+            let v = l(k)?;
+            Ok((v > 0).then_some(v))
+        };
+
+        let endpoint = Some(s("store.url")?.trim().to_string()).filter(|u| !u.is_empty());
+        let key_id = s("aws.access.key.id")?;
+        let secret = s("aws.secret.access.key")?;
+        let access_key = (!key_id.is_empty()).then(|| (key_id, secret));
+        let tz_offset_secs = parse_timezone(&s("timezone")?).map_err(|e| bad("timezone", e))?;
+        let rotate_interval_ms = opt_pos("rotate.interval.ms")?;
+        let rotate_schedule_ms = opt_pos("rotate.schedule.interval.ms")?;
+
+        let format = match pick("format.class", FORMATS)? {
+            "bytes" => Format::Bytes,
+            _ => Format::Json,
+        };
+        let compression = match pick("s3.compression.type", COMPRESSIONS)? {
+            "gzip" => Compression::Gzip,
+            "zstd" => Compression::Zstd,
+            _ => Compression::None,
+        };
+        let null_behavior = match pick("behavior.on.null.values", NULL_BEHAVIORS)? {
+            "ignore" => NullBehavior::Ignore,
+            "write" => NullBehavior::Write,
+            _ => NullBehavior::Fail,
+        };
+
+        let extractor = match pick("timestamp.extractor", EXTRACTORS)? {
+            "Record" => TimestampExtractor::Record,
+            "RecordField" => {
+                let field = s("timestamp.field")?;
+                if field.trim().is_empty() {
+                    return Err(bad(
+                        "timestamp.field",
+                        "must name a field when timestamp.extractor=RecordField".into(),
+                    ));
+                }
+                TimestampExtractor::RecordField(field.trim().to_string())
+            }
+            _ => TimestampExtractor::Wallclock,
+        };
+        let time = |path_format: String, duration_ms: i64| -> Result<Partitioner, ConnectorError> {
+            if path_format.trim().is_empty() {
+                return Err(bad(
+                    "path.format",
+                    "must be set for the time-based partitioner, e.g. 'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH".into(),
+                ));
+            }
+            if duration_ms <= 0 {
+                return Err(bad(
+                    "partition.duration.ms",
+                    "must be a positive number of ms for the time-based partitioner".into(),
+                ));
+            }
+            Ok(Partitioner::Time(TimeSpec { path_format, duration_ms, tz_offset_secs, extractor: extractor.clone() }))
+        };
+        let partitioner = match pick("partitioner.class", PARTITIONERS)? {
+            "field" => {
+                let fields = config.list(&def, "partition.field.name")?;
+                if fields.is_empty() {
+                    return Err(bad(
+                        "partition.field.name",
+                        "must list at least one field for the field partitioner".into(),
+                    ));
+                }
+                Partitioner::Field(fields)
+            }
+            "time" => time(s("path.format")?, l("partition.duration.ms")?)?,
+            "hourly" => time("'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH".into(), 3_600_000)?,
+            "daily" => time("'year'=YYYY/'month'=MM/'day'=dd".into(), 86_400_000)?,
+            _ => Partitioner::Default,
+        };
+
+        let bytes_extension = s("format.bytearray.extension")?;
+        let cfg = S3SinkConfig {
+            bucket: s("s3.bucket.name")?.trim().to_string(),
+            region: s("s3.region")?.trim().to_string(),
+            endpoint,
+            path_style: b("s3.path.style.access.enabled")?,
+            access_key,
+            topics_dir: s("topics.dir")?.trim_matches('/').to_string(),
+            directory_delim: s("directory.delim")?,
+            file_delim: s("file.delim")?,
+            zero_pad: l("filename.offset.zero.pad.width")?.clamp(0, 19) as usize,
+            flush_size: l("flush.size")?.max(1) as u64,
+            rotate_interval_ms,
+            rotate_schedule_ms,
+            max_object_bytes: opt_pos("s3.object.max.bytes")?.map(|v| v as u64),
+            max_open_files: opt_pos("s3.max.open.files")?.map(|v| v as usize),
+            tz_offset_secs,
+            part_size: l("s3.part.size")?.clamp(MIN_PART_SIZE, MAX_PART_SIZE) as usize,
+            upload_concurrency: l("s3.part.upload.concurrency")?.clamp(1, 64) as usize,
+            format,
+            bytes_separator: unescape(&s("format.bytearray.separator")?),
+            bytes_extension: if bytes_extension.starts_with('.') {
+                bytes_extension
+            } else {
+                format!(".{bytes_extension}")
+            },
+            compression,
+            compression_level: l("s3.compression.level")? as i32,
+            partitioner,
+            null_behavior,
+            tombstone_partition: s("tombstone.encoded.partition")?,
+            tagging: b("s3.object.tagging")?,
+            part_retries: l("s3.part.retries")?.clamp(0, 100) as u32,
+            retry_backoff: Duration::from_millis(l("s3.retry.backoff.ms")?.max(0) as u64),
+            conditional_writes: b("enable.conditional.writes")?,
+        };
+        if cfg.bucket.is_empty() {
+            return Err(bad("s3.bucket.name", "must not be empty".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// Object boundaries are a function of the records alone: a re-delivery
+    /// produces the same objects with the same content (exactly-once).
+    pub fn deterministic(&self) -> bool {
+        self.rotate_schedule_ms.is_none()
+            && self.max_open_files.is_none()
+            && !matches!(&self.partitioner, Partitioner::Time(t) if t.extractor == TimestampExtractor::Wallclock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ConnectorConfig {
+        ConnectorConfig::new()
+            .with("topics", "t")
+            .with("s3.bucket.name", "b")
+            .with("flush.size", "3")
+            .with("format.class", "io.confluent.connect.s3.format.json.JsonFormat")
+    }
+
+    fn keys(issues: &[ConfigIssue]) -> Vec<String> {
+        issues.iter().map(|i| i.key.to_string()).collect()
+    }
+
+    #[test]
+    fn confluent_config_with_java_class_names_is_accepted() {
+        let c = base()
+            .with("partitioner.class", "io.confluent.connect.storage.partitioner.TimeBasedPartitioner")
+            .with("path.format", "'year'=YYYY")
+            .with("partition.duration.ms", "3600000")
+            .with("timestamp.extractor", "Record")
+            .with("s3.compression.type", "gzip");
+        assert_eq!(validate(&c), vec![]);
+        let cfg = S3SinkConfig::from_config(&c).unwrap();
+        assert_eq!(cfg.format, Format::Json);
+        assert_eq!(cfg.compression, Compression::Gzip);
+        assert_eq!(cfg.part_size, 25 * 1024 * 1024);
+        assert_eq!(cfg.region, "us-west-2");
+        assert_eq!(cfg.topics_dir, "topics");
+        assert!(cfg.deterministic());
+        assert!(matches!(cfg.partitioner, Partitioner::Time(_)));
+    }
+
+    #[test]
+    fn every_issue_names_its_key_and_lists_supported_values() {
+        let c = ConnectorConfig::new()
+            .with("topics", "t")
+            .with("format.class", "io.confluent.connect.s3.format.avro.AvroFormat")
+            .with("s3.compression.type", "snappy")
+            .with("partitioner.class", "Nope")
+            .with("timestamp.extractor", "Kafka")
+            .with("behavior.on.null.values", "drop")
+            .with("s3.part.size", "1024")
+            .with("flush.size", "0")
+            .with("timezone", "Europe/Paris")
+            .with("store.kafka.keys", "true")
+            .with("rotate.interval.ms", "0");
+        let issues = validate(&c);
+        let mut k = keys(&issues);
+        k.sort();
+        let mut want = vec![
+            "s3.bucket.name",
+            "flush.size",
+            "rotate.interval.ms",
+            "timezone",
+            "s3.part.size",
+            "format.class",
+            "s3.compression.type",
+            "partitioner.class",
+            "timestamp.extractor",
+            "behavior.on.null.values",
+            "store.kafka.keys",
+        ];
+        want.sort();
+        assert_eq!(k, want, "{issues:?}");
+        let fmt = issues.iter().find(|i| i.key == "format.class").unwrap();
+        assert!(fmt.message.contains("json") && fmt.message.contains("bytes"), "{fmt:?}");
+        let comp = issues.iter().find(|i| i.key == "s3.compression.type").unwrap();
+        assert!(comp.message.contains("gzip") && comp.message.contains("zstd"), "{comp:?}");
+    }
+
+    #[test]
+    fn cross_key_issues_name_their_key() {
+        let c = base().with("partitioner.class", "field");
+        assert_eq!(keys(&validate(&c)), vec!["partition.field.name"]);
+        let c = base().with("partitioner.class", "time").with("path.format", "YYYY");
+        assert_eq!(keys(&validate(&c)), vec!["partition.duration.ms"]);
+        let c = base().with("partitioner.class", "time").with("partition.duration.ms", "1000");
+        assert_eq!(keys(&validate(&c)), vec!["path.format"]);
+        let c = base().with("topics.regex", "x.*");
+        assert_eq!(keys(&validate(&c)), vec!["topics"]);
+        let c = base().with("aws.access.key.id", "AKIA");
+        assert_eq!(keys(&validate(&c)), vec!["aws.secret.access.key"]);
+    }
+
+    #[test]
+    fn timezones() {
+        assert_eq!(parse_timezone("UTC"), Ok(0));
+        assert_eq!(parse_timezone("+02:00"), Ok(7200));
+        assert_eq!(parse_timezone("UTC-0530"), Ok(-(5 * 3600 + 30 * 60)));
+        assert!(parse_timezone("America/New_York").is_err());
+    }
+
+    #[test]
+    fn wallclock_schedule_is_not_deterministic() {
+        let c = base().with("rotate.schedule.interval.ms", "60000");
+        assert!(!S3SinkConfig::from_config(&c).unwrap().deterministic());
+        let c = base().with("partitioner.class", "hourly");
+        assert!(!S3SinkConfig::from_config(&c).unwrap().deterministic());
+    }
+}

@@ -1,0 +1,116 @@
+//! Object keys, exactly as Confluent names them:
+//! `<topics.dir>/<topic>/<encoded partition>/<topic>+<kafka partition>+<start offset>.<ext>`
+//! (Confluent's `generatePartitionedPath` puts the topic before the encoded
+//! partition, e.g. `topics/orders/partition=0/orders+0+0000000000.json`).
+//! The name depends only on the first record of the object, so a re-delivery
+//! from the committed offset writes the same keys (exactly-once overwrite).
+
+use crate::config::{Compression, Format, S3SinkConfig};
+
+/// File extension for a format and compression (`.json`, `.json.gz`, `.bin.zst`, ...).
+pub fn extension(format: Format, compression: Compression, bytes_extension: &str) -> String {
+    let base = match format {
+        Format::Json => ".json",
+        Format::Bytes => bytes_extension,
+    };
+    let suffix = match compression {
+        Compression::None => "",
+        Compression::Gzip => ".gz",
+        Compression::Zstd => ".zst",
+    };
+    format!("{base}{suffix}")
+}
+
+pub struct Naming {
+    topics_dir: String,
+    directory_delim: String,
+    file_delim: String,
+    zero_pad: usize,
+    extension: String,
+}
+
+impl Naming {
+    pub fn new(cfg: &S3SinkConfig) -> Self {
+        Naming {
+            topics_dir: cfg.topics_dir.clone(),
+            directory_delim: cfg.directory_delim.clone(),
+            file_delim: cfg.file_delim.clone(),
+            zero_pad: cfg.zero_pad,
+            extension: extension(cfg.format, cfg.compression, &cfg.bytes_extension),
+        }
+    }
+
+    pub fn object_key(&self, encoded_partition: &str, topic: &str, partition: i32, start_offset: i64) -> String {
+        let d = &self.directory_delim;
+        let f = &self.file_delim;
+        let width = self.zero_pad;
+        format!(
+            "{}{d}{topic}{d}{encoded_partition}{d}{topic}{f}{partition}{f}{start_offset:0width$}{}",
+            self.topics_dir, self.extension
+        )
+    }
+
+    /// The prefix of every object this connector writes (to find leftovers).
+    pub fn prefix(&self) -> String {
+        format!("{}{}", self.topics_dir, self.directory_delim)
+    }
+
+    /// True when `key` is an object of this topic partition (any encoded partition).
+    pub fn belongs_to(&self, key: &str, topic: &str, partition: i32) -> bool {
+        let file = key.rsplit(self.directory_delim.as_str()).next().unwrap_or(key);
+        key.starts_with(&self.prefix()) && file.starts_with(&format!("{topic}{f}{partition}{f}", f = self.file_delim))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_api::ConnectorConfig;
+
+    fn naming(extra: &[(&str, &str)]) -> Naming {
+        let mut c = ConnectorConfig::new()
+            .with("topics", "t")
+            .with("s3.bucket.name", "b")
+            .with("flush.size", "3")
+            .with("format.class", "json");
+        for (k, v) in extra {
+            c.set(*k, *v);
+        }
+        Naming::new(&S3SinkConfig::from_config(&c).unwrap())
+    }
+
+    #[test]
+    fn confluent_names() {
+        assert_eq!(
+            naming(&[]).object_key("partition=0", "s3_topic", 0, 0),
+            "topics/s3_topic/partition=0/s3_topic+0+0000000000.json"
+        );
+        assert_eq!(
+            naming(&[("topics.dir", "out/data"), ("s3.compression.type", "gzip")]).object_key(
+                "partition=3",
+                "orders",
+                3,
+                12345
+            ),
+            "out/data/orders/partition=3/orders+3+0000012345.json.gz"
+        );
+        assert_eq!(
+            naming(&[("format.class", "bytes"), ("s3.compression.type", "zstd")]).object_key(
+                "x=1",
+                "t",
+                0,
+                10_000_000_000
+            ),
+            "topics/t/x=1/t+0+10000000000.bin.zst"
+        );
+    }
+
+    #[test]
+    fn belongs_to_matches_topic_and_partition_only() {
+        let n = naming(&[]);
+        assert!(n.belongs_to("topics/t/partition=1/t+1+0000000000.json", "t", 1));
+        assert!(!n.belongs_to("topics/t/partition=1/t+11+0000000000.json", "t", 1));
+        assert!(!n.belongs_to("topics/t/partition=1/tt+1+0000000000.json", "t", 1));
+        assert!(!n.belongs_to("other/t/partition=1/t+1+0000000000.json", "t", 1));
+    }
+}

@@ -1,0 +1,456 @@
+//! The sink task: routes records to one open object per (Kafka partition,
+//! encoded partition), rotates objects, and reports as committable only what
+//! completed objects hold.
+//!
+//! Invariant: for every Kafka partition, the offset `pre_commit` reports is
+//! `min(start offset of every object still open or completing, next offset
+//! handed over)`. Records before it are in completed objects, were ignored
+//! (null values with `ignore`), or were reported as failed (the runtime
+//! settles those through the DLQ).
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use connector_api::{ConnectorError, Host, PutOutcome, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset};
+use serde_json::Value;
+use tokio::{runtime::Runtime, sync::Semaphore};
+
+use crate::{
+    config::{NullBehavior, S3SinkConfig},
+    format::{RecordEncoder, Stream},
+    naming::Naming,
+    partitioner::{Partitioner, RecordView, TimestampExtractor},
+    upload::{self, ObjectUpload, Uploader},
+};
+
+type Tp = (String, i32);
+
+/// One object being written.
+struct Writer {
+    start_offset: i64,
+    end_offset: i64,
+    records: u64,
+    /// Uncompressed bytes written (for `s3.object.max.bytes`).
+    raw_bytes: u64,
+    /// Record time of the first record (for `rotate.interval.ms`).
+    first_time: Option<i64>,
+    /// Wall-clock deadline (for `rotate.schedule.interval.ms`).
+    deadline: Option<i64>,
+    /// Open order, to rotate the oldest when `s3.max.open.files` is reached.
+    seq: u64,
+    stream: Option<Stream>,
+    upload: ObjectUpload,
+}
+
+#[derive(Default)]
+struct PartitionState {
+    /// The offset after the last record handed over (accepted, ignored or failed).
+    next_offset: Option<i64>,
+    /// Open objects by encoded partition.
+    writers: BTreeMap<String, Writer>,
+    /// Rotated objects whose completion failed: retried before anything else.
+    completing: Vec<Writer>,
+    /// Records reported as failed, re-reported if a batch is re-delivered
+    /// after a retriable error (so none is silently taken as accepted).
+    failed: BTreeMap<i64, ConnectorError>,
+}
+
+impl PartitionState {
+    fn committable(&self) -> Option<i64> {
+        let next = self.next_offset?;
+        let open = self.writers.values().chain(&self.completing).map(|w| w.start_offset).min();
+        Some(open.map_or(next, |o| o.min(next)))
+    }
+}
+
+pub struct S3SinkTask {
+    rt: Runtime,
+    cfg: Arc<S3SinkConfig>,
+    up: Uploader,
+    naming: Naming,
+    encoder: RecordEncoder,
+    host: Host,
+    partitions: BTreeMap<Tp, PartitionState>,
+    seq: u64,
+    /// Scratch buffer for one encoded record.
+    line: Vec<u8>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl S3SinkTask {
+    pub fn new(cfg: S3SinkConfig, host: Host) -> Result<Self, ConnectorError> {
+        // The task owns its runtime (never the worker's): two workers run the
+        // background part uploads while `put` blocks on the rest.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("s3-sink-io")
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectorError::fatal(format!("cannot start the S3 sink's I/O runtime: {e}")))?;
+        let client = rt.block_on(upload::client(&cfg));
+        let deterministic = cfg.deterministic();
+        let up = Uploader {
+            client,
+            bucket: cfg.bucket.clone(),
+            permits: Arc::new(Semaphore::new(cfg.upload_concurrency)),
+            // With non-deterministic rotation a re-delivery may cut objects
+            // differently: overwriting (at-least-once) is then safer than
+            // keeping an older object that holds fewer records.
+            conditional: cfg.conditional_writes && deterministic,
+            tagging: cfg.tagging,
+        };
+        if !deterministic {
+            host.info(
+                "S3 sink rotation is not deterministic (wall clock or open-file limit): delivery is at-least-once",
+                &[("bucket", &cfg.bucket)],
+            );
+        }
+        Ok(S3SinkTask {
+            rt,
+            naming: Naming::new(&cfg),
+            encoder: RecordEncoder::new(cfg.format, cfg.bytes_separator.clone()),
+            up,
+            cfg: Arc::new(cfg),
+            host,
+            partitions: BTreeMap::new(),
+            seq: 0,
+            line: Vec::new(),
+        })
+    }
+
+    fn record_time(&self, record: &SinkRecord<'_>, json: Option<&Value>) -> Option<i64> {
+        // rotate.interval.ms runs on record time: the time partitioner's
+        // extractor when there is one, else the Kafka record timestamp.
+        match &self.cfg.partitioner {
+            Partitioner::Time(spec) if spec.extractor != TimestampExtractor::Wallclock => spec
+                .extractor
+                .extract(&RecordView { partition: record.partition(), timestamp: record.timestamp(), json, now_ms: 0 })
+                .ok(),
+            _ => record.timestamp(),
+        }
+    }
+
+    fn schedule_deadline(&self, now: i64) -> Option<i64> {
+        let interval = self.cfg.rotate_schedule_ms?;
+        let offset = self.cfg.tz_offset_secs as i64 * 1000;
+        Some(((now + offset).div_euclid(interval) + 1) * interval - offset)
+    }
+
+    /// Takes one record: Ok(()) accepted or ignored, Err(msg) a bad record.
+    /// An `Err` of the outer result is a task-level failure.
+    fn take(&mut self, r: &SinkRecord<'_>) -> Result<Result<(), String>, ConnectorError> {
+        let cfg = Arc::clone(&self.cfg);
+        let value = r.value();
+        if value.is_none() {
+            match cfg.null_behavior {
+                NullBehavior::Fail => {
+                    return Ok(Err("null value (tombstone) with behavior.on.null.values=fail; set it to ignore or write to accept tombstones".into()))
+                }
+                NullBehavior::Ignore => return Ok(Ok(())),
+                NullBehavior::Write => {}
+            }
+        }
+        let json = match (value, cfg.partitioner.needs_json()) {
+            (Some(v), true) => match serde_json::from_slice::<Value>(v) {
+                Ok(j) => Some(j),
+                Err(e) => return Ok(Err(format!("value is not JSON ({e}) but partitioner.class needs a JSON value"))),
+            },
+            _ => None,
+        };
+        let now = now_ms();
+        let encoded = if value.is_none() {
+            cfg.tombstone_partition.clone()
+        } else {
+            let view =
+                RecordView { partition: r.partition(), timestamp: r.timestamp(), json: json.as_ref(), now_ms: now };
+            match cfg.partitioner.encode(&view, &cfg.directory_delim) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            }
+        };
+        self.line.clear();
+        if let Err(e) = self.encoder.encode(value, &mut self.line) {
+            return Ok(Err(e));
+        }
+        let time = self.record_time(r, json.as_ref());
+        let tp: Tp = (r.topic().to_string(), r.partition());
+
+        // Record-time rotation happens before the record: it starts the next object.
+        if let (Some(interval), Some(t)) = (cfg.rotate_interval_ms, time) {
+            let due = self
+                .partitions
+                .get(&tp)
+                .and_then(|s| s.writers.get(&encoded))
+                .is_some_and(|w| w.first_time.is_some_and(|first| t - first >= interval));
+            if due {
+                self.rotate(&tp, &encoded)?;
+            }
+        }
+
+        let exists = self.partitions.get(&tp).is_some_and(|s| s.writers.contains_key(&encoded));
+        if !exists {
+            if let Some(max) = cfg.max_open_files {
+                while self.open_files() >= max {
+                    let Some((otp, oenc)) = self.oldest() else { break };
+                    self.rotate(&otp, &oenc)?;
+                }
+            }
+            let stream = Stream::new(cfg.compression, cfg.compression_level)
+                .map_err(|e| ConnectorError::fatal(format!("cannot start s3.compression.type compressor: {e}")))?;
+            self.seq += 1;
+            let writer = Writer {
+                start_offset: r.offset(),
+                end_offset: r.offset(),
+                records: 0,
+                raw_bytes: 0,
+                first_time: time,
+                deadline: self.schedule_deadline(now),
+                seq: self.seq,
+                stream: Some(stream),
+                upload: ObjectUpload::new(self.naming.object_key(&encoded, r.topic(), r.partition(), r.offset())),
+            };
+            self.partitions.entry(tp.clone()).or_default().writers.insert(encoded.clone(), writer);
+        }
+
+        let part_size = cfg.part_size;
+        let state = self.partitions.entry(tp.clone()).or_default();
+        let Some(w) = state.writers.get_mut(&encoded) else {
+            return Err(ConnectorError::fatal("internal: open object vanished"));
+        };
+        let Some(stream) = w.stream.as_mut() else {
+            return Err(ConnectorError::fatal("internal: open object has no stream"));
+        };
+        stream
+            .write(&self.line)
+            .map_err(|e| ConnectorError::fatal(format!("compressing into {}: {e}", w.upload.key)))?;
+        w.records += 1;
+        w.raw_bytes += self.line.len() as u64;
+        w.end_offset = r.offset();
+        if stream.pending() >= part_size {
+            w.upload.push_part(stream.take());
+        }
+        let full = w.records >= cfg.flush_size || cfg.max_object_bytes.is_some_and(|m| w.raw_bytes >= m);
+        // From here on the record is accepted: a failure below is retried
+        // without taking it again.
+        state.next_offset = Some(r.offset() + 1);
+        w.upload.pump(&self.rt, &self.up)?;
+        if full {
+            self.rotate(&tp, &encoded)?;
+        }
+        Ok(Ok(()))
+    }
+
+    fn open_files(&self) -> usize {
+        self.partitions.values().map(|s| s.writers.len()).sum()
+    }
+
+    fn oldest(&self) -> Option<(Tp, String)> {
+        self.partitions
+            .iter()
+            .flat_map(|(tp, s)| s.writers.iter().map(move |(enc, w)| (w.seq, tp, enc)))
+            .min_by_key(|(seq, _, _)| *seq)
+            .map(|(_, tp, enc)| (tp.clone(), enc.clone()))
+    }
+
+    /// Closes an object: sends its last part and completes it. On failure
+    /// the object waits in `completing` and blocks the partition's offset.
+    fn rotate(&mut self, tp: &Tp, encoded: &str) -> Result<(), ConnectorError> {
+        let Some(state) = self.partitions.get_mut(tp) else { return Ok(()) };
+        let Some(w) = state.writers.remove(encoded) else { return Ok(()) };
+        state.completing.push(w);
+        self.complete_pending(tp)
+    }
+
+    /// Finishes the partition's objects waiting for completion, oldest first.
+    fn complete_pending(&mut self, tp: &Tp) -> Result<(), ConnectorError> {
+        let Some(state) = self.partitions.get_mut(tp) else { return Ok(()) };
+        while let Some(w) = state.completing.first_mut() {
+            if let Some(stream) = w.stream.take() {
+                let tail = stream
+                    .finish()
+                    .map_err(|e| ConnectorError::fatal(format!("finishing compression of {}: {e}", w.upload.key)))?;
+                w.upload.set_tail(tail);
+            }
+            let tags = format!("startOffset={}&endOffset={}&recordCount={}", w.start_offset, w.end_offset, w.records);
+            if let Err(e) = w.upload.finish(&self.rt, &self.up, &tags) {
+                self.host.warn(
+                    "S3 object not completed yet; its records stay uncommitted",
+                    &[("key", &w.upload.key), ("error", e.message())],
+                );
+                return Err(e);
+            }
+            self.host.debug(
+                "S3 object written",
+                &[
+                    ("key", &w.upload.key),
+                    ("records", &w.records.to_string()),
+                    ("bytes", &w.upload.bytes_uploaded.to_string()),
+                ],
+            );
+            self.host.counter("s3_sink_objects_total", "Objects completed in S3", &[], 1.0);
+            self.host.counter("s3_sink_records_total", "Records in completed S3 objects", &[], w.records as f64);
+            self.host.counter(
+                "s3_sink_bytes_total",
+                "Bytes in completed S3 objects",
+                &[],
+                w.upload.bytes_uploaded as f64,
+            );
+            state.completing.remove(0);
+        }
+        Ok(())
+    }
+
+    fn complete_all_pending(&mut self) -> Result<(), ConnectorError> {
+        let tps: Vec<Tp> =
+            self.partitions.iter().filter(|(_, s)| !s.completing.is_empty()).map(|(tp, _)| tp.clone()).collect();
+        for tp in tps {
+            self.complete_pending(&tp)?;
+        }
+        Ok(())
+    }
+
+    /// Wall-clock rotation (`rotate.schedule.interval.ms`), idle partitions included.
+    fn rotate_scheduled(&mut self) -> Result<(), ConnectorError> {
+        if self.cfg.rotate_schedule_ms.is_none() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let due: Vec<(Tp, String)> = self
+            .partitions
+            .iter()
+            .flat_map(|(tp, s)| {
+                s.writers
+                    .iter()
+                    .filter(|(_, w)| w.deadline.is_some_and(|d| now >= d))
+                    .map(move |(e, _)| (tp.clone(), e.clone()))
+            })
+            .collect();
+        for (tp, enc) in due {
+            self.rotate(&tp, &enc)?;
+        }
+        Ok(())
+    }
+
+    fn offsets(&self) -> Vec<TopicPartitionOffset> {
+        self.partitions
+            .iter()
+            .filter_map(|((t, p), s)| s.committable().map(|o| TopicPartitionOffset::new(t.clone(), *p, o)))
+            .collect()
+    }
+
+    fn abort_partition(&mut self, tp: &Tp) {
+        let Some(mut state) = self.partitions.remove(tp) else { return };
+        for mut w in state.writers.into_values().chain(state.completing.drain(..)) {
+            if let Err(e) = w.upload.abort(&self.rt, &self.up) {
+                self.host.warn(
+                    "could not abort an S3 upload; it is retried when the partition is next opened",
+                    &[("key", &w.upload.key), ("error", e.message())],
+                );
+            }
+        }
+    }
+
+    /// Aborts multipart uploads a previous owner left for these partitions.
+    fn abort_leftovers(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for tp in partitions {
+            by_topic.entry(tp.topic.to_string()).or_default().push(tp.partition);
+        }
+        for (topic, parts) in by_topic {
+            let prefix = format!("{}{}{}", self.naming.prefix(), topic, self.cfg.directory_delim);
+            let own: Vec<String> = self
+                .partitions
+                .values()
+                .flat_map(|s| s.writers.values().chain(&s.completing).map(|w| w.upload.key.clone()))
+                .collect();
+            let naming = &self.naming;
+            let leftovers = upload::list_uploads(&self.rt, &self.up, &prefix, |key| {
+                parts.iter().any(|p| naming.belongs_to(key, &topic, *p)) && !own.iter().any(|k| k == key)
+            })?;
+            for (key, id) in leftovers {
+                self.host.info("aborting a multipart upload left by a previous owner", &[("key", &key)]);
+                upload::abort_upload(&self.rt, &self.up, &key, &id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SinkTask for S3SinkTask {
+    fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        self.abort_leftovers(partitions)
+    }
+
+    fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
+        // Objects whose completion failed come first: nothing new is taken
+        // while one is pending (the runtime backs off on the Retriable error).
+        self.complete_all_pending()?;
+        let mut outcome = PutOutcome::accepted();
+        for (i, r) in records.iter().enumerate() {
+            let tp: Tp = (r.topic().to_string(), r.partition());
+            let state = self.partitions.entry(tp.clone()).or_default();
+            if state.next_offset.is_some_and(|n| r.offset() < n) {
+                // Already taken (a batch re-delivered after a retriable error).
+                if let Some(e) = state.failed.get(&r.offset()) {
+                    outcome.fail(i, e.clone());
+                }
+                continue;
+            }
+            if let Err(message) = self.take(r)? {
+                let error = ConnectorError::bad_record(format!(
+                    "{}/{} offset {}: {message}",
+                    r.topic(),
+                    r.partition(),
+                    r.offset()
+                ));
+                let state = self.partitions.entry(tp).or_default();
+                state.next_offset = Some(r.offset() + 1);
+                state.failed.insert(r.offset(), error.clone());
+                outcome.fail(i, error);
+            } else if let Some(state) = self.partitions.get_mut(&tp) {
+                // Ignored records (null values with `ignore`) move the offset too.
+                state.next_offset = Some(r.offset() + 1);
+            }
+        }
+        // The failure memory only needs records the runtime may re-deliver.
+        for state in self.partitions.values_mut() {
+            if let Some(c) = state.committable() {
+                state.failed = state.failed.split_off(&c);
+            }
+        }
+        self.rotate_scheduled()?;
+        Ok(outcome)
+    }
+
+    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        // Failures here only hold offsets back (they are computed from what
+        // completed); the error itself surfaces on the next put.
+        if let Err(e) = self.complete_all_pending().and_then(|_| self.rotate_scheduled()) {
+            self.host.warn("S3 sink could not complete objects before commit", &[("error", e.message())]);
+        }
+        Ok(self.offsets())
+    }
+
+    fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        for tp in partitions {
+            self.abort_partition(&(tp.topic.to_string(), tp.partition));
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), ConnectorError> {
+        // Open objects are dropped: their records were not committed and are
+        // re-delivered from the committed offset.
+        let tps: Vec<Tp> = self.partitions.keys().cloned().collect();
+        for tp in tps {
+            self.abort_partition(&tp);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! S3 access: the client (checksums only when required, path style for
+//! custom endpoints) and one object's streaming upload.
+//!
+//! An object is written as parts are filled: the first full part creates a
+//! multipart upload and every full part is sent in the background (bounded by
+//! a per-task semaphore) while the task keeps consuming. `finish` sends the
+//! tail and completes; an object that never filled a part is a single PUT.
+//! Every step keeps its input until it succeeded, so a failed `finish` can be
+//! retried later without losing data.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
+use aws_sdk_s3::{
+    config::{http::HttpResponse, Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    primitives::ByteStream,
+    types::{CompletedMultipartUpload, CompletedPart},
+    Client,
+};
+use bytes::Bytes;
+use connector_api::ConnectorError;
+use tokio::{runtime::Runtime, sync::Semaphore, task::JoinHandle};
+
+use crate::config::S3SinkConfig;
+
+pub async fn client(cfg: &S3SinkConfig) -> Client {
+    // The SDK's standard retry strategy is exponential backoff with jitter:
+    // `s3.part.retries` retries after the first attempt, starting at
+    // `s3.retry.backoff.ms` (as Confluent configures the Java SDK).
+    let retry = RetryConfig::standard().with_max_attempts(cfg.part_retries + 1).with_initial_backoff(cfg.retry_backoff);
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone())).retry_config(retry);
+    if let Some((id, secret)) = &cfg.access_key {
+        loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "sluice-s3-sink-config"));
+    }
+    if let Some(url) = &cfg.endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(cfg.endpoint.is_some() && cfg.path_style)
+        // The SDK's default (checksums on every request since 2025-01) breaks
+        // several S3-compatible stores; AWS itself needs them only where required.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// What a failed request means for the runtime.
+pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    what: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> ConnectorError {
+    let status = status(err);
+    let detail = DisplayErrorContext(err);
+    let message = format!("S3 {what} failed: {detail}");
+    match err {
+        SdkError::ConstructionFailure(_) => ConnectorError::fatal(message),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let transient = matches!(status, Some(s) if s >= 500 || s == 429)
+                || matches!(
+                    code,
+                    "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "Throttling"
+                );
+            if transient {
+                ConnectorError::retriable(message)
+            } else if matches!(status, Some(401 | 403)) || code == "AccessDenied" || code == "NoSuchBucket" {
+                ConnectorError::config(format!(
+                    "{message} (check s3.bucket.name, s3.region, store.url and the credentials: aws.access.key.id or the AWS default chain)"
+                ))
+            } else {
+                ConnectorError::fatal(message)
+            }
+        }
+        // Timeouts, connection failures, truncated responses: the network.
+        _ => ConnectorError::retriable(message),
+    }
+}
+
+fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// "The object already exists": a conditional create lost to an earlier
+/// write of the same name, which (deterministic rotation) has the same content.
+fn already_exists<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    status(err) == Some(412) || matches!(err, SdkError::ServiceError(s) if s.err().code() == Some("PreconditionFailed"))
+}
+
+/// Shared by all objects of a task.
+#[derive(Clone)]
+pub struct Uploader {
+    pub client: Client,
+    pub bucket: String,
+    /// Bounds part uploads in flight per task (and so their memory).
+    pub permits: Arc<Semaphore>,
+    /// `If-None-Match: *` on object creation (deterministic rotation only).
+    pub conditional: bool,
+    pub tagging: bool,
+}
+
+/// One object being written.
+pub struct ObjectUpload {
+    pub key: String,
+    upload_id: Option<String>,
+    next_part: i32,
+    /// Full parts not yet handed to a background upload.
+    queued: Vec<Bytes>,
+    /// Parts being uploaded, with their bytes kept for a retry.
+    in_flight: Vec<(i32, Bytes, JoinHandle<Result<String, ConnectorError>>)>,
+    /// Parts that failed past the SDK's retries, to send again.
+    failed: Vec<(i32, Bytes)>,
+    done: BTreeMap<i32, String>,
+    /// The last bytes, once the stream was finished.
+    tail: Option<Bytes>,
+    pub bytes_uploaded: u64,
+}
+
+impl ObjectUpload {
+    pub fn new(key: String) -> Self {
+        ObjectUpload {
+            key,
+            upload_id: None,
+            next_part: 1,
+            queued: Vec::new(),
+            in_flight: Vec::new(),
+            failed: Vec::new(),
+            done: BTreeMap::new(),
+            tail: None,
+            bytes_uploaded: 0,
+        }
+    }
+
+    pub fn is_multipart(&self) -> bool {
+        self.upload_id.is_some() || !self.queued.is_empty()
+    }
+
+    /// Queues a full part; `pump` sends it.
+    pub fn push_part(&mut self, part: Vec<u8>) {
+        self.queued.push(Bytes::from(part));
+    }
+
+    pub fn set_tail(&mut self, tail: Vec<u8>) {
+        self.tail = Some(Bytes::from(tail));
+    }
+
+    pub fn has_tail(&self) -> bool {
+        self.tail.is_some()
+    }
+
+    /// Starts background uploads of queued parts, waiting for a permit when
+    /// too many are in flight (backpressure on `put`).
+    pub fn pump(&mut self, rt: &Runtime, up: &Uploader) -> Result<(), ConnectorError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        if self.upload_id.is_none() {
+            let res = rt.block_on(up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key).send());
+            let out = res.map_err(|e| classify(&format!("CreateMultipartUpload of {}", self.key), &e))?;
+            let id = out.upload_id().unwrap_or_default().to_string();
+            if id.is_empty() {
+                return Err(ConnectorError::retriable(format!(
+                    "S3 CreateMultipartUpload of {} returned no upload id",
+                    self.key
+                )));
+            }
+            self.upload_id = Some(id);
+        }
+        for part in std::mem::take(&mut self.queued) {
+            let number = self.next_part;
+            self.next_part += 1;
+            self.spawn(rt, up, number, part);
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, rt: &Runtime, up: &Uploader, number: i32, part: Bytes) {
+        let upload_id = self.upload_id.clone().unwrap_or_default();
+        // Waiting here (not inside the spawned future) is the backpressure.
+        let permit = rt.block_on(up.permits.clone().acquire_owned());
+        let (client, bucket, key, body) = (up.client.clone(), up.bucket.clone(), self.key.clone(), part.clone());
+        let handle = rt.spawn(async move {
+            let _permit = permit;
+            let res = client
+                .upload_part()
+                .bucket(bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await;
+            match res {
+                Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
+                Err(e) => Err(classify(&format!("UploadPart {number} of {key}"), &e)),
+            }
+        });
+        self.in_flight.push((number, part, handle));
+    }
+
+    /// Waits for the background part uploads; failed ones are kept to retry.
+    fn settle(&mut self, rt: &Runtime) -> Result<(), ConnectorError> {
+        let mut first_error = None;
+        for (number, part, handle) in std::mem::take(&mut self.in_flight) {
+            match rt.block_on(handle) {
+                Ok(Ok(etag)) => {
+                    self.bytes_uploaded += part.len() as u64;
+                    self.done.insert(number, etag);
+                }
+                Ok(Err(e)) => {
+                    self.failed.push((number, part));
+                    first_error.get_or_insert(e);
+                }
+                Err(join) => {
+                    self.failed.push((number, part));
+                    first_error.get_or_insert(ConnectorError::retriable(format!(
+                        "part upload of {} stopped: {join}",
+                        self.key
+                    )));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends what is left and makes the object visible. Resumable: on error
+    /// the state is kept and a later call continues where this one stopped.
+    pub fn finish(&mut self, rt: &Runtime, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
+        let tail = self.tail.clone().unwrap_or_default();
+        if !self.is_multipart() {
+            return self.put_single(rt, up, tail, tags);
+        }
+        self.pump(rt, up)?;
+        if !tail.is_empty() || self.next_part == 1 {
+            let number = self.next_part;
+            self.next_part += 1;
+            self.spawn(rt, up, number, tail);
+            self.tail = Some(Bytes::new());
+        }
+        for (number, part) in std::mem::take(&mut self.failed) {
+            self.spawn(rt, up, number, part);
+        }
+        self.settle(rt)?;
+        let parts: Vec<CompletedPart> =
+            self.done.iter().map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build()).collect();
+        let mut req = up
+            .client
+            .complete_multipart_upload()
+            .bucket(&up.bucket)
+            .key(&self.key)
+            .upload_id(self.upload_id.clone().unwrap_or_default())
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+        if up.conditional {
+            req = req.if_none_match("*");
+        }
+        match rt.block_on(req.send()) {
+            Ok(_) => {}
+            Err(e) if already_exists(&e) => {
+                // Same name, same records: the earlier object stands. Drop our parts.
+                let _ = rt.block_on(
+                    up.client
+                        .abort_multipart_upload()
+                        .bucket(&up.bucket)
+                        .key(&self.key)
+                        .upload_id(self.upload_id.clone().unwrap_or_default())
+                        .send(),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                let what = format!("CompleteMultipartUpload of {}", self.key);
+                let err = classify(&what, &e);
+                // The upload is gone (aborted elsewhere): its parts cannot
+                // come back, the records must be re-delivered: fail the task.
+                if matches!(&e, SdkError::ServiceError(s) if s.err().code() == Some("NoSuchUpload")) {
+                    return Err(ConnectorError::fatal(format!(
+                        "{}; the task must restart from the committed offset",
+                        err.message()
+                    )));
+                }
+                return Err(err);
+            }
+        }
+        if up.tagging && !tags.is_empty() {
+            self.tag(rt, up, tags)?;
+        }
+        Ok(())
+    }
+
+    fn put_single(&mut self, rt: &Runtime, up: &Uploader, body: Bytes, tags: &str) -> Result<(), ConnectorError> {
+        let len = body.len() as u64;
+        let mut req = up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body));
+        if up.conditional {
+            req = req.if_none_match("*");
+        }
+        if up.tagging && !tags.is_empty() {
+            req = req.tagging(tags);
+        }
+        match rt.block_on(req.send()) {
+            Ok(_) => {
+                self.bytes_uploaded += len;
+                Ok(())
+            }
+            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) => Err(classify(&format!("PutObject of {}", self.key), &e)),
+        }
+    }
+
+    fn tag(&self, rt: &Runtime, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
+        use aws_sdk_s3::types::{Tag, Tagging};
+        let mut set = Vec::new();
+        for pair in tags.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let tag =
+                Tag::builder().key(k).value(v).build().map_err(|e| ConnectorError::fatal(format!("tag {k}: {e}")))?;
+            set.push(tag);
+        }
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(set))
+            .build()
+            .map_err(|e| ConnectorError::fatal(format!("tagging: {e}")))?;
+        rt.block_on(up.client.put_object_tagging().bucket(&up.bucket).key(&self.key).tagging(tagging).send())
+            .map(|_| ())
+            .map_err(|e| classify(&format!("PutObjectTagging of {}", self.key), &e))
+    }
+
+    /// Drops the object: stops part uploads and aborts the multipart upload
+    /// (best effort: a leftover is cleaned when the partition is next opened).
+    pub fn abort(&mut self, rt: &Runtime, up: &Uploader) -> Result<(), ConnectorError> {
+        for (_, _, handle) in self.in_flight.drain(..) {
+            handle.abort();
+        }
+        self.queued.clear();
+        self.failed.clear();
+        let Some(id) = self.upload_id.take() else { return Ok(()) };
+        abort_upload(rt, up, &self.key, &id)
+    }
+}
+
+pub fn abort_upload(rt: &Runtime, up: &Uploader, key: &str, upload_id: &str) -> Result<(), ConnectorError> {
+    match rt.block_on(up.client.abort_multipart_upload().bucket(&up.bucket).key(key).upload_id(upload_id).send()) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(&e, SdkError::ServiceError(s) if s.err().code() == Some("NoSuchUpload")) => Ok(()),
+        Err(e) => Err(classify(&format!("AbortMultipartUpload of {key}"), &e)),
+    }
+}
+
+/// Multipart uploads open under `prefix` whose key passes `keep`: leftovers
+/// of a previous owner of the same partitions.
+pub fn list_uploads(
+    rt: &Runtime,
+    up: &Uploader,
+    prefix: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, ConnectorError> {
+    let mut found = Vec::new();
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let mut req = up.client.list_multipart_uploads().bucket(&up.bucket).prefix(prefix);
+        if let Some(k) = &key_marker {
+            req = req.key_marker(k);
+        }
+        if let Some(i) = &id_marker {
+            req = req.upload_id_marker(i);
+        }
+        let out = rt.block_on(req.send()).map_err(|e| classify(&format!("ListMultipartUploads under {prefix}"), &e))?;
+        for u in out.uploads() {
+            if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                if keep(k) {
+                    found.push((k.to_string(), id.to_string()));
+                }
+            }
+        }
+        let truncated = out.is_truncated().unwrap_or(false);
+        let (nk, ni) = (out.next_key_marker().map(str::to_string), out.next_upload_id_marker().map(str::to_string));
+        if !truncated || (nk.is_none() && ni.is_none()) || (nk == key_marker && ni == id_marker) {
+            break;
+        }
+        key_marker = nk;
+        id_marker = ni;
+    }
+    Ok(found)
+}

@@ -1,0 +1,424 @@
+//! The S3 sink driven in-process through the plugin traits against the real
+//! SeaweedFS of `dev/services` (no mocks). Each test writes under its own
+//! `topics.dir` so tests never see each other's objects.
+
+use std::{
+    io::Read,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use aws_sdk_s3::{
+    config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
+    Client,
+};
+use connector_api::{ConnectorConfig, Host, SinkConnector, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset};
+use sluice_s3_sink::{S3Sink, S3SinkTask};
+
+struct Env {
+    endpoint: String,
+    access: String,
+    secret: String,
+    bucket: String,
+    region: String,
+}
+
+fn env() -> Env {
+    let get = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run `dev/services up` and then `eval \"$(dev/services env)\"` before these tests")
+        })
+    };
+    Env {
+        endpoint: get("S3_ENDPOINT"),
+        access: get("S3_ACCESS_KEY"),
+        secret: get("S3_SECRET_KEY"),
+        bucket: get("S3_BUCKET"),
+        region: get("S3_REGION"),
+    }
+}
+
+/// A unique prefix per test run and test.
+fn unique_dir(test: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("it-{test}-{nanos}")
+}
+
+fn config(dir: &str, extra: &[(&str, &str)]) -> ConnectorConfig {
+    let e = env();
+    let mut c = ConnectorConfig::new()
+        .with("connector.class", "io.confluent.connect.s3.S3SinkConnector")
+        .with("topics", "orders")
+        .with("s3.bucket.name", e.bucket)
+        .with("s3.region", e.region)
+        .with("store.url", e.endpoint)
+        .with("aws.access.key.id", e.access)
+        .with("aws.secret.access.key", e.secret)
+        .with("topics.dir", dir)
+        .with("format.class", "io.confluent.connect.s3.format.json.JsonFormat")
+        .with("flush.size", "3");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c
+}
+
+fn task(c: &ConnectorConfig) -> S3SinkTask {
+    let issues = S3Sink.validate(c);
+    assert!(issues.is_empty(), "{issues:?}");
+    S3Sink.create_task(c, Host::stderr()).unwrap()
+}
+
+/// Test-side S3 access, with its own runtime.
+struct Bucket {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    bucket: String,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        let e = env();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new(e.region))
+            .endpoint_url(e.endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(e.access, e.secret, None, None, "test"))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Bucket { rt, client: Client::from_conf(conf), bucket: e.bucket }
+    }
+
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = self.rt.block_on(req.send()).unwrap();
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    fn get(&self, key: &str) -> (Vec<u8>, String) {
+        let out = self.rt.block_on(self.client.get_object().bucket(&self.bucket).key(key).send()).unwrap();
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = self.rt.block_on(out.body.collect()).unwrap().into_bytes().to_vec();
+        (body, etag)
+    }
+
+    fn text(&self, key: &str) -> String {
+        String::from_utf8(self.get(key).0).unwrap()
+    }
+
+    fn open_uploads(&self, prefix: &str) -> Vec<String> {
+        let out =
+            self.rt.block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(prefix).send()).unwrap();
+        out.uploads().iter().filter_map(|u| u.key().map(str::to_string)).collect()
+    }
+}
+
+fn json(n: i64) -> String {
+    format!("{{\"id\":{n},\"name\":\"order-{n}\"}}")
+}
+
+/// Owned record data; `SinkRecord` borrows from it as the runtime's buffers.
+struct Owned {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    value: Option<Vec<u8>>,
+}
+
+fn owned(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Owned> {
+    offsets
+        .map(|o| Owned {
+            topic: "orders".into(),
+            partition,
+            offset: o,
+            timestamp: Some(1_700_000_000_000 + o),
+            value: Some(json(o).into_bytes()),
+        })
+        .collect()
+}
+
+fn put(task: &mut S3SinkTask, batch: &[Owned]) -> connector_api::PutOutcome {
+    let records: Vec<SinkRecord<'_>> = batch
+        .iter()
+        .map(|r| SinkRecord::new(&r.topic, r.partition, r.offset, r.timestamp, None, r.value.as_deref(), &[]))
+        .collect();
+    task.put(&records).unwrap()
+}
+
+fn committed(offsets: &[TopicPartitionOffset], partition: i32) -> Option<i64> {
+    offsets.iter().find(|o| o.topic == "orders" && o.partition == partition).map(|o| o.offset)
+}
+
+fn lines(range: std::ops::Range<i64>) -> String {
+    range.map(|o| json(o) + "\n").collect()
+}
+
+#[test]
+fn objects_have_confluent_names_and_offsets_commit_only_after_completion() {
+    let dir = unique_dir("names");
+    let s3 = Bucket::new();
+    let mut t = task(&config(&dir, &[]));
+    t.open(&[TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)]).unwrap();
+
+    // Two records: no object complete, nothing may be committed.
+    assert!(put(&mut t, &owned(0, 0..2)).failures().is_empty());
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0));
+    assert!(s3.keys(&dir).is_empty());
+
+    // The third completes the first object.
+    put(&mut t, &owned(0, 2..3));
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(3));
+
+    put(&mut t, &owned(0, 3..8));
+    put(&mut t, &owned(1, 0..4));
+    let offsets = t.pre_commit().unwrap();
+    assert_eq!(committed(&offsets, 0), Some(6), "offsets 6 and 7 are in an open object");
+    assert_eq!(committed(&offsets, 1), Some(3));
+
+    assert_eq!(
+        s3.keys(&dir),
+        vec![
+            format!("{dir}/orders/partition=0/orders+0+0000000000.json"),
+            format!("{dir}/orders/partition=0/orders+0+0000000003.json"),
+            format!("{dir}/orders/partition=1/orders+1+0000000000.json"),
+        ]
+    );
+    assert_eq!(s3.text(&format!("{dir}/orders/partition=0/orders+0+0000000000.json")), lines(0..3));
+    assert_eq!(s3.text(&format!("{dir}/orders/partition=0/orders+0+0000000003.json")), lines(3..6));
+    assert_eq!(s3.text(&format!("{dir}/orders/partition=1/orders+1+0000000000.json")), lines(0..3));
+
+    // Revoking a partition drops its open object; stop drops the rest.
+    t.close(&[TopicPartition::new("orders", 0)]).unwrap();
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), None);
+    t.stop().unwrap();
+    assert_eq!(s3.keys(&dir).len(), 3);
+}
+
+#[test]
+fn redelivery_after_a_crash_rewrites_the_same_objects_without_duplicates() {
+    let dir = unique_dir("crash");
+    let s3 = Bucket::new();
+    let c = config(&dir, &[("flush.size", "4")]);
+    let tps = [TopicPartition::new("orders", 0)];
+
+    let mut first = task(&c);
+    first.open(&tps).unwrap();
+    put(&mut first, &owned(0, 0..10));
+    assert_eq!(committed(&first.pre_commit().unwrap(), 0), Some(8));
+    // The worker dies before committing 8: the last commit it made was 4.
+    drop(first);
+
+    let mut second = task(&c);
+    second.open(&tps).unwrap();
+    put(&mut second, &owned(0, 4..13));
+    assert_eq!(committed(&second.pre_commit().unwrap(), 0), Some(12));
+    second.stop().unwrap();
+
+    let keys = s3.keys(&dir);
+    assert_eq!(
+        keys,
+        (0..3).map(|i| format!("{dir}/orders/partition=0/orders+0+{:010}.json", i * 4)).collect::<Vec<_>>()
+    );
+    let all: String = keys.iter().map(|k| s3.text(k)).collect();
+    assert_eq!(all, lines(0..12), "every record exactly once, in order");
+}
+
+#[test]
+fn large_objects_are_multipart_and_exact_and_crashes_leave_no_open_upload() {
+    let dir = unique_dir("multipart");
+    let s3 = Bucket::new();
+    // 64 KiB records, 5 MiB parts: 200 records = 12.5 MiB = 3 parts.
+    let c = config(
+        &dir,
+        &[
+            ("format.class", "io.confluent.connect.s3.format.bytearray.ByteArrayFormat"),
+            ("format.bytearray.separator", ""),
+            ("s3.part.size", &(5 * 1024 * 1024).to_string()),
+            ("flush.size", "200"),
+        ],
+    );
+    let record = |o: i64| -> Vec<u8> { (0..64 * 1024).map(|i| ((i as i64 * 31 + o) % 251) as u8).collect() };
+    let batch = |range: std::ops::Range<i64>| -> Vec<Owned> {
+        range
+            .map(|o| Owned { topic: "orders".into(), partition: 0, offset: o, timestamp: None, value: Some(record(o)) })
+            .collect()
+    };
+    let tps = [TopicPartition::new("orders", 0)];
+
+    // A crash mid-object: a part is uploaded, the object never completes.
+    let mut crashed = task(&c);
+    crashed.open(&tps).unwrap();
+    put(&mut crashed, &batch(0..120));
+    assert_eq!(committed(&crashed.pre_commit().unwrap(), 0), Some(0));
+    drop(crashed);
+    assert!(s3.keys(&dir).is_empty());
+    assert_eq!(s3.open_uploads(&dir).len(), 1, "the crashed task left its multipart upload open");
+
+    let mut t = task(&c);
+    t.open(&tps).unwrap();
+    assert!(s3.open_uploads(&dir).is_empty(), "open() aborts what the crashed task left");
+    for chunk in (0..200).step_by(50) {
+        put(&mut t, &batch(chunk..chunk + 50));
+    }
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(200));
+    let key = format!("{dir}/orders/partition=0/orders+0+0000000000.bin");
+    assert_eq!(s3.keys(&dir), vec![key.clone()]);
+    let (body, etag) = s3.get(&key);
+    assert!(etag.trim_matches('"').ends_with("-3"), "three parts expected, ETag {etag}");
+    let expected: Vec<u8> = (0..200).flat_map(record).collect();
+    assert!(body == expected, "content differs: {} bytes vs {} expected", body.len(), expected.len());
+    t.stop().unwrap();
+    assert!(s3.open_uploads(&dir).is_empty());
+}
+
+#[test]
+fn gzip_and_zstd_objects_decompress_to_the_lines() {
+    for (compression, ext) in [("gzip", "json.gz"), ("zstd", "json.zst")] {
+        let dir = unique_dir(compression);
+        let s3 = Bucket::new();
+        let mut t = task(&config(&dir, &[("s3.compression.type", compression), ("flush.size", "100")]));
+        put(&mut t, &owned(2, 0..100));
+        assert_eq!(committed(&t.pre_commit().unwrap(), 2), Some(100));
+        let key = format!("{dir}/orders/partition=2/orders+2+0000000000.{ext}");
+        assert_eq!(s3.keys(&dir), vec![key.clone()]);
+        let (body, _) = s3.get(&key);
+        let mut text = String::new();
+        if compression == "gzip" {
+            flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+        } else {
+            text = String::from_utf8(zstd::decode_all(&body[..]).unwrap()).unwrap();
+        }
+        assert_eq!(text, lines(0..100));
+    }
+}
+
+#[test]
+fn bad_records_are_reported_by_index_and_do_not_hold_offsets_back() {
+    let dir = unique_dir("bad");
+    let s3 = Bucket::new();
+    let mut t = task(&config(&dir, &[("flush.size", "2")]));
+    let mut batch = owned(0, 0..4);
+    batch[1].value = Some(b"not json".to_vec());
+    batch[2].value = None;
+    let outcome = put(&mut t, &batch);
+    let failures = outcome.failures();
+    assert_eq!(failures.iter().map(|f| f.index).collect::<Vec<_>>(), vec![1, 2]);
+    for f in failures {
+        assert_eq!(f.error.kind(), connector_api::ErrorKind::BadRecord);
+        assert!(f.error.message().contains("orders/0 offset"), "{:?}", f.error);
+    }
+    assert!(failures[0].error.message().contains("not JSON"), "{:?}", failures[0].error);
+    assert!(failures[1].error.message().contains("behavior.on.null.values"), "{:?}", failures[1].error);
+    // Records 0 and 3 complete an object; 1 and 2 are the runtime's to settle.
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(4));
+    let key = format!("{dir}/orders/partition=0/orders+0+0000000000.json");
+    assert_eq!(s3.keys(&dir), vec![key.clone()]);
+    assert_eq!(s3.text(&key), format!("{}\n{}\n", json(0), json(3)));
+}
+
+#[test]
+fn a_failed_record_before_an_open_object_does_not_let_the_offset_pass_it() {
+    let dir = unique_dir("gap");
+    let mut t = task(&config(&dir, &[("flush.size", "10")]));
+    let mut batch = owned(0, 0..4);
+    batch[2].value = None;
+    assert_eq!(put(&mut t, &batch).failures().len(), 1);
+    // 0, 1 and 3 are in the open object: nothing is durable yet.
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0));
+    t.stop().unwrap();
+}
+
+#[test]
+fn field_and_time_partitioners_write_deterministic_paths() {
+    let dir = unique_dir("paths");
+    let s3 = Bucket::new();
+    let c = config(
+        &dir,
+        &[
+            ("partitioner.class", "io.confluent.connect.storage.partitioner.HourlyPartitioner"),
+            ("timestamp.extractor", "Record"),
+            ("flush.size", "2"),
+        ],
+    );
+    let mut t = task(&c);
+    // 2023-11-14T22:13:20Z, and one hour later.
+    let mut batch = owned(0, 0..4);
+    batch[2].timestamp = Some(1_700_000_000_000 + 3_600_000);
+    batch[3].timestamp = Some(1_700_000_000_000 + 3_600_000);
+    put(&mut t, &batch);
+    let offsets = t.pre_commit().unwrap();
+    // Offset 2 opened the 23h object and 0..1 finished: objects [0,1] and [2,3] complete.
+    assert_eq!(committed(&offsets, 0), Some(4));
+    assert_eq!(
+        s3.keys(&dir),
+        vec![
+            format!("{dir}/orders/year=2023/month=11/day=14/hour=22/orders+0+0000000000.json"),
+            format!("{dir}/orders/year=2023/month=11/day=14/hour=23/orders+0+0000000002.json"),
+        ]
+    );
+
+    let dir = unique_dir("fields");
+    let c = config(
+        &dir,
+        &[
+            ("partitioner.class", "io.confluent.connect.storage.partitioner.FieldPartitioner"),
+            ("partition.field.name", "name"),
+        ],
+    );
+    let mut t = task(&c);
+    put(&mut t, &owned(0, 0..3));
+    let offsets = t.pre_commit().unwrap();
+    assert_eq!(committed(&offsets, 0), Some(0), "every field value is its own open object");
+    t.stop().unwrap();
+    assert!(s3.keys(&dir).is_empty());
+}
+
+#[test]
+fn scheduled_rotation_flushes_idle_partitions() {
+    let dir = unique_dir("schedule");
+    let s3 = Bucket::new();
+    let mut t = task(&config(&dir, &[("rotate.schedule.interval.ms", "1000"), ("flush.size", "1000")]));
+    put(&mut t, &owned(0, 0..5));
+    // No more records arrive: pre_commit alone must rotate when the clock passes the boundary.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if committed(&t.pre_commit().unwrap(), 0) == Some(5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the idle partition was never flushed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = format!("{dir}/orders/partition=0/orders+0+0000000000.json");
+    assert_eq!(s3.keys(&dir), vec![key.clone()]);
+    assert_eq!(s3.text(&key), lines(0..5));
+}
+
+#[test]
+fn max_open_files_rotates_the_oldest_object() {
+    let dir = unique_dir("openfiles");
+    let s3 = Bucket::new();
+    let mut t = task(&config(&dir, &[("s3.max.open.files", "1"), ("flush.size", "100")]));
+    put(&mut t, &owned(0, 0..2));
+    put(&mut t, &owned(1, 0..1));
+    let offsets = t.pre_commit().unwrap();
+    assert_eq!(committed(&offsets, 0), Some(2));
+    assert_eq!(committed(&offsets, 1), Some(0));
+    assert_eq!(s3.keys(&dir), vec![format!("{dir}/orders/partition=0/orders+0+0000000000.json")]);
+    t.stop().unwrap();
+}
