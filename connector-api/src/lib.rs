@@ -140,7 +140,6 @@ pub mod host;
 pub mod record;
 mod traits;
 
-
 pub use config::{
     ConfigDef, ConfigIssue, ConfigKey, ConfigKeyInfo, ConfigType, ConnectorConfig, Importance, Validator,
 };

@@ -17,6 +17,9 @@ use abi_stable::{
 use connector_api::host::{FfiHost, FfiHostBox, FfiHost_TO, KeyValue, Level};
 use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
 
+/// The worker's Prometheus registry.
+pub type MetricsRegistry = Registry;
+
 /// Metric families created on demand by plugins, in the worker's registry.
 pub struct PluginMetrics {
     registry: Registry,

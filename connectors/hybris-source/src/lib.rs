@@ -1,1 +1,1 @@
-//! hybris-source connector: being built (see its issue). Not yet a plugin.
+//! placeholder

@@ -1,0 +1,280 @@
+//! The SQL layer: connecting, the keyset queries and the checks `validate`
+//! runs. PostgreSQL through the synchronous `postgres` client, which owns a
+//! private current-thread tokio runtime per connection (a plugin must not use
+//! the worker's runtime).
+//!
+//! Timestamps cross this layer as text in one fixed format
+//! (`YYYY-MM-DDTHH:MM:SS.ffffff`, the stored value, no zone): exact to the
+//! microsecond both ways, and ordered as text the way they are as timestamps.
+
+use std::str::FromStr;
+
+use connector_api::ConnectorError;
+use postgres::{types::ToSql, Client, Config, NoTls};
+
+use crate::schema::ItemMapping;
+
+const TS_FORMAT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'";
+
+/// A keyset position: the last (modifiedTS, PK) read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub ts: String,
+    pub pk: i64,
+}
+
+/// One changed item row.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub cursor: Cursor,
+    pub created_ts: Option<String>,
+    pub modified_ms: i64,
+    /// The whole row as a JSON object (lower-case column names).
+    pub doc: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One deletion marker.
+#[derive(Debug, Clone)]
+pub struct DeletionRow {
+    pub cursor: Cursor,
+    pub modified_ms: i64,
+    pub item_pk: i64,
+    pub business_key: String,
+}
+
+/// Why connecting failed, so `validate` can name the right key.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    /// Bad URL syntax or an unsupported database.
+    Url(String),
+    /// The server rejected the user or password.
+    Auth(String),
+    /// Unreachable, timed out, database missing, …
+    Other(String),
+}
+
+impl ConnectFailure {
+    pub fn message(&self) -> &str {
+        match self {
+            ConnectFailure::Url(m) | ConnectFailure::Auth(m) | ConnectFailure::Other(m) => m,
+        }
+    }
+}
+
+pub struct Db {
+    client: Client,
+}
+
+/// `jdbc:postgresql://…` and `postgres(ql)://…` both work; other databases
+/// are refused with a clear message.
+fn pg_config(url: &str) -> Result<Config, ConnectFailure> {
+    let url = url.trim();
+    let url = url.strip_prefix("jdbc:").unwrap_or(url);
+    if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        return Err(ConnectFailure::Url(
+            "MySQL/MariaDB is not supported by this version of hybris-source: use a PostgreSQL URL".to_string(),
+        ));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConnectFailure::Url(format!(
+            "\"{url}\" is not a PostgreSQL URL: expected postgres://host:port/database or jdbc:postgresql://host:port/database"
+        )));
+    }
+    Config::from_str(url).map_err(|e| ConnectFailure::Url(format!("cannot parse the URL: {e}")))
+}
+
+/// Whether an error is worth retrying (the connection or the server is
+/// briefly unavailable) rather than a mistake that will not go away.
+pub fn is_transient(e: &postgres::Error) -> bool {
+    match e.code() {
+        // No SQLSTATE: I/O, a closed connection, a timeout.
+        None => true,
+        Some(state) => {
+            let code = state.code();
+            code.starts_with("08") // connection exception
+                || code.starts_with("53") // insufficient resources
+                || code.starts_with("57") // operator intervention (shutdown, cancel)
+                || code.starts_with("40") // serialization failure, deadlock
+                || code == "55P03" // lock not available
+        }
+    }
+}
+
+/// A running query's error as the runtime should act on it.
+pub fn to_connector_error(context: &str, e: &postgres::Error) -> ConnectorError {
+    let message = format!("{context}: {}", describe(e));
+    if is_transient(e) {
+        ConnectorError::retriable(message)
+    } else {
+        ConnectorError::fatal(message)
+    }
+}
+
+/// The server's message when there is one (postgres::Error's Display is terse).
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl Db {
+    pub fn connect(
+        url: &str,
+        user: &str,
+        password: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Db, ConnectFailure> {
+        let mut config = pg_config(url)?;
+        if !user.is_empty() {
+            config.user(user);
+        }
+        if !password.is_empty() {
+            config.password(password);
+        }
+        config.connect_timeout(timeout);
+        config.application_name("sluice-hybris-source");
+        let mut client = config.connect(NoTls).map_err(|e| {
+            let auth = e.code().is_some_and(|c| c.code().starts_with("28"));
+            if auth {
+                ConnectFailure::Auth(describe(&e))
+            } else {
+                ConnectFailure::Other(describe(&e))
+            }
+        })?;
+        // Hybris stores timestamps without a zone; compare them with the
+        // database clock read in UTC, whatever the server's default zone.
+        client.batch_execute("SET TIME ZONE 'UTC'").map_err(|e| ConnectFailure::Other(describe(&e)))?;
+        Ok(Db { client })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Rows of one item type after `after`, older than the database clock
+    /// minus `lag_ms`, in (modifiedts, pk) order.
+    pub fn fetch_changes(
+        &mut self,
+        item: &ItemMapping,
+        after: Option<&Cursor>,
+        lag_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ChangeRow>, postgres::Error> {
+        let limit = limit as i64;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lag_ms, &limit];
+        let mut sql = format!(
+            "SELECT to_char(t.modifiedts, {TS_FORMAT}), to_char(t.createdts, {TS_FORMAT}), t.pk, \
+             (extract(epoch FROM t.modifiedts) * 1000)::int8, row_to_json(t)::text \
+             FROM {table} t",
+            table = item.table
+        );
+        if !item.typecodes.is_empty() {
+            sql.push_str(" JOIN composedtypes ct ON ct.pk = t.typepkstring");
+        }
+        sql.push_str(" WHERE t.modifiedts < LOCALTIMESTAMP - $1::int8 * interval '1 millisecond'");
+        if !item.typecodes.is_empty() {
+            params.push(&item.typecodes);
+            sql.push_str(&format!(" AND ct.internalcode = ANY(${}::text[])", params.len()));
+        }
+        if let Some(c) = after {
+            params.push(&c.ts);
+            params.push(&c.pk);
+            sql.push_str(&format!(
+                " AND (t.modifiedts, t.pk) > (CAST(${}::text AS timestamp), ${}::int8)",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        if let Some(filter) = &item.filter {
+            sql.push_str(&format!(" AND ({filter})"));
+        }
+        sql.push_str(" ORDER BY t.modifiedts, t.pk LIMIT $2::int8");
+        let rows = self.client.query(&sql, &params)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let doc: String = row.try_get(4)?;
+            // row_to_json always gives an object; anything else is skipped
+            // rather than trusted.
+            let doc = match serde_json::from_str::<serde_json::Value>(&doc) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            out.push(ChangeRow {
+                cursor: Cursor { ts: row.try_get(0)?, pk: row.try_get(2)? },
+                created_ts: row.try_get(1)?,
+                modified_ms: row.try_get(3)?,
+                doc,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletion markers of the given type codes after `after`, same rules.
+    pub fn fetch_deletions(
+        &mut self,
+        table: &str,
+        typecodes: &[String],
+        after: Option<&Cursor>,
+        lag_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DeletionRow>, postgres::Error> {
+        let limit = limit as i64;
+        let typecodes = typecodes.to_vec();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lag_ms, &limit, &typecodes];
+        let mut sql = format!(
+            "SELECT to_char(d.modifiedts, {TS_FORMAT}), d.pk, (extract(epoch FROM d.modifiedts) * 1000)::int8, \
+             d.p_itempk, d.p_businesskey FROM {table} d \
+             WHERE d.modifiedts < LOCALTIMESTAMP - $1::int8 * interval '1 millisecond' \
+             AND d.p_itemtype = ANY($3::text[])"
+        );
+        if let Some(c) = after {
+            params.push(&c.ts);
+            params.push(&c.pk);
+            sql.push_str(" AND (d.modifiedts, d.pk) > (CAST($4::text AS timestamp), $5::int8)");
+        }
+        sql.push_str(" ORDER BY d.modifiedts, d.pk LIMIT $2::int8");
+        let rows = self.client.query(&sql, &params)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeletionRow {
+                    cursor: Cursor { ts: row.try_get(0)?, pk: row.try_get(1)? },
+                    modified_ms: row.try_get(2)?,
+                    item_pk: row.try_get(3)?,
+                    business_key: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The code of an enumeration value (`online` for an OrderChannel PK).
+    pub fn enum_code(&mut self, pk: i64) -> Result<Option<String>, postgres::Error> {
+        let row = self.client.query_opt("SELECT code FROM enumerationvalues WHERE pk = $1::int8", &[&pk])?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub fn table_exists(&mut self, table: &str) -> Result<bool, postgres::Error> {
+        let row = self.client.query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&table])?;
+        row.try_get(0)
+    }
+
+    pub fn column_exists(&mut self, table: &str, column: &str) -> Result<bool, postgres::Error> {
+        let row = self.client.query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+             WHERE table_schema = ANY(current_schemas(false)) AND table_name = $1::text AND column_name = $2::text)",
+            &[&table, &column],
+        )?;
+        row.try_get(0)
+    }
+
+    /// Which of these codes `composedtypes` does not know.
+    pub fn unknown_typecodes(&mut self, codes: &[String]) -> Result<Vec<String>, postgres::Error> {
+        let codes = codes.to_vec();
+        let rows = self.client.query(
+            "SELECT c FROM unnest($1::text[]) AS c WHERE NOT EXISTS \
+             (SELECT 1 FROM composedtypes ct WHERE ct.internalcode = c)",
+            &[&codes],
+        )?;
+        rows.iter().map(|r| r.try_get(0)).collect()
+    }
+}
