@@ -288,7 +288,7 @@ impl S3SinkConfig {
         let endpoint = Some(s("store.url")?.trim().to_string()).filter(|u| !u.is_empty());
         let key_id = s("aws.access.key.id")?;
         let secret = s("aws.secret.access.key")?;
-        let access_key = (!key_id.is_empty()).then(|| (key_id, secret));
+        let access_key = (!key_id.is_empty()).then_some((key_id, secret));
         let tz_offset_secs = parse_timezone(&s("timezone")?).map_err(|e| bad("timezone", e))?;
         let rotate_interval_ms = opt_pos("rotate.interval.ms")?;
         let rotate_schedule_ms = opt_pos("rotate.schedule.interval.ms")?;

@@ -102,6 +102,9 @@ pub struct Uploader {
     pub tagging: bool,
 }
 
+/// A background part upload: its ETag or why it failed.
+type PartHandle = JoinHandle<Result<String, ConnectorError>>;
+
 /// One object being written.
 pub struct ObjectUpload {
     pub key: String,
@@ -110,7 +113,7 @@ pub struct ObjectUpload {
     /// Full parts not yet handed to a background upload.
     queued: Vec<Bytes>,
     /// Parts being uploaded, with their bytes kept for a retry.
-    in_flight: Vec<(i32, Bytes, JoinHandle<Result<String, ConnectorError>>)>,
+    in_flight: Vec<(i32, Bytes, PartHandle)>,
     /// Parts that failed past the SDK's retries, to send again.
     failed: Vec<(i32, Bytes)>,
     done: BTreeMap<i32, String>,
