@@ -126,7 +126,10 @@ impl Settings {
         }
         let mut items = Vec::new();
         for type_name in config.list(&def, ITEM_TYPES)? {
-            items.push(schema::resolve(config, &type_name).map_err(|(k, m)| ConnectorError::config(format!("\"{k}\": {m}")))?);
+            items.push(
+                schema::resolve(config, &type_name)
+                    .map_err(|(k, m)| ConnectorError::config(format!("\"{k}\": {m}")))?,
+            );
         }
         if items.is_empty() {
             return Err(ConnectorError::config(format!("\"{ITEM_TYPES}\": name at least one item type")));

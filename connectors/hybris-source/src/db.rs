@@ -119,12 +119,7 @@ pub fn describe(e: &postgres::Error) -> String {
 }
 
 impl Db {
-    pub fn connect(
-        url: &str,
-        user: &str,
-        password: &str,
-        timeout: std::time::Duration,
-    ) -> Result<Db, ConnectFailure> {
+    pub fn connect(url: &str, user: &str, password: &str, timeout: std::time::Duration) -> Result<Db, ConnectFailure> {
         let mut config = pg_config(url)?;
         if !user.is_empty() {
             config.user(user);
