@@ -193,6 +193,18 @@ pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
             "aws.access.key.id and aws.secret.access.key must be set together (or both left empty for the default credential chain)",
         ));
     }
+    // Recognised Confluent keys whose feature is missing: refusing them is
+    // safer than writing unencrypted or differently owned objects.
+    for k in
+        ["s3.ssea.name", "s3.sse.kms.key.id", "s3.sse.customer.key", "s3.acl.canned", "s3.credentials.provider.class"]
+    {
+        if config.get(k).is_some_and(|v| !v.trim().is_empty()) {
+            issues.push(ConfigIssue::new(
+                k,
+                format!("{k} is not supported by this connector yet; remove it (server-side encryption, ACLs and credential provider classes are not implemented; credentials come from aws.access.key.id/aws.secret.access.key or the default AWS chain)"),
+            ));
+        }
+    }
     if let Err(e) = S3SinkConfig::from_config(config) {
         // The parse names its key first: "<key>: message".
         let msg = e.message().to_string();
@@ -490,6 +502,8 @@ mod tests {
         assert_eq!(keys(&validate(&c)), vec!["topics"]);
         let c = base().with("aws.access.key.id", "AKIA");
         assert_eq!(keys(&validate(&c)), vec!["aws.secret.access.key"]);
+        let c = base().with("s3.sse.kms.key.id", "k");
+        assert_eq!(keys(&validate(&c)), vec!["s3.sse.kms.key.id"]);
     }
 
     #[test]
@@ -506,5 +520,16 @@ mod tests {
         assert!(!S3SinkConfig::from_config(&c).unwrap().deterministic());
         let c = base().with("partitioner.class", "hourly");
         assert!(!S3SinkConfig::from_config(&c).unwrap().deterministic());
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    #[test]
+    fn readme_lists_every_setting() {
+        let readme = include_str!("../README.md");
+        for key in super::definition().keys() {
+            assert!(readme.contains(&format!("| `{}` |", key.name())), "README.md does not document {}", key.name());
+        }
     }
 }

@@ -8,9 +8,9 @@
 //! Every step keeps its input until it succeeded, so a failed `finish` can be
 //! retried later without losing data.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
 use aws_sdk_s3::{
     config::{http::HttpResponse, Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
@@ -29,8 +29,17 @@ pub async fn client(cfg: &S3SinkConfig) -> Client {
     // `s3.part.retries` retries after the first attempt, starting at
     // `s3.retry.backoff.ms` (as Confluent configures the Java SDK).
     let retry = RetryConfig::standard().with_max_attempts(cfg.part_retries + 1).with_initial_backoff(cfg.retry_backoff);
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone())).retry_config(retry);
+    // Without a read timeout a hung connection would block `put` forever;
+    // an attempt that stalls is retried like any network error.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .operation_attempt_timeout(Duration::from_secs(300))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .retry_config(retry)
+        .timeout_config(timeouts);
     if let Some((id, secret)) = &cfg.access_key {
         loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "sluice-s3-sink-config"));
     }

@@ -422,3 +422,41 @@ fn max_open_files_rotates_the_oldest_object() {
     assert_eq!(s3.keys(&dir), vec![format!("{dir}/orders/partition=0/orders+0+0000000000.json")]);
     t.stop().unwrap();
 }
+
+#[test]
+fn hundred_thousand_records_over_four_partitions_land_exactly_once_in_order() {
+    let dir = unique_dir("bulk");
+    let s3 = Bucket::new();
+    let mut t = task(&config(&dir, &[("flush.size", "10000")]));
+    let tps: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("orders", p)).collect();
+    t.open(&tps).unwrap();
+    let started = Instant::now();
+    // Batches of 500 interleaving the partitions, as a consumer would hand them over.
+    for chunk in (0..25_000).step_by(500) {
+        let batch: Vec<Owned> = (0..4).flat_map(|p| owned(p, chunk..chunk + 500)).collect();
+        assert!(put(&mut t, &batch).failures().is_empty());
+    }
+    let offsets = t.pre_commit().unwrap();
+    let elapsed = started.elapsed();
+    eprintln!("100000 records in {elapsed:?} ({:.0} records/s)", 100_000.0 / elapsed.as_secs_f64());
+    for p in 0..4 {
+        assert_eq!(committed(&offsets, p), Some(20_000), "partition {p}: the third object is still open");
+    }
+    let expected: Vec<String> = (0..4)
+        .flat_map(|p| {
+            let dir = dir.clone();
+            (0..2).map(move |i| format!("{dir}/orders/partition={p}/orders+{p}+{:010}.json", i * 10_000))
+        })
+        .collect();
+    assert_eq!(s3.keys(&dir), expected);
+    for p in 0..4 {
+        let text: String = (0..2)
+            .map(|i| s3.text(&format!("{dir}/orders/partition={p}/orders+{p}+{:010}.json", i * 10_000)))
+            .collect();
+        assert_eq!(text, lines(0..20_000), "partition {p}");
+    }
+    // The open objects are dropped on stop and re-delivered later: nothing half-written stays.
+    t.stop().unwrap();
+    assert_eq!(s3.keys(&dir).len(), 8);
+    assert!(s3.open_uploads(&dir).is_empty());
+}
