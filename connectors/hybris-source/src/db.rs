@@ -47,8 +47,10 @@ pub struct DeletionRow {
 pub enum ConnectFailure {
     /// Bad URL syntax or an unsupported database.
     Url(String),
-    /// The server rejected the user or password.
-    Auth(String),
+    /// The server rejected the password (28P01).
+    Password(String),
+    /// The server rejected the user: unknown role, no login right (28000).
+    User(String),
     /// Unreachable, timed out, database missing, …
     Other(String),
 }
@@ -56,7 +58,10 @@ pub enum ConnectFailure {
 impl ConnectFailure {
     pub fn message(&self) -> &str {
         match self {
-            ConnectFailure::Url(m) | ConnectFailure::Auth(m) | ConnectFailure::Other(m) => m,
+            ConnectFailure::Url(m)
+            | ConnectFailure::Password(m)
+            | ConnectFailure::User(m)
+            | ConnectFailure::Other(m) => m,
         }
     }
 }
@@ -130,9 +135,11 @@ impl Db {
         config.connect_timeout(timeout);
         config.application_name("sluice-hybris-source");
         let mut client = config.connect(NoTls).map_err(|e| {
-            let auth = e.code().is_some_and(|c| c.code().starts_with("28"));
-            if auth {
-                ConnectFailure::Auth(describe(&e))
+            let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+            if code == "28P01" {
+                ConnectFailure::Password(describe(&e))
+            } else if code.starts_with("28") {
+                ConnectFailure::User(describe(&e))
             } else {
                 ConnectFailure::Other(describe(&e))
             }

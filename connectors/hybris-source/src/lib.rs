@@ -31,22 +31,27 @@ impl HybrisSource {
             Ok(s) => s,
             Err(e) => return vec![ConfigIssue::new(guess_key(e.message()), e.message())],
         };
-        let mut db =
-            match Db::connect(&settings.url, &settings.user, &settings.password, settings.connect_timeout) {
-                Ok(db) => db,
-                Err(ConnectFailure::Auth(m)) => return vec![ConfigIssue::new(
+        let mut db = match Db::connect(&settings.url, &settings.user, &settings.password, settings.connect_timeout) {
+            Ok(db) => db,
+            Err(ConnectFailure::Password(m)) => {
+                return vec![ConfigIssue::new(
                     config::JDBC_PASSWORD,
-                    format!(
-                        "the database rejected user/password ({m}): check hybris.jdbc.user and hybris.jdbc.password"
-                    ),
-                )],
-                Err(e) => {
-                    return vec![ConfigIssue::new(
-                        config::JDBC_URL,
-                        format!("cannot connect to the Hybris database: {}", e.message()),
-                    )]
-                }
-            };
+                    format!("the database rejected the password ({m}): check hybris.jdbc.password"),
+                )]
+            }
+            Err(ConnectFailure::User(m)) => {
+                return vec![ConfigIssue::new(
+                    config::JDBC_USER,
+                    format!("the database rejected the user ({m}): check hybris.jdbc.user and its LOGIN right"),
+                )]
+            }
+            Err(e) => {
+                return vec![ConfigIssue::new(
+                    config::JDBC_URL,
+                    format!("cannot connect to the Hybris database: {}", e.message()),
+                )]
+            }
+        };
         let mut issues = Vec::new();
         let mut check = |db: &mut Db| -> Result<(), postgres::Error> {
             for item in &settings.items {
