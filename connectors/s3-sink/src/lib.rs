@@ -13,6 +13,7 @@ pub mod config;
 pub mod format;
 pub mod naming;
 pub mod partitioner;
+pub mod rotation;
 pub mod sink;
 pub mod upload;
 

@@ -23,6 +23,7 @@ use crate::{
     format::{RecordEncoder, Stream},
     naming::Naming,
     partitioner::{Partitioner, RecordView, TimestampExtractor},
+    rotation,
     upload::{self, ObjectUpload, Uploader},
 };
 
@@ -138,8 +139,7 @@ impl S3SinkTask {
 
     fn schedule_deadline(&self, now: i64) -> Option<i64> {
         let interval = self.cfg.rotate_schedule_ms?;
-        let offset = self.cfg.tz_offset_secs as i64 * 1000;
-        Some(((now + offset).div_euclid(interval) + 1) * interval - offset)
+        Some(rotation::schedule_deadline(now, interval, self.cfg.tz_offset_secs))
     }
 
     /// Takes one record: Ok(()) accepted or ignored, Err(msg) a bad record.
@@ -182,15 +182,13 @@ impl S3SinkTask {
         let tp: Tp = (r.topic().to_string(), r.partition());
 
         // Record-time rotation happens before the record: it starts the next object.
-        if let (Some(interval), Some(t)) = (cfg.rotate_interval_ms, time) {
-            let due = self
-                .partitions
-                .get(&tp)
-                .and_then(|s| s.writers.get(&encoded))
-                .is_some_and(|w| w.first_time.is_some_and(|first| t - first >= interval));
-            if due {
-                self.rotate(&tp, &encoded)?;
-            }
+        let due = self
+            .partitions
+            .get(&tp)
+            .and_then(|s| s.writers.get(&encoded))
+            .is_some_and(|w| rotation::due_before(cfg.rotate_interval_ms, w.first_time, time));
+        if due {
+            self.rotate(&tp, &encoded)?;
         }
 
         let exists = self.partitions.get(&tp).is_some_and(|s| s.writers.contains_key(&encoded));
@@ -235,7 +233,7 @@ impl S3SinkTask {
         if stream.pending() >= part_size {
             w.upload.push_part(stream.take());
         }
-        let full = w.records >= cfg.flush_size || cfg.max_object_bytes.is_some_and(|m| w.raw_bytes >= m);
+        let full = rotation::due_after(w.records, w.raw_bytes, cfg.flush_size, cfg.max_object_bytes);
         // From here on the record is accepted: a failure below is retried
         // without taking it again.
         state.next_offset = Some(r.offset() + 1);

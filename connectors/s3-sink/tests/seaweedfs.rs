@@ -460,3 +460,51 @@ fn hundred_thousand_records_over_four_partitions_land_exactly_once_in_order() {
     assert_eq!(s3.keys(&dir).len(), 8);
     assert!(s3.open_uploads(&dir).is_empty());
 }
+
+#[test]
+fn an_unreachable_store_is_a_retriable_error_and_commits_nothing() {
+    // A port nothing listens on: connection refused, the SDK retries once, then Retriable.
+    let c = config(
+        &unique_dir("down"),
+        &[
+            ("store.url", "http://127.0.0.1:9"),
+            ("s3.part.retries", "1"),
+            ("s3.retry.backoff.ms", "10"),
+            ("flush.size", "2"),
+        ],
+    );
+    let mut t = task(&c);
+    let batch = owned(0, 0..2);
+    let records: Vec<SinkRecord<'_>> = batch
+        .iter()
+        .map(|r| SinkRecord::new(&r.topic, r.partition, r.offset, r.timestamp, None, r.value.as_deref(), &[]))
+        .collect();
+    let err = t.put(&records).unwrap_err();
+    assert_eq!(err.kind(), connector_api::ErrorKind::Retriable, "{err:?}");
+    assert!(err.message().contains("PutObject"), "{err:?}");
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0), "nothing is durable");
+    // The batch comes again: the records are not taken twice, the object is retried first.
+    let err = t.put(&records).unwrap_err();
+    assert_eq!(err.kind(), connector_api::ErrorKind::Retriable);
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0));
+}
+
+#[test]
+fn record_time_rotation_is_deterministic() {
+    let dir = unique_dir("interval");
+    let s3 = Bucket::new();
+    let c = config(&dir, &[("rotate.interval.ms", "10"), ("flush.size", "1000")]);
+    let mut t = task(&c);
+    // Timestamps 1_700_000_000_000 + offset: records 0..9 span 9 ms, record 10 starts the next object.
+    put(&mut t, &owned(0, 0..25));
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(20));
+    assert_eq!(
+        s3.keys(&dir),
+        vec![
+            format!("{dir}/orders/partition=0/orders+0+0000000000.json"),
+            format!("{dir}/orders/partition=0/orders+0+0000000010.json"),
+        ]
+    );
+    assert_eq!(s3.text(&format!("{dir}/orders/partition=0/orders+0+0000000010.json")), lines(10..20));
+    t.stop().unwrap();
+}
