@@ -18,6 +18,7 @@ pub const TOPIC_PREFIX: &str = "topic.prefix";
 pub const TOPIC_ROUTE_FIELD: &str = "topic.route.field";
 pub const DELETIONS_TABLE: &str = "hybris.deletions.table";
 pub const CONNECT_TIMEOUT_MS: &str = "hybris.jdbc.connect.timeout.ms";
+pub const DB_TIMEZONE: &str = "hybris.db.timezone";
 
 pub fn definition() -> ConfigDef {
     ConfigDef::new()
@@ -91,6 +92,12 @@ pub fn definition() -> ConfigDef {
                 .validator(Validator::regex("([A-Za-z_][A-Za-z0-9_]*)?")),
         )
         .define(
+            ConfigKey::new(DB_TIMEZONE, ConfigType::String)
+                .default_value("UTC")
+                .doc("The time zone Hybris wrote createdTS/modifiedTS in (they carry none): the lag window compares them with the database clock read in this zone. UTC unless the Hybris JVM ran in another zone (e.g. Europe/Berlin).")
+                .validator(Validator::regex("[A-Za-z0-9_/+:-]+")),
+        )
+        .define(
             ConfigKey::new(CONNECT_TIMEOUT_MS, ConfigType::Long)
                 .default_value("5000")
                 .importance(Importance::Low)
@@ -106,6 +113,7 @@ pub struct Settings {
     pub user: String,
     pub password: String,
     pub connect_timeout: Duration,
+    pub timezone: String,
     pub items: Vec<ItemMapping>,
     pub batch_max_rows: usize,
     pub poll_interval: Duration,
@@ -142,6 +150,7 @@ impl Settings {
             user: config.string(&def, JDBC_USER)?,
             password: config.string(&def, JDBC_PASSWORD)?,
             connect_timeout: Duration::from_millis(config.long(&def, CONNECT_TIMEOUT_MS)?.max(100) as u64),
+            timezone: config.string(&def, DB_TIMEZONE)?.trim().to_string(),
             items,
             batch_max_rows: config.long(&def, BATCH_MAX_ROWS)?.max(1) as usize,
             poll_interval: Duration::from_millis(config.long(&def, POLL_INTERVAL_MS)?.max(0) as u64),

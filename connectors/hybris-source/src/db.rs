@@ -12,7 +12,7 @@ use std::str::FromStr;
 use connector_api::ConnectorError;
 use postgres::{types::ToSql, Client, Config, NoTls};
 
-use crate::schema::ItemMapping;
+use crate::{config::Settings, schema::ItemMapping};
 
 const TS_FORMAT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'";
 
@@ -51,6 +51,8 @@ pub enum ConnectFailure {
     Password(String),
     /// The server rejected the user: unknown role, no login right (28000).
     User(String),
+    /// The server does not know the configured time zone.
+    TimeZone(String),
     /// Unreachable, timed out, database missing, …
     Other(String),
 }
@@ -61,6 +63,7 @@ impl ConnectFailure {
             ConnectFailure::Url(m)
             | ConnectFailure::Password(m)
             | ConnectFailure::User(m)
+            | ConnectFailure::TimeZone(m)
             | ConnectFailure::Other(m) => m,
         }
     }
@@ -124,15 +127,16 @@ pub fn describe(e: &postgres::Error) -> String {
 }
 
 impl Db {
-    pub fn connect(url: &str, user: &str, password: &str, timeout: std::time::Duration) -> Result<Db, ConnectFailure> {
-        let mut config = pg_config(url)?;
+    pub fn connect(settings: &Settings) -> Result<Db, ConnectFailure> {
+        let (user, password) = (&settings.user, &settings.password);
+        let mut config = pg_config(&settings.url)?;
         if !user.is_empty() {
             config.user(user);
         }
         if !password.is_empty() {
             config.password(password);
         }
-        config.connect_timeout(timeout);
+        config.connect_timeout(settings.connect_timeout);
         config.application_name("sluice-hybris-source");
         let mut client = config.connect(NoTls).map_err(|e| {
             let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
@@ -144,9 +148,12 @@ impl Db {
                 ConnectFailure::Other(describe(&e))
             }
         })?;
-        // Hybris stores timestamps without a zone; compare them with the
-        // database clock read in UTC, whatever the server's default zone.
-        client.batch_execute("SET TIME ZONE 'UTC'").map_err(|e| ConnectFailure::Other(describe(&e)))?;
+        // Hybris stores timestamps without a zone: read the database clock
+        // (LOCALTIMESTAMP) in the zone they were written in, whatever the
+        // server's default. The value is a validated identifier-like string,
+        // and is passed as a literal.
+        let zone = settings.timezone.replace('\'', "");
+        client.batch_execute(&format!("SET TIME ZONE '{zone}'")).map_err(|e| ConnectFailure::TimeZone(describe(&e)))?;
         Ok(Db { client })
     }
 

@@ -31,13 +31,16 @@ impl HybrisSource {
             Ok(s) => s,
             Err(e) => return vec![ConfigIssue::new(guess_key(e.message()), e.message())],
         };
-        let mut db = match Db::connect(&settings.url, &settings.user, &settings.password, settings.connect_timeout) {
+        let mut db = match Db::connect(&settings) {
             Ok(db) => db,
             Err(ConnectFailure::Password(m)) => {
                 return vec![ConfigIssue::new(
                     config::JDBC_PASSWORD,
                     format!("the database rejected the password ({m}): check hybris.jdbc.password"),
                 )]
+            }
+            Err(ConnectFailure::TimeZone(m)) => {
+                return vec![ConfigIssue::new(config::DB_TIMEZONE, format!("unknown time zone: {m}"))]
             }
             Err(ConnectFailure::User(m)) => {
                 return vec![ConfigIssue::new(

@@ -171,7 +171,7 @@ impl HybrisTask {
             let s = &self.settings;
             // Failing to connect while running is transient: the database may
             // be restarting; the runtime retries with backoff.
-            let db = Db::connect(&s.url, &s.user, &s.password, s.connect_timeout).map_err(|e| {
+            let db = Db::connect(s).map_err(|e| {
                 ConnectorError::retriable(format!("cannot connect to the Hybris database: {}", e.message()))
             })?;
             self.db = Some(db);

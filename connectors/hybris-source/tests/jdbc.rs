@@ -126,10 +126,23 @@ fn rows_inside_the_lag_window_wait_until_they_are_older_than_the_lag() {
     let mut lagging = task(&db.config("Order").with("hybris.poll.lag.ms", "60000"), &[]);
     let got: Vec<_> = drain(&mut lagging, 100).iter().map(key).collect();
     assert_eq!(got, vec!["OLD"]);
-    // With a 1 s lag (same database clock) it is old enough.
+    // A transaction still open holds LATE, written before RECENT: while it
+    // is open the poller must not move past it.
+    let mut open_tx = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let mut tx = open_tx.transaction().unwrap();
+    tx.batch_execute(&format!(
+        "INSERT INTO orders (hjmpts, createdts, modifiedts, typepkstring, pk, p_code, p_user) \
+         VALUES (1, {ts}, {ts}, {ORDER_TYPE_PK}, 8796200000012, 'LATE', 8796093054980)",
+        ts = utc_now_minus(40.0)
+    ))
+    .unwrap();
+    assert!(drain(&mut lagging, 100).is_empty());
+    tx.commit().unwrap();
+    // With a 1 s lag (same database clock) both are old enough, and LATE
+    // comes in its (modifiedTS, PK) place, before RECENT.
     let mut short = task(&db.config("Order").with("hybris.poll.lag.ms", "1000"), &[]);
     let got: Vec<_> = drain(&mut short, 100).iter().map(key).collect();
-    assert_eq!(got, vec!["OLD", "RECENT"]);
+    assert_eq!(got, vec!["OLD", "LATE", "RECENT"]);
 }
 
 #[test]
@@ -229,6 +242,9 @@ fn validation_names_the_key_at_fault() {
 
     let mysql = issue_keys(&db.config("Order").with("hybris.jdbc.url", "jdbc:mysql://localhost:3306/hybris"));
     assert_eq!(mysql[0].0, "hybris.jdbc.url");
+
+    let zone = issue_keys(&db.config("Order").with("hybris.db.timezone", "Mars/Olympus_Mons"));
+    assert_eq!(zone[0].0, "hybris.db.timezone", "{zone:?}");
 
     let deletions = issue_keys(&db.config("Order").with("hybris.deletions.table", "nodeletions"));
     assert_eq!(deletions[0].0, "hybris.deletions.table", "{deletions:?}");
