@@ -29,6 +29,9 @@ use crate::{
 
 type Tp = (String, i32);
 
+/// S3's limit of parts per multipart upload.
+const MAX_PARTS: usize = 10_000;
+
 /// One object being written.
 struct Writer {
     start_offset: i64,
@@ -233,7 +236,9 @@ impl S3SinkTask {
         if stream.pending() >= part_size {
             w.upload.push_part(stream.take());
         }
-        let full = rotation::due_after(w.records, w.raw_bytes, cfg.flush_size, cfg.max_object_bytes);
+        // S3 refuses a 10 001st part: close the object one part before.
+        let full = rotation::due_after(w.records, w.raw_bytes, cfg.flush_size, cfg.max_object_bytes)
+            || w.upload.parts() >= MAX_PARTS - 1;
         // From here on the record is accepted: a failure below is retried
         // without taking it again.
         state.next_offset = Some(r.offset() + 1);

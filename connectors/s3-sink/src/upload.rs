@@ -146,6 +146,11 @@ impl ObjectUpload {
         }
     }
 
+    /// Parts started so far (S3 allows at most 10 000 per object).
+    pub fn parts(&self) -> usize {
+        (self.next_part - 1) as usize + self.queued.len()
+    }
+
     pub fn is_multipart(&self) -> bool {
         self.upload_id.is_some() || !self.queued.is_empty()
     }

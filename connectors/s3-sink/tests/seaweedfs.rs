@@ -508,3 +508,21 @@ fn record_time_rotation_is_deterministic() {
     assert_eq!(s3.text(&format!("{dir}/orders/partition=0/orders+0+0000000010.json")), lines(10..20));
     t.stop().unwrap();
 }
+
+#[test]
+fn object_tagging_records_the_offsets() {
+    let dir = unique_dir("tags");
+    let s3 = Bucket::new();
+    let mut t = task(&config(&dir, &[("s3.object.tagging", "true")]));
+    put(&mut t, &owned(0, 5..8));
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(8));
+    let key = format!("{dir}/orders/partition=0/orders+0+0000000005.json");
+    let out = s3.rt.block_on(s3.client.get_object_tagging().bucket(&s3.bucket).key(&key).send()).unwrap();
+    let mut tags: Vec<(String, String)> =
+        out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        vec![("endOffset".into(), "7".into()), ("recordCount".into(), "3".into()), ("startOffset".into(), "5".into())]
+    );
+}
