@@ -282,3 +282,35 @@ fn a_task_with_several_types_polls_them_all() {
         vec![("hybris.customer".to_string(), 5), ("hybris.order".to_string(), 3), ("hybris.product".to_string(), 5)]
     );
 }
+
+#[test]
+fn changes_and_deletions_interleave_in_time_order_across_small_batches() {
+    let mut db = TestDb::new("interleave", false);
+    // Changes at -100, -90, …; deletion markers in between, at -95, -85, …
+    let mut changes = Vec::new();
+    let mut markers = Vec::new();
+    for i in 0..5i64 {
+        let (c, d) = (utc_now_minus(100.0 - 10.0 * i as f64), utc_now_minus(95.0 - 10.0 * i as f64));
+        changes.push(format!("(1, {c}, {c}, {ORDER_TYPE_PK}, {}, 'C{i}', 8796093054980)", 8796400000000i64 + i));
+        markers.push(format!("({d}, {d}, {}, 'Order', {}, 'D{i}')", 8796500000000i64 + i, 8796600000000i64 + i));
+    }
+    db.exec(&format!(
+        "INSERT INTO orders (hjmpts, createdts, modifiedts, typepkstring, pk, p_code, p_user) VALUES {}; \
+         INSERT INTO itemdeletionmarkers (createdts, modifiedts, pk, p_itemtype, p_itempk, p_businesskey) VALUES {}",
+        changes.join(", "),
+        markers.join(", ")
+    ));
+    let config = db.config("Order").with("batch.max.rows", "2").with("hybris.deletions.table", "itemdeletionmarkers");
+    let mut t = task(&config, &[]);
+    let got = drain(&mut t, 2);
+    let keys: Vec<_> = got.iter().map(key).collect();
+    assert_eq!(keys, vec!["C0", "D0", "C1", "D1", "C2", "D2", "C3", "D3", "C4", "D4"]);
+    assert!(got.iter().all(|r| r.value.is_none() == key(r).starts_with('D')));
+
+    // Restarting from any record's offset re-emits exactly what follows it.
+    for (i, r) in got.iter().enumerate() {
+        let mut resumed = task(&config, std::slice::from_ref(&r.source));
+        let rest: Vec<_> = drain(&mut resumed, 2).iter().map(key).collect();
+        assert_eq!(rest, keys[i + 1..].to_vec(), "resuming after {}", keys[i]);
+    }
+}
