@@ -242,9 +242,13 @@ impl S3SinkTask {
         // From here on the record is accepted: a failure below is retried
         // without taking it again.
         state.next_offset = Some(r.offset() + 1);
-        w.upload.pump(&self.rt, &self.up)?;
         if full {
+            // Rotation moves the object to `completing` even when it fails, so
+            // no later record can join a full object (boundaries stay
+            // deterministic); finishing sends the queued parts too.
             self.rotate(&tp, &encoded)?;
+        } else {
+            w.upload.pump(&self.rt, &self.up)?;
         }
         Ok(Ok(()))
     }

@@ -285,6 +285,18 @@ fn large_objects_are_multipart_and_exact_and_crashes_leave_no_open_upload() {
     assert!(body == expected, "content differs: {} bytes vs {} expected", body.len(), expected.len());
     t.stop().unwrap();
     assert!(s3.open_uploads(&dir).is_empty());
+
+    // Completed but the offset commit was lost: the same object is written again.
+    let mut again = task(&c);
+    again.open(&tps).unwrap();
+    for chunk in (0..200).step_by(50) {
+        put(&mut again, &batch(chunk..chunk + 50));
+    }
+    assert_eq!(committed(&again.pre_commit().unwrap(), 0), Some(200));
+    assert_eq!(s3.keys(&dir), vec![key.clone()]);
+    let (body, _) = s3.get(&key);
+    assert!(body == expected, "content differs after re-delivery");
+    assert!(s3.open_uploads(&dir).is_empty(), "the redundant upload was not left open");
 }
 
 #[test]
