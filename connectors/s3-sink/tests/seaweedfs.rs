@@ -538,3 +538,25 @@ fn object_tagging_records_the_offsets() {
         vec![("endOffset".into(), "7".into()), ("recordCount".into(), "3".into()), ("startOffset".into(), "5".into())]
     );
 }
+
+#[test]
+fn null_values_are_ignored_or_written_under_the_tombstone_path() {
+    let dir = unique_dir("nulls");
+    let s3 = Bucket::new();
+    let mut batch = owned(0, 0..4);
+    batch[1].value = None;
+
+    let mut t = task(&config(&format!("{dir}/ignore"), &[("behavior.on.null.values", "ignore")]));
+    assert!(put(&mut t, &batch).failures().is_empty());
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(4), "0, 2, 3 fill an object, 1 is ignored");
+    assert_eq!(
+        s3.text(&format!("{dir}/ignore/orders/partition=0/orders+0+0000000000.json")),
+        format!("{}\n{}\n{}\n", json(0), json(2), json(3))
+    );
+
+    let mut t = task(&config(&format!("{dir}/write"), &[("behavior.on.null.values", "write"), ("flush.size", "1")]));
+    assert!(put(&mut t, &batch[..2]).failures().is_empty());
+    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(2));
+    assert_eq!(s3.text(&format!("{dir}/write/orders/tombstone/orders+0+0000000001.json")), "null\n");
+    assert_eq!(s3.text(&format!("{dir}/write/orders/partition=0/orders+0+0000000000.json")), json(0) + "\n");
+}
