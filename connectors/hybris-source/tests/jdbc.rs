@@ -314,3 +314,33 @@ fn changes_and_deletions_interleave_in_time_order_across_small_batches() {
         assert_eq!(rest, keys[i + 1..].to_vec(), "resuming after {}", keys[i]);
     }
 }
+
+#[test]
+fn the_demo_simulator_steps_reach_the_topics_once_each() {
+    let mut db = TestDb::new("simulator", true);
+    for _ in 0..3 {
+        db.exec(SIMULATE_STEP);
+    }
+    let codes: HashSet<String> =
+        db.client.query("SELECT p_code FROM orders", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let uids: HashSet<String> = db
+        .client
+        .query("SELECT p_uid FROM users WHERE typepkstring = $1", &[&CUSTOMER_TYPE_PK])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!((codes.len(), uids.len()), (6, 8));
+
+    // The simulator writes "now": poll (with a deadline) until the 1 s lag has passed.
+    let mut t = task(&db.config("Order,Customer").with("topic.route.field", "channel"), &[]);
+    let got = poll_until(&mut t, codes.len() + uids.len(), 100);
+    let orders: Vec<_> = got.iter().filter(|r| header(r, "hybris.type").as_deref() == Some("Order")).collect();
+    assert_eq!(orders.iter().map(|r| key(r)).collect::<HashSet<_>>(), codes);
+    assert_eq!(orders.len(), codes.len(), "each order once (its latest state)");
+    assert!(orders.iter().all(|r| r.topic.starts_with("hybris.order.")), "routed by channel");
+    let customers: HashSet<_> =
+        got.iter().filter(|r| header(r, "hybris.type").as_deref() == Some("Customer")).map(key).collect();
+    assert_eq!(customers, uids);
+    assert!(drain(&mut t, 100).is_empty());
+}

@@ -13,6 +13,7 @@ use sluice_hybris_source::{HybrisSource, HybrisTask};
 
 pub const SCHEMA: &str = include_str!("../../fixtures/hybris-schema.sql");
 pub const SAMPLE: &str = include_str!("../../fixtures/sample-data.sql");
+pub const SIMULATE_STEP: &str = include_str!("../../fixtures/simulate-step.sql");
 
 pub const ORDER_TYPE_PK: i64 = 8796093317202;
 pub const CUSTOMER_TYPE_PK: i64 = 8796093153362;
