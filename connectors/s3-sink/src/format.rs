@@ -103,11 +103,15 @@ impl Stream {
 
     /// Takes the compressed bytes produced so far (a part's worth).
     pub fn take(&mut self) -> Vec<u8> {
-        match self {
+        let mut part = match self {
             Stream::Plain(v) => std::mem::take(v),
             Stream::Gzip(e) => std::mem::take(e.get_mut()),
             Stream::Zstd(e) => std::mem::take(e.get_mut()),
-        }
+        };
+        // The buffer grew by doubling: up to twice the part size would stay
+        // allocated while the part uploads. One copy of a part is cheaper.
+        part.shrink_to_fit();
+        part
     }
 
     /// Ends the stream and returns the remaining bytes (trailers included).

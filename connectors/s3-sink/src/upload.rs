@@ -171,6 +171,7 @@ impl ObjectUpload {
     /// Starts background uploads of queued parts, waiting for a permit when
     /// too many are in flight (backpressure on `put`).
     pub fn pump(&mut self, rt: &Runtime, up: &Uploader) -> Result<(), ConnectorError> {
+        self.reap(rt);
         if self.queued.is_empty() {
             return Ok(());
         }
@@ -218,10 +219,28 @@ impl ObjectUpload {
         self.in_flight.push((number, part, handle));
     }
 
+    /// Collects part uploads that already ended, so their bytes are freed as
+    /// soon as S3 has them (not when the object completes).
+    fn reap(&mut self, rt: &Runtime) {
+        if !self.in_flight.iter().any(|(_, _, h)| h.is_finished()) {
+            return;
+        }
+        let (ended, running): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.in_flight).into_iter().partition(|(_, _, h)| h.is_finished());
+        self.in_flight = running;
+        // Errors are kept with their part in `failed`; `finish` retries them.
+        let _ = self.collect(rt, ended);
+    }
+
     /// Waits for the background part uploads; failed ones are kept to retry.
     fn settle(&mut self, rt: &Runtime) -> Result<(), ConnectorError> {
+        let all = std::mem::take(&mut self.in_flight);
+        self.collect(rt, all)
+    }
+
+    fn collect(&mut self, rt: &Runtime, handles: Vec<(i32, Bytes, PartHandle)>) -> Result<(), ConnectorError> {
         let mut first_error = None;
-        for (number, part, handle) in std::mem::take(&mut self.in_flight) {
+        for (number, part, handle) in handles {
             match rt.block_on(handle) {
                 Ok(Ok(etag)) => {
                     self.bytes_uploaded += part.len() as u64;
