@@ -161,3 +161,33 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_api::ErrorKind;
+
+    #[test]
+    fn defaults_and_refusals() {
+        let base = ConnectorConfig::new().with(JDBC_URL, "postgres://h/db");
+        let s = Settings::parse(&base).unwrap();
+        let types: Vec<_> = s.items.iter().map(|i| i.type_name.as_str()).collect();
+        assert_eq!(types, vec!["Order", "Customer", "Product"]);
+        assert_eq!((s.lag_ms, s.topic_prefix.as_str(), s.batch_max_rows), (5000, "hybris.", 1000));
+        assert_eq!((s.route_field, s.deletions_table), (None, None));
+
+        let odata = Settings::parse(&base.clone().with(MODE, "odata")).unwrap_err();
+        assert_eq!(odata.kind(), ErrorKind::Config);
+        assert!(odata.message().contains("hybris.mode") && odata.message().contains("not supported yet"));
+
+        let unknown = Settings::parse(&base.clone().with(ITEM_TYPES, "Order,Nope")).unwrap_err();
+        assert!(unknown.message().starts_with("\"hybris.item.types\""), "{unknown}");
+    }
+
+    #[test]
+    fn the_password_is_a_password() {
+        let def = definition();
+        assert!(def.infos().iter().any(|i| i.name == JDBC_PASSWORD && i.is_password()));
+        assert!(def.infos().iter().any(|i| i.name == JDBC_URL && i.required));
+    }
+}

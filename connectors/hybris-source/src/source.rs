@@ -273,23 +273,28 @@ impl HybrisTask {
         }
         events.truncate(limit);
 
+        // Topics first: resolving a routing enum may fail, and no cursor may
+        // move before every record of the batch can be returned.
+        let mut topics = Vec::with_capacity(events.len());
+        for event in &events {
+            topics.push(match event {
+                Event::Change(row) => self.topic_for(index, &row.doc)?,
+                Event::Deletion(_) => self.base_topic(index),
+            });
+        }
+        let poller = &mut self.pollers[index];
         let mut records = Vec::with_capacity(events.len());
-        for event in events {
-            let record = match event {
+        for (event, topic) in events.into_iter().zip(topics) {
+            records.push(match event {
                 Event::Change(row) => {
-                    let topic = self.topic_for(index, &row.doc)?;
-                    let poller = &mut self.pollers[index];
                     poller.changes = Some(row.cursor.clone());
                     change_record(poller, row, topic)
                 }
                 Event::Deletion(row) => {
-                    let topic = self.base_topic(index);
-                    let poller = &mut self.pollers[index];
                     poller.deletions = Some(row.cursor.clone());
                     deletion_record(poller, row, topic)
                 }
-            };
-            records.push(record);
+            });
         }
         if !records.is_empty() {
             self.host.counter(
