@@ -15,6 +15,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a worker: join the cluster, run tasks, serve the REST API.
+    Worker(crate::settings::WorkerArgs),
     /// Inspect connector plugins.
     Plugins {
         #[command(subcommand)]
@@ -52,4 +54,57 @@ pub fn plugins_list(plugin_path: &[PathBuf], out: &mut impl Write, err: &mut imp
         writeln!(err, "warning: {rejection}")?;
     }
     Ok(())
+}
+
+/// Runs a worker until SIGTERM or Ctrl-C, then stops its tasks (committing
+/// what is settled) and returns.
+pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+
+    let registry = Arc::new(PluginRegistry::load(&settings.plugin_path));
+    tracing::info!(classes = registry.classes().len(), "plugins loaded");
+    let cluster =
+        crate::cluster::Cluster::start(settings.kafka.clone(), &settings.cluster_id, settings.worker_id.clone())
+            .context("joining the cluster")?;
+    let metrics = Arc::new(crate::metrics::Metrics::new()?);
+    let worker = crate::worker::Worker::new(cluster, registry, metrics, settings.restart_backoff);
+    worker.spawn()?;
+    let state = Arc::new(crate::rest::AppState {
+        worker: worker.clone(),
+        cluster_id: settings.cluster_id.clone(),
+        auth: settings.auth.clone(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&settings.rest_listen)
+            .await
+            .with_context(|| format!("binding the REST API to {}", settings.rest_listen))?;
+        tracing::info!(listen = %settings.rest_listen, worker_id = %settings.worker_id, "REST API listening");
+        axum::serve(listener, crate::rest::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("stopping tasks");
+    worker.shutdown(settings.shutdown_timeout);
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

@@ -2,5 +2,13 @@
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod cli;
+pub mod cluster;
+pub mod connector_config;
 pub mod host;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
 pub mod plugins;
+pub mod rest;
+pub mod settings;
+pub mod worker;

@@ -1,0 +1,299 @@
+//! The cluster, with Kafka as its coordination engine (no leader, no
+//! consensus of our own):
+//!
+//! - `<cluster>-configs` (1 partition, compacted): connector configs and
+//!   target states. Every worker reads it into the same [`ClusterView`]; a
+//!   write is answered only once the writer's own view has applied it.
+//! - `<cluster>-status` (1 partition, compacted): connector and task states,
+//!   written by the worker running them, read by all.
+//! - `<cluster>-offsets` (1 partition, compacted): source offsets.
+//! - `<cluster>-coordination` (many partitions, never written): all workers
+//!   join one consumer group on it; a task runs on the worker that owns
+//!   partition `hash(connector, task) mod N` (see [`placement`]).
+
+pub mod placement;
+pub mod view;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, Context};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::Message,
+    producer::{FutureProducer, FutureRecord},
+    Offset, TopicPartitionList,
+};
+use serde::{Deserialize, Serialize};
+
+pub use view::{Applied, ClusterView, ConfigRecord, ConnectorSpec, TargetState};
+
+use crate::kafka::{ensure_topic, wait_delivery, KafkaSettings};
+
+/// The internal topics of one cluster id.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub configs: String,
+    pub status: String,
+    pub offsets: String,
+    pub coordination: String,
+}
+
+impl Topics {
+    pub fn new(cluster_id: &str) -> Self {
+        Topics {
+            configs: format!("{cluster_id}-configs"),
+            status: format!("{cluster_id}-status"),
+            offsets: format!("{cluster_id}-offsets"),
+            coordination: format!("{cluster_id}-coordination"),
+        }
+    }
+}
+
+/// A connector's or task's state as the status topic carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: String,
+    pub worker_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+pub fn connector_status_key(name: &str) -> String {
+    format!("status-connector-{name}")
+}
+
+pub fn task_status_key(name: &str, task: i32) -> String {
+    format!("status-task-{name}-{task}")
+}
+
+#[derive(Default)]
+struct Shared {
+    view: ClusterView,
+    statuses: BTreeMap<String, Status>,
+    /// Next configs-topic offset to apply.
+    configs_next: i64,
+    /// Bumped on every applied record, so waiters can tell something moved.
+    changes: u64,
+}
+
+pub struct Cluster {
+    pub worker_id: String,
+    pub topics: Topics,
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    pub placement: placement::Placement,
+}
+
+/// How long a REST write waits for the worker's own view to apply it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Cluster {
+    /// Creates the internal topics if missing, starts reading them and joins
+    /// the coordination group. Returns once the view has caught up with
+    /// everything written before start-up.
+    pub fn start(settings: KafkaSettings, cluster_id: &str, worker_id: String) -> anyhow::Result<Arc<Cluster>> {
+        let topics = Topics::new(cluster_id);
+        ensure_topic(&settings, &topics.configs, 1, true)?;
+        ensure_topic(&settings, &topics.status, 1, true)?;
+        ensure_topic(&settings, &topics.offsets, 1, true)?;
+        ensure_topic(&settings, &topics.coordination, placement::PARTITIONS, false)?;
+        let producer: FutureProducer = settings.producer().create().context("creating the cluster's producer")?;
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        spawn_reader(&settings, &topics, shared.clone())?;
+        let placement = placement::Placement::join(&settings, cluster_id, &topics.coordination)?;
+        let cluster = Arc::new(Cluster { worker_id, topics, settings, producer, shared, placement });
+        cluster.sync().context("reading the cluster's configs")?;
+        Ok(cluster)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A poisoned lock means a reader thread panicked mid-update; the view
+        // is still the last consistent one it wrote, so keep serving it.
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the current view.
+    pub fn with_view<T>(&self, f: impl FnOnce(&ClusterView) -> T) -> T {
+        f(&self.lock().view)
+    }
+
+    pub fn status(&self, key: &str) -> Option<Status> {
+        self.lock().statuses.get(key).cloned()
+    }
+
+    /// A counter that moves whenever the view or a status changes.
+    pub fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+
+    /// Waits until the view changes from `seen` or `timeout` passes.
+    pub fn wait_change(&self, seen: u64, timeout: Duration) {
+        let guard = self.lock();
+        let _ = self.shared.1.wait_timeout_while(guard, timeout, |s| s.changes == seen);
+    }
+
+    /// Writes a config record and waits until this worker's view applied it.
+    pub fn write(&self, name: &str, record: ConfigRecord) -> anyhow::Result<Applied> {
+        let request_id = record.request_id().to_string();
+        let payload = serde_json::to_vec(&record)?;
+        let delivery = self
+            .producer
+            .send_result(FutureRecord::to(&self.topics.configs).key(name).payload(&payload))
+            .map_err(|(e, _)| anyhow!("queueing a config record: {e}"))?;
+        let (_, offset) = wait_delivery(delivery)?;
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let mut guard = self.lock();
+        loop {
+            if guard.configs_next > offset {
+                return guard
+                    .view
+                    .take_outcome(&request_id)
+                    .ok_or_else(|| anyhow!("the config record at offset {offset} was not applied"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(anyhow!("timed out waiting for the configs topic to reach offset {offset}"));
+            }
+            guard = self.shared.1.wait_timeout(guard, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Catches up with everything written to the configs topic so far.
+    pub fn sync(&self) -> anyhow::Result<()> {
+        self.write("__marker", ConfigRecord::Marker { request_id: new_request_id() }).map(|_| ())
+    }
+
+    /// Publishes a connector's or task's state (`None`: remove it).
+    pub fn put_status(&self, key: &str, status: Option<&Status>) -> anyhow::Result<()> {
+        let payload = status.map(serde_json::to_vec).transpose()?;
+        let mut record = FutureRecord::to(&self.topics.status).key(key);
+        if let Some(p) = payload.as_ref() {
+            record = record.payload(p);
+        }
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a status record: {e}"))?;
+        wait_delivery(delivery).map(|_| ())
+    }
+
+    pub fn kafka(&self) -> &KafkaSettings {
+        &self.settings
+    }
+
+    /// Source offsets of a connector, read from the offsets topic up to now:
+    /// source partition (JSON text) → offset (JSON text).
+    pub fn read_source_offsets(&self, connector: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let consumer: BaseConsumer =
+            self.settings.consumer(&format!("{}-offsets-reader", self.topics.offsets)).create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topics.offsets, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        // A marker tells us where "now" is: ListOffsets cannot be trusted on
+        // every broker (Tansu answers it in batches, not records).
+        let marker = new_request_id();
+        let marker_key = format!("__marker-{marker}");
+        let delivery = self
+            .producer
+            .send_result(FutureRecord::<str, [u8]>::to(&self.topics.offsets).key(&marker_key))
+            .map_err(|(e, _)| anyhow!("queueing an offsets marker: {e}"))?;
+        wait_delivery(delivery)?;
+        let mut offsets = BTreeMap::new();
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        loop {
+            anyhow::ensure!(Instant::now() < deadline, "timed out reading the offsets topic");
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+            let message = message?;
+            let key = message.key().map(String::from_utf8_lossy).unwrap_or_default();
+            if key == marker_key {
+                return Ok(offsets);
+            }
+            let Ok(serde_json::Value::Array(parts)) = serde_json::from_str::<serde_json::Value>(&key) else {
+                continue;
+            };
+            if parts.first().and_then(|v| v.as_str()) != Some(connector) {
+                continue;
+            }
+            let partition = parts.get(1).map(|p| p.to_string()).unwrap_or_default();
+            match message.payload() {
+                Some(value) => offsets.insert(partition, String::from_utf8_lossy(value).to_string()),
+                None => offsets.remove(&partition),
+            };
+        }
+    }
+
+    /// Stores source offsets (after every record up to them was acknowledged).
+    pub fn write_source_offsets(&self, connector: &str, offsets: &[(String, Option<String>)]) -> anyhow::Result<()> {
+        let mut deliveries = Vec::with_capacity(offsets.len());
+        for (partition, offset) in offsets {
+            let partition: serde_json::Value =
+                serde_json::from_str(partition).unwrap_or(serde_json::Value::String(partition.clone()));
+            let key = serde_json::json!([connector, partition]).to_string();
+            let mut record = FutureRecord::to(&self.topics.offsets).key(&key);
+            if let Some(o) = offset {
+                record = record.payload(o.as_str());
+            }
+            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing an offset: {e}"))?);
+        }
+        for d in deliveries {
+            wait_delivery(d)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn spawn_reader(
+    settings: &KafkaSettings,
+    topics: &Topics,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = settings.consumer(&format!("{}-reader", topics.configs)).create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topics.configs, 0, Offset::Beginning)?;
+    tpl.add_partition_offset(&topics.status, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let (configs, status) = (topics.configs.clone(), topics.status.clone());
+    thread::Builder::new().name("cluster-reader".into()).spawn(move || loop {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the cluster topics");
+                continue;
+            }
+        };
+        let key = message.key().map(String::from_utf8_lossy).unwrap_or_default().to_string();
+        let mut guard = shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        if message.topic() == configs {
+            match message.payload().map(serde_json::from_slice::<ConfigRecord>) {
+                Some(Ok(record)) => guard.view.apply(message.offset(), &key, record),
+                Some(Err(e)) => {
+                    tracing::warn!(offset = message.offset(), error = %e, "skipping an unreadable config record")
+                }
+                None => {}
+            }
+            guard.configs_next = message.offset() + 1;
+        } else if message.topic() == status {
+            match message.payload().map(serde_json::from_slice::<Status>) {
+                Some(Ok(s)) => {
+                    guard.statuses.insert(key, s);
+                }
+                Some(Err(e)) => tracing::warn!(offset = message.offset(), error = %e, "skipping an unreadable status"),
+                None => {
+                    guard.statuses.remove(&key);
+                }
+            }
+        }
+        guard.changes += 1;
+        drop(guard);
+        shared.1.notify_all();
+    })?;
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The keys every connector config has, whatever its class (Kafka Connect's
+//! names), secrets resolution, and masking of password values.
+
+use std::{collections::BTreeMap, fs};
+
+use connector_api::ConfigIssue;
+
+use crate::plugins::{ConnectorClass, Kind};
+
+/// What REST responses and logs show instead of a password value.
+pub const HIDDEN: &str = "[hidden]";
+
+/// The runtime's own settings of one connector, parsed once.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub tasks_max: u32,
+    pub topics: Vec<String>,
+    pub topics_regex: Option<String>,
+    pub tolerance_all: bool,
+    /// Milliseconds; -1: retry forever.
+    pub retry_timeout_ms: i64,
+    pub retry_delay_max_ms: u64,
+    pub log_errors: bool,
+    pub log_messages: bool,
+    pub dlq_topic: Option<String>,
+    pub dlq_context_headers: bool,
+    pub rejected_topic: Option<String>,
+    pub offset_flush_interval_ms: u64,
+    pub max_buffered_bytes: u64,
+    pub batch_max_records: usize,
+    /// Partitions of topics a source task creates on first use.
+    pub topic_creation_partitions: i32,
+}
+
+fn non_empty(config: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    config.get(key).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+struct Parser<'a> {
+    config: &'a BTreeMap<String, String>,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Parser<'_> {
+    fn number<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+        &mut self,
+        key: &str,
+        default: T,
+        min: T,
+    ) -> T {
+        match self.config.get(key) {
+            None => default,
+            Some(v) => match v.trim().parse::<T>() {
+                Ok(n) if n >= min => n,
+                Ok(_) => {
+                    self.issues.push(ConfigIssue::new(key, format!("Invalid value {v}: must be at least {min}")));
+                    default
+                }
+                Err(_) => {
+                    self.issues.push(ConfigIssue::new(key, format!("Invalid value {v}: not a number")));
+                    default
+                }
+            },
+        }
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        match self.config.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => default,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                self.issues.push(ConfigIssue::new(key, format!("Invalid value {v}: must be true or false")));
+                default
+            }
+        }
+    }
+
+    fn one_of(&mut self, key: &str, default: &str, allowed: &[&str]) -> String {
+        let v = self.config.get(key).map(|v| v.trim().to_string()).unwrap_or_else(|| default.to_string());
+        if !allowed.contains(&v.as_str()) {
+            self.issues
+                .push(ConfigIssue::new(key, format!("Invalid value {v}: must be one of {}", allowed.join(", "))));
+        }
+        v
+    }
+}
+
+/// Converter names and Kafka Connect's class names for them.
+const CONVERTERS: &[&str] = &[
+    "bytes",
+    "string",
+    "json",
+    "org.apache.kafka.connect.converters.ByteArrayConverter",
+    "org.apache.kafka.connect.storage.StringConverter",
+    "org.apache.kafka.connect.json.JsonConverter",
+];
+
+/// Parses the runtime's keys; `Err` lists every problem, each naming its key.
+pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeConfig, Vec<ConfigIssue>> {
+    let mut p = Parser { config, issues: Vec::new() };
+    let tasks_max = p.number::<u32>("tasks.max", 1, 1);
+    let topics: Vec<String> = non_empty(config, "topics")
+        .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let topics_regex = non_empty(config, "topics.regex");
+    if kind == Kind::Sink {
+        match (topics.is_empty(), &topics_regex) {
+            (true, None) => p.issues.push(ConfigIssue::new("topics", "Must configure one of topics or topics.regex")),
+            (false, Some(_)) => p.issues.push(ConfigIssue::new(
+                "topics.regex",
+                "topics and topics.regex are mutually exclusive options, but both are set",
+            )),
+            (true, Some(re)) => {
+                if let Err(e) = regex::Regex::new(re) {
+                    p.issues.push(ConfigIssue::new("topics.regex", format!("Invalid regular expression: {e}")));
+                }
+            }
+            (false, None) => {}
+        }
+    }
+    let tolerance = p.one_of("errors.tolerance", "none", &["none", "all"]);
+    let retry_timeout_ms = p.number::<i64>("errors.retry.timeout", 0, -1);
+    let retry_delay_max_ms = p.number::<u64>("errors.retry.delay.max.ms", 60_000, 1);
+    let log_errors = p.boolean("errors.log.enable", false);
+    let log_messages = p.boolean("errors.log.include.messages", false);
+    let dlq_topic = non_empty(config, "errors.deadletterqueue.topic.name");
+    let dlq_context_headers = p.boolean("errors.deadletterqueue.context.headers.enable", false);
+    let rejected_topic = non_empty(config, "errors.rejected.topic.name");
+    let offset_flush_interval_ms = p.number::<u64>("offset.flush.interval.ms", 10_000, 1);
+    let max_buffered_bytes = p.number::<u64>("max.buffered.bytes", 256 * 1024 * 1024, 1);
+    let batch_max_records = p.number::<usize>("consumer.max.poll.records", 500, 1);
+    let topic_creation_partitions = p.number::<i32>("topic.creation.default.partitions", 1, 1);
+    for key in ["key.converter", "value.converter"] {
+        if let Some(v) = config.get(key) {
+            if !CONVERTERS.contains(&v.as_str()) {
+                p.issues.push(ConfigIssue::new(
+                    key,
+                    format!("Invalid value {v}: supported converters are {}", CONVERTERS.join(", ")),
+                ));
+            }
+        }
+    }
+    if non_empty(config, "transforms").is_some() {
+        p.issues.push(ConfigIssue::new(
+            "transforms",
+            "Single message transforms are not supported by this worker yet; remove \"transforms\"",
+        ));
+    }
+    if !p.issues.is_empty() {
+        return Err(p.issues);
+    }
+    Ok(RuntimeConfig {
+        tasks_max,
+        topics,
+        topics_regex,
+        tolerance_all: tolerance == "all",
+        retry_timeout_ms,
+        retry_delay_max_ms,
+        log_errors,
+        log_messages,
+        dlq_topic,
+        dlq_context_headers,
+        rejected_topic,
+        offset_flush_interval_ms,
+        max_buffered_bytes,
+        batch_max_records,
+        topic_creation_partitions,
+    })
+}
+
+/// Replaces password values by [`HIDDEN`] for display.
+pub fn masked(class: Option<&ConnectorClass>, config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let hide = class.is_some_and(|c| c.is_password(k));
+            (k.clone(), if hide { HIDDEN.to_string() } else { v.clone() })
+        })
+        .collect()
+}
+
+/// Resolves `${env:VAR}` and `${file:PATH:KEY}` references (at task start,
+/// so secrets need not be stored in Kafka). The error names the key.
+pub fn resolve_secrets(config: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    config.iter().map(|(k, v)| Ok((k.clone(), resolve_value(k, v)?))).collect()
+}
+
+fn resolve_value(key: &str, value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let reference = &after[..end];
+        let resolved = if let Some(var) = reference.strip_prefix("env:") {
+            std::env::var(var).map_err(|_| format!("config \"{key}\": environment variable {var} is not set"))?
+        } else if let Some(spec) = reference.strip_prefix("file:") {
+            let (path, wanted) = spec
+                .rsplit_once(':')
+                .ok_or_else(|| format!("config \"{key}\": a file reference is ${{file:PATH:KEY}}"))?;
+            let text = fs::read_to_string(path)
+                .map_err(|e| format!("config \"{key}\": cannot read secrets file {path}: {e}"))?;
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(k, _)| k.trim() == wanted)
+                .map(|(_, v)| v.trim().to_string())
+                .ok_or_else(|| format!("config \"{key}\": {path} has no key {wanted}"))?
+        } else {
+            format!("${{{reference}}}")
+        };
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_sink_needs_topics_and_every_issue_names_its_key() {
+        let issues = parse(&config(&[("tasks.max", "0"), ("errors.tolerance", "some")]), Kind::Sink).unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["tasks.max", "topics", "errors.tolerance"]);
+    }
+
+    #[test]
+    fn defaults_follow_kafka_connect() {
+        let c = parse(&config(&[("topics", "a, b")]), Kind::Sink).unwrap();
+        assert_eq!(c.topics, ["a", "b"]);
+        assert!(!c.tolerance_all);
+        assert_eq!(c.retry_timeout_ms, 0);
+        assert_eq!(c.tasks_max, 1);
+        assert!(parse(&config(&[]), Kind::Source).is_ok());
+    }
+
+    #[test]
+    fn secrets_resolve_from_env_and_files() {
+        std::env::set_var("SLUICE_TEST_SECRET_A", "s3cr3t");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets.properties");
+        fs::write(&file, "db.password = hunter2\n").unwrap();
+        let c = config(&[
+            ("a", "x-${env:SLUICE_TEST_SECRET_A}-y"),
+            ("b", &format!("${{file:{}:db.password}}", file.display())),
+            ("c", "plain"),
+        ]);
+        let r = resolve_secrets(&c).unwrap();
+        assert_eq!((r["a"].as_str(), r["b"].as_str(), r["c"].as_str()), ("x-s3cr3t-y", "hunter2", "plain"));
+        let err = resolve_secrets(&config(&[("k", "${env:SLUICE_TEST_MISSING_VAR}")])).unwrap_err();
+        assert!(err.contains("\"k\"") && err.contains("SLUICE_TEST_MISSING_VAR"));
+    }
+}

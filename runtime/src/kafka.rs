@@ -1,0 +1,100 @@
+//! Kafka client settings shared by every consumer and producer the worker
+//! creates, and small blocking helpers over rdkafka's futures.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    error::RDKafkaErrorCode,
+    producer::DeliveryFuture,
+};
+
+/// How to reach the brokers, plus librdkafka properties passed through as
+/// they are (TLS, SASL, …).
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub properties: Vec<(String, String)>,
+    pub session_timeout_ms: u32,
+    /// `fetch.wait.max.ms` for the worker's consumers. Low by default: some
+    /// brokers (Tansu) hold every fetch this long even when data is waiting,
+    /// which caps a consumer at a few thousand records a second.
+    pub fetch_wait_max_ms: u32,
+}
+
+impl KafkaSettings {
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A consumer that commits only what the worker tells it to.
+    pub fn consumer(&self, group_id: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", (self.session_timeout_ms / 3).max(100).to_string())
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // Notice topics created after subscribing within seconds, not
+            // librdkafka's default five minutes.
+            .set("topic.metadata.refresh.interval.ms", "2000");
+        // Pass-through properties win over the worker's defaults.
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// An idempotent producer (acks=all): a record acknowledged is durable
+    /// and in order, so offsets may be written after it.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Creates `name` unless it exists.
+pub fn ensure_topic(settings: &KafkaSettings, name: &str, partitions: i32, compacted: bool) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .base()
+        .create()
+        .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    if compacted {
+        topic = topic.set("cleanup.policy", "compact");
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics([&topic], &options))
+        .with_context(|| format!("creating topic {name}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(anyhow!("creating topic {topic}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a produced record's acknowledgement: (partition, offset).
+pub fn wait_delivery(delivery: DeliveryFuture) -> anyhow::Result<(i32, i64)> {
+    match futures::executor::block_on(delivery) {
+        Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+        Ok(Err((e, _))) => Err(anyhow!("the broker refused the record: {e}")),
+        Err(_) => Err(anyhow!("the producer was closed before the record was acknowledged")),
+    }
+}

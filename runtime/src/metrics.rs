@@ -1,0 +1,151 @@
+//! The worker's Prometheus metrics (served at `/metrics`).
+
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Records consumed from Kafka by sink tasks.
+    pub records_read: IntCounterVec,
+    /// Records accepted by a sink's `put`, or produced by a source task.
+    pub records_written: IntCounterVec,
+    pub records_filtered: IntCounterVec,
+    pub records_dlq: IntCounterVec,
+    pub records_rejected: IntCounterVec,
+    pub put_seconds: HistogramVec,
+    pub commit_seconds: HistogramVec,
+    pub buffered_bytes: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    /// 1 for the task's current state, by state name.
+    pub task_state: IntGaugeVec,
+    pub task_restarts: IntCounterVec,
+    pub rest_requests: IntCounterVec,
+    pub errors: CounterVec,
+    pub broker_connections: GaugeVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
+    // Names are constants of this module, so registration cannot clash.
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Metrics> {
+        let registry = Registry::new();
+        let task = &["connector", "task"];
+        let r = &registry;
+        Ok(Metrics {
+            records_read: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("sluice_records_read_total", "Records read from Kafka by sink tasks"),
+                    task,
+                )?,
+            ),
+            records_written: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_records_written_total",
+                        "Records written by tasks (sink: accepted by put; source: acknowledged by Kafka)",
+                    ),
+                    task,
+                )?,
+            ),
+            records_filtered: register(
+                r,
+                IntCounterVec::new(Opts::new("sluice_records_filtered_total", "Records dropped on purpose"), task)?,
+            ),
+            records_dlq: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("sluice_records_dlq_total", "Records produced to the dead-letter queue"),
+                    task,
+                )?,
+            ),
+            records_rejected: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("sluice_records_rejected_total", "Records produced to the rejected-records topic"),
+                    task,
+                )?,
+            ),
+            put_seconds: register(
+                r,
+                HistogramVec::new(HistogramOpts::new("sluice_put_seconds", "Latency of a sink task's put"), task)?,
+            ),
+            commit_seconds: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new("sluice_commit_seconds", "Latency of pre_commit plus the offset commit"),
+                    task,
+                )?,
+            ),
+            buffered_bytes: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("sluice_buffered_bytes", "Bytes handed to the sink and not yet durable"),
+                    task,
+                )?,
+            ),
+            consumer_lag: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("sluice_consumer_lag", "High watermark minus committed offset"),
+                    &["connector", "task", "topic", "partition"],
+                )?,
+            ),
+            task_state: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("sluice_task_state", "1 for a task's current state"),
+                    &["connector", "task", "state"],
+                )?,
+            ),
+            task_restarts: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("sluice_task_restarts_total", "Automatic and requested task restarts"),
+                    task,
+                )?,
+            ),
+            rest_requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("sluice_rest_requests_total", "REST requests by route and status code"),
+                    &["method", "route", "code"],
+                )?,
+            ),
+            errors: register(
+                r,
+                CounterVec::new(
+                    Opts::new("sluice_task_errors_total", "Errors by kind and stage"),
+                    &["connector", "task", "kind", "stage"],
+                )?,
+            ),
+            broker_connections: register(
+                r,
+                GaugeVec::new(
+                    Opts::new("sluice_broker_connections", "Kafka clients the worker holds open"),
+                    &["role"],
+                )?,
+            ),
+            registry,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    pub fn set_task_state(&self, connector: &str, task: i32, state: &str) {
+        let task = task.to_string();
+        for s in ["RUNNING", "PAUSED", "FAILED", "UNASSIGNED"] {
+            self.task_state.with_label_values(&[connector, &task, s]).set(i64::from(s == state));
+        }
+    }
+}

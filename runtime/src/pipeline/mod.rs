@@ -1,0 +1,73 @@
+//! Task pipelines: each task runs on its own thread (plugin calls may block).
+//! `sink.rs` consumes → puts → commits the settled watermark; `source.rs`
+//! polls → produces → stores source offsets after acknowledgement.
+
+pub mod dlq;
+pub mod sink;
+pub mod source;
+pub mod watermark;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    cluster::Cluster, connector_config::RuntimeConfig, host::PluginMetrics, metrics::Metrics, plugins::ConnectorClass,
+};
+
+/// Everything a task thread needs.
+pub struct TaskContext {
+    pub connector: String,
+    pub task: i32,
+    pub class: Arc<ConnectorClass>,
+    /// The plugin's task config, secrets resolved.
+    pub task_config: BTreeMap<String, String>,
+    pub runtime: RuntimeConfig,
+    pub cluster: Arc<Cluster>,
+    pub metrics: Arc<Metrics>,
+    pub plugin_metrics: Arc<PluginMetrics>,
+    pub stop: Arc<AtomicBool>,
+    pub paused: Arc<AtomicBool>,
+}
+
+impl TaskContext {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+    pub fn labels(&self) -> [String; 2] {
+        [self.connector.clone(), self.task.to_string()]
+    }
+
+    /// Sleeps up to `duration`, returning early (false) if the task must stop.
+    pub fn pause_for(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            if self.stopping() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())));
+        }
+        !self.stopping()
+    }
+}
+
+/// Exponential backoff from 300 ms (Kafka Connect's minimum) up to `max`,
+/// with ±20 % jitter so retrying tasks do not move in lockstep.
+pub fn backoff(attempt: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(300).saturating_mul(1u32 << attempt.min(16)).min(max);
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    base.mul_f64(jitter)
+}
+
+/// The trace a FAILED status carries.
+pub fn failure(what: &str, error: impl std::fmt::Display) -> String {
+    format!("{what}: {error}")
+}

@@ -1,0 +1,383 @@
+//! A sink task: a consumer in group `connect-<connector>` that hands records
+//! to the plugin in offset order per partition, routes failures, and commits
+//! the contiguous watermark of settled records (delivery invariants 1, 2, 5, 6).
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use connector_api::{
+    ffi::FfiSinkTaskBox, ConnectorError, ErrorKind, HeaderRef, PutOutcome, SinkRecord, TopicPartition,
+};
+use rdkafka::{
+    client::ClientContext,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
+    message::{BorrowedMessage, Headers, Message},
+    producer::FutureProducer,
+    Offset, TopicPartitionList,
+};
+
+use super::{
+    backoff,
+    dlq::{self, ErrorContext, FailedRecord, Route},
+    failure,
+    watermark::Watermarks,
+    TaskContext,
+};
+use crate::{
+    host::TaskHost,
+    kafka::{ensure_topic, wait_delivery},
+};
+
+/// The plugin task and the bookkeeping both the poll loop and the rebalance
+/// callbacks (which run inside `poll`, on the same thread) work on.
+struct SinkState {
+    task: FfiSinkTaskBox,
+    marks: Watermarks,
+    assigned: BTreeSet<(String, i32)>,
+    /// A failure inside a rebalance callback, surfaced by the poll loop.
+    failed: Option<String>,
+}
+
+struct SinkContext {
+    state: Arc<Mutex<SinkState>>,
+}
+
+fn lock(state: &Mutex<SinkState>) -> MutexGuard<'_, SinkState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+}
+
+impl ClientContext for SinkContext {}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Invariant 2: flush what can be flushed, commit exactly the
+            // settled watermark of the revoked partitions, abandon the rest.
+            let mut state = lock(&self.state);
+            let revoked = partitions_of(tpl);
+            let only: BTreeSet<(String, i32)> = revoked.iter().map(|tp| (tp.topic.to_string(), tp.partition)).collect();
+            if let Err(e) = commit_settled(&mut state, consumer, Some(&only)) {
+                tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads from the last commit");
+            }
+            if let Err(e) = state.task.close(revoked.as_slice().into()).into_result() {
+                state.failed = Some(failure("close", e));
+            }
+            for (t, p) in &only {
+                state.marks.forget(t, *p);
+                state.assigned.remove(&(t.clone(), *p));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut state = lock(&self.state);
+            let assigned = partitions_of(tpl);
+            for tp in &assigned {
+                state.assigned.insert((tp.topic.to_string(), tp.partition));
+            }
+            if let Err(e) = state.task.open(assigned.as_slice().into()).into_result() {
+                state.failed = Some(failure("open", e));
+            }
+        }
+    }
+}
+
+/// Asks the plugin what is durable and commits the watermark (optionally
+/// only for `only`'s partitions). Synchronous: a returned Ok means committed.
+fn commit_settled(
+    state: &mut SinkState,
+    consumer: &BaseConsumer<SinkContext>,
+    only: Option<&BTreeSet<(String, i32)>>,
+) -> anyhow::Result<usize> {
+    let durable = state.task.pre_commit().into_result().map_err(|e| anyhow::anyhow!("pre_commit: {e}"))?;
+    for tpo in durable.iter() {
+        state.marks.durable(tpo.topic.as_str(), tpo.partition, tpo.offset);
+    }
+    let commits: Vec<(String, i32, i64)> = state
+        .marks
+        .to_commit()
+        .into_iter()
+        .filter(|(t, p, _)| only.is_none_or(|o| o.contains(&(t.clone(), *p))))
+        .collect();
+    if commits.is_empty() {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in &commits {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync)?;
+    state.marks.committed(&commits);
+    Ok(commits.len())
+}
+
+/// Runs until stopped (Ok) or failed (Err with the trace for the status).
+pub fn run(ctx: &TaskContext) -> Result<(), String> {
+    let host = TaskHost::new(&ctx.connector, ctx.task, ctx.stop.clone(), ctx.plugin_metrics.clone()).into_ffi();
+    let config: Vec<(&str, &str)> = ctx.task_config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let task = ctx.class.create_sink_task(config, host).map_err(|e| failure("creating the task", e))?;
+    let state =
+        Arc::new(Mutex::new(SinkState { task, marks: Watermarks::default(), assigned: BTreeSet::new(), failed: None }));
+    let kafka = ctx.cluster.kafka();
+    let consumer: BaseConsumer<SinkContext> = kafka
+        .consumer(&format!("connect-{}", ctx.connector))
+        .create_with_context(SinkContext { state: state.clone() })
+        .map_err(|e| failure("creating the consumer", e))?;
+    for topic in ctx.runtime.dlq_topic.iter().chain(&ctx.runtime.rejected_topic) {
+        // Kafka Connect creates the DLQ with one partition; so do we.
+        ensure_topic(kafka, topic, 1, false).map_err(|e| failure(&format!("creating topic {topic}"), e))?;
+    }
+    let producer: Option<FutureProducer> = if ctx.runtime.dlq_topic.is_some() || ctx.runtime.rejected_topic.is_some() {
+        Some(kafka.producer().create().map_err(|e| failure("creating the DLQ producer", e))?)
+    } else {
+        None
+    };
+    let subscription: Vec<String> = match &ctx.runtime.topics_regex {
+        Some(re) => vec![if re.starts_with('^') { re.clone() } else { format!("^{re}") }],
+        None => ctx.runtime.topics.clone(),
+    };
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| failure("subscribing", e))?;
+
+    let result = poll_loop(ctx, &consumer, &state, producer.as_ref());
+
+    // Stop: commit exactly the settled watermark, then close and stop the plugin.
+    let mut guard = lock(&state);
+    if result.is_ok() {
+        if let Err(e) = commit_settled(&mut guard, &consumer, None) {
+            tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "final commit failed");
+        }
+    }
+    let assigned: Vec<TopicPartition> =
+        guard.assigned.iter().map(|(t, p)| TopicPartition::new(t.clone(), *p)).collect();
+    let _ = guard.task.close(assigned.as_slice().into());
+    let _ = guard.task.stop();
+    drop(guard);
+    consumer.unsubscribe();
+    result
+}
+
+fn poll_loop(
+    ctx: &TaskContext,
+    consumer: &BaseConsumer<SinkContext>,
+    state: &Arc<Mutex<SinkState>>,
+    producer: Option<&FutureProducer>,
+) -> Result<(), String> {
+    let [connector, task] = ctx.labels();
+    let labels = [connector.as_str(), task.as_str()];
+    let flush_every = Duration::from_millis(ctx.runtime.offset_flush_interval_ms);
+    let mut last_commit = Instant::now();
+    let mut paused = false;
+    while !ctx.stopping() {
+        if let Some(f) = lock(state).failed.take() {
+            return Err(f);
+        }
+        // Pause when the connector is paused or the byte budget is spent
+        // (invariant 6); keep polling so the group membership stays alive.
+        let over_budget = lock(state).marks.buffered_bytes() > ctx.runtime.max_buffered_bytes;
+        let want_pause = ctx.is_paused() || over_budget;
+        if want_pause != paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = if want_pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+            }
+            paused = want_pause;
+        }
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < ctx.runtime.batch_max_records {
+            match consumer.poll(wait) {
+                None => break,
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(e)) => {
+                    tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "consumer error");
+                    break;
+                }
+            }
+            wait = Duration::ZERO;
+        }
+        if !batch.is_empty() {
+            ctx.metrics.records_read.with_label_values(&labels).inc_by(batch.len() as u64);
+            deliver(ctx, state, &batch, producer)?;
+        }
+        if last_commit.elapsed() >= flush_every || over_budget {
+            let started = Instant::now();
+            let mut guard = lock(state);
+            match commit_settled(&mut guard, consumer, None) {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "offset commit failed; will retry")
+                }
+            }
+            ctx.metrics.buffered_bytes.with_label_values(&labels).set(guard.marks.buffered_bytes() as i64);
+            drop(guard);
+            ctx.metrics.commit_seconds.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+            last_commit = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Hands one batch to the plugin (dropping records of partitions revoked
+/// meanwhile), retrying and routing failures; every record ends up in the
+/// sink's hands, routed and acknowledged, or the task fails.
+fn deliver(
+    ctx: &TaskContext,
+    state: &Mutex<SinkState>,
+    batch: &[BorrowedMessage<'_>],
+    producer: Option<&FutureProducer>,
+) -> Result<(), String> {
+    let mut guard = lock(state);
+    let batch: Vec<&BorrowedMessage<'_>> =
+        batch.iter().filter(|m| guard.assigned.contains(&(m.topic().to_string(), m.partition()))).collect();
+    // One header array for the whole batch; records borrow slices of it.
+    let mut header_refs: Vec<HeaderRef<'_>> = Vec::new();
+    let mut spans = Vec::with_capacity(batch.len());
+    for m in &batch {
+        let start = header_refs.len();
+        if let Some(headers) = m.headers() {
+            for h in headers.iter() {
+                header_refs.push(HeaderRef { key: h.key.into(), value: h.value.map(Into::into).into() });
+            }
+        }
+        spans.push(start..header_refs.len());
+    }
+    let records: Vec<SinkRecord<'_>> = batch
+        .iter()
+        .zip(&spans)
+        .map(|(m, span)| {
+            SinkRecord::new(
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                m.timestamp().to_millis(),
+                m.key(),
+                m.payload(),
+                &header_refs[span.clone()],
+            )
+        })
+        .collect();
+    let mut pending: Vec<usize> = (0..records.len()).collect();
+    let mut attempt = 0u32;
+    let started = Instant::now();
+    let [connector, task] = ctx.labels();
+    let labels = [connector.as_str(), task.as_str()];
+    for m in &batch {
+        let bytes = (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
+        guard.marks.handed(m.topic(), m.partition(), m.offset(), bytes);
+    }
+    loop {
+        let subset: Vec<SinkRecord<'_>> = pending.iter().map(|&i| records[i]).collect();
+        let put_started = Instant::now();
+        let result = guard.task.put(subset.as_slice().into()).into_result();
+        ctx.metrics.put_seconds.with_label_values(&labels).observe(put_started.elapsed().as_secs_f64());
+        let failures: Vec<(usize, ConnectorError)> = match result {
+            Ok(outcome) => outcome_failures(&outcome, &pending),
+            Err(e) if e.kind() == ErrorKind::Fatal || e.kind() == ErrorKind::Config => {
+                return Err(failure("put", e));
+            }
+            Err(e) => pending.iter().map(|&i| (i, e.clone())).collect(),
+        };
+        ctx.metrics.records_written.with_label_values(&labels).inc_by((pending.len() - failures.len()) as u64);
+        // A failed record is unsettled until it is routed or a retry takes
+        // it: the sink's later pre_commit must not carry the commit past it.
+        let failed: BTreeSet<usize> = failures.iter().map(|(i, _)| *i).collect();
+        for &i in &pending {
+            let m = batch[i];
+            if failed.contains(&i) {
+                guard.marks.failed(m.topic(), m.partition(), m.offset());
+            } else if attempt > 0 {
+                guard.marks.routed_acked(m.topic(), m.partition(), m.offset());
+            }
+        }
+        let retry_allowed = ctx.runtime.retry_timeout_ms < 0
+            || started.elapsed() < Duration::from_millis(ctx.runtime.retry_timeout_ms as u64);
+        let (retry, give_up): (Vec<_>, Vec<_>) =
+            failures.into_iter().partition(|(_, e)| e.kind() == ErrorKind::Retriable && retry_allowed);
+        route_failures(ctx, &mut guard, &batch, &give_up, producer)?;
+        if retry.is_empty() {
+            return Ok(());
+        }
+        pending = retry.iter().map(|(i, _)| *i).collect();
+        for (_, e) in &retry {
+            ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
+        }
+        let wait = backoff(attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
+        attempt += 1;
+        // Release the state while waiting so rebalance callbacks can run.
+        drop(guard);
+        if !ctx.pause_for(wait) {
+            return Ok(());
+        }
+        guard = lock(state);
+    }
+}
+
+fn outcome_failures(outcome: &PutOutcome, pending: &[usize]) -> Vec<(usize, ConnectorError)> {
+    outcome.failures().iter().filter_map(|f| pending.get(f.index as usize).map(|&i| (i, f.error.clone()))).collect()
+}
+
+fn route_failures(
+    ctx: &TaskContext,
+    state: &mut SinkState,
+    batch: &[&BorrowedMessage<'_>],
+    failures: &[(usize, ConnectorError)],
+    producer: Option<&FutureProducer>,
+) -> Result<(), String> {
+    let [connector, task] = ctx.labels();
+    let context =
+        ErrorContext { connector: &ctx.connector, task: ctx.task, class: ctx.class.name(), stage: "TASK_PUT" };
+    let mut deliveries = Vec::new();
+    for (i, error) in failures {
+        let m = batch[*i];
+        let at = format!("topic {} partition {} offset {}", m.topic(), m.partition(), m.offset());
+        ctx.metrics.errors.with_label_values(&[&connector, &task, error.kind().name(), "TASK_PUT"]).inc();
+        if ctx.runtime.log_errors {
+            let content = if ctx.runtime.log_messages {
+                format!(" value={}", m.payload().map(String::from_utf8_lossy).unwrap_or_default())
+            } else {
+                String::new()
+            };
+            tracing::error!(connector = %ctx.connector, task = ctx.task, "error handling the record at {at}: {error}{content}");
+        }
+        state.marks.failed(m.topic(), m.partition(), m.offset());
+        match dlq::route(error, &ctx.runtime) {
+            Route::Fail => {
+                return Err(format!(
+                    "the record at {at} failed ({error}) and errors.tolerance is none (or the error is fatal); \
+                     fix the record or set errors.tolerance=all with errors.deadletterqueue.topic.name"
+                ))
+            }
+            Route::Drop => state.marks.routed_acked(m.topic(), m.partition(), m.offset()),
+            Route::Topic { topic, rejected } => {
+                let Some(producer) = producer else { return Err("no producer for the DLQ".to_string()) };
+                let record = FailedRecord {
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key(),
+                    value: m.payload(),
+                    headers: m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default(),
+                };
+                let delivery = dlq::send(producer, &topic, &record, error, &context, ctx.runtime.dlq_context_headers)
+                    .map_err(|e| failure("routing a failed record", e))?;
+                deliveries.push((m, delivery, rejected));
+            }
+        }
+    }
+    // A routed record is settled only once the broker acknowledged it.
+    for (m, delivery, rejected) in deliveries {
+        wait_delivery(delivery).map_err(|e| failure("producing to the dead-letter/rejected topic", e))?;
+        state.marks.routed_acked(m.topic(), m.partition(), m.offset());
+        let counter = if rejected { &ctx.metrics.records_rejected } else { &ctx.metrics.records_dlq };
+        counter.with_label_values(&[&connector, &task]).inc();
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The REST API, path- and JSON-compatible with Kafka Connect's, so existing
+//! clients and UIs work unchanged. Any worker answers any request: writes go
+//! through the configs topic and are answered once this worker's view has
+//! applied them (no leader, no forwarding).
+
+mod connectors;
+mod error;
+mod openapi;
+mod plugins;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+    Json, Router,
+};
+
+pub use error::{ApiError, ApiResult};
+
+use crate::worker::Worker;
+
+/// REST authentication: accepted bearer tokens and `user:password` pairs.
+/// Empty: no authentication.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub tokens: Vec<String>,
+    pub basic: Vec<String>,
+}
+
+pub struct AppState {
+    pub worker: Arc<Worker>,
+    pub cluster_id: String,
+    pub auth: Auth,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/connectors", get(connectors::list).post(connectors::create))
+        .route("/connectors/{name}", get(connectors::info).delete(connectors::delete))
+        .route(
+            "/connectors/{name}/config",
+            get(connectors::get_config).put(connectors::put_config).patch(connectors::patch_config),
+        )
+        .route("/connectors/{name}/status", get(connectors::status))
+        .route("/connectors/{name}/tasks", get(connectors::tasks))
+        .route("/connectors/{name}/tasks/{task}/status", get(connectors::task_status))
+        .route("/connectors/{name}/tasks/{task}/restart", post(connectors::restart_task))
+        .route("/connectors/{name}/restart", post(connectors::restart))
+        .route("/connectors/{name}/pause", put(connectors::pause))
+        .route("/connectors/{name}/resume", put(connectors::resume))
+        .route("/connectors/{name}/stop", put(connectors::stop))
+        .route(
+            "/connectors/{name}/offsets",
+            get(connectors::get_offsets).patch(connectors::patch_offsets).delete(connectors::reset_offsets),
+        )
+        .route("/connectors/{name}/topics", get(connectors::topics))
+        .route("/connector-plugins", get(plugins::list))
+        .route("/connector-plugins/{class}/config", get(plugins::config))
+        .route("/connector-plugins/{class}/config/validate", put(plugins::validate))
+        .fallback(|| async { ApiError::not_found("Not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    state.worker.metrics.rest_requests.with_label_values(&[&method, &route, response.status().as_str()]).inc();
+    response
+}
+
+/// Checks credentials when configured; `/health` stays open for load balancers.
+async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let auth = &state.auth;
+    if (auth.tokens.is_empty() && auth.basic.is_empty()) || request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ok = if let Some(token) = presented.strip_prefix("Bearer ") {
+        auth.tokens.iter().any(|t| t == token.trim())
+    } else if let Some(encoded) = presented.strip_prefix("Basic ") {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .is_some_and(|pair| auth.basic.iter().any(|b| *b == pair))
+    } else {
+        false
+    };
+    if ok {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "Authentication required").into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer, Basic"));
+        response
+    }
+}
+
+async fn root(State(state): State<Shared>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("SLUICE_GIT_COMMIT").unwrap_or("unknown"),
+        "kafka_cluster_id": state.cluster_id,
+    }))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "healthy",
+        "message": "Worker has completed startup and is ready to handle requests.",
+    }))
+}
+
+async fn ready(State(state): State<Shared>) -> Response {
+    if state.worker.cluster.placement.joined() {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Worker has not joined the cluster yet").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.worker.metrics.render()).into_response()
+}
+
+/// Runs blocking cluster work off the async runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+}

@@ -1,0 +1,106 @@
+//! `/connector-plugins/...` handlers.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    Json,
+};
+use connector_api::ConfigKeyInfo;
+use serde_json::{json, Value};
+
+use super::{blocking, ApiError, ApiResult, Shared};
+use crate::{connector_config, plugins::ConnectorClass};
+
+pub async fn list(State(state): State<Shared>) -> Json<Value> {
+    let plugins: Vec<Value> = state
+        .worker
+        .registry
+        .classes()
+        .iter()
+        .map(|c| json!({"class": c.name(), "type": c.kind().name(), "version": c.version()}))
+        .collect();
+    Json(json!(plugins))
+}
+
+fn class(state: &Shared, name: &str) -> ApiResult<std::sync::Arc<ConnectorClass>> {
+    state.worker.registry.class(name).ok_or_else(|| ApiError::not_found(format!("Unknown plugin {name}")))
+}
+
+fn definition(key: &ConfigKeyInfo, order: usize) -> Value {
+    json!({
+        "name": key.name.as_str(),
+        "type": key.type_name.as_str(),
+        "required": key.required,
+        "default_value": key.default_value.as_ref().map(|d| d.as_str()).into_option(),
+        "importance": key.importance.as_str(),
+        "documentation": key.documentation.as_str(),
+        "group": null,
+        "width": "NONE",
+        "display_name": key.name.as_str(),
+        "dependents": [],
+        "order": order,
+        "validator": key.validator.as_str(),
+    })
+}
+
+pub async fn config(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let class = class(&state, &name)?;
+    Ok(Json(json!(class.config_keys().iter().enumerate().map(|(i, k)| definition(k, i)).collect::<Vec<_>>())))
+}
+
+pub async fn validate(State(state): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Malformed JSON in the request body: {e}")))?;
+    let object = body.as_object().ok_or_else(|| ApiError::bad_request("the config must be a JSON object"))?;
+    let config: BTreeMap<String, String> = object
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        .collect();
+    let class = class(&state, &name)?;
+    blocking(move || {
+        let entries: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut issues = class.validate(entries).map_err(ApiError::internal)?;
+        if let Err(runtime) = connector_config::parse(&config, class.kind()) {
+            issues.extend(runtime);
+        }
+        let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for issue in &issues {
+            errors.entry(issue.key.to_string()).or_default().push(issue.message.to_string());
+        }
+        let shown = connector_config::masked(Some(&class), &config);
+        let mut configs: Vec<Value> = class
+            .config_keys()
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let name = key.name.as_str();
+                json!({
+                    "definition": definition(key, i),
+                    "value": {
+                        "name": name,
+                        "value": shown.get(name).cloned().or_else(|| key.default_value.as_ref().map(|d| d.to_string()).into_option()),
+                        "recommended_values": key.recommended_values.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                        "errors": errors.remove(name).unwrap_or_default(),
+                        "visible": true,
+                    }
+                })
+            })
+            .collect();
+        // Errors on the runtime's own keys (topics, errors.*, tasks.max, …).
+        for (key, messages) in errors {
+            configs.push(json!({
+                "definition": {"name": key},
+                "value": {"name": key, "value": shown.get(&key), "recommended_values": [], "errors": messages, "visible": true},
+            }));
+        }
+        Ok(Json(json!({
+            "name": class.name(),
+            "error_count": issues.len(),
+            "groups": ["Common"],
+            "configs": configs,
+        })))
+    })
+    .await
+}

@@ -1,0 +1,377 @@
+//! The reconciler: compares what the cluster wants (the configs view and this
+//! worker's share of the coordination partitions) with the tasks running
+//! here, and starts, stops, pauses and restarts tasks until they match. It
+//! also publishes the states of the tasks it runs and of the connectors it
+//! owns.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    cluster::{
+        connector_status_key, placement::partition_of, task_status_key, Cluster, ConnectorSpec, Status, TargetState,
+    },
+    connector_config::{self, RuntimeConfig},
+    host::PluginMetrics,
+    metrics::Metrics,
+    pipeline::{self, TaskContext},
+    plugins::{ConnectorClass, Kind, PluginRegistry},
+};
+
+/// The connector object itself is placed like a task with this id.
+const CONNECTOR_SLOT: i32 = -1;
+
+type TaskKey = (String, i32);
+
+struct RunningTask {
+    version: i64,
+    restart_epoch: u64,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    handle: JoinHandle<Result<(), String>>,
+}
+
+struct FailedTask {
+    version: i64,
+    restart_epoch: u64,
+    attempts: u32,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Local {
+    running: HashMap<TaskKey, RunningTask>,
+    stopping: HashMap<TaskKey, JoinHandle<Result<(), String>>>,
+    failed: HashMap<TaskKey, FailedTask>,
+    /// Task configs per connector, computed once per config version.
+    task_configs: HashMap<String, (i64, Result<Vec<BTreeMap<String, String>>, String>)>,
+    /// Last status this worker published per key, to publish only changes.
+    published: HashMap<String, Status>,
+}
+
+pub struct Worker {
+    pub cluster: Arc<Cluster>,
+    pub registry: Arc<PluginRegistry>,
+    pub metrics: Arc<Metrics>,
+    plugin_metrics: Arc<PluginMetrics>,
+    /// First automatic restart delay of a failed task; `None`: no automatic restarts.
+    restart_backoff: Option<Duration>,
+    local: Mutex<Local>,
+    shutting_down: AtomicBool,
+}
+
+/// The runtime config of a connector and its class, or why it cannot run.
+pub fn class_and_runtime(
+    registry: &PluginRegistry,
+    config: &BTreeMap<String, String>,
+) -> Result<(Arc<ConnectorClass>, RuntimeConfig), String> {
+    let class_name = config.get("connector.class").map(String::as_str).unwrap_or_default();
+    let class = registry.class(class_name).ok_or_else(|| format!("no plugin provides connector class {class_name}"))?;
+    let runtime = connector_config::parse(config, class.kind())
+        .map_err(|issues| issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect::<Vec<_>>().join("; "))?;
+    Ok((class, runtime))
+}
+
+impl Worker {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        registry: Arc<PluginRegistry>,
+        metrics: Arc<Metrics>,
+        restart_backoff: Option<Duration>,
+    ) -> Arc<Worker> {
+        let plugin_metrics = Arc::new(PluginMetrics::new(metrics.registry.clone()));
+        Arc::new(Worker {
+            cluster,
+            registry,
+            metrics,
+            plugin_metrics,
+            restart_backoff,
+            local: Mutex::new(Local::default()),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the reconcile loop on its own thread.
+    pub fn spawn(self: &Arc<Self>) -> anyhow::Result<JoinHandle<()>> {
+        let worker = self.clone();
+        Ok(thread::Builder::new().name("reconciler".into()).spawn(move || {
+            while !worker.shutting_down.load(Ordering::SeqCst) {
+                let seen = worker.cluster.changes();
+                worker.reconcile();
+                worker.cluster.wait_change(seen, Duration::from_millis(250));
+            }
+        })?)
+    }
+
+    /// Task configs of a connector (cached per config version).
+    pub fn task_configs(&self, name: &str, spec: &ConnectorSpec) -> Result<Vec<BTreeMap<String, String>>, String> {
+        if let Some((version, configs)) = self.local().task_configs.get(name) {
+            if *version == spec.version {
+                return configs.clone();
+            }
+        }
+        let computed = class_and_runtime(&self.registry, &spec.config).and_then(|(class, runtime)| {
+            let config: Vec<(&str, &str)> = spec.config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            class
+                .task_configs(config, runtime.tasks_max)
+                .map(|tasks| tasks.into_iter().map(|t| t.into_iter().collect()).collect())
+                .map_err(|e| e.to_string())
+        });
+        self.local().task_configs.insert(name.to_string(), (spec.version, computed.clone()));
+        computed
+    }
+
+    fn restart_epoch(spec: &ConnectorSpec, task: i32) -> u64 {
+        spec.restarts.get(&None).map_or(0, |r| r.0) + spec.restarts.get(&Some(task)).map_or(0, |r| r.0)
+    }
+
+    fn publish(&self, key: String, status: Option<Status>) {
+        {
+            let local = self.local();
+            if local.published.get(&key) == status.as_ref() {
+                return;
+            }
+        }
+        match self.cluster.put_status(&key, status.as_ref()) {
+            Ok(()) => {
+                let mut local = self.local();
+                match status {
+                    Some(s) => local.published.insert(key, s),
+                    None => local.published.remove(&key),
+                };
+            }
+            Err(e) => tracing::warn!(key, error = %e, "publishing a status failed; will retry"),
+        }
+    }
+
+    fn status(&self, state: &str, trace: Option<String>) -> Status {
+        Status { state: state.to_string(), worker_id: self.cluster.worker_id.clone(), trace }
+    }
+
+    /// One pass: make the local tasks match what the cluster wants.
+    pub fn reconcile(&self) {
+        let connectors: BTreeMap<String, ConnectorSpec> = self.cluster.with_view(|v| v.connectors().clone());
+        let mut desired: BTreeMap<
+            TaskKey,
+            (Arc<ConnectorClass>, RuntimeConfig, BTreeMap<String, String>, i64, u64, bool),
+        > = BTreeMap::new();
+        for (name, spec) in &connectors {
+            let owns_connector = self.cluster.placement.owns(name, CONNECTOR_SLOT);
+            let prepared = class_and_runtime(&self.registry, &spec.config)
+                .and_then(|(class, runtime)| self.task_configs(name, spec).map(|tasks| (class, runtime, tasks)));
+            let (class, runtime, tasks) = match prepared {
+                Ok(p) => p,
+                Err(trace) => {
+                    if owns_connector {
+                        self.publish(connector_status_key(name), Some(self.status("FAILED", Some(trace))));
+                    }
+                    continue;
+                }
+            };
+            if owns_connector {
+                let state = match spec.target {
+                    TargetState::Started => "RUNNING",
+                    TargetState::Paused => "PAUSED",
+                    TargetState::Stopped => "STOPPED",
+                };
+                self.publish(connector_status_key(name), Some(self.status(state, None)));
+            }
+            if spec.target == TargetState::Stopped {
+                continue;
+            }
+            for (id, task_config) in tasks.into_iter().enumerate() {
+                let id = id as i32;
+                if self.cluster.placement.owns(name, id) {
+                    let epoch = Self::restart_epoch(spec, id);
+                    let paused = spec.target == TargetState::Paused;
+                    desired.insert(
+                        (name.clone(), id),
+                        (class.clone(), runtime.clone(), task_config, spec.version, epoch, paused),
+                    );
+                }
+            }
+        }
+
+        // Reap finished tasks, stop unwanted or outdated ones, apply pause.
+        let mut finished: Vec<(TaskKey, i64, u64, Result<(), String>)> = Vec::new();
+        {
+            let mut local = self.local();
+            let keys: Vec<TaskKey> = local.running.keys().cloned().collect();
+            for key in keys {
+                let Some(task) = local.running.get(&key) else { continue };
+                if task.handle.is_finished() {
+                    if let Some(task) = local.running.remove(&key) {
+                        let result = task.handle.join().unwrap_or_else(|_| Err("the task thread panicked".to_string()));
+                        finished.push((key, task.version, task.restart_epoch, result));
+                    }
+                    continue;
+                }
+                let keep = desired.get(&key).is_some_and(|d| d.3 == task.version && d.4 == task.restart_epoch);
+                if !keep {
+                    if let Some(task) = local.running.remove(&key) {
+                        task.stop.store(true, Ordering::SeqCst);
+                        local.stopping.insert(key, task.handle);
+                    }
+                } else if let Some(d) = desired.get(&key) {
+                    task.paused.store(d.5, Ordering::SeqCst);
+                }
+            }
+            local.stopping.retain(|_, h| !h.is_finished());
+        }
+        for (key, version, epoch, result) in finished {
+            match result {
+                Ok(()) => {}
+                Err(trace) => {
+                    tracing::error!(connector = %key.0, task = key.1, %trace, "task failed");
+                    self.metrics.set_task_state(&key.0, key.1, "FAILED");
+                    let attempts = self.local().failed.get(&key).map_or(0, |f| f.attempts) + 1;
+                    let retry_at = self.restart_backoff.map(|b| {
+                        Instant::now() + b.saturating_mul(1 << (attempts - 1).min(6)).min(Duration::from_secs(300))
+                    });
+                    let shown = match retry_at {
+                        Some(at) => format!(
+                            "{trace}\n(attempt {attempts}; next automatic restart in {} ms)",
+                            at.saturating_duration_since(Instant::now()).as_millis()
+                        ),
+                        None => format!("{trace}\n(attempt {attempts}; automatic restarts are off)"),
+                    };
+                    self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(shown))));
+                    self.local().failed.insert(key, FailedTask { version, restart_epoch: epoch, attempts, retry_at });
+                }
+            }
+        }
+
+        // Start what should run here and does not.
+        for (key, (class, runtime, task_config, version, epoch, paused)) in desired.iter() {
+            let (running, stopping) = {
+                let local = self.local();
+                (local.running.contains_key(key), local.stopping.contains_key(key))
+            };
+            if running || stopping || self.shutting_down.load(Ordering::SeqCst) {
+                continue;
+            }
+            let failed = self.local().failed.get(key).map(|f| (f.version, f.restart_epoch, f.retry_at));
+            if let Some((fv, fe, retry_at)) = failed {
+                let changed = fv != *version || fe != *epoch;
+                let due = retry_at.is_some_and(|at| Instant::now() >= at);
+                if !changed && !due {
+                    continue;
+                }
+                self.metrics.task_restarts.with_label_values(&[&key.0, &key.1.to_string()]).inc();
+                if changed {
+                    self.local().failed.remove(key);
+                }
+            }
+            let task_config = match connector_config::resolve_secrets(task_config) {
+                Ok(c) => c,
+                Err(trace) => {
+                    self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(trace))));
+                    continue;
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let paused_flag = Arc::new(AtomicBool::new(*paused));
+            let ctx = TaskContext {
+                connector: key.0.clone(),
+                task: key.1,
+                class: class.clone(),
+                task_config,
+                runtime: runtime.clone(),
+                cluster: self.cluster.clone(),
+                metrics: self.metrics.clone(),
+                plugin_metrics: self.plugin_metrics.clone(),
+                stop: stop.clone(),
+                paused: paused_flag.clone(),
+            };
+            let kind = class.kind();
+            let spawned = thread::Builder::new().name(format!("task-{}-{}", key.0, key.1)).spawn(move || {
+                let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.task);
+                let _entered = span.enter();
+                tracing::info!("task starting");
+                let result = match kind {
+                    Kind::Sink => pipeline::sink::run(&ctx),
+                    Kind::Source => pipeline::source::run(&ctx),
+                };
+                tracing::info!(ok = result.is_ok(), "task ended");
+                result
+            });
+            match spawned {
+                Ok(handle) => {
+                    self.local().running.insert(
+                        key.clone(),
+                        RunningTask { version: *version, restart_epoch: *epoch, stop, paused: paused_flag, handle },
+                    );
+                }
+                Err(e) => tracing::error!(connector = %key.0, task = key.1, error = %e, "cannot start a task thread"),
+            }
+        }
+
+        // Publish the states of the tasks running here.
+        let states: Vec<(TaskKey, bool)> =
+            self.local().running.iter().map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst))).collect();
+        for ((name, id), paused) in states {
+            let state = if paused { "PAUSED" } else { "RUNNING" };
+            self.metrics.set_task_state(&name, id, state);
+            self.publish(task_status_key(&name, id), Some(self.status(state, None)));
+        }
+
+        // Forget the statuses of deleted connectors (the owner cleans up).
+        let published: Vec<String> = self.local().published.keys().cloned().collect();
+        for key in published {
+            let gone = connectors
+                .keys()
+                .all(|name| key != connector_status_key(name) && !key.starts_with(&format!("status-task-{name}-")));
+            if gone {
+                self.publish(key, None);
+            }
+        }
+    }
+
+    /// Stops every task (committing settled offsets) within `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let handles: Vec<(TaskKey, JoinHandle<Result<(), String>>)> = {
+            let mut local = self.local();
+            let running: Vec<_> = local.running.drain().collect();
+            let mut handles = Vec::new();
+            for (key, task) in running {
+                task.stop.store(true, Ordering::SeqCst);
+                handles.push((key, task.handle));
+            }
+            handles.extend(local.stopping.drain());
+            handles
+        };
+        let deadline = Instant::now() + timeout;
+        for (key, handle) in handles {
+            while !handle.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                tracing::warn!(connector = %key.0, task = key.1, "task did not stop in time");
+            }
+        }
+    }
+
+    /// Whether a task is placed on this worker right now.
+    pub fn runs(&self, connector: &str, task: i32) -> bool {
+        self.local().running.contains_key(&(connector.to_string(), task))
+    }
+
+    /// The coordination partition of a task (for diagnostics).
+    pub fn partition_of(connector: &str, task: i32) -> i32 {
+        partition_of(connector, task)
+    }
+}
