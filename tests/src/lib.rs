@@ -5,9 +5,24 @@
 //! prints, and fail (never skip) when those are missing.
 
 use std::{
+    fs,
+    net::TcpListener,
     path::PathBuf,
-    time::{Duration, Instant},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    message::OwnedMessage,
+    producer::{FutureProducer, FutureRecord},
+    Message, Offset, TopicPartitionList,
+};
+use serde_json::Value;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary
 /// and the plugin libraries) of the profile these tests were built in.
@@ -41,6 +56,232 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
             return value;
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), nanos % 1_000_000_000)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A `sluice worker` process on a free loopback port, killed when dropped.
+pub struct WorkerProcess {
+    child: Option<Child>,
+    pub url: String,
+    pub port: u16,
+    pub log: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    /// Starts a worker of cluster `cluster_id` with the workspace's plugins
+    /// and waits until it is ready.
+    pub fn start(cluster_id: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> WorkerProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "worker".into(),
+            "--bootstrap-servers".into(),
+            service_env("KAFKA_BOOTSTRAP"),
+            "--cluster-id".into(),
+            cluster_id.into(),
+            "--rest-listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--plugin-path".into(),
+            build_dir().to_string_lossy().into(),
+            // Tansu answers a group join after about half the session timeout.
+            "--session-timeout-ms".into(),
+            "6000".into(),
+            "--task-restart-backoff-ms".into(),
+            "500".into(),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let mut worker = WorkerProcess {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            log: dir.path().join("worker.log"),
+            args,
+            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            _dir: dir,
+        };
+        worker.spawn();
+        worker
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("worker log");
+        let child = Command::new(build_dir().join("sluice"))
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice worker");
+        self.child = Some(child);
+        let url = format!("{}/ready", self.url);
+        wait_until(
+            &format!("the worker at {} to be ready; log:\n{}", self.url, self.log_text()),
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("the worker exited with {status}; log:\n{}", self.log_text());
+                }
+                ureq::get(&url).call().ok().map(|_| ())
+            },
+        );
+    }
+
+    /// Starts the same worker again (same port and settings) after a kill.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to commit or leave the group.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as ECS sends it; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running worker");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait().expect("worker exit status")
+    }
+
+    /// Sends a request; returns the status code and the JSON body (Null if none).
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.request_with(method, path, body, None)
+    }
+
+    pub fn request_with(&self, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}{path}", self.url);
+        let mut builder =
+            ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
+        if let Some(a) = auth {
+            builder = builder.header("Authorization", a);
+        }
+        let request = builder.body(body.unwrap_or("").to_string()).expect("request");
+        let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.request("GET", path, None)
+    }
+
+    /// Polls a connector's status until every task (at least `tasks`) reads `state`.
+    pub fn wait_tasks_state(&self, connector: &str, tasks: usize, state: &str, timeout: Duration) -> Value {
+        wait_until(&format!("{connector} tasks to be {state}"), timeout, || {
+            let (code, status) = self.get(&format!("/connectors/{connector}/status"));
+            let list = status["tasks"].as_array()?;
+            (code == 200 && list.len() >= tasks && list.iter().all(|t| t["state"] == state)).then_some(status)
+        })
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", service_env("KAFKA_BOOTSTRAP"));
+    c
+}
+
+/// Creates a topic (if missing) with `partitions`.
+pub fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let _ = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new())).expect("create topic");
+}
+
+/// Produces records (key, value) to `partition` of `topic`; returns their offsets.
+pub fn produce(topic: &str, partition: i32, records: &[(Option<&str>, Option<&str>)]) -> Vec<i64> {
+    let producer: FutureProducer =
+        client_config().set("enable.idempotence", "true").set("acks", "all").create().expect("producer");
+    let deliveries: Vec<_> = records
+        .iter()
+        .map(|(k, v)| {
+            let mut r = FutureRecord::<str, str>::to(topic).partition(partition);
+            if let Some(k) = k {
+                r = r.key(*k);
+            }
+            if let Some(v) = v {
+                r = r.payload(*v);
+            }
+            producer.send_result(r).map_err(|(e, _)| e).expect("queue a record")
+        })
+        .collect();
+    deliveries
+        .into_iter()
+        .map(|d| futures::executor::block_on(d).expect("delivery").map_err(|(e, _)| e).expect("acknowledged").offset)
+        .collect()
+}
+
+/// Reads `count` records from partition 0..partitions of `topic` from the start.
+pub fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while out.len() < count {
+        assert!(Instant::now() < deadline, "read {} of {count} records from {topic} before the deadline", out.len());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+/// The committed offset of a consumer group on one partition.
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = client_config().set("group.id", group).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+    match committed.elements().first()?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// The text of a message header, if present.
+pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == key).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).to_string())
 }
