@@ -8,7 +8,10 @@ use connector_api::{
     ConfigDef, ConfigIssue, ConfigKey, ConfigType, ConnectorConfig, ConnectorError, Importance, Validator,
 };
 
-use crate::partitioner::{Partitioner, TimeSpec, TimestampExtractor};
+use crate::{
+    parquet_format::{ParquetCodec, Schema},
+    partitioner::{Partitioner, TimeSpec, TimestampExtractor},
+};
 
 pub const MIB: i64 = 1024 * 1024;
 /// S3 rejects non-final parts below 5 MiB (EntityTooSmall).
@@ -20,7 +23,9 @@ pub const MAX_PART_SIZE: i64 = i32::MAX as i64;
 const FORMATS: &[(&str, &[&str])] = &[
     ("json", &["io.confluent.connect.s3.format.json.JsonFormat"]),
     ("bytes", &["io.confluent.connect.s3.format.bytearray.ByteArrayFormat"]),
+    ("parquet", &["io.confluent.connect.s3.format.parquet.ParquetFormat"]),
 ];
+const PARQUET_CODECS: &[(&str, &[&str])] = &[("snappy", &[]), ("zstd", &[]), ("none", &["uncompressed"])];
 const PARTITIONERS: &[(&str, &[&str])] = &[
     ("default", &["io.confluent.connect.storage.partitioner.DefaultPartitioner"]),
     ("field", &["io.confluent.connect.storage.partitioner.FieldPartitioner"]),
@@ -155,7 +160,9 @@ pub fn definition() -> ConfigDef {
         .define(key("format.class", Class, None, High, "Object format.").validator(one_of_aliases(FORMATS)))
         .define(key("format.bytearray.separator", String, Some("\n"), Low, "Separator between records of the bytes format (escapes \\n, \\r, \\t understood)."))
         .define(key("format.bytearray.extension", String, Some(".bin"), Low, "File extension of the bytes format."))
-        .define(key("s3.compression.type", String, Some("none"), High, "Compression of json and bytes objects.").validator(one_of_aliases(COMPRESSIONS)))
+        .define(key("parquet.codec", String, Some("snappy"), Medium, "Compression of parquet objects: snappy, zstd or none.").validator(one_of_aliases(PARQUET_CODECS)))
+        .define(key("parquet.schema", String, Some(""), Medium, "Columns of parquet objects as name:type,... (long, double, boolean, string, json); empty: inferred from each object's first record."))
+        .define(key("s3.compression.type", String, Some("none"), High, "Compression of json and bytes objects (parquet uses parquet.codec).").validator(one_of_aliases(COMPRESSIONS)))
         .define(key("s3.compression.level", Int, Some("-1"), Low, "Compression level; -1: the codec's default.").validator(Validator::range(Some(-1.0), Some(22.0))))
         .define(key("partitioner.class", Class, Some("io.confluent.connect.storage.partitioner.DefaultPartitioner"), High, "How records are grouped into paths.").validator(one_of_aliases(PARTITIONERS)))
         .define(key("partition.field.name", List, Some(""), Medium, "Fields of the JSON value the field partitioner uses (dotted paths for nested fields)."))
@@ -218,6 +225,7 @@ pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
 pub enum Format {
     Json,
     Bytes,
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +263,8 @@ pub struct S3SinkConfig {
     pub part_size: usize,
     pub upload_concurrency: usize,
     pub format: Format,
+    pub parquet_codec: ParquetCodec,
+    pub parquet_schema: Option<Schema>,
     pub bytes_separator: Vec<u8>,
     pub bytes_extension: String,
     pub compression: Compression,
@@ -307,7 +317,19 @@ impl S3SinkConfig {
 
         let format = match pick("format.class", FORMATS)? {
             "bytes" => Format::Bytes,
+            "parquet" => Format::Parquet,
             _ => Format::Json,
+        };
+        let parquet_codec = match pick("parquet.codec", PARQUET_CODECS)? {
+            "zstd" => ParquetCodec::Zstd,
+            "none" => ParquetCodec::None,
+            _ => ParquetCodec::Snappy,
+        };
+        let schema_spec = s("parquet.schema")?;
+        let parquet_schema = if schema_spec.trim().is_empty() {
+            None
+        } else {
+            Some(Schema::parse(&schema_spec).map_err(|e| bad("parquet.schema", e))?)
         };
         let compression = match pick("s3.compression.type", COMPRESSIONS)? {
             "gzip" => Compression::Gzip,
@@ -386,6 +408,8 @@ impl S3SinkConfig {
             part_size: l("s3.part.size")?.clamp(MIN_PART_SIZE, MAX_PART_SIZE) as usize,
             upload_concurrency: l("s3.part.upload.concurrency")?.clamp(1, 64) as usize,
             format,
+            parquet_codec,
+            parquet_schema,
             bytes_separator: unescape(&s("format.bytearray.separator")?),
             bytes_extension: if bytes_extension.starts_with('.') {
                 bytes_extension

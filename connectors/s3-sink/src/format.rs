@@ -3,7 +3,10 @@
 
 use std::io::Write;
 
-use crate::config::{Compression, Format};
+use crate::{
+    config::{Compression, Format},
+    parquet_format::ParquetObject,
+};
 
 /// Turns one record value into the bytes of its line (without separator
 /// handling for compression: that is the stream's job).
@@ -51,6 +54,8 @@ impl RecordEncoder {
                 out.extend_from_slice(&self.separator);
                 Ok(())
             }
+            // Parquet rows go to the object's column buffers, not through lines.
+            Format::Parquet => Ok(()),
         }
     }
 }
@@ -120,6 +125,33 @@ impl Stream {
             Stream::Plain(v) => Ok(v),
             Stream::Gzip(e) => e.finish(),
             Stream::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+/// An object's content being produced: lines through a compressor, or a parquet file.
+pub enum Body {
+    Lines(Stream),
+    Parquet(Box<ParquetObject>),
+}
+
+impl Body {
+    pub fn pending(&self) -> usize {
+        match self {
+            Body::Lines(s) => s.pending(),
+            Body::Parquet(p) => p.pending(),
+        }
+    }
+    pub fn take(&mut self) -> Vec<u8> {
+        match self {
+            Body::Lines(s) => s.take(),
+            Body::Parquet(p) => p.take(),
+        }
+    }
+    pub fn finish(self) -> Result<Vec<u8>, String> {
+        match self {
+            Body::Lines(s) => s.finish().map_err(|e| e.to_string()),
+            Body::Parquet(p) => p.finish(),
         }
     }
 }

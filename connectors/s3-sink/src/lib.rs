@@ -12,6 +12,7 @@
 pub mod config;
 pub mod format;
 pub mod naming;
+pub mod parquet_format;
 pub mod partitioner;
 pub mod rotation;
 pub mod sink;

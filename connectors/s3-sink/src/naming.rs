@@ -5,13 +5,18 @@
 //! The name depends only on the first record of the object, so a re-delivery
 //! from the committed offset writes the same keys (exactly-once overwrite).
 
-use crate::config::{Compression, Format, S3SinkConfig};
+use crate::{
+    config::{Compression, Format, S3SinkConfig},
+    parquet_format::ParquetCodec,
+};
 
 /// File extension for a format and compression (`.json`, `.json.gz`, `.bin.zst`, ...).
-pub fn extension(format: Format, compression: Compression, bytes_extension: &str) -> String {
+pub fn extension(format: Format, compression: Compression, bytes_extension: &str, parquet: ParquetCodec) -> String {
     let base = match format {
         Format::Json => ".json",
         Format::Bytes => bytes_extension,
+        // Parquet compresses inside the file: Confluent's `.snappy.parquet`.
+        Format::Parquet => return parquet.extension().to_string(),
     };
     let suffix = match compression {
         Compression::None => "",
@@ -36,7 +41,7 @@ impl Naming {
             directory_delim: cfg.directory_delim.clone(),
             file_delim: cfg.file_delim.clone(),
             zero_pad: cfg.zero_pad,
-            extension: extension(cfg.format, cfg.compression, &cfg.bytes_extension),
+            extension: extension(cfg.format, cfg.compression, &cfg.bytes_extension, cfg.parquet_codec),
         }
     }
 
@@ -102,6 +107,14 @@ mod tests {
                 10_000_000_000
             ),
             "topics/t/x=1/t+0+10000000000.bin.zst"
+        );
+        assert_eq!(
+            naming(&[
+                ("format.class", "io.confluent.connect.s3.format.parquet.ParquetFormat"),
+                ("s3.compression.type", "gzip")
+            ])
+            .object_key("partition=0", "t", 0, 0),
+            "topics/t/partition=0/t+0+0000000000.snappy.parquet"
         );
     }
 

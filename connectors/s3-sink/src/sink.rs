@@ -19,9 +19,10 @@ use serde_json::Value;
 use tokio::{runtime::Runtime, sync::Semaphore};
 
 use crate::{
-    config::{NullBehavior, S3SinkConfig},
-    format::{RecordEncoder, Stream},
+    config::{Format, NullBehavior, S3SinkConfig},
+    format::{Body, RecordEncoder, Stream},
     naming::Naming,
+    parquet_format::{ParquetObject, Schema},
     partitioner::{Partitioner, RecordView, TimestampExtractor},
     rotation,
     upload::{self, ObjectUpload, Uploader},
@@ -45,7 +46,7 @@ struct Writer {
     deadline: Option<i64>,
     /// Open order, to rotate the oldest when `s3.max.open.files` is reached.
     seq: u64,
-    stream: Option<Stream>,
+    body: Option<Body>,
     upload: ObjectUpload,
 }
 
@@ -159,10 +160,15 @@ impl S3SinkTask {
                 NullBehavior::Write => {}
             }
         }
-        let json = match (value, cfg.partitioner.needs_json()) {
+        let needs_json = cfg.partitioner.needs_json() || cfg.format == Format::Parquet;
+        let json = match (value, needs_json) {
             (Some(v), true) => match serde_json::from_slice::<Value>(v) {
                 Ok(j) => Some(j),
-                Err(e) => return Ok(Err(format!("value is not JSON ({e}) but partitioner.class needs a JSON value"))),
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "value is not JSON ({e}) but partitioner.class or format.class=parquet needs a JSON value"
+                    )))
+                }
             },
             _ => None,
         };
@@ -202,8 +208,26 @@ impl S3SinkTask {
                     self.rotate(&otp, &oenc)?;
                 }
             }
-            let stream = Stream::new(cfg.compression, cfg.compression_level)
-                .map_err(|e| ConnectorError::fatal(format!("cannot start s3.compression.type compressor: {e}")))?;
+            let body = match cfg.format {
+                Format::Parquet => {
+                    // Explicit columns, or those of the object's first record
+                    // (deterministic: the same first record after a re-delivery).
+                    let schema = match (&cfg.parquet_schema, json.as_ref()) {
+                        (Some(s), _) => s.clone(),
+                        (None, Some(v)) => match Schema::infer(v) {
+                            Ok(s) => s,
+                            Err(e) => return Ok(Err(e)),
+                        },
+                        (None, None) => return Ok(Err("a null value cannot be a parquet row".into())),
+                    };
+                    let object = ParquetObject::new(schema, cfg.parquet_codec, cfg.part_size)
+                        .map_err(|e| ConnectorError::config(format!("parquet.schema: {e}")))?;
+                    Body::Parquet(Box::new(object))
+                }
+                _ => Body::Lines(Stream::new(cfg.compression, cfg.compression_level).map_err(|e| {
+                    ConnectorError::fatal(format!("cannot start the s3.compression.type compressor: {e}"))
+                })?),
+            };
             self.seq += 1;
             let writer = Writer {
                 start_offset: r.offset(),
@@ -213,7 +237,7 @@ impl S3SinkTask {
                 first_time: time,
                 deadline: self.schedule_deadline(now),
                 seq: self.seq,
-                stream: Some(stream),
+                body: Some(body),
                 upload: ObjectUpload::new(self.naming.object_key(&encoded, r.topic(), r.partition(), r.offset())),
             };
             self.partitions.entry(tp.clone()).or_default().writers.insert(encoded.clone(), writer);
@@ -224,17 +248,30 @@ impl S3SinkTask {
         let Some(w) = state.writers.get_mut(&encoded) else {
             return Err(ConnectorError::fatal("internal: open object vanished"));
         };
-        let Some(stream) = w.stream.as_mut() else {
-            return Err(ConnectorError::fatal("internal: open object has no stream"));
+        let Some(body) = w.body.as_mut() else {
+            return Err(ConnectorError::fatal("internal: open object has no body"));
         };
-        stream
-            .write(&self.line)
-            .map_err(|e| ConnectorError::fatal(format!("compressing into {}: {e}", w.upload.key)))?;
+        let raw = match body {
+            Body::Lines(stream) => {
+                stream
+                    .write(&self.line)
+                    .map_err(|e| ConnectorError::fatal(format!("compressing into {}: {e}", w.upload.key)))?;
+                self.line.len()
+            }
+            Body::Parquet(object) => {
+                let row = json.as_ref().unwrap_or(&Value::Null);
+                if let Err(e) = object.push(row) {
+                    // Nothing was added: the record is bad, the object unchanged.
+                    return Ok(Err(e));
+                }
+                value.map_or(0, <[u8]>::len)
+            }
+        };
         w.records += 1;
-        w.raw_bytes += self.line.len() as u64;
+        w.raw_bytes += raw as u64;
         w.end_offset = r.offset();
-        if stream.pending() >= part_size {
-            w.upload.push_part(stream.take());
+        if body.pending() >= part_size {
+            w.upload.push_part(body.take());
         }
         // S3 refuses a 10 001st part: close the object one part before.
         let full = rotation::due_after(w.records, w.raw_bytes, cfg.flush_size, cfg.max_object_bytes)
@@ -278,10 +315,9 @@ impl S3SinkTask {
     fn complete_pending(&mut self, tp: &Tp) -> Result<(), ConnectorError> {
         let Some(state) = self.partitions.get_mut(tp) else { return Ok(()) };
         while let Some(w) = state.completing.first_mut() {
-            if let Some(stream) = w.stream.take() {
-                let tail = stream
-                    .finish()
-                    .map_err(|e| ConnectorError::fatal(format!("finishing compression of {}: {e}", w.upload.key)))?;
+            if let Some(body) = w.body.take() {
+                let tail =
+                    body.finish().map_err(|e| ConnectorError::fatal(format!("finishing {}: {e}", w.upload.key)))?;
                 w.upload.set_tail(tail);
             }
             let tags = format!("startOffset={}&endOffset={}&recordCount={}", w.start_offset, w.end_offset, w.records);

@@ -560,3 +560,38 @@ fn null_values_are_ignored_or_written_under_the_tombstone_path() {
     assert_eq!(s3.text(&format!("{dir}/write/orders/tombstone/orders+0+0000000001.json")), "null\n");
     assert_eq!(s3.text(&format!("{dir}/write/orders/partition=0/orders+0+0000000000.json")), json(0) + "\n");
 }
+
+#[test]
+fn parquet_objects_read_back_with_the_expected_rows_and_types() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    for (codec, ext) in [("snappy", "snappy.parquet"), ("zstd", "zstd.parquet")] {
+        let dir = unique_dir(&format!("parquet-{codec}"));
+        let s3 = Bucket::new();
+        let c = config(
+            &dir,
+            &[
+                ("format.class", "io.confluent.connect.s3.format.parquet.ParquetFormat"),
+                ("parquet.codec", codec),
+                ("flush.size", "4"),
+            ],
+        );
+        let mut t = task(&c);
+        let mut batch = owned(0, 0..5);
+        batch[2].value = Some(br#"{"id":"two","name":"bad"}"#.to_vec());
+        let outcome = put(&mut t, &batch);
+        assert_eq!(outcome.failures().iter().map(|f| f.index).collect::<Vec<_>>(), vec![2]);
+        assert!(outcome.failures()[0].error.message().contains("\"id\""), "{:?}", outcome.failures()[0].error);
+        assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(5));
+        let key = format!("{dir}/orders/partition=0/orders+0+0000000000.{ext}");
+        assert_eq!(s3.keys(&dir), vec![key.clone()]);
+        let reader = SerializedFileReader::new(bytes::Bytes::from(s3.get(&key).0)).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr();
+        let types: Vec<String> =
+            schema.columns().iter().map(|c| format!("{}:{}", c.name(), c.physical_type())).collect();
+        assert_eq!(types, vec!["id:INT64", "name:BYTE_ARRAY"]);
+        let rows: Vec<String> =
+            reader.get_row_iter(None).unwrap().map(|r| r.unwrap().to_json_value().to_string()).collect();
+        let expected: Vec<String> = [0, 1, 3, 4].iter().map(|&o| json(o)).collect();
+        assert_eq!(rows, expected);
+    }
+}
