@@ -4,8 +4,12 @@
 //!   its Java class names are accepted as aliases ([`config`]).
 //! - Object keys are Confluent's: `<topics.dir>/<topic>/<encoded partition>/
 //!   <topic>+<partition>+<start offset>.<ext>` ([`naming`], [`partitioner`]).
-//! - Records are encoded and compressed into part buffers as they arrive; full
-//!   parts upload in the background; rotation completes the object ([`upload`]).
+//! - Records are encoded ([`format`], [`parquet_format`]) and compressed into
+//!   part buffers as they arrive; full parts upload in the background;
+//!   rotation ([`rotation`]) completes the object ([`upload`]).
+//!
+//! Threading: each task owns a 2-thread tokio runtime for S3 I/O and blocks
+//! on it from the worker's task thread; it never touches the host's runtime.
 //! - `pre_commit` reports, per partition, only offsets whose records are in
 //!   completed objects (or were failed/ignored) ([`sink`]).
 
@@ -33,8 +37,8 @@ impl SinkConnector for S3Sink {
             class: "s3-sink",
             aliases: &["io.confluent.connect.s3.S3SinkConnector"],
             version: env!("CARGO_PKG_VERSION"),
-            documentation: "Writes records to Amazon S3 or an S3-compatible store as JSON lines or raw bytes, \
-                            with Confluent's object names; offsets are committed only after objects complete.",
+            documentation: "Writes records to Amazon S3 or an S3-compatible store as JSON lines, raw bytes or \
+                            Parquet, with Confluent's object names; offsets are committed only after objects complete.",
         }
     }
 
