@@ -1,0 +1,337 @@
+//! End to end: Hybris database → hybris-source → Kafka → s3-sink → S3, through
+//! a real worker process and the real services of `dev/services up`.
+//!
+//! Every order event (the sample orders, orders created by the simulator,
+//! orders invoiced by it) must land in S3 exactly once, identified by
+//! `(pk, modifiedTS)`; the events of one order must sit on one partition in
+//! the order they happened (increasing offsets in the object names); object
+//! keys must follow Confluent's naming.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use aws_sdk_s3::{
+    config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
+    Client,
+};
+use serde_json::{json, Value};
+use sluice_tests::{service_env, unique, wait_until, WorkerProcess};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/hybris-source/fixtures").join(name)
+}
+
+/// Runs psql against `url` with extra arguments; returns its stdout.
+fn psql(url: &str, args: &[&str]) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-At"])
+        .args(args)
+        .output()
+        .expect("run psql (PostgreSQL client; dev/services installs it)");
+    assert!(out.status.success(), "psql {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("psql output")
+}
+
+/// A database of its own, with the Hybris schema and sample data; dropped on drop.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let pg = service_env("PG_URL");
+        let base = pg.rsplit_once('/').expect("PG_URL ends with /database").0.to_string();
+        let name = unique("hybris_e2e").replace('-', "_");
+        let admin_url = format!("{base}/postgres");
+        psql(&admin_url, &["-c", &format!("CREATE DATABASE {name}")]);
+        let url = format!("{base}/{name}");
+        let schema = fixture("hybris-schema.sql");
+        let data = fixture("sample-data.sql");
+        psql(&url, &["-f", schema.to_str().unwrap(), "-f", data.to_str().unwrap()]);
+        Database { admin_url, name, url }
+    }
+
+    /// Every live order version visible now: (pk, modifiedTS as the connector writes it) → code.
+    fn order_versions(&self) -> BTreeMap<(i64, String), String> {
+        let out = psql(
+            &self.url,
+            &[
+                "-F",
+                "\t",
+                "-c",
+                "SELECT pk, to_char(modifiedts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), p_code FROM orders WHERE p_versionid IS NULL",
+            ],
+        );
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                ((f[0].parse().expect("pk"), f[1].to_string()), f[2].to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.admin_url)
+            .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
+/// Test-side S3 access with its own runtime (same settings as the s3-sink tests).
+struct Bucket {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    bucket: String,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new(service_env("S3_REGION")))
+            .endpoint_url(service_env("S3_ENDPOINT"))
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                service_env("S3_ACCESS_KEY"),
+                service_env("S3_SECRET_KEY"),
+                None,
+                None,
+                "test",
+            ))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Bucket { rt, client: Client::from_conf(conf), bucket: service_env("S3_BUCKET") }
+    }
+
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = self.rt.block_on(req.send()).expect("list objects");
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    fn text(&self, key: &str) -> String {
+        let out = self.rt.block_on(self.client.get_object().bucket(&self.bucket).key(key).send()).expect("get object");
+        let body = self.rt.block_on(out.body.collect()).expect("object body").into_bytes();
+        String::from_utf8(body.to_vec()).expect("UTF-8 object")
+    }
+}
+
+/// One object: partition and start offset parsed from its key, and its records.
+struct Object {
+    key: String,
+    partition: i32,
+    start: i64,
+    records: Vec<Value>,
+}
+
+/// Parses `<dir>/<topic>/partition=<n>/<topic>+<n>+<offset padded to 10>.json`.
+fn parse_key(key: &str, dir: &str, topic: &str) -> Result<(i32, i64), String> {
+    let rest = key.strip_prefix(&format!("{dir}/{topic}/partition=")).ok_or("wrong prefix")?;
+    let (partition, file) = rest.split_once('/').ok_or("no file name")?;
+    let partition: i32 = partition.parse().map_err(|_| "partition is not a number")?;
+    let name = file.strip_suffix(".json").ok_or("not .json")?;
+    let offset = name.strip_prefix(&format!("{topic}+{partition}+")).ok_or("file name is not <topic>+<partition>+")?;
+    if offset.len() != 10 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("start offset is not zero-padded to 10 digits".into());
+    }
+    Ok((partition, offset.parse().map_err(|_| "offset")?))
+}
+
+/// The sum of a Prometheus counter family over the samples whose labels contain `selector`.
+fn metric_sum(worker: &WorkerProcess, family: &str, selector: &str) -> u64 {
+    let text = ureq::get(&format!("{}/metrics", worker.url))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(selector))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn tail(worker: &WorkerProcess) -> String {
+    let log = worker.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn create(worker: &WorkerProcess, name: &str, config: Value) {
+    let body = json!({ "name": name, "config": config }).to_string();
+    let (code, reply) = worker.request("POST", "/connectors", Some(&body));
+    assert!(code == 201 || code == 200, "creating {name}: HTTP {code} {reply}\nworker log:\n{}", tail(worker));
+}
+
+#[test]
+fn hybris_orders_reach_s3_exactly_once_and_in_order() {
+    let db = Database::create();
+    let worker = WorkerProcess::start(&unique("e2e-hybris-s3"), &[], &[]);
+    let prefix = format!("{}.", unique("e2e-hybris"));
+    let topic = format!("{prefix}order");
+    let dir = unique("e2e-hybris-s3");
+
+    create(
+        &worker,
+        "hybris",
+        json!({
+            "connector.class": "hybris-source",
+            "tasks.max": "1",
+            "hybris.mode": "jdbc",
+            "hybris.jdbc.url": db.url,
+            "hybris.item.types": "Order",
+            "hybris.poll.lag.ms": "500",
+            "poll.interval.ms": "200",
+            "topic.prefix": prefix,
+            "topic.creation.default.partitions": "4",
+        }),
+    );
+    create(
+        &worker,
+        "s3",
+        json!({
+            "connector.class": "s3-sink",
+            "tasks.max": "2",
+            "topics": topic,
+            "s3.bucket.name": service_env("S3_BUCKET"),
+            "store.url": service_env("S3_ENDPOINT"),
+            "s3.path.style.access.enabled": "true",
+            "s3.region": service_env("S3_REGION"),
+            "aws.access.key.id": service_env("S3_ACCESS_KEY"),
+            "aws.secret.access.key": service_env("S3_SECRET_KEY"),
+            "topics.dir": dir,
+            "format.class": "json",
+            "flush.size": "2",
+            "rotate.schedule.interval.ms": "1000",
+            "offset.flush.interval.ms": "1000",
+        }),
+    );
+    worker.wait_tasks_state("hybris", 1, "RUNNING", TIMEOUT);
+    worker.wait_tasks_state("s3", 1, "RUNNING", TIMEOUT);
+
+    // Every version of every order the database ever held: the sample data,
+    // then after each simulator step (one transaction: a new order, the oldest
+    // CREATED order invoiced). A keyset poller sees only the versions it
+    // polls, so before the next step the test waits until the source has
+    // emitted every version so far (its records-written counter), so no
+    // version is overwritten unseen.
+    let mut expected: BTreeMap<(i64, String), String> = db.order_versions();
+    let emitted = |n: usize| {
+        wait_until(&format!("hybris-source to emit {n} order events; worker log:\n{}", tail(&worker)), TIMEOUT, || {
+            (metric_sum(&worker, "sluice_records_written_total", "connector=\"hybris\"") as usize >= n).then_some(())
+        })
+    };
+    emitted(expected.len());
+    let step = fixture("simulate-step.sql");
+    for _ in 0..6 {
+        psql(&db.url, &["-f", step.to_str().unwrap()]);
+        expected.extend(db.order_versions());
+        emitted(expected.len());
+    }
+    let codes: BTreeSet<&String> = expected.values().collect();
+    assert!(expected.len() > codes.len(), "the simulator updated no order: {expected:?}");
+
+    // Wait until S3 holds as many order records as there were events.
+    let bucket = Bucket::new();
+    let objects: Vec<Object> = wait_until(
+        &format!("{} order events in s3://{}/{dir}/; worker log:\n{}", expected.len(), bucket.bucket, tail(&worker)),
+        TIMEOUT,
+        || {
+            let keys = bucket.keys(&format!("{dir}/"));
+            let objects: Vec<Object> = keys
+                .into_iter()
+                .map(|key| {
+                    let (partition, start) = parse_key(&key, &dir, &topic)
+                        .unwrap_or_else(|e| panic!("object key {key} does not follow Confluent's naming: {e}"));
+                    let records = bucket
+                        .text(&key)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{key}: not JSON ({e}): {l}")))
+                        .collect();
+                    Object { key, partition, start, records }
+                })
+                .collect();
+            let total: usize = objects.iter().map(|o| o.records.len()).sum();
+            (total >= expected.len()).then_some(objects)
+        },
+    );
+
+    // Exactly once: every (pk, modifiedTS) once, nothing else.
+    let mut seen: BTreeMap<(i64, String), &str> = BTreeMap::new();
+    for o in &objects {
+        for r in &o.records {
+            let id = (r["pk"].as_i64().expect("pk"), r["modifiedTS"].as_str().expect("modifiedTS").to_string());
+            assert!(expected.contains_key(&id), "{}: unexpected event {r}", o.key);
+            assert_eq!(r["code"].as_str(), Some(expected[&id].as_str()), "{}: wrong code in {r}", o.key);
+            if let Some(first) = seen.insert(id.clone(), &o.key) {
+                panic!("event {id:?} written twice: in {first} and {}", o.key);
+            }
+        }
+    }
+    let missing: Vec<_> = expected.keys().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "events missing from S3: {missing:?}");
+
+    // Objects of one partition tile its offsets from 0 with no gap or overlap.
+    let mut by_partition: BTreeMap<i32, Vec<&Object>> = BTreeMap::new();
+    for o in &objects {
+        by_partition.entry(o.partition).or_default().push(o);
+    }
+    for (partition, list) in by_partition.iter_mut() {
+        list.sort_by_key(|o| o.start);
+        let mut next = 0;
+        for o in list.iter() {
+            assert_eq!(
+                o.start, next,
+                "partition {partition}: {} does not start where the previous object ended",
+                o.key
+            );
+            next += o.records.len() as i64;
+        }
+    }
+
+    // Per order: one partition, events in the order they happened.
+    let mut per_order: BTreeMap<String, Vec<(i32, i64, String)>> = BTreeMap::new();
+    for o in &objects {
+        for (i, r) in o.records.iter().enumerate() {
+            let code = r["code"].as_str().expect("code").to_string();
+            let ts = r["modifiedTS"].as_str().expect("modifiedTS").to_string();
+            per_order.entry(code).or_default().push((o.partition, o.start + i as i64, ts));
+        }
+    }
+    for (code, mut events) in per_order {
+        let partitions: BTreeSet<i32> = events.iter().map(|e| e.0).collect();
+        assert_eq!(partitions.len(), 1, "order {code} is spread over partitions {partitions:?}");
+        events.sort_by_key(|e| e.1);
+        for pair in events.windows(2) {
+            assert!(pair[0].2 < pair[1].2, "order {code}: events out of order by offset: {pair:?}");
+        }
+    }
+}
