@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a worker: join the cluster, run tasks, serve the REST API.
-    Worker(crate::settings::WorkerArgs),
+    Worker(Box<crate::settings::WorkerArgs>),
     /// Inspect connector plugins.
     Plugins {
         #[command(subcommand)]
@@ -87,6 +87,7 @@ pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
     })?;
     tracing::info!("stopping tasks");
     worker.shutdown(settings.shutdown_timeout);
+    worker.cluster.leave();
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -44,6 +44,11 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (self.session_timeout_ms / 3).max(100).to_string())
+            // Also the rebalance timeout: how long a group waits for a dead
+            // member before moving its partitions (Tansu waits the full time).
+            // librdkafka's 5 minutes would stall a dead worker's partitions;
+            // a put or poll must return within this (30 s by default).
+            .set("max.poll.interval.ms", (self.session_timeout_ms * 3).max(30_000).to_string())
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("partition.assignment.strategy", "cooperative-sticky")
             // Notice topics created after subscribing within seconds, not

@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
             cli::plugins_list(&plugin_path, &mut std::io::stdout(), &mut std::io::stderr())
         }
         Command::Worker(args) => {
-            let settings = Settings::resolve(args)?;
+            let settings = Settings::resolve(*args)?;
             init_logging(settings.json_logs, "info");
             cli::run_worker(settings)
         }

@@ -15,9 +15,7 @@ use std::{
 };
 
 use crate::{
-    cluster::{
-        connector_status_key, placement::partition_of, task_status_key, Cluster, ConnectorSpec, Status, TargetState,
-    },
+    cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, Status, TargetState},
     connector_config::{self, RuntimeConfig},
     host::PluginMetrics,
     metrics::Metrics,
@@ -29,6 +27,13 @@ use crate::{
 const CONNECTOR_SLOT: i32 = -1;
 
 type TaskKey = (String, i32);
+
+/// A connector's task configs, or why they could not be computed.
+type TaskConfigs = Result<Vec<BTreeMap<String, String>>, String>;
+
+/// What a task should run with: class, runtime config, task config, config
+/// version, restart epoch, paused.
+type DesiredTask = (Arc<ConnectorClass>, RuntimeConfig, BTreeMap<String, String>, i64, u64, bool);
 
 struct RunningTask {
     version: i64,
@@ -51,7 +56,7 @@ struct Local {
     stopping: HashMap<TaskKey, JoinHandle<Result<(), String>>>,
     failed: HashMap<TaskKey, FailedTask>,
     /// Task configs per connector, computed once per config version.
-    task_configs: HashMap<String, (i64, Result<Vec<BTreeMap<String, String>>, String>)>,
+    task_configs: HashMap<String, (i64, TaskConfigs)>,
     /// Last status this worker published per key, to publish only changes.
     published: HashMap<String, Status>,
 }
@@ -156,16 +161,13 @@ impl Worker {
     }
 
     fn status(&self, state: &str, trace: Option<String>) -> Status {
-        Status { state: state.to_string(), worker_id: self.cluster.worker_id.clone(), trace }
+        Status { state: state.to_string(), worker_id: self.cluster.worker_id.clone(), trace, time_ms: None }
     }
 
     /// One pass: make the local tasks match what the cluster wants.
     pub fn reconcile(&self) {
         let connectors: BTreeMap<String, ConnectorSpec> = self.cluster.with_view(|v| v.connectors().clone());
-        let mut desired: BTreeMap<
-            TaskKey,
-            (Arc<ConnectorClass>, RuntimeConfig, BTreeMap<String, String>, i64, u64, bool),
-        > = BTreeMap::new();
+        let mut desired: BTreeMap<TaskKey, DesiredTask> = BTreeMap::new();
         for (name, spec) in &connectors {
             let owns_connector = self.cluster.placement.owns(name, CONNECTOR_SLOT);
             let prepared = class_and_runtime(&self.registry, &spec.config)
@@ -368,10 +370,5 @@ impl Worker {
     /// Whether a task is placed on this worker right now.
     pub fn runs(&self, connector: &str, task: i32) -> bool {
         self.local().running.contains_key(&(connector.to_string(), task))
-    }
-
-    /// The coordination partition of a task (for diagnostics).
-    pub fn partition_of(connector: &str, task: i32) -> i32 {
-        partition_of(connector, task)
     }
 }

@@ -101,8 +101,6 @@ impl WorkerProcess {
             // Tansu answers a group join after about half the session timeout.
             "--session-timeout-ms".into(),
             "6000".into(),
-            "--task-restart-backoff-ms".into(),
-            "500".into(),
         ];
         args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut worker = WorkerProcess {
@@ -124,6 +122,8 @@ impl WorkerProcess {
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("SLUICE_LOG", "info")
+            // Quick automatic restarts in tests; a test may pass the flag to override.
+            .env("SLUICE_TASK_RESTART_BACKOFF_MS", "500")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -7,9 +7,9 @@
 //! - `<cluster>-status` (1 partition, compacted): connector and task states,
 //!   written by the worker running them, read by all.
 //! - `<cluster>-offsets` (1 partition, compacted): source offsets.
-//! - `<cluster>-coordination` (many partitions, never written): all workers
-//!   join one consumer group on it; a task runs on the worker that owns
-//!   partition `hash(connector, task) mod N` (see [`placement`]).
+//!
+//! The status topic also carries every worker's heartbeat, from which all
+//! workers derive the same task placement (see [`placement`]).
 
 pub mod placement;
 pub mod view;
@@ -40,7 +40,6 @@ pub struct Topics {
     pub configs: String,
     pub status: String,
     pub offsets: String,
-    pub coordination: String,
 }
 
 impl Topics {
@@ -49,7 +48,6 @@ impl Topics {
             configs: format!("{cluster_id}-configs"),
             status: format!("{cluster_id}-status"),
             offsets: format!("{cluster_id}-offsets"),
-            coordination: format!("{cluster_id}-coordination"),
         }
     }
 }
@@ -61,6 +59,13 @@ pub struct Status {
     pub worker_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// Heartbeats only: when it was sent (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<i64>,
+}
+
+fn heartbeat_key(worker_id: &str) -> String {
+    format!("worker-{worker_id}")
 }
 
 pub fn connector_status_key(name: &str) -> String {
@@ -87,7 +92,8 @@ pub struct Cluster {
     settings: KafkaSettings,
     producer: FutureProducer,
     shared: Arc<(Mutex<Shared>, Condvar)>,
-    pub placement: placement::Placement,
+    pub placement: Arc<placement::Placement>,
+    heartbeating: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a REST write waits for the worker's own view to apply it.
@@ -102,14 +108,45 @@ impl Cluster {
         ensure_topic(&settings, &topics.configs, 1, true)?;
         ensure_topic(&settings, &topics.status, 1, true)?;
         ensure_topic(&settings, &topics.offsets, 1, true)?;
-        ensure_topic(&settings, &topics.coordination, placement::PARTITIONS, false)?;
         let producer: FutureProducer = settings.producer().create().context("creating the cluster's producer")?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
-        spawn_reader(&settings, &topics, shared.clone())?;
-        let placement = placement::Placement::join(&settings, cluster_id, &topics.coordination)?;
-        let cluster = Arc::new(Cluster { worker_id, topics, settings, producer, shared, placement });
+        let session = Duration::from_millis(u64::from(settings.session_timeout_ms));
+        let placement = Arc::new(placement::Placement::new(worker_id.clone(), session));
+        spawn_reader(&settings, &topics, shared.clone(), placement.clone())?;
+        let heartbeating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cluster = Arc::new(Cluster { worker_id, topics, settings, producer, shared, placement, heartbeating });
         cluster.sync().context("reading the cluster's configs")?;
+        cluster.spawn_heartbeat(session / 4)?;
         Ok(cluster)
+    }
+
+    fn spawn_heartbeat(self: &Arc<Self>, every: Duration) -> anyhow::Result<()> {
+        let cluster = self.clone();
+        thread::Builder::new().name("heartbeat".into()).spawn(move || {
+            let key = heartbeat_key(&cluster.worker_id);
+            while cluster.heartbeating.load(std::sync::atomic::Ordering::SeqCst) {
+                let beat = Status {
+                    state: "ALIVE".into(),
+                    worker_id: cluster.worker_id.clone(),
+                    trace: None,
+                    time_ms: Some(placement::now_ms()),
+                };
+                if let Err(e) = cluster.put_status(&key, Some(&beat)) {
+                    tracing::warn!(error = %e, "publishing the heartbeat failed");
+                }
+                thread::sleep(every);
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Withdraws this worker's heartbeat (after its tasks stopped) so the
+    /// others take its tasks over at once.
+    pub fn leave(&self) {
+        self.heartbeating.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.put_status(&heartbeat_key(&self.worker_id), None) {
+            tracing::warn!(error = %e, "withdrawing the heartbeat failed");
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -253,6 +290,7 @@ fn spawn_reader(
     settings: &KafkaSettings,
     topics: &Topics,
     shared: Arc<(Mutex<Shared>, Condvar)>,
+    placement: Arc<placement::Placement>,
 ) -> anyhow::Result<()> {
     let consumer: BaseConsumer = settings.consumer(&format!("{}-reader", topics.configs)).create()?;
     let mut tpl = TopicPartitionList::new();
@@ -280,6 +318,12 @@ fn spawn_reader(
                 None => {}
             }
             guard.configs_next = message.offset() + 1;
+        } else if message.topic() == status && key.starts_with("worker-") {
+            match message.payload().map(serde_json::from_slice::<Status>) {
+                Some(Ok(beat)) => placement.heard(&beat.worker_id, beat.time_ms.unwrap_or(0)),
+                Some(Err(_)) => {}
+                None => placement.left(key.trim_start_matches("worker-")),
+            }
         } else if message.topic() == status {
             match message.payload().map(serde_json::from_slice::<Status>) {
                 Some(Ok(s)) => {

@@ -265,13 +265,15 @@ fn deliver(
         })
         .collect();
     let mut pending: Vec<usize> = (0..records.len()).collect();
+    // Records that failed retriably and wait for a retry (not in the sink's hands).
+    let mut awaiting_retry: BTreeSet<usize> = BTreeSet::new();
     let mut attempt = 0u32;
     let started = Instant::now();
     let [connector, task] = ctx.labels();
     let labels = [connector.as_str(), task.as_str()];
+    let bytes_of = |m: &BorrowedMessage<'_>| (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
     for m in &batch {
-        let bytes = (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
-        guard.marks.handed(m.topic(), m.partition(), m.offset(), bytes);
+        guard.marks.handed(m.topic(), m.partition(), m.offset(), bytes_of(m));
     }
     loop {
         let subset: Vec<SinkRecord<'_>> = pending.iter().map(|&i| records[i]).collect();
@@ -283,6 +285,21 @@ fn deliver(
             Err(e) if e.kind() == ErrorKind::Fatal || e.kind() == ErrorKind::Config => {
                 return Err(failure("put", e));
             }
+            Err(e) if e.kind() == ErrorKind::Retriable => {
+                // The whole batch failed transiently (the target is down):
+                // re-deliver the same batch until it is taken, as Kafka
+                // Connect does; records never go to the DLQ for an outage.
+                ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
+                tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "put failed; retrying the batch");
+                let wait = backoff(attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
+                attempt += 1;
+                drop(guard);
+                if !ctx.pause_for(wait) {
+                    return Ok(());
+                }
+                guard = lock(state);
+                continue;
+            }
             Err(e) => pending.iter().map(|&i| (i, e.clone())).collect(),
         };
         ctx.metrics.records_written.with_label_values(&labels).inc_by((pending.len() - failures.len()) as u64);
@@ -292,9 +309,11 @@ fn deliver(
         for &i in &pending {
             let m = batch[i];
             if failed.contains(&i) {
-                guard.marks.failed(m.topic(), m.partition(), m.offset());
-            } else if attempt > 0 {
-                guard.marks.routed_acked(m.topic(), m.partition(), m.offset());
+                if awaiting_retry.insert(i) {
+                    guard.marks.failed(m.topic(), m.partition(), m.offset());
+                }
+            } else if awaiting_retry.remove(&i) {
+                guard.marks.retaken(m.topic(), m.partition(), m.offset(), bytes_of(m));
             }
         }
         let retry_allowed = ctx.runtime.retry_timeout_ms < 0

@@ -74,6 +74,16 @@ impl Watermarks {
         p.next = p.next.max(offset + 1);
     }
 
+    /// A record that failed retriably was taken by a retry: it is back in
+    /// the sink's hands, unsettled until the sink reports it durable.
+    pub fn retaken(&mut self, topic: &str, partition: i32, offset: i64, bytes: u64) {
+        let p = self.partition(topic, partition, offset);
+        p.routed.remove(&offset);
+        let at = p.in_sink.partition_point(|(o, _)| *o < offset);
+        p.in_sink.insert(at, (offset, bytes));
+        p.bytes += bytes;
+    }
+
     /// The DLQ or rejected topic acknowledged the failed record.
     pub fn routed_acked(&mut self, topic: &str, partition: i32, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
@@ -162,6 +172,20 @@ mod tests {
         assert_eq!(w.watermark("t", 0), Some(3), "the DLQ has not acknowledged record 3");
         w.routed_acked("t", 0, 3);
         assert_eq!(w.watermark("t", 0), Some(10));
+    }
+
+    #[test]
+    fn a_retaken_record_waits_for_the_sink_again() {
+        let mut w = Watermarks::default();
+        for o in 0..4 {
+            w.handed("t", 0, o, 1);
+        }
+        w.failed("t", 0, 1);
+        w.durable("t", 0, 1);
+        w.retaken("t", 0, 1, 1);
+        assert_eq!(w.watermark("t", 0), Some(1), "taken again but not yet durable");
+        w.durable("t", 0, 4);
+        assert_eq!(w.watermark("t", 0), Some(4));
     }
 
     #[test]

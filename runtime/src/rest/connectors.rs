@@ -514,6 +514,12 @@ pub async fn patch_offsets(
             }
             let consumer: BaseConsumer =
                 worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
+            // Commit as a simple (assigned, not subscribed) member of the
+            // connector's group, which has no live members while STOPPED.
+            for e in tpl.elements() {
+                consumer.fetch_metadata(Some(e.topic()), Duration::from_secs(10)).map_err(ApiError::internal)?;
+            }
+            consumer.assign(&tpl).map_err(ApiError::internal)?;
             consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(ApiError::internal)?;
         }
         Ok(Json(json!({"message": "The offsets for this connector have been altered successfully"})))

@@ -83,10 +83,11 @@ async fn count_requests(State(state): State<Shared>, request: Request, next: Nex
     response
 }
 
-/// Checks credentials when configured; `/health` stays open for load balancers.
+/// Checks credentials when configured; `/health` and `/ready` stay open for
+/// load balancers (they reveal nothing).
 async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let auth = &state.auth;
-    if (auth.tokens.is_empty() && auth.basic.is_empty()) || request.uri().path() == "/health" {
+    if (auth.tokens.is_empty() && auth.basic.is_empty()) || matches!(request.uri().path(), "/health" | "/ready") {
         return next.run(request).await;
     }
     let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -98,7 +99,7 @@ async fn authenticate(State(state): State<Shared>, request: Request, next: Next)
             .decode(encoded.trim())
             .ok()
             .and_then(|d| String::from_utf8(d).ok())
-            .is_some_and(|pair| auth.basic.iter().any(|b| *b == pair))
+            .is_some_and(|pair| auth.basic.contains(&pair))
     } else {
         false
     };

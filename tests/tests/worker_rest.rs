@@ -1,0 +1,222 @@
+//! The REST API against a real worker and broker: routes, status codes and
+//! Kafka Connect's JSON shapes, including the 400/404/409 paths, secrets and
+//! authentication.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_tests::{consume, create_topic, unique, wait_until, WorkerProcess};
+
+fn file_sink(name: &str, topic: &str, file: &str) -> String {
+    json!({
+        "name": name,
+        "config": {
+            "connector.class": "example-file-sink",
+            "topics": topic,
+            "file": file,
+            "file.token": "p4ssw0rd-in-config",
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn the_rest_api_speaks_kafka_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt").to_string_lossy().to_string();
+    let w = WorkerProcess::start(&unique("rest"), &[], &[]);
+
+    let (code, root) = w.get("/");
+    assert_eq!(code, 200);
+    assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string(), "{root}");
+    assert_eq!(
+        w.get("/health"),
+        (200, json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}))
+    );
+    assert_eq!(w.get("/ready").0, 200);
+
+    // Plugins.
+    let (code, plugins) = w.get("/connector-plugins");
+    assert_eq!(code, 200);
+    assert!(plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == &json!({"class": "example-file-sink", "type": "sink", "version": "0.1.0"})));
+    let (code, keys) = w.get("/connector-plugins/example-file-sink/config");
+    assert_eq!(code, 200);
+    let token = keys.as_array().unwrap().iter().find(|k| k["name"] == "file.token").expect("file.token defined");
+    assert_eq!(token["type"], "PASSWORD");
+    assert_eq!(w.get("/connector-plugins/no-such-class/config").0, 404);
+    let (code, validation) = w.request(
+        "PUT",
+        "/connector-plugins/example-file-sink/config/validate",
+        Some(r#"{"connector.class":"example-file-sink","file":"","file.token":"hush","topics":"t"}"#),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(validation["error_count"], 1, "{validation}");
+    let file = validation["configs"].as_array().unwrap().iter().find(|c| c["value"]["name"] == "file").unwrap();
+    assert!(!file["value"]["errors"].as_array().unwrap().is_empty());
+    assert!(!validation.to_string().contains("hush"), "a password came back from validate: {validation}");
+
+    // Create: 201 + Location, then 409 for the same name.
+    let name = unique("files");
+    let topic = unique("rest-topic");
+    create_topic(&topic, 1);
+    let (code, created) = w.request("POST", "/connectors", Some(&file_sink(&name, &topic, &out)));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["name"], name.as_str());
+    assert_eq!(created["type"], "sink");
+    assert_eq!(created["tasks"], json!([{"connector": name, "task": 0}]));
+    assert_eq!(created["config"]["file.token"], "[hidden]");
+    let (code, conflict) = w.request("POST", "/connectors", Some(&file_sink(&name, &topic, &out)));
+    assert_eq!(code, 409, "{conflict}");
+    assert_eq!(conflict["error_code"], 409);
+
+    // 400s name the problem.
+    let (code, body) = w.request("POST", "/connectors", Some("{not json"));
+    assert_eq!(code, 400);
+    assert_eq!(body["error_code"], 400);
+    let (code, body) =
+        w.request("POST", "/connectors", Some(r#"{"name":"x","config":{"connector.class":"nope","topics":"t"}}"#));
+    assert_eq!(code, 400);
+    assert!(body["message"].as_str().unwrap().contains("connector.class"), "{body}");
+    let (code, body) = w.request(
+        "POST",
+        "/connectors",
+        Some(r#"{"name":"y","config":{"connector.class":"example-file-sink","topics":"t","tasks.max":"zero"}}"#),
+    );
+    assert_eq!(code, 400);
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("tasks.max") && message.contains("file"), "{message}");
+
+    // Reads.
+    assert_eq!(w.get(&format!("/connectors/{name}")).0, 200);
+    assert_eq!(w.get("/connectors/nope").0, 404);
+    assert_eq!(w.get("/connectors/nope/status").0, 404);
+    let (_, list) = w.get("/connectors");
+    assert!(list.as_array().unwrap().contains(&json!(name)));
+    let (_, expanded) = w.get("/connectors?expand=status&expand=info");
+    assert!(
+        expanded[&name]["status"]["connector"].is_object() && expanded[&name]["info"]["config"].is_object(),
+        "{expanded}"
+    );
+    let (code, config) = w.get(&format!("/connectors/{name}/config"));
+    assert_eq!(code, 200);
+    assert_eq!(config["file.token"], "[hidden]");
+    let status = w.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(30));
+    assert_eq!(status["connector"]["state"], "RUNNING");
+    assert_eq!(status["tasks"][0]["worker_id"], w.url.as_str());
+    let (code, tasks) = w.get(&format!("/connectors/{name}/tasks"));
+    assert_eq!(code, 200);
+    assert_eq!(tasks[0]["id"], json!({"connector": name, "task": 0}));
+    assert_eq!(tasks[0]["config"]["file.token"], "[hidden]");
+    assert_eq!(w.get(&format!("/connectors/{name}/tasks/0/status")).1["state"], "RUNNING");
+    assert_eq!(w.get(&format!("/connectors/{name}/tasks/5/status")).0, 404);
+    assert_eq!(w.get(&format!("/connectors/{name}/topics")).1, json!({ name.clone(): {"topics": [topic]} }));
+    assert_eq!(w.get(&format!("/connectors/{name}/offsets")).0, 200);
+
+    // Updates: PUT replaces (a [hidden] password keeps the stored one), PATCH merges.
+    let mut new_config = config.clone();
+    new_config["offset.flush.interval.ms"] = json!("1000");
+    let (code, body) = w.request("PUT", &format!("/connectors/{name}/config"), Some(&new_config.to_string()));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = w.request(
+        "PATCH",
+        &format!("/connectors/{name}/config"),
+        Some(r#"{"offset.flush.interval.ms":null,"tasks.max":"1"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body["config"].get("offset.flush.interval.ms").is_none(), "{body}");
+    let (code, _) = w.request(
+        "PUT",
+        &format!("/connectors/{}/config", unique("put-created")),
+        Some(
+            &json!({
+                "connector.class": "example-file-sink", "topics": topic, "file": out,
+            })
+            .to_string(),
+        ),
+    );
+    assert_eq!(code, 201);
+
+    // Lifecycle: pause, resume, stop; offsets change only while STOPPED.
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/pause"), None).0, 202);
+    w.wait_tasks_state(&name, 1, "PAUSED", Duration::from_secs(30));
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/resume"), None).0, 202);
+    w.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(30));
+    let (code, body) = w.request("DELETE", &format!("/connectors/{name}/offsets"), None);
+    assert_eq!(code, 400);
+    assert!(body["message"].as_str().unwrap().contains("STOPPED"));
+    assert_eq!(w.request("POST", &format!("/connectors/{name}/tasks/0/restart"), None).0, 204);
+    assert_eq!(w.request("POST", &format!("/connectors/{name}/tasks/9/restart"), None).0, 404);
+    assert_eq!(w.request("POST", &format!("/connectors/{name}/restart"), None).0, 204);
+    let (code, body) = w.request("POST", &format!("/connectors/{name}/restart?includeTasks=true"), None);
+    assert_eq!(code, 202);
+    assert_eq!(body["tasks"][0]["state"], "RESTARTING");
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 202);
+    wait_until("the connector to be STOPPED", Duration::from_secs(30), || {
+        let (_, s) = w.get(&format!("/connectors/{name}/status"));
+        (s["connector"]["state"] == "STOPPED" && s["tasks"] == json!([])).then_some(())
+    });
+    let patch = json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]});
+    assert_eq!(w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&patch.to_string())).0, 200);
+
+    // Delete.
+    assert_eq!(w.request("DELETE", &format!("/connectors/{name}"), None).0, 204);
+    assert_eq!(w.get(&format!("/connectors/{name}")).0, 404);
+    assert_eq!(w.request("DELETE", &format!("/connectors/{name}"), None).0, 404);
+
+    // The OpenAPI document lists every route exercised above.
+    let (code, doc) = w.get("/openapi.json");
+    assert_eq!(code, 200);
+    for path in ["/connectors/{name}/offsets", "/connector-plugins/{class}/config/validate", "/connectors/{name}/stop"]
+    {
+        assert!(doc["paths"][path].is_object(), "{path} missing from /openapi.json");
+    }
+
+    // The password value appeared in no response above; it must not be logged either.
+    assert!(!w.log_text().contains("p4ssw0rd-in-config"), "a password value was logged");
+    let metrics = ureq::get(&format!("{}/metrics", w.url)).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(metrics.contains("sluice_rest_requests_total"), "{metrics}");
+}
+
+#[test]
+fn env_references_are_resolved_at_task_start_and_never_shown() {
+    // The secret is the counter source's topic: the records prove the task
+    // got the resolved value, and no config, status or log line may show it.
+    // (The source's own offsets name its topic; that is the plugin's data.)
+    let secret_topic = unique("SECRET-VALUE-9f2");
+    let w = WorkerProcess::start(&unique("secrets"), &[], &[("SLUICE_TEST_SECRET_TOPIC", secret_topic.as_str())]);
+    let name = unique("env-ref");
+    let body = json!({"name": name, "config": {
+        "connector.class": "example-counter-source", "topic": "${env:SLUICE_TEST_SECRET_TOPIC}", "counter.max": "5",
+    }});
+    assert_eq!(w.request("POST", "/connectors", Some(&body.to_string())).0, 201);
+    w.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(30));
+    assert_eq!(consume(&secret_topic, 1, 5, Duration::from_secs(60)).len(), 5);
+    for path in [
+        format!("/connectors/{name}"),
+        format!("/connectors/{name}/config"),
+        format!("/connectors/{name}/tasks"),
+        format!("/connectors/{name}/status"),
+        "/connectors?expand=info&expand=status".to_string(),
+    ] {
+        let (_, body) = w.get(&path);
+        assert!(!body.to_string().contains("SECRET-VALUE-9f2"), "{path} showed the resolved secret: {body}");
+    }
+    let (_, config) = w.get(&format!("/connectors/{name}/config"));
+    assert_eq!(config["topic"], "${env:SLUICE_TEST_SECRET_TOPIC}", "the reference itself is what is stored");
+    assert!(!w.log_text().contains("SECRET-VALUE-9f2"), "the resolved secret was logged");
+}
+
+#[test]
+fn with_tokens_configured_requests_need_one_and_health_stays_open() {
+    let w = WorkerProcess::start(&unique("auth"), &["--rest-auth-tokens", "t0ken", "--rest-basic-auth", "ops:pw"], &[]);
+    assert_eq!(w.request_with("GET", "/connectors", None, None).0, 401);
+    assert_eq!(w.request_with("GET", "/connectors", None, Some("Bearer wrong")).0, 401);
+    assert_eq!(w.request_with("GET", "/connectors", None, Some("Bearer t0ken")).0, 200);
+    // ops:pw in base64
+    assert_eq!(w.request_with("GET", "/connectors", None, Some("Basic b3BzOnB3")).0, 200);
+    assert_eq!(w.request_with("GET", "/health", None, None).0, 200);
+}
