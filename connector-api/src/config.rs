@@ -450,7 +450,9 @@ mod tests {
                     }
                 },
             )))
-            .define(ConfigKey::new("secret", ConfigType::Password).default_value("").validator(Validator::regex("(s.*)?")))
+            .define(
+                ConfigKey::new("secret", ConfigType::Password).default_value("").validator(Validator::regex("(s.*)?")),
+            )
     }
 
     fn keys(issues: &[ConfigIssue]) -> Vec<&str> {
