@@ -122,6 +122,15 @@ fn failures_go_to_the_dlq_and_the_commit_never_passes_an_unsettled_record() {
         metrics.contains(&format!("sluice_records_dlq_total{{connector=\"{name}\",task=\"0\"}} {}", bad.len())),
         "{metrics}"
     );
+    // Consumer lag drains to zero once everything is committed.
+    wait_until("the consumer lag gauge to read 0", Duration::from_secs(30), || {
+        let m = ureq::get(&format!("{}/metrics", w.url)).call().ok()?.body_mut().read_to_string().ok()?;
+        m.lines()
+            .any(|l| {
+                l.starts_with("sluice_consumer_lag{") && l.contains(&name) && l.contains(&topic) && l.ends_with(" 0")
+            })
+            .then_some(())
+    });
 }
 
 #[test]

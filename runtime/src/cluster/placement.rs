@@ -29,7 +29,13 @@ pub fn score(worker: &str, connector: &str, task: i32) -> u64 {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    hash
+    // FNV alone mixes the last bytes poorly; a splitmix64 finaliser spreads
+    // scores so each worker wins its fair share.
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 pub fn now_ms() -> i64 {

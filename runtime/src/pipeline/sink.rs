@@ -217,6 +217,20 @@ fn poll_loop(
                 }
             }
             ctx.metrics.buffered_bytes.with_label_values(&labels).set(guard.marks.buffered_bytes() as i64);
+            // Lag from the high watermarks the last fetches carried (cached by
+            // librdkafka; ListOffsets is not trusted: some brokers answer it
+            // in batches rather than records).
+            for (topic, partition) in guard.assigned.iter() {
+                let Some(watermark) = guard.marks.watermark(topic, *partition) else { continue };
+                if let Some(high) = cached_high_watermark(consumer, topic, *partition) {
+                    if high >= 0 {
+                        ctx.metrics
+                            .consumer_lag
+                            .with_label_values(&[&connector, &task, topic, &partition.to_string()])
+                            .set((high - watermark).max(0));
+                    }
+                }
+            }
             drop(guard);
             ctx.metrics.commit_seconds.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
             last_commit = Instant::now();
@@ -399,4 +413,23 @@ fn route_failures(
         counter.with_label_values(&[&connector, &task]).inc();
     }
     Ok(())
+}
+
+/// The high watermark librdkafka cached from the last fetch of a partition
+/// (no request to the broker). rdkafka exposes only the querying variant.
+fn cached_high_watermark(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives, the topic is
+    // a NUL-terminated string, and the out-parameters are valid i64s.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then_some(high)
 }

@@ -26,10 +26,14 @@ use crate::{
 };
 
 fn spec(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
-    worker
-        .cluster
-        .with_view(|v| v.connector(name).cloned())
-        .ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
+    let lookup = || worker.cluster.with_view(|v| v.connector(name).cloned());
+    if let Some(spec) = lookup() {
+        return Ok(spec);
+    }
+    // Before a 404, catch up with the configs topic: a connector created
+    // through another worker a moment ago is then visible here too.
+    worker.cluster.sync().map_err(ApiError::internal)?;
+    lookup().ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
 }
 
 fn kind_name(worker: &Worker, config: &BTreeMap<String, String>) -> &'static str {
