@@ -240,7 +240,7 @@ pub fn root_module<R: RegistryProvider>(abi_version: u32) -> PluginModuleRef {
 
 /// Exports a plugin library's connector classes. Use once per `cdylib`:
 ///
-/// ```ignore
+/// ```text
 /// connector_api::export_plugin! {
 ///     sinks: [MySink],
 ///     sources: [MySource],
