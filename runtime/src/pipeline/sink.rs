@@ -305,13 +305,8 @@ fn deliver(
                 // Connect does; records never go to the DLQ for an outage.
                 ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
                 tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "put failed; retrying the batch");
-                let wait = backoff(attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
-                attempt += 1;
-                drop(guard);
-                if !ctx.pause_for(wait) {
-                    return Ok(());
-                }
-                guard = lock(state);
+                let Some(relocked) = wait_to_retry(ctx, state, guard, &mut attempt) else { return Ok(()) };
+                guard = relocked;
                 continue;
             }
             Err(e) => pending.iter().map(|&i| (i, e.clone())).collect(),
@@ -342,15 +337,23 @@ fn deliver(
         for (_, e) in &retry {
             ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
         }
-        let wait = backoff(attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
-        attempt += 1;
-        // Release the state while waiting so rebalance callbacks can run.
-        drop(guard);
-        if !ctx.pause_for(wait) {
-            return Ok(());
-        }
-        guard = lock(state);
+        let Some(relocked) = wait_to_retry(ctx, state, guard, &mut attempt) else { return Ok(()) };
+        guard = relocked;
     }
+}
+
+/// Backs off before a retry with the state released (so rebalance callbacks
+/// can run meanwhile); `None` when the task must stop instead.
+fn wait_to_retry<'a>(
+    ctx: &TaskContext,
+    state: &'a Mutex<SinkState>,
+    guard: MutexGuard<'a, SinkState>,
+    attempt: &mut u32,
+) -> Option<MutexGuard<'a, SinkState>> {
+    let wait = backoff(*attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
+    *attempt += 1;
+    drop(guard);
+    ctx.pause_for(wait).then(|| lock(state))
 }
 
 fn outcome_failures(outcome: &PutOutcome, pending: &[usize]) -> Vec<(usize, ConnectorError)> {
