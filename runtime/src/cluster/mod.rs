@@ -131,8 +131,12 @@ impl Cluster {
                     trace: None,
                     time_ms: Some(placement::now_ms()),
                 };
-                if let Err(e) = cluster.put_status(&key, Some(&beat)) {
-                    tracing::warn!(error = %e, "publishing the heartbeat failed");
+                match cluster.put_status(&key, Some(&beat)) {
+                    // The broker acknowledged it: this worker is live whether or
+                    // not its reader has caught up yet (a slow read must not
+                    // make a worker give up its own tasks).
+                    Ok(()) => cluster.placement.heard(&cluster.worker_id, placement::now_ms()),
+                    Err(e) => tracing::warn!(error = %e, "publishing the heartbeat failed"),
                 }
                 thread::sleep(every);
             }
