@@ -250,7 +250,7 @@ fn deliver(
 ) -> Result<(), String> {
     let mut guard = lock(state);
     let batch: Vec<&BorrowedMessage<'_>> =
-        batch.iter().filter(|m| guard.assigned.contains(&(m.topic().to_string(), m.partition()))).collect();
+        batch.iter().filter(|m| guard.assigned.iter().any(|(t, p)| t == m.topic() && *p == m.partition())).collect();
     // One header array for the whole batch; records borrow slices of it.
     let mut header_refs: Vec<HeaderRef<'_>> = Vec::new();
     let mut spans = Vec::with_capacity(batch.len());

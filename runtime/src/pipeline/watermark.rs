@@ -35,21 +35,37 @@ impl Partition {
 /// Watermarks of one task's partitions.
 #[derive(Debug, Default)]
 pub struct Watermarks {
-    partitions: HashMap<(String, i32), Partition>,
+    /// Keyed by topic, then partition: lookups by `&str` on the per-record
+    /// path allocate nothing (only a topic seen for the first time does).
+    topics: HashMap<String, HashMap<i32, Partition>>,
 }
 
 impl Watermarks {
-    fn partition(&mut self, topic: &str, partition: i32, offset: i64) -> &mut Partition {
-        self.partitions.entry((topic.to_string(), partition)).or_insert_with(|| Partition {
+    /// The partition's bookkeeping, created at `offset` when first seen
+    /// (always `Some`; an `Option` only to avoid a panic path).
+    fn partition(&mut self, topic: &str, partition: i32, offset: i64) -> Option<&mut Partition> {
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_string(), HashMap::new());
+        }
+        let partitions = self.topics.get_mut(topic)?;
+        Some(partitions.entry(partition).or_insert_with(|| Partition {
             next: offset,
             committed: offset,
             ..Partition::default()
-        })
+        }))
+    }
+
+    fn existing(&mut self, topic: &str, partition: i32) -> Option<&mut Partition> {
+        self.topics.get_mut(topic).and_then(|p| p.get_mut(&partition))
+    }
+
+    fn all(&self) -> impl Iterator<Item = (&String, i32, &Partition)> {
+        self.topics.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, part)| (t, *p, part)))
     }
 
     /// A record was handed to the sink's `put`.
     pub fn handed(&mut self, topic: &str, partition: i32, offset: i64, bytes: u64) {
-        let p = self.partition(topic, partition, offset);
+        let Some(p) = self.partition(topic, partition, offset) else { return };
         p.in_sink.push_back((offset, bytes));
         p.bytes += bytes;
         p.next = p.next.max(offset + 1);
@@ -57,14 +73,14 @@ impl Watermarks {
 
     /// A record was consumed but needs nothing from the sink (filtered out).
     pub fn skipped(&mut self, topic: &str, partition: i32, offset: i64) {
-        let p = self.partition(topic, partition, offset);
+        let Some(p) = self.partition(topic, partition, offset) else { return };
         p.next = p.next.max(offset + 1);
     }
 
     /// The sink reported this record failed: it will be routed elsewhere and
     /// is unsettled until `routed_acked`.
     pub fn failed(&mut self, topic: &str, partition: i32, offset: i64) {
-        let p = self.partition(topic, partition, offset);
+        let Some(p) = self.partition(topic, partition, offset) else { return };
         if let Ok(i) = p.in_sink.binary_search_by_key(&offset, |(o, _)| *o) {
             if let Some((_, bytes)) = p.in_sink.remove(i) {
                 p.bytes -= bytes;
@@ -77,7 +93,7 @@ impl Watermarks {
     /// A record that failed retriably was taken by a retry: it is back in
     /// the sink's hands, unsettled until the sink reports it durable.
     pub fn retaken(&mut self, topic: &str, partition: i32, offset: i64, bytes: u64) {
-        let p = self.partition(topic, partition, offset);
+        let Some(p) = self.partition(topic, partition, offset) else { return };
         p.routed.remove(&offset);
         let at = p.in_sink.partition_point(|(o, _)| *o < offset);
         p.in_sink.insert(at, (offset, bytes));
@@ -86,7 +102,7 @@ impl Watermarks {
 
     /// The DLQ or rejected topic acknowledged the failed record.
     pub fn routed_acked(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+        if let Some(p) = self.existing(topic, partition) {
             if let Some(acked) = p.routed.get_mut(&offset) {
                 *acked = true;
             }
@@ -95,7 +111,7 @@ impl Watermarks {
 
     /// The sink's `pre_commit`: everything it was handed below `offset` is durable.
     pub fn durable(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+        if let Some(p) = self.existing(topic, partition) {
             while p.in_sink.front().is_some_and(|(o, _)| *o < offset) {
                 if let Some((_, bytes)) = p.in_sink.pop_front() {
                     p.bytes -= bytes;
@@ -106,11 +122,10 @@ impl Watermarks {
 
     /// Offsets that moved past the last commit: (topic, partition, offset to commit).
     pub fn to_commit(&self) -> Vec<(String, i32, i64)> {
-        self.partitions
-            .iter()
-            .filter_map(|((t, p), part)| {
+        self.all()
+            .filter_map(|(t, p, part)| {
                 let w = part.watermark();
-                (w > part.committed).then(|| (t.clone(), *p, w))
+                (w > part.committed).then(|| (t.clone(), p, w))
             })
             .collect()
     }
@@ -118,7 +133,7 @@ impl Watermarks {
     /// Records that these offsets are committed; drops settled bookkeeping.
     pub fn committed(&mut self, commits: &[(String, i32, i64)]) {
         for (t, p, offset) in commits {
-            if let Some(part) = self.partitions.get_mut(&(t.clone(), *p)) {
+            if let Some(part) = self.existing(t, *p) {
                 part.committed = *offset;
                 part.routed.retain(|o, _| *o >= *offset);
             }
@@ -128,17 +143,19 @@ impl Watermarks {
     /// The partition was revoked: forget it (its unsettled records will be
     /// re-delivered to the next owner from the committed offset).
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_string(), partition));
+        if let Some(partitions) = self.topics.get_mut(topic) {
+            partitions.remove(&partition);
+        }
     }
 
     /// Bytes handed to the sink and not yet durable, over all partitions.
     pub fn buffered_bytes(&self) -> u64 {
-        self.partitions.values().map(|p| p.bytes).sum()
+        self.all().map(|(_, _, p)| p.bytes).sum()
     }
 
     /// The watermark of one partition, if it has been seen.
     pub fn watermark(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.partitions.get(&(topic.to_string(), partition)).map(Partition::watermark)
+        self.topics.get(topic).and_then(|p| p.get(&partition)).map(Partition::watermark)
     }
 }
 
