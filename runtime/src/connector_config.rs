@@ -1,11 +1,15 @@
 //! The keys every connector config has, whatever its class (Kafka Connect's
 //! names), secrets resolution, and masking of password values.
 
-use std::{collections::BTreeMap, fs};
+use std::{collections::BTreeMap, fs, sync::Arc};
 
 use connector_api::ConfigIssue;
 
-use crate::plugins::{ConnectorClass, Kind};
+use crate::{
+    converter::{Converter, Part},
+    plugins::{ConnectorClass, Kind},
+    transform::Chain,
+};
 
 /// What REST responses and logs show instead of a password value.
 pub const HIDDEN: &str = "[hidden]";
@@ -30,6 +34,10 @@ pub struct RuntimeConfig {
     pub batch_max_records: usize,
     /// Partitions of topics a source task creates on first use.
     pub topic_creation_partitions: i32,
+    pub key_converter: Converter,
+    pub value_converter: Converter,
+    /// `transforms` / `predicates`, parsed (see `transform/`).
+    pub transforms: Arc<Chain>,
 }
 
 fn non_empty(config: &BTreeMap<String, String>, key: &str) -> Option<String> {
@@ -86,16 +94,6 @@ impl Parser<'_> {
     }
 }
 
-/// Converter names and Kafka Connect's class names for them.
-const CONVERTERS: &[&str] = &[
-    "bytes",
-    "string",
-    "json",
-    "org.apache.kafka.connect.converters.ByteArrayConverter",
-    "org.apache.kafka.connect.storage.StringConverter",
-    "org.apache.kafka.connect.json.JsonConverter",
-];
-
 /// Parses the runtime's keys; `Err` lists every problem, each naming its key.
 pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeConfig, Vec<ConfigIssue>> {
     let mut p = Parser { config, issues: Vec::new() };
@@ -131,22 +129,15 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     let max_buffered_bytes = p.number::<u64>("max.buffered.bytes", 256 * 1024 * 1024, 1);
     let batch_max_records = p.number::<usize>("consumer.max.poll.records", 500, 1);
     let topic_creation_partitions = p.number::<i32>("topic.creation.default.partitions", 1, 1);
-    for key in ["key.converter", "value.converter"] {
-        if let Some(v) = config.get(key) {
-            if !CONVERTERS.contains(&v.as_str()) {
-                p.issues.push(ConfigIssue::new(
-                    key,
-                    format!("Invalid value {v}: supported converters are {}", CONVERTERS.join(", ")),
-                ));
-            }
+    let key_converter = Converter::parse(config, Part::Key, &mut p.issues);
+    let value_converter = Converter::parse(config, Part::Value, &mut p.issues);
+    let transforms = match Chain::parse(config) {
+        Ok(chain) => chain,
+        Err(issues) => {
+            p.issues.extend(issues);
+            Chain::default()
         }
-    }
-    if non_empty(config, "transforms").is_some() {
-        p.issues.push(ConfigIssue::new(
-            "transforms",
-            "Single message transforms are not supported by this worker yet; remove \"transforms\"",
-        ));
-    }
+    };
     if !p.issues.is_empty() {
         return Err(p.issues);
     }
@@ -166,6 +157,9 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
         max_buffered_bytes,
         batch_max_records,
         topic_creation_partitions,
+        key_converter,
+        value_converter,
+        transforms: Arc::new(transforms),
     })
 }
 

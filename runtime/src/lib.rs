@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod connector_config;
+pub mod converter;
 pub mod host;
 pub mod kafka;
 pub mod metrics;
@@ -11,4 +12,5 @@ pub mod pipeline;
 pub mod plugins;
 pub mod rest;
 pub mod settings;
+pub mod transform;
 pub mod worker;

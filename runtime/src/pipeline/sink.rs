@@ -27,8 +27,11 @@ use super::{
     TaskContext,
 };
 use crate::{
+    connector_config::RuntimeConfig,
+    converter::Part,
     host::TaskHost,
     kafka::{ensure_topic, wait_delivery},
+    transform::{routing::RoutedOffsets, Record},
 };
 
 /// The plugin task and the bookkeeping both the poll loop and the rebalance
@@ -39,6 +42,23 @@ struct SinkState {
     assigned: BTreeSet<(String, i32)>,
     /// A failure inside a rebalance callback, surfaced by the poll loop.
     failed: Option<String>,
+    /// Set when transforms may rename topics: maps the sink's durable
+    /// offsets (under the names it was handed) back to consumed partitions.
+    routes: Option<RoutedOffsets>,
+}
+
+impl SinkState {
+    fn route_handed(&mut self, m: &BorrowedMessage<'_>, routed: &str) {
+        if let Some(routes) = self.routes.as_mut() {
+            routes.handed(m.topic(), m.partition(), m.offset(), routed);
+        }
+    }
+
+    fn route_withdrawn(&mut self, m: &BorrowedMessage<'_>) {
+        if let Some(routes) = self.routes.as_mut() {
+            routes.withdrawn(m.topic(), m.partition(), m.offset());
+        }
+    }
 }
 
 struct SinkContext {
@@ -71,6 +91,9 @@ impl ConsumerContext for SinkContext {
             }
             for (t, p) in &only {
                 state.marks.forget(t, *p);
+                if let Some(routes) = state.routes.as_mut() {
+                    routes.forget(t, *p);
+                }
                 state.assigned.remove(&(t.clone(), *p));
             }
         }
@@ -99,7 +122,14 @@ fn commit_settled(
 ) -> anyhow::Result<usize> {
     let durable = state.task.pre_commit().into_result().map_err(|e| anyhow::anyhow!("pre_commit: {e}"))?;
     for tpo in durable.iter() {
-        state.marks.durable(tpo.topic.as_str(), tpo.partition, tpo.offset);
+        match state.routes.as_mut() {
+            Some(routes) => {
+                for (topic, offset) in routes.durable(tpo.topic.as_str(), tpo.partition, tpo.offset) {
+                    state.marks.durable(&topic, tpo.partition, offset);
+                }
+            }
+            None => state.marks.durable(tpo.topic.as_str(), tpo.partition, tpo.offset),
+        }
     }
     let commits: Vec<(String, i32, i64)> = state
         .marks
@@ -124,8 +154,13 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let host = TaskHost::new(&ctx.connector, ctx.task, ctx.stop.clone(), ctx.plugin_metrics.clone()).into_ffi();
     let config: Vec<(&str, &str)> = ctx.task_config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let task = ctx.class.create_sink_task(config, host).map_err(|e| failure("creating the task", e))?;
-    let state =
-        Arc::new(Mutex::new(SinkState { task, marks: Watermarks::default(), assigned: BTreeSet::new(), failed: None }));
+    let state = Arc::new(Mutex::new(SinkState {
+        task,
+        marks: Watermarks::default(),
+        assigned: BTreeSet::new(),
+        failed: None,
+        routes: ctx.runtime.transforms.changes_topic().then(RoutedOffsets::default),
+    }));
     let kafka = ctx.cluster.kafka();
     let consumer: BaseConsumer<SinkContext> = kafka
         .consumer(&format!("connect-{}", ctx.connector))
@@ -239,9 +274,77 @@ fn poll_loop(
     Ok(())
 }
 
+/// A consumed record after converters and transforms, owned: built only
+/// when transforms or an envelope-unwrapping converter are configured.
+struct Transformed {
+    topic: String,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// `Ok(None)`: a transform dropped the record; `Err`: a bad record with its stage.
+type Converted = Result<Option<Transformed>, (ConnectorError, &'static str)>;
+
+fn at(m: &BorrowedMessage<'_>) -> String {
+    format!("topic {} partition {} offset {}", m.topic(), m.partition(), m.offset())
+}
+
+fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Converted {
+    let convert = |part: Part, bytes: Option<&[u8]>| {
+        let converter = if part == Part::Key { runtime.key_converter } else { runtime.value_converter };
+        converter.to_data(bytes, part).map_err(|e| {
+            let message =
+                format!("{e}; record at {}; fix the producer or set {}.converter to match", at(m), part.name());
+            (ConnectorError::bad_record(message), part.stage())
+        })
+    };
+    let record = Record {
+        topic: m.topic().to_string(),
+        partition: Some(m.partition()),
+        offset: Some(m.offset()),
+        timestamp: m.timestamp().to_millis(),
+        key: convert(Part::Key, m.key())?,
+        value: convert(Part::Value, m.payload())?,
+        headers: m
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default(),
+    };
+    match runtime.transforms.apply(record) {
+        Ok(None) => Ok(None),
+        Ok(Some(r)) => Ok(Some(Transformed {
+            topic: r.topic,
+            timestamp: r.timestamp,
+            key: runtime.key_converter.plugin_bytes(r.key),
+            value: runtime.value_converter.plugin_bytes(r.value),
+            headers: r.headers,
+        })),
+        Err(e) => Err((ConnectorError::bad_record(e), "TRANSFORMATION")),
+    }
+}
+
+/// The key and value the plugin gets, borrowed from the message (no
+/// transforms, and converters that at most check the bytes).
+type View<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn view<'a>(runtime: &RuntimeConfig, m: &'a BorrowedMessage<'_>) -> Result<View<'a>, (ConnectorError, &'static str)> {
+    let check = |part: Part, bytes| {
+        let converter = if part == Part::Key { runtime.key_converter } else { runtime.value_converter };
+        converter.view(bytes, part).map_err(|e| {
+            let message =
+                format!("{e}; record at {}; fix the producer or set {}.converter to match", at(m), part.name());
+            (ConnectorError::bad_record(message), part.stage())
+        })
+    };
+    Ok((check(Part::Key, m.key())?, check(Part::Value, m.payload())?))
+}
+
 /// Hands one batch to the plugin (dropping records of partitions revoked
 /// meanwhile), retrying and routing failures; every record ends up in the
-/// sink's hands, routed and acknowledged, or the task fails.
+/// sink's hands, routed and acknowledged, dropped by a transform (settled at
+/// once), or the task fails.
 fn deliver(
     ctx: &TaskContext,
     state: &Mutex<SinkState>,
@@ -251,46 +354,111 @@ fn deliver(
     let mut guard = lock(state);
     let batch: Vec<&BorrowedMessage<'_>> =
         batch.iter().filter(|m| guard.assigned.iter().any(|(t, p)| t == m.topic() && *p == m.partition())).collect();
+    let runtime = &ctx.runtime;
+    // Without transforms the records borrow the consumer's buffers; with
+    // them, they borrow this batch's transformed copies.
+    let owned = !runtime.transforms.is_empty()
+        || runtime.key_converter.sink_needs_owned()
+        || runtime.value_converter.sink_needs_owned();
+    let transformed: Vec<Converted> =
+        if owned { batch.iter().map(|m| transform(runtime, m)).collect() } else { Vec::new() };
     // One header array for the whole batch; records borrow slices of it.
     let mut header_refs: Vec<HeaderRef<'_>> = Vec::new();
     let mut spans = Vec::with_capacity(batch.len());
-    for m in &batch {
+    for (i, m) in batch.iter().enumerate() {
         let start = header_refs.len();
-        if let Some(headers) = m.headers() {
-            for h in headers.iter() {
-                header_refs.push(HeaderRef { key: h.key.into(), value: h.value.map(Into::into).into() });
+        match transformed.get(i) {
+            None => {
+                if let Some(headers) = m.headers() {
+                    for h in headers.iter() {
+                        header_refs.push(HeaderRef { key: h.key.into(), value: h.value.map(Into::into).into() });
+                    }
+                }
             }
+            Some(Ok(Some(t))) => {
+                for (key, value) in &t.headers {
+                    header_refs
+                        .push(HeaderRef { key: key.as_str().into(), value: value.as_deref().map(Into::into).into() });
+                }
+            }
+            Some(_) => {}
         }
         spans.push(start..header_refs.len());
     }
-    let records: Vec<SinkRecord<'_>> = batch
-        .iter()
-        .zip(&spans)
-        .map(|(m, span)| {
-            SinkRecord::new(
-                m.topic(),
+    let bytes_of = |m: &BorrowedMessage<'_>| (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
+    // `records[i]` is the record the sink gets, if it gets one. Bookkeeping
+    // in offset order: handed, dropped by a transform (settled now), or
+    // failed in a converter or transform (unsettled until routed).
+    let mut records: Vec<Option<SinkRecord<'_>>> = Vec::with_capacity(batch.len());
+    let mut converted_failures: Vec<(usize, ConnectorError, &'static str)> = Vec::new();
+    let mut filtered = 0u64;
+    for (i, m) in batch.iter().enumerate() {
+        let headers = &header_refs[spans[i].clone()];
+        let outcome = match transformed.get(i) {
+            None => view(runtime, m).map(|(key, value)| {
+                Some(SinkRecord::new(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    key,
+                    value,
+                    headers,
+                ))
+            }),
+            Some(Ok(Some(t))) => Ok(Some(SinkRecord::new(
+                &t.topic,
                 m.partition(),
                 m.offset(),
-                m.timestamp().to_millis(),
-                m.key(),
-                m.payload(),
-                &header_refs[span.clone()],
-            )
-        })
-        .collect();
-    let mut pending: Vec<usize> = (0..records.len()).collect();
+                t.timestamp,
+                t.key.as_deref(),
+                t.value.as_deref(),
+                headers,
+            ))),
+            Some(Ok(None)) => Ok(None),
+            Some(Err((e, stage))) => Err((e.clone(), *stage)),
+        };
+        match outcome {
+            Ok(Some(record)) => {
+                guard.marks.handed(m.topic(), m.partition(), m.offset(), bytes_of(m));
+                guard.route_handed(m, record.topic());
+                records.push(Some(record));
+            }
+            Ok(None) => {
+                guard.marks.skipped(m.topic(), m.partition(), m.offset());
+                filtered += 1;
+                records.push(None);
+            }
+            Err((e, stage)) => {
+                guard.marks.failed(m.topic(), m.partition(), m.offset());
+                converted_failures.push((i, e, stage));
+                records.push(None);
+            }
+        }
+    }
+    let [connector, task] = ctx.labels();
+    let labels = [connector.as_str(), task.as_str()];
+    if filtered > 0 {
+        ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
+    }
+    // Records a converter or transform failed go where failed puts go.
+    for stage in [Part::Key.stage(), Part::Value.stage(), "TRANSFORMATION"] {
+        let of_stage: Vec<(usize, ConnectorError)> =
+            converted_failures.iter().filter(|(_, _, s)| *s == stage).map(|(i, e, _)| (*i, e.clone())).collect();
+        if !of_stage.is_empty() {
+            route_failures(ctx, &mut guard, &batch, &of_stage, producer, stage)?;
+        }
+    }
+    let mut pending: Vec<usize> = (0..records.len()).filter(|&i| records[i].is_some()).collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
     // Records that failed retriably and wait for a retry (not in the sink's hands).
     let mut awaiting_retry: BTreeSet<usize> = BTreeSet::new();
     let mut attempt = 0u32;
     let started = Instant::now();
-    let [connector, task] = ctx.labels();
-    let labels = [connector.as_str(), task.as_str()];
-    let bytes_of = |m: &BorrowedMessage<'_>| (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
-    for m in &batch {
-        guard.marks.handed(m.topic(), m.partition(), m.offset(), bytes_of(m));
-    }
     loop {
-        let subset: Vec<SinkRecord<'_>> = pending.iter().map(|&i| records[i]).collect();
+        let subset: Vec<SinkRecord<'_>> = pending.iter().filter_map(|&i| records[i]).collect();
         let put_started = Instant::now();
         let result = guard.task.put(subset.as_slice().into()).into_result();
         ctx.metrics.put_seconds.with_label_values(&labels).observe(put_started.elapsed().as_secs_f64());
@@ -320,16 +488,20 @@ fn deliver(
             if failed.contains(&i) {
                 if awaiting_retry.insert(i) {
                     guard.marks.failed(m.topic(), m.partition(), m.offset());
+                    guard.route_withdrawn(m);
                 }
             } else if awaiting_retry.remove(&i) {
                 guard.marks.retaken(m.topic(), m.partition(), m.offset(), bytes_of(m));
+                if let Some(record) = records[i] {
+                    guard.route_handed(m, record.topic());
+                }
             }
         }
         let retry_allowed = ctx.runtime.retry_timeout_ms < 0
             || started.elapsed() < Duration::from_millis(ctx.runtime.retry_timeout_ms as u64);
         let (retry, give_up): (Vec<_>, Vec<_>) =
             failures.into_iter().partition(|(_, e)| e.kind() == ErrorKind::Retriable && retry_allowed);
-        route_failures(ctx, &mut guard, &batch, &give_up, producer)?;
+        route_failures(ctx, &mut guard, &batch, &give_up, producer, "TASK_PUT")?;
         if retry.is_empty() {
             return Ok(());
         }
@@ -366,15 +538,15 @@ fn route_failures(
     batch: &[&BorrowedMessage<'_>],
     failures: &[(usize, ConnectorError)],
     producer: Option<&FutureProducer>,
+    stage: &str,
 ) -> Result<(), String> {
     let [connector, task] = ctx.labels();
-    let context =
-        ErrorContext { connector: &ctx.connector, task: ctx.task, class: ctx.class.name(), stage: "TASK_PUT" };
+    let context = ErrorContext { connector: &ctx.connector, task: ctx.task, class: ctx.class.name(), stage };
     let mut deliveries = Vec::new();
     for (i, error) in failures {
         let m = batch[*i];
         let at = format!("topic {} partition {} offset {}", m.topic(), m.partition(), m.offset());
-        ctx.metrics.errors.with_label_values(&[&connector, &task, error.kind().name(), "TASK_PUT"]).inc();
+        ctx.metrics.errors.with_label_values(&[&connector, &task, error.kind().name(), stage]).inc();
         if ctx.runtime.log_errors {
             let content = if ctx.runtime.log_messages {
                 format!(" value={}", m.payload().map(String::from_utf8_lossy).unwrap_or_default())

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use connector_api::{ErrorKind, SourceOffset};
+use connector_api::{ErrorKind, SourceOffset, SourceRecord};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -15,12 +15,61 @@ use rdkafka::{
 
 use super::{backoff, failure, TaskContext};
 use crate::{
+    connector_config::RuntimeConfig,
+    converter::Part,
     host::TaskHost,
     kafka::{ensure_topic, wait_delivery},
+    transform::Record,
 };
 
 /// Records asked of the plugin per poll.
 const POLL_MAX: u32 = 2000;
+
+/// A polled record after transforms and converters (built only when some
+/// are configured that change records).
+struct Transformed {
+    topic: String,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Kafka Connect's order for sources: transforms, then converters. The
+/// plugin's bytes are read per converter first (JSON text for `json`), so a
+/// plugin handing invalid JSON fails at the converter stage.
+/// `Ok(None)`: a transform dropped the record; `Err`: (message, stage).
+fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transformed>, (String, &'static str)> {
+    let convert = |part: Part, bytes: Option<&[u8]>| {
+        let converter = if part == Part::Key { runtime.key_converter } else { runtime.value_converter };
+        converter.from_plugin(bytes, part).map_err(|e| {
+            (format!("{e}; record for topic {} from source partition {}", r.topic, r.source.partition), part.stage())
+        })
+    };
+    let record = Record {
+        topic: r.topic.to_string(),
+        partition: r.partition.into_option(),
+        offset: None,
+        timestamp: r.timestamp.into_option(),
+        key: convert(Part::Key, r.key.as_ref().map(|k| k.as_slice()).into_option())?,
+        value: convert(Part::Value, r.value.as_ref().map(|v| v.as_slice()).into_option())?,
+        headers: r
+            .headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.as_ref().map(|v| v.to_vec()).into_option()))
+            .collect(),
+    };
+    let Some(out) = runtime.transforms.apply(record).map_err(|e| (e, "TRANSFORMATION"))? else { return Ok(None) };
+    Ok(Some(Transformed {
+        topic: out.topic,
+        partition: out.partition,
+        timestamp: out.timestamp,
+        key: runtime.key_converter.to_kafka(out.key),
+        value: runtime.value_converter.to_kafka(out.value),
+        headers: out.headers,
+    }))
+}
 
 pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let host = TaskHost::new(&ctx.connector, ctx.task, ctx.stop.clone(), ctx.plugin_metrics.clone()).into_ffi();
@@ -39,6 +88,9 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     // (default 1), as Kafka Connect's topic creation does for sources.
     let partitions = ctx.runtime.topic_creation_partitions;
     let mut known_topics: BTreeSet<String> = BTreeSet::new();
+    let rewrite = !ctx.runtime.transforms.is_empty()
+        || ctx.runtime.key_converter.source_rewrites()
+        || ctx.runtime.value_converter.source_rewrites();
     let result = loop {
         if ctx.stopping() {
             break Ok(());
@@ -67,30 +119,78 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         }
         let mut deliveries = Vec::with_capacity(records.len());
         let mut last: BTreeMap<String, String> = BTreeMap::new();
+        let mut filtered = 0u64;
+        let mut failed: Option<String> = None;
         for r in records.iter() {
-            if !known_topics.contains(r.topic.as_str()) {
-                ensure_topic(ctx.cluster.kafka(), r.topic.as_str(), partitions, false)
+            // Every polled record's offset counts once the records before it
+            // are acknowledged, whether it was produced, dropped by a
+            // transform or skipped as a tolerated failure (as in Kafka Connect).
+            last.insert(r.source.partition.to_string(), r.source.offset.to_string());
+            let owned = if rewrite {
+                match transform(&ctx.runtime, r) {
+                    Ok(Some(t)) => Some(t),
+                    Ok(None) => {
+                        filtered += 1;
+                        continue;
+                    }
+                    Err((message, stage)) => {
+                        ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
+                        if !ctx.runtime.tolerance_all {
+                            failed = Some(format!(
+                                "{message} (stage {stage}); errors.tolerance is none: fix the source data or the \
+                                 transform/converter config, or set errors.tolerance=all to skip such records"
+                            ));
+                            break;
+                        }
+                        if ctx.runtime.log_errors {
+                            tracing::error!(connector = %ctx.connector, task = ctx.task, stage, "skipping a source record: {message}");
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let topic = owned.as_ref().map_or(r.topic.as_str(), |t| t.topic.as_str());
+            if !known_topics.contains(topic) {
+                ensure_topic(ctx.cluster.kafka(), topic, partitions, false)
                     .map_err(|e| failure("creating the topic", e))?;
-                known_topics.insert(r.topic.to_string());
+                known_topics.insert(topic.to_string());
             }
             let mut headers = OwnedHeaders::new();
-            for h in r.headers.iter() {
-                headers = headers.insert(Header {
-                    key: h.key.as_str(),
-                    value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
-                });
+            let (key, value, partition, timestamp) = match &owned {
+                Some(t) => {
+                    for (key, value) in &t.headers {
+                        headers = headers.insert(Header { key: key.as_str(), value: value.as_deref() });
+                    }
+                    (t.key.as_deref(), t.value.as_deref(), t.partition, t.timestamp)
+                }
+                None => {
+                    for h in r.headers.iter() {
+                        headers = headers.insert(Header {
+                            key: h.key.as_str(),
+                            value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
+                        });
+                    }
+                    (
+                        r.key.as_ref().map(|k| k.as_slice()).into_option(),
+                        r.value.as_ref().map(|v| v.as_slice()).into_option(),
+                        r.partition.into_option(),
+                        r.timestamp.into_option(),
+                    )
+                }
+            };
+            let mut out = FutureRecord::to(topic).headers(headers);
+            if let Some(k) = key {
+                out = out.key(k);
             }
-            let mut out = FutureRecord::to(r.topic.as_str()).headers(headers);
-            if let Some(k) = r.key.as_ref().into_option() {
-                out = out.key(k.as_slice());
+            if let Some(v) = value {
+                out = out.payload(v);
             }
-            if let Some(v) = r.value.as_ref().into_option() {
-                out = out.payload(v.as_slice());
-            }
-            if let Some(p) = r.partition.into_option() {
+            if let Some(p) = partition {
                 out = out.partition(p);
             }
-            if let Some(ts) = r.timestamp.into_option() {
+            if let Some(ts) = timestamp {
                 out = out.timestamp(ts);
             }
             let delivery = loop {
@@ -108,14 +208,22 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
             };
             match delivery {
                 Ok(d) => deliveries.push(d),
-                Err(e) => return Err(failure(&format!("producing to {}", r.topic), e)),
+                Err(e) => return Err(failure(&format!("producing to {topic}"), e)),
             }
-            last.insert(r.source.partition.to_string(), r.source.offset.to_string());
         }
+        let produced = deliveries.len() as u64;
         for d in deliveries {
             wait_delivery(d).map_err(|e| failure("producing", e))?;
         }
-        ctx.metrics.records_written.with_label_values(&labels).inc_by(records.len() as u64);
+        if let Some(f) = failed {
+            // The records before the failed one are acknowledged but their
+            // offsets are not stored: a restart re-polls them (at least once).
+            break Err(f);
+        }
+        ctx.metrics.records_written.with_label_values(&labels).inc_by(produced);
+        if filtered > 0 {
+            ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
+        }
         let offsets: Vec<(String, Option<String>)> = last.iter().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
         ctx.cluster.write_source_offsets(&ctx.connector, &offsets).map_err(|e| failure("storing source offsets", e))?;
         let acked: Vec<SourceOffset> = last.into_iter().map(|(p, o)| SourceOffset::new(p, o)).collect();

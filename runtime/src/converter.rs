@@ -1,0 +1,317 @@
+//! Converters (`key.converter` / `value.converter`): how Kafka bytes become
+//! what the transforms see and the plugin gets, and back for sources.
+//!
+//! The plugin ABI carries bytes, so a converter decides which bytes:
+//! - unset: the bytes as they are in Kafka, both ways (transforms that need
+//!   structure parse them as schemaless JSON);
+//! - `bytes` (ByteArrayConverter): the same bytes, opaque to transforms;
+//! - `string` (StringConverter): the same bytes; transforms see a string;
+//! - `json` (JsonConverter): JSON text. With `*.converter.schemas.enable`
+//!   (default true, as in Kafka Connect) a sink unwraps the
+//!   `{"schema":…,"payload":…}` envelope and the plugin gets the payload; a
+//!   source's value is wrapped in an envelope whose schema is inferred from
+//!   the value. Invalid JSON, or no envelope where one is expected, is a bad
+//!   record (stage KEY_CONVERTER / VALUE_CONVERTER). JSON `null` (or a null
+//!   payload) is no value, a tombstone, as Kafka Connect reads it.
+
+use std::collections::BTreeMap;
+
+use connector_api::ConfigIssue;
+use serde::de::IgnoredAny;
+use serde_json::{json, Map, Value};
+
+use crate::transform::Data;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Converter {
+    #[default]
+    PassThrough,
+    Bytes,
+    String,
+    Json {
+        schemas: bool,
+    },
+}
+
+/// Which converter, for error stages and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Key,
+    Value,
+}
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Key => "key",
+            Part::Value => "value",
+        }
+    }
+    /// Kafka Connect's error-context stage.
+    pub fn stage(self) -> &'static str {
+        match self {
+            Part::Key => "KEY_CONVERTER",
+            Part::Value => "VALUE_CONVERTER",
+        }
+    }
+}
+
+const NAMES: &[(&str, &str)] = &[
+    ("bytes", "org.apache.kafka.connect.converters.ByteArrayConverter"),
+    ("string", "org.apache.kafka.connect.storage.StringConverter"),
+    ("json", "org.apache.kafka.connect.json.JsonConverter"),
+];
+
+/// The envelope JsonConverter writes with schemas enabled; Kafka Connect
+/// accepts exactly these two fields.
+fn envelope_payload(value: Value) -> Option<Value> {
+    match value {
+        Value::Object(mut map) if map.len() == 2 && map.contains_key("schema") => map.remove("payload"),
+        _ => None,
+    }
+}
+
+fn not_an_envelope(part: Part) -> String {
+    let p = part.name();
+    format!(
+        "JsonConverter with {p}.converter.schemas.enable=true requires \"schema\" and \"payload\" fields and may not \
+         contain additional fields; for plain JSON set {p}.converter.schemas.enable=false"
+    )
+}
+
+impl Converter {
+    /// Parses `<part>.converter` and `<part>.converter.schemas.enable`.
+    pub fn parse(config: &BTreeMap<String, String>, part: Part, issues: &mut Vec<ConfigIssue>) -> Converter {
+        let key = format!("{}.converter", part.name());
+        let Some(name) = config.get(&key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            return Converter::PassThrough;
+        };
+        let Some((short, _)) = NAMES.iter().find(|(s, class)| name == *s || name == *class) else {
+            let known: Vec<String> = NAMES.iter().map(|(s, c)| format!("{s} ({c})")).collect();
+            issues.push(ConfigIssue::new(
+                &key,
+                format!("Invalid value {name}: supported converters are {}", known.join(", ")),
+            ));
+            return Converter::PassThrough;
+        };
+        match *short {
+            "bytes" => Converter::Bytes,
+            "string" => Converter::String,
+            _ => {
+                let schemas_key = format!("{key}.schemas.enable");
+                let schemas = match config.get(&schemas_key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => {
+                        issues.push(ConfigIssue::new(
+                            &schemas_key,
+                            format!("Invalid value {other}: must be true or false"),
+                        ));
+                        true
+                    }
+                };
+                Converter::Json { schemas }
+            }
+        }
+    }
+
+    /// Whether a sink needs owned records for this converter even without
+    /// transforms (an envelope's payload is re-serialised).
+    pub fn sink_needs_owned(self) -> bool {
+        self == Converter::Json { schemas: true }
+    }
+
+    /// Sink, no transforms, `!sink_needs_owned()`: the bytes the plugin
+    /// gets, borrowed from the consumer's message (JSON is only checked).
+    pub fn view(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<&[u8]>, String> {
+        match (self, bytes) {
+            (Converter::Json { .. }, Some(b)) => {
+                serde_json::from_slice::<IgnoredAny>(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
+                Ok((b.trim_ascii() != b"null").then_some(b))
+            }
+            (_, None) => Ok(None),
+            (_, Some(b)) => Ok(Some(b)),
+        }
+    }
+
+    /// Sink: Kafka bytes → what the transforms see.
+    pub fn to_data(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
+        let Some(b) = bytes else { return Ok(None) };
+        Ok(match self {
+            Converter::PassThrough => Some(Data::Raw(b.to_vec())),
+            Converter::Bytes => Some(Data::Bytes(b.to_vec())),
+            Converter::String => Some(Data::Json(Value::String(String::from_utf8_lossy(b).into_owned()))),
+            Converter::Json { schemas } => {
+                let v: Value =
+                    serde_json::from_slice(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
+                let v = if schemas && !v.is_null() {
+                    envelope_payload(v).ok_or_else(|| not_an_envelope(part))?
+                } else {
+                    v
+                };
+                (!v.is_null()).then_some(Data::Json(v))
+            }
+        })
+    }
+
+    /// Sink: what the transforms left → the bytes the plugin gets (a JSON
+    /// payload without its envelope; a string as its UTF-8 text).
+    pub fn plugin_bytes(self, data: Option<Data>) -> Option<Vec<u8>> {
+        match data? {
+            Data::Raw(b) | Data::Bytes(b) => Some(b),
+            Data::Json(Value::String(s)) if self == Converter::String => Some(s.into_bytes()),
+            Data::Json(v) => Some(v.to_string().into_bytes()),
+        }
+    }
+
+    /// Whether a source record must be rewritten for this converter.
+    pub fn source_rewrites(self) -> bool {
+        matches!(self, Converter::Json { .. })
+    }
+
+    /// Source: the plugin's bytes → what the transforms see.
+    pub fn from_plugin(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
+        let Some(b) = bytes else { return Ok(None) };
+        Ok(match self {
+            Converter::PassThrough => Some(Data::Raw(b.to_vec())),
+            Converter::Bytes => Some(Data::Bytes(b.to_vec())),
+            Converter::String => Some(Data::Json(Value::String(String::from_utf8_lossy(b).into_owned()))),
+            Converter::Json { .. } => {
+                let v: Value = serde_json::from_slice(b)
+                    .map_err(|e| format!("the source task's {} is not JSON: {e}", part.name()))?;
+                (!v.is_null()).then_some(Data::Json(v))
+            }
+        })
+    }
+
+    /// Source: what the transforms left → the bytes produced to Kafka. A
+    /// missing value stays a tombstone (JsonConverter writes no envelope for
+    /// null either).
+    pub fn to_kafka(self, data: Option<Data>) -> Option<Vec<u8>> {
+        let data = data?;
+        match (self, data) {
+            (_, Data::Raw(b) | Data::Bytes(b)) => Some(b),
+            (Converter::String, Data::Json(Value::String(s))) => Some(s.into_bytes()),
+            (Converter::Json { schemas: true }, Data::Json(v)) => {
+                Some(json!({"schema": infer_schema(&v, false), "payload": v}).to_string().into_bytes())
+            }
+            (_, Data::Json(v)) => Some(v.to_string().into_bytes()),
+        }
+    }
+}
+
+/// A Kafka Connect schema (JsonConverter's JSON form) for a value: integers
+/// are int64, other numbers double; struct fields follow the object's field
+/// order and are optional (the next record may lack them); an array's items
+/// take the first non-null element's schema (an optional string when there
+/// is none); a null field is an optional string.
+pub fn infer_schema(value: &Value, optional: bool) -> Value {
+    let simple = |t: &str| json!({"type": t, "optional": optional});
+    match value {
+        Value::Null => json!({"type": "string", "optional": true}),
+        Value::Bool(_) => simple("boolean"),
+        Value::Number(n) if n.is_i64() || n.is_u64() => simple("int64"),
+        Value::Number(_) => simple("double"),
+        Value::String(_) => simple("string"),
+        Value::Array(items) => {
+            let item = items
+                .iter()
+                .find(|v| !v.is_null())
+                .map_or_else(|| json!({"type": "string", "optional": true}), |v| infer_schema(v, true));
+            json!({"type": "array", "items": item, "optional": optional})
+        }
+        Value::Object(map) => {
+            let fields: Vec<Value> = map
+                .iter()
+                .map(|(name, v)| {
+                    let mut schema: Map<String, Value> = match infer_schema(v, true) {
+                        Value::Object(m) => m,
+                        _ => Map::new(),
+                    };
+                    schema.insert("field".into(), Value::String(name.clone()));
+                    Value::Object(schema)
+                })
+                .collect();
+            json!({"type": "struct", "fields": fields, "optional": optional})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> (Converter, Converter, Vec<String>) {
+        let config: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut issues = Vec::new();
+        let k = Converter::parse(&config, Part::Key, &mut issues);
+        let v = Converter::parse(&config, Part::Value, &mut issues);
+        (k, v, issues.iter().map(|i| i.key.to_string()).collect())
+    }
+
+    #[test]
+    fn names_class_names_and_the_schemas_default() {
+        let (k, v, issues) = parse(&[
+            ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+            ("value.converter", "json"),
+        ]);
+        assert_eq!((k, v), (Converter::String, Converter::Json { schemas: true }));
+        assert!(issues.is_empty());
+        let (_, v, _) = parse(&[
+            ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
+            ("value.converter.schemas.enable", "false"),
+        ]);
+        assert_eq!(v, Converter::Json { schemas: false });
+        let (k, _, _) = parse(&[]);
+        assert_eq!(k, Converter::PassThrough);
+        let (_, _, issues) =
+            parse(&[("key.converter", "avro"), ("value.converter", "json"), ("value.converter.schemas.enable", "yes")]);
+        assert_eq!(issues, ["key.converter", "value.converter.schemas.enable"]);
+    }
+
+    #[test]
+    fn sink_json_unwraps_the_envelope_and_rejects_what_is_not_one() {
+        let c = Converter::Json { schemas: true };
+        let data = c.to_data(Some(br#"{"schema":{"type":"int64"},"payload":{"id":1}}"#), Part::Value).unwrap();
+        assert_eq!(c.plugin_bytes(data), Some(br#"{"id":1}"#.to_vec()));
+        assert_eq!(c.to_data(Some(br#"{"schema":null,"payload":null}"#), Part::Value).unwrap(), None);
+        let e = c.to_data(Some(br#"{"id":1}"#), Part::Value).unwrap_err();
+        assert!(e.contains("value.converter.schemas.enable=false"), "{e}");
+        assert!(c.to_data(Some(b"{nope"), Part::Key).unwrap_err().contains("key is not JSON"));
+    }
+
+    #[test]
+    fn sink_views_borrow_and_only_check() {
+        let plain = Converter::Json { schemas: false };
+        let bytes = br#" {"a":1} "#.as_slice();
+        assert_eq!(plain.view(Some(bytes), Part::Value).unwrap().map(<[u8]>::as_ptr), Some(bytes.as_ptr()));
+        assert_eq!(plain.view(Some(b"null"), Part::Value).unwrap(), None);
+        assert!(plain.view(Some(b"{"), Part::Value).is_err());
+        assert_eq!(Converter::String.view(Some(b"\xff"), Part::Value).unwrap(), Some(b"\xff".as_slice()));
+        assert!(!Converter::String.sink_needs_owned() && Converter::Json { schemas: true }.sink_needs_owned());
+    }
+
+    #[test]
+    fn source_json_wraps_with_an_inferred_schema() {
+        let c = Converter::Json { schemas: true };
+        let data = c.from_plugin(Some(br#"{"id":1,"price":2.5,"tags":["a"],"note":null}"#), Part::Value).unwrap();
+        let out: Value = serde_json::from_slice(&c.to_kafka(data).unwrap()).unwrap();
+        assert_eq!(out["payload"], json!({"id": 1, "price": 2.5, "tags": ["a"], "note": null}));
+        let schema = &out["schema"];
+        assert_eq!(schema["type"], "struct");
+        assert_eq!(schema["optional"], false);
+        let types: Vec<(&str, &str)> = schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["field"].as_str().unwrap(), f["type"].as_str().unwrap()))
+            .collect();
+        assert!(types.contains(&("id", "int64")) && types.contains(&("price", "double")));
+        assert!(types.contains(&("tags", "array")) && types.contains(&("note", "string")));
+        assert_eq!(c.to_kafka(None), None);
+        assert!(c.from_plugin(Some(b"nope"), Part::Value).is_err());
+        let plain = Converter::Json { schemas: false };
+        assert_eq!(plain.to_kafka(Some(Data::Json(json!([1])))), Some(b"[1]".to_vec()));
+        assert_eq!(Converter::String.to_kafka(Some(Data::Json(json!("hi")))), Some(b"hi".to_vec()));
+    }
+}
