@@ -240,6 +240,35 @@ mod tests {
     }
 
     #[test]
+    fn transforms_and_converters_are_parsed_and_their_problems_name_keys() {
+        let c = parse(
+            &config(&[
+                ("topics", "a"),
+                ("transforms", "f"),
+                ("transforms.f.type", "Filter"),
+                ("value.converter", "json"),
+            ]),
+            Kind::Sink,
+        )
+        .unwrap();
+        assert!(!c.transforms.is_empty());
+        assert_eq!(c.value_converter, Converter::Json { schemas: true });
+        assert_eq!(c.key_converter, Converter::PassThrough);
+        let issues = parse(
+            &config(&[
+                ("topics", "a"),
+                ("transforms", "r"),
+                ("transforms.r.type", "RegexRouter"),
+                ("key.converter", "avro"),
+            ]),
+            Kind::Sink,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["key.converter", "transforms.r.regex", "transforms.r.replacement"]);
+    }
+
+    #[test]
     fn secrets_resolve_from_env_and_files() {
         std::env::set_var("SLUICE_TEST_SECRET_A", "s3cr3t");
         let dir = tempfile::tempdir().unwrap();

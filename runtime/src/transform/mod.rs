@@ -275,8 +275,8 @@ impl Chain {
             };
             let predicate = match opts.get("predicate") {
                 None => {
-                    if opts.get("negate").is_some() {
-                        opts.invalid("negate", "negate needs a predicate on the transform");
+                    if negate {
+                        opts.invalid("negate", "negate=true needs a predicate on the transform");
                     }
                     None
                 }
