@@ -276,3 +276,30 @@ fn a_json_envelope_is_unwrapped_for_the_sink_and_a_record_without_one_goes_to_th
     let message = header(&dead[0], "__connect.errors.exception.message").unwrap();
     assert!(message.contains("value.converter.schemas.enable=false"), "{message}");
 }
+
+#[test]
+fn a_source_record_a_filter_drops_still_has_its_offset_committed() {
+    let topic = unique("filtered-source");
+    let name = unique("counter-filter");
+    let w = WorkerProcess::start(&unique("transforms"), &[], &[]);
+    // Every record goes to a topic the predicate matches: the filter drops all.
+    let body = json!({"name": name, "config": {
+        "connector.class": "example-counter-source",
+        "topic": topic,
+        "counter.max": "20",
+        "transforms": "dropAll",
+        "transforms.dropAll.type": "Filter",
+        "transforms.dropAll.predicate": "toThisTopic",
+        "predicates": "toThisTopic",
+        "predicates.toThisTopic.type": "TopicNameMatches",
+        "predicates.toThisTopic.pattern": "filtered-source-.*",
+    }});
+    let (code, created) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!(code, 201, "{created}");
+    wait_until("the last dropped record's source offset to be committed", Duration::from_secs(60), || {
+        let (code, offsets) = w.get(&format!("/connectors/{name}/offsets"));
+        (code == 200 && offsets["offsets"][0]["offset"]["n"] == 19).then_some(())
+    });
+    assert_eq!(metric(&w, "sluice_records_filtered_total", &name), Some(20.0));
+    assert_eq!(metric(&w, "sluice_records_written_total", &name).unwrap_or(0.0), 0.0, "nothing was produced");
+}
