@@ -24,6 +24,8 @@ use rdkafka::{
 };
 use serde_json::Value;
 
+pub mod odata;
+
 /// The directory holding the workspace's build outputs (the `sluice` binary
 /// and the plugin libraries) of the profile these tests were built in.
 pub fn build_dir() -> PathBuf {

@@ -19,6 +19,15 @@ pub const TOPIC_ROUTE_FIELD: &str = "topic.route.field";
 pub const DELETIONS_TABLE: &str = "hybris.deletions.table";
 pub const CONNECT_TIMEOUT_MS: &str = "hybris.jdbc.connect.timeout.ms";
 pub const DB_TIMEZONE: &str = "hybris.db.timezone";
+pub const ODATA_URL: &str = "hybris.odata.url";
+pub const ODATA_INTEGRATION_OBJECT: &str = "hybris.odata.integration.object";
+pub const ODATA_AUTH: &str = "hybris.odata.auth";
+pub const ODATA_USER: &str = "hybris.odata.user";
+pub const ODATA_PASSWORD: &str = "hybris.odata.password";
+pub const ODATA_TOKEN_URL: &str = "hybris.odata.oauth.token.url";
+pub const ODATA_CLIENT_ID: &str = "hybris.odata.oauth.client.id";
+pub const ODATA_CLIENT_SECRET: &str = "hybris.odata.oauth.client.secret";
+pub const ODATA_TIMEOUT_MS: &str = "hybris.odata.timeout.ms";
 
 pub fn definition() -> ConfigDef {
     ConfigDef::new()
@@ -26,14 +35,14 @@ pub fn definition() -> ConfigDef {
             ConfigKey::new(MODE, ConfigType::String)
                 .default_value("jdbc")
                 .importance(Importance::High)
-                .doc("How to read SAP Commerce: jdbc polls the Hybris database (on-premise or a replica). odata (the Integration API, for Commerce Cloud) is not supported yet.")
+                .doc("How to read SAP Commerce: jdbc polls the Hybris database (on-premise or a replica); odata polls the Integration API (OData v2), the read path on Commerce Cloud.")
                 .validator(Validator::one_of(["jdbc", "odata"])),
         )
         .define(
             ConfigKey::new(JDBC_URL, ConfigType::String)
+                .default_value("")
                 .importance(Importance::High)
-                .doc("The Hybris database: postgres://host:5432/db or jdbc:postgresql://host:5432/db (PostgreSQL; MySQL/MariaDB URLs are refused in this version).")
-                .validator(Validator::NonEmpty),
+                .doc("The Hybris database: postgres://host:5432/db or jdbc:postgresql://host:5432/db (PostgreSQL; MySQL/MariaDB URLs are refused in this version). Required with hybris.mode=jdbc."),
         )
         .define(
             ConfigKey::new(JDBC_USER, ConfigType::String)
@@ -104,11 +113,94 @@ pub fn definition() -> ConfigDef {
                 .doc("Timeout of a database connection attempt.")
                 .validator(Validator::range(Some(100.0), Some(600_000.0))),
         )
+        .define(
+            ConfigKey::new(ODATA_URL, ConfigType::String)
+                .default_value("")
+                .importance(Importance::High)
+                .doc("hybris.mode=odata: the Integration API's base URL, https://<host>/odata2webservices (required in odata mode).")
+                .validator(Validator::regex("(https?://[^\\s?#]+)?")),
+        )
+        .define(
+            ConfigKey::new(ODATA_INTEGRATION_OBJECT, ConfigType::String)
+                .default_value("")
+                .importance(Importance::High)
+                .doc("hybris.mode=odata: the integration object's code (the service path after the base URL); it must model integrationKey, pk, creationtime, modifiedtime and the attributes to stream for every item type (required in odata mode).")
+                .validator(Validator::regex("([A-Za-z0-9_]+)?")),
+        )
+        .define(
+            ConfigKey::new(ODATA_AUTH, ConfigType::String)
+                .default_value("basic")
+                .importance(Importance::High)
+                .doc("hybris.mode=odata: basic (hybris.odata.user/password, a user in integrationadmingroup) or oauth2 (client credentials from hybris.odata.oauth.token.url).")
+                .validator(Validator::one_of(["basic", "oauth2"])),
+        )
+        .define(
+            ConfigKey::new(ODATA_USER, ConfigType::String)
+                .default_value("")
+                .importance(Importance::High)
+                .doc("hybris.odata.auth=basic: the Integration API user."),
+        )
+        .define(
+            ConfigKey::new(ODATA_PASSWORD, ConfigType::Password)
+                .default_value("")
+                .importance(Importance::High)
+                .doc("hybris.odata.auth=basic: that user's password."),
+        )
+        .define(
+            ConfigKey::new(ODATA_TOKEN_URL, ConfigType::String)
+                .default_value("")
+                .doc("hybris.odata.auth=oauth2: the token endpoint, https://<host>/authorizationserver/oauth/token.")
+                .validator(Validator::regex("(https?://[^\\s#]+)?")),
+        )
+        .define(
+            ConfigKey::new(ODATA_CLIENT_ID, ConfigType::String)
+                .default_value("")
+                .doc("hybris.odata.auth=oauth2: the OAuth client id (an OAuthClientDetails with the client_credentials grant)."),
+        )
+        .define(
+            ConfigKey::new(ODATA_CLIENT_SECRET, ConfigType::Password)
+                .default_value("")
+                .doc("hybris.odata.auth=oauth2: the OAuth client secret."),
+        )
+        .define(
+            ConfigKey::new(ODATA_TIMEOUT_MS, ConfigType::Long)
+                .default_value("30000")
+                .importance(Importance::Low)
+                .doc("hybris.mode=odata: timeout of one HTTP request (connect to end of body); a timed-out request is retried.")
+                .validator(Validator::range(Some(100.0), Some(600_000.0))),
+        )
+}
+
+/// Which read path a connector uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Jdbc,
+    OData,
+}
+
+/// How the Integration API authenticates.
+#[derive(Debug, Clone)]
+pub enum ODataAuth {
+    Basic { user: String, password: String },
+    OAuth2 { token_url: String, client_id: String, client_secret: String },
+}
+
+/// hybris.mode=odata settings.
+#[derive(Debug, Clone)]
+pub struct ODataSettings {
+    /// The base URL without a trailing slash.
+    pub url: String,
+    pub integration_object: String,
+    pub auth: ODataAuth,
+    pub timeout: Duration,
 }
 
 /// Everything a task needs, parsed once.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub mode: Mode,
+    /// Set with hybris.mode=odata.
+    pub odata: Option<ODataSettings>,
     pub url: String,
     pub user: String,
     pub password: String,
@@ -126,16 +218,17 @@ pub struct Settings {
 impl Settings {
     pub fn parse(config: &ConnectorConfig) -> Result<Settings, ConnectorError> {
         let def = definition();
-        let mode = config.string(&def, MODE)?;
-        if mode != "jdbc" {
-            return Err(ConnectorError::config(format!(
-                "\"{MODE}\": {mode} is not supported yet; use hybris.mode=jdbc"
-            )));
-        }
+        let mode = match config.string(&def, MODE)?.trim() {
+            "jdbc" => Mode::Jdbc,
+            "odata" => Mode::OData,
+            other => {
+                return Err(ConnectorError::config(format!("\"{MODE}\": {other} is not a mode; use jdbc or odata")))
+            }
+        };
         let mut items = Vec::new();
         for type_name in config.list(&def, ITEM_TYPES)? {
             items.push(
-                schema::resolve(config, &type_name)
+                schema::resolve(config, &type_name, mode == Mode::OData)
                     .map_err(|(k, m)| ConnectorError::config(format!("\"{k}\": {m}")))?,
             );
         }
@@ -145,7 +238,48 @@ impl Settings {
         let optional = |key: &str| -> Result<Option<String>, ConnectorError> {
             Ok(Some(config.string(&def, key)?.trim().to_string()).filter(|v| !v.is_empty()))
         };
+        let required = |key: &str| -> Result<String, ConnectorError> {
+            match optional(key)? {
+                Some(v) => Ok(v),
+                None => Err(ConnectorError::config(format!(
+                    "\"{key}\": required with {MODE}={}",
+                    if mode == Mode::Jdbc { "jdbc" } else { "odata" }
+                ))),
+            }
+        };
+        let odata = match mode {
+            Mode::Jdbc => {
+                required(JDBC_URL)?;
+                None
+            }
+            Mode::OData => {
+                if optional(DELETIONS_TABLE)?.is_some() {
+                    return Err(ConnectorError::config(format!(
+                        "\"{DELETIONS_TABLE}\": deletion markers are a database table; hybris.mode=odata cannot \
+                         read them (leave it empty, or use hybris.mode=jdbc)"
+                    )));
+                }
+                let auth = match config.string(&def, ODATA_AUTH)?.trim() {
+                    "oauth2" => ODataAuth::OAuth2 {
+                        token_url: required(ODATA_TOKEN_URL)?,
+                        client_id: required(ODATA_CLIENT_ID)?,
+                        client_secret: config.string(&def, ODATA_CLIENT_SECRET)?,
+                    },
+                    _ => {
+                        ODataAuth::Basic { user: required(ODATA_USER)?, password: config.string(&def, ODATA_PASSWORD)? }
+                    }
+                };
+                Some(ODataSettings {
+                    url: required(ODATA_URL)?.trim_end_matches('/').to_string(),
+                    integration_object: required(ODATA_INTEGRATION_OBJECT)?,
+                    auth,
+                    timeout: Duration::from_millis(config.long(&def, ODATA_TIMEOUT_MS)?.max(100) as u64),
+                })
+            }
+        };
         Ok(Settings {
+            mode,
+            odata,
             url: config.string(&def, JDBC_URL)?,
             user: config.string(&def, JDBC_USER)?,
             password: config.string(&def, JDBC_PASSWORD)?,
@@ -178,7 +312,27 @@ mod tests {
 
         let odata = Settings::parse(&base.clone().with(MODE, "odata")).unwrap_err();
         assert_eq!(odata.kind(), ErrorKind::Config);
-        assert!(odata.message().contains("hybris.mode") && odata.message().contains("not supported yet"));
+        assert!(odata.message().starts_with("\"hybris.odata.user\": required"), "{odata}");
+        let no_url = Settings::parse(&ConnectorConfig::new()).unwrap_err();
+        assert!(no_url.message().starts_with("\"hybris.jdbc.url\": required"), "{no_url}");
+
+        let odata = base
+            .clone()
+            .with(MODE, "odata")
+            .with(ODATA_URL, "https://h/odata2webservices/")
+            .with(ODATA_INTEGRATION_OBJECT, "Sluice")
+            .with(ODATA_USER, "u")
+            .with(ITEM_TYPES, "Order,Enrollment");
+        let s = Settings::parse(&odata).unwrap();
+        assert_eq!(s.mode, Mode::OData);
+        assert_eq!(s.odata.as_ref().unwrap().url, "https://h/odata2webservices");
+        let sets: Vec<_> = s.items.iter().map(|i| i.entity_set.as_str()).collect();
+        assert_eq!(sets, vec!["Orders", "Enrollments"], "custom types need no table in odata mode");
+        let oauth = odata.clone().with(ODATA_AUTH, "oauth2").with(ODATA_TOKEN_URL, "https://h/token");
+        let e = Settings::parse(&oauth).unwrap_err();
+        assert!(e.message().starts_with("\"hybris.odata.oauth.client.id\""), "{e}");
+        let e = Settings::parse(&odata.clone().with(DELETIONS_TABLE, "itemdeletionmarkers")).unwrap_err();
+        assert!(e.message().starts_with("\"hybris.deletions.table\""), "{e}");
 
         let unknown = Settings::parse(&base.clone().with(ITEM_TYPES, "Order,Nope")).unwrap_err();
         assert!(unknown.message().starts_with("\"hybris.item.types\""), "{unknown}");
@@ -187,7 +341,8 @@ mod tests {
     #[test]
     fn the_password_is_a_password() {
         let def = definition();
-        assert!(def.infos().iter().any(|i| i.name == JDBC_PASSWORD && i.is_password()));
-        assert!(def.infos().iter().any(|i| i.name == JDBC_URL && i.required));
+        for key in [JDBC_PASSWORD, ODATA_PASSWORD, ODATA_CLIENT_SECRET] {
+            assert!(def.infos().iter().any(|i| i.name == key && i.is_password()), "{key}");
+        }
     }
 }

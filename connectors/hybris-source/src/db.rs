@@ -21,6 +21,9 @@ const TS_FORMAT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'";
 pub struct Cursor {
     pub ts: String,
     pub pk: i64,
+    /// hybris.mode=odata: the row's integrationKey, its tie-break at equal
+    /// modifiedtime (jdbc mode breaks ties by PK and leaves it `None`).
+    pub key: Option<String>,
 }
 
 /// One changed item row.
@@ -210,7 +213,7 @@ impl Db {
                 _ => serde_json::Map::new(),
             };
             out.push(ChangeRow {
-                cursor: Cursor { ts: row.try_get(0)?, pk: row.try_get(2)? },
+                cursor: Cursor { ts: row.try_get(0)?, pk: row.try_get(2)?, key: None },
                 created_ts: row.try_get(1)?,
                 modified_ms: row.try_get(3)?,
                 doc,
@@ -247,7 +250,7 @@ impl Db {
         rows.iter()
             .map(|row| {
                 Ok(DeletionRow {
-                    cursor: Cursor { ts: row.try_get(0)?, pk: row.try_get(1)? },
+                    cursor: Cursor { ts: row.try_get(0)?, pk: row.try_get(1)?, key: None },
                     modified_ms: row.try_get(2)?,
                     item_pk: row.try_get(3)?,
                     business_key: row.try_get(4)?,

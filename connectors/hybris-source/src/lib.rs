@@ -5,18 +5,21 @@
 //! product code), so every event of one order lands on one partition in order.
 //!
 //! Modules: [`config`] (keys and settings), [`schema`] (item type → table,
-//! key, type filter), [`db`] (the SQL layer), [`source`] (the task).
+//! key, type filter, entity set), [`db`] (the SQL layer), [`odata`] (the
+//! Integration API client of hybris.mode=odata), [`source`] (the task).
 
 pub mod config;
 pub mod db;
+pub mod odata;
 pub mod schema;
 pub mod source;
 
 use connector_api::*;
 
 use crate::{
-    config::{definition, Settings},
+    config::{definition, Mode, ODataAuth, Settings},
     db::{ConnectFailure, Db},
+    odata::Failure,
 };
 
 pub use source::HybrisTask;
@@ -24,6 +27,80 @@ pub use source::HybrisTask;
 pub struct HybrisSource;
 
 impl HybrisSource {
+    /// hybris.mode=odata: credentials, the integration object, and for each
+    /// item type its entity set, the properties the connector needs and one
+    /// probe with the delta `$filter` (the Integration API supports a
+    /// release-dependent subset of `$filter`; better to learn it at create).
+    fn validate_odata(&self, config: &ConnectorConfig, settings: &Settings) -> Vec<ConfigIssue> {
+        let Some(o) = &settings.odata else {
+            return Vec::new();
+        };
+        let mut client = odata::Client::new(o);
+        let service = format!("{}/{}", o.url, o.integration_object);
+        let metadata = match client.metadata() {
+            Ok(m) => m.clone(),
+            Err(f) => return vec![odata_issue(o, &service, f)],
+        };
+        let mut issues = Vec::new();
+        for item in &settings.items {
+            let set_key = schema::item_key(&item.type_name, "entity.set");
+            let key = if config.get(&set_key).is_some() { set_key.clone() } else { config::ITEM_TYPES.to_string() };
+            let Some(entity) = metadata.sets.get(&item.entity_set) else {
+                let mut known: Vec<&str> = metadata.sets.keys().map(String::as_str).collect();
+                known.sort();
+                issues.push(ConfigIssue::new(
+                    key,
+                    format!(
+                        "item type {}: integration object {} has no entity set {} (it has: {}); map it with {set_key}",
+                        item.type_name,
+                        o.integration_object,
+                        item.entity_set,
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            let key_property = item.key_column.strip_prefix("p_").unwrap_or(&item.key_column).to_string();
+            let mut missing: Vec<String> = ["integrationKey", "pk", "creationtime", "modifiedtime"]
+                .iter()
+                .map(|p| p.to_string())
+                .chain(std::iter::once(key_property))
+                .filter(|p| !entity.properties.contains_key(p))
+                .collect();
+            missing.dedup();
+            if !missing.is_empty() {
+                issues.push(ConfigIssue::new(
+                    key,
+                    format!(
+                        "item type {}: entity type {} of {} lacks {}: model them in the integration object",
+                        item.type_name,
+                        entity.name,
+                        item.entity_set,
+                        missing.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            let probe = db::Cursor { ts: "1970-01-01T00:00:00.000000".into(), pk: 0, key: Some(String::new()) };
+            let filter = odata::delta_filter(Some(&probe), client.server_now_ms());
+            if let Err(f) = client.fetch_page(&item.entity_set, &filter, 1, 0) {
+                let issue = match f {
+                    Failure::Other(m) | Failure::NotFound(m) => ConfigIssue::new(
+                        key,
+                        format!(
+                            "item type {}: {} refused the delta query $filter={filter} ({m}); the integration object \
+                             must let modifiedtime and integrationKey be filtered and ordered",
+                            item.type_name, item.entity_set
+                        ),
+                    ),
+                    f => odata_issue(o, &service, f),
+                };
+                issues.push(issue);
+            }
+        }
+        issues
+    }
+
     /// Checks that need the database: reachable, credentials, tables,
     /// columns and type codes. Only runs once the keys themselves are valid.
     fn validate_database(&self, config: &ConnectorConfig) -> Vec<ConfigIssue> {
@@ -138,6 +215,43 @@ impl HybrisSource {
     }
 }
 
+/// An Integration API failure at validation, on the key to fix.
+fn odata_issue(o: &config::ODataSettings, service: &str, f: Failure) -> ConfigIssue {
+    match (f, &o.auth) {
+        (Failure::Auth(m), ODataAuth::Basic { .. }) => ConfigIssue::new(
+            config::ODATA_USER,
+            format!(
+                "the Integration API rejected the credentials ({m}): check hybris.odata.user and \
+                 hybris.odata.password (a user in integrationadmingroup)"
+            ),
+        ),
+        (Failure::Auth(m), ODataAuth::OAuth2 { .. }) => ConfigIssue::new(
+            config::ODATA_CLIENT_ID,
+            format!(
+                "the Integration API refused the OAuth token ({m}): check the authorities of \
+                 hybris.odata.oauth.client.id"
+            ),
+        ),
+        (Failure::TokenClient(m), _) => ConfigIssue::new(
+            config::ODATA_CLIENT_ID,
+            format!(
+                "the token endpoint rejected the client ({m}): check hybris.odata.oauth.client.id and \
+                 hybris.odata.oauth.client.secret"
+            ),
+        ),
+        (Failure::TokenUnavailable(m), _) => {
+            ConfigIssue::new(config::ODATA_TOKEN_URL, format!("cannot get an OAuth token: {m}"))
+        }
+        (Failure::NotFound(m), _) => ConfigIssue::new(
+            config::ODATA_INTEGRATION_OBJECT,
+            format!("no integration object at {service} ({m}): check hybris.odata.integration.object"),
+        ),
+        (Failure::Transient(m) | Failure::Other(m), _) => {
+            ConfigIssue::new(config::ODATA_URL, format!("cannot read {service}/$metadata: {m}"))
+        }
+    }
+}
+
 /// A settings error message starts with the quoted key it is about.
 fn guess_key(message: &str) -> String {
     message.strip_prefix('"').and_then(|m| m.split('"').next()).unwrap_or(config::ITEM_TYPES).to_string()
@@ -162,14 +276,13 @@ impl SourceConnector for HybrisSource {
 
     fn validate(&self, config: &ConnectorConfig) -> Vec<ConfigIssue> {
         let mut issues = self.config_def().validate(config);
-        if config.get(config::MODE) == Some("odata") {
-            issues.push(ConfigIssue::new(
-                config::MODE,
-                "hybris.mode=odata (the Integration API) is not supported yet; use hybris.mode=jdbc",
-            ));
+        if !issues.is_empty() {
+            return issues;
         }
-        if issues.is_empty() {
-            issues.extend(self.validate_database(config));
+        match Settings::parse(config) {
+            Err(e) => issues.push(ConfigIssue::new(guess_key(e.message()), e.message())),
+            Ok(settings) if settings.mode == Mode::OData => issues.extend(self.validate_odata(config, &settings)),
+            Ok(_) => issues.extend(self.validate_database(config)),
         }
         issues
     }

@@ -21,6 +21,9 @@ pub struct ItemMapping {
     pub typecodes: Vec<String>,
     /// An extra SQL predicate on the table (alias `t`), e.g. live orders only.
     pub filter: Option<String>,
+    /// hybris.mode=odata: the entity set of the integration object
+    /// (`hybris.item.<Type>.entity.set`, default `<Type>s`: `Orders`).
+    pub entity_set: String,
 }
 
 /// The built-in mappings (standard Hybris deployments).
@@ -52,13 +55,19 @@ pub fn item_key(type_name: &str, attribute: &str) -> String {
 }
 
 /// Resolves one item type from the built-ins and the `hybris.item.<Type>.*`
-/// keys (which override them). Errors name the key to fix.
-pub fn resolve(config: &ConnectorConfig, type_name: &str) -> Result<ItemMapping, (String, String)> {
+/// keys (which override them). Errors name the key to fix. In odata mode a
+/// type needs no table: the integration object's entity set stands for it.
+pub fn resolve(config: &ConnectorConfig, type_name: &str, odata: bool) -> Result<ItemMapping, (String, String)> {
     let custom = |attr: &str| config.get(&item_key(type_name, attr)).map(str::trim).filter(|v| !v.is_empty());
     let base = builtin(type_name);
+    let entity_set = custom("entity.set").map(str::to_string).unwrap_or_else(|| format!("{type_name}s"));
+    if !entity_set.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err((item_key(type_name, "entity.set"), format!("\"{entity_set}\" is not an entity set name")));
+    }
     let table = match (custom("table"), base) {
         (Some(t), _) => t.to_ascii_lowercase(),
         (None, Some((t, _, _))) => t.to_string(),
+        (None, None) if odata => type_name.to_ascii_lowercase(),
         (None, None) => {
             return Err((
                 "hybris.item.types".to_string(),
@@ -89,7 +98,7 @@ pub fn resolve(config: &ConnectorConfig, type_name: &str) -> Result<ItemMapping,
         None if custom("table").is_none() => base.and_then(|(_, _, f)| f).map(str::to_string),
         None => None,
     };
-    Ok(ItemMapping { type_name: type_name.to_string(), table, key_column, typecodes, filter })
+    Ok(ItemMapping { type_name: type_name.to_string(), table, key_column, typecodes, filter, entity_set })
 }
 
 #[cfg(test)]
@@ -102,15 +111,15 @@ mod tests {
             .with("hybris.item.Enrollment.table", "EventRegistrations")
             .with("hybris.item.Enrollment.key", "p_code")
             .with("hybris.item.Customer.typecode", "Customer|B2BCustomer");
-        let order = resolve(&c, "Order").unwrap();
+        let order = resolve(&c, "Order", false).unwrap();
         assert_eq!((order.table.as_str(), order.key_column.as_str()), ("orders", "p_code"));
         assert_eq!(order.typecodes, vec!["Order"]);
         assert!(order.filter.is_some());
-        let e = resolve(&c, "Enrollment").unwrap();
+        let e = resolve(&c, "Enrollment", false).unwrap();
         assert_eq!((e.table.as_str(), e.key_column.as_str()), ("eventregistrations", "p_code"));
-        assert_eq!(resolve(&c, "Customer").unwrap().typecodes, vec!["Customer", "B2BCustomer"]);
-        assert_eq!(resolve(&c, "Nope").unwrap_err().0, "hybris.item.types");
+        assert_eq!(resolve(&c, "Customer", false).unwrap().typecodes, vec!["Customer", "B2BCustomer"]);
+        assert_eq!(resolve(&c, "Nope", false).unwrap_err().0, "hybris.item.types");
         let bad = ConnectorConfig::new().with("hybris.item.X.table", "x; drop table y");
-        assert_eq!(resolve(&bad, "X").unwrap_err().0, "hybris.item.X.table");
+        assert_eq!(resolve(&bad, "X", false).unwrap_err().0, "hybris.item.X.table");
     }
 }

@@ -6,6 +6,11 @@
 //! marker emitted, when a deletions table is configured). A cursor only moves
 //! past rows that were returned from `poll`, so a restart from the committed
 //! offset re-reads exactly the uncommitted tail.
+//!
+//! hybris.mode=odata reads the same rows through the Integration API
+//! ([`crate::odata`]); its offsets add the row's `integrationKey` (its
+//! tie-break at equal modifiedtime), and the records are built by the same
+//! code, so both modes write identical records for identical data.
 
 use std::{
     collections::HashMap,
@@ -17,8 +22,9 @@ use connector_api::{ConnectorError, Host, SourceOffset, SourceRecord};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    config::Settings,
+    config::{Mode, Settings},
     db::{self, ChangeRow, Cursor, Db, DeletionRow},
+    odata,
     schema::ItemMapping,
 };
 
@@ -29,6 +35,8 @@ pub struct HybrisTask {
     host: Host,
     settings: Settings,
     db: Option<Db>,
+    /// hybris.mode=odata: the Integration API client (token and `$metadata` cached).
+    odata: Option<odata::Client>,
     pollers: Vec<TypePoller>,
     /// Where the next round of queries starts, so types share `max_records` fairly.
     next_poller: usize,
@@ -45,6 +53,21 @@ struct TypePoller {
     deletions_enabled: bool,
     /// The business key's attribute name in the value (`code` for p_code).
     key_attribute: String,
+    /// hybris.mode=odata: the `$skip` scan in progress.
+    scan: Option<Scan>,
+}
+
+/// hybris.mode=odata: one keyset query paged with `$skip`. The filter is
+/// fixed when the scan starts (after the cursor, below server clock − lag);
+/// `__count` must stay the same from page to page: if it changes, rows moved
+/// in or out of the window, `$skip` could jump over one, so the page is
+/// dropped and a new scan starts from the cursor (which only ever moves past
+/// rows returned from `poll`).
+#[derive(Debug, Clone)]
+struct Scan {
+    filter: String,
+    skip: usize,
+    count: Option<u64>,
 }
 
 /// A change or a deletion, merged in (modifiedTS, kind, PK) order.
@@ -70,6 +93,7 @@ pub fn partition_json(type_name: &str) -> String {
 
 fn cursor_json(c: Option<&Cursor>) -> Value {
     match c {
+        Some(Cursor { ts, pk, key: Some(key) }) => json!({ "modifiedTS": ts, "pk": pk, "integrationKey": key }),
         Some(c) => json!({ "modifiedTS": c.ts, "pk": c.pk }),
         None => json!({ "modifiedTS": null, "pk": null }),
     }
@@ -79,7 +103,7 @@ fn parse_cursor(v: &Value) -> Result<Option<Cursor>, String> {
     match (&v["modifiedTS"], &v["pk"]) {
         (Value::Null, Value::Null) => Ok(None),
         (Value::String(ts), pk) => match pk.as_i64() {
-            Some(pk) => Ok(Some(Cursor { ts: ts.clone(), pk })),
+            Some(pk) => Ok(Some(Cursor { ts: ts.clone(), pk, key: v["integrationKey"].as_str().map(str::to_string) })),
             None => Err(format!("\"pk\" is not a whole number in {v}")),
         },
         _ => Err(format!("expected {{\"modifiedTS\": \"…\", \"pk\": N}}, got {v}")),
@@ -121,12 +145,14 @@ impl HybrisTask {
                 changes: None,
                 deletions: None,
                 deletions_enabled: settings.deletions_table.is_some(),
+                scan: None,
             })
             .collect();
         HybrisTask {
             host,
             settings,
             db: None,
+            odata: None,
             pollers,
             next_poller: 0,
             next_query_at: Instant::now(),
@@ -229,6 +255,9 @@ impl HybrisTask {
     /// One query round for one type: up to `limit` records and whether more
     /// may be waiting.
     fn poll_type(&mut self, index: usize, limit: usize) -> Result<(Vec<SourceRecord>, bool), ConnectorError> {
+        if self.settings.mode == Mode::OData {
+            return self.poll_type_odata(index, limit);
+        }
         let lag = self.settings.lag_ms;
         let deletions_table = self.settings.deletions_table.clone();
         let poller = &self.pollers[index];
@@ -307,6 +336,76 @@ impl HybrisTask {
         Ok((records, changes_full || deletions_full))
     }
 
+    /// hybris.mode=odata: one page of the type's scan.
+    fn poll_type_odata(&mut self, index: usize, limit: usize) -> Result<(Vec<SourceRecord>, bool), ConnectorError> {
+        let lag = self.settings.lag_ms;
+        if self.odata.is_none() {
+            let settings = self.settings.odata.as_ref().ok_or_else(|| {
+                ConnectorError::config("hybris.mode=odata without hybris.odata.* settings".to_string())
+            })?;
+            self.odata = Some(odata::Client::new(settings));
+        }
+        let Some(client) = self.odata.as_mut() else {
+            return Err(ConnectorError::retriable("no Integration API client"));
+        };
+        let poller = &mut self.pollers[index];
+        let entity_set = poller.item.entity_set.clone();
+        let type_name = poller.item.type_name.clone();
+        let scan = match poller.scan.clone() {
+            Some(scan) => scan,
+            None => {
+                // $metadata first: it also sets the server clock the window needs.
+                client.metadata().map_err(|f| odata_error(&type_name, &entity_set, f))?;
+                let upper = client.server_now_ms() - lag;
+                Scan { filter: odata::delta_filter(poller.changes.as_ref(), upper), skip: 0, count: None }
+            }
+        };
+        let page = match client.fetch_page(&entity_set, &scan.filter, limit, scan.skip) {
+            Ok(page) => page,
+            Err(f) => {
+                // The next attempt starts a fresh scan from the cursor.
+                poller.scan = None;
+                return Err(odata_error(&type_name, &entity_set, f));
+            }
+        };
+        if let (Some(before), Some(now)) = (scan.count, page.count) {
+            if before != now {
+                poller.scan = None;
+                self.host.info(
+                    "rows moved while paging; reading again from the last row emitted",
+                    &[("itemtype", &type_name), ("count", &format!("{before} -> {now}"))],
+                );
+                return Ok((Vec::new(), true));
+            }
+        }
+        let read = scan.skip + page.rows.len();
+        let more = page.rows.len() >= limit && page.count.is_none_or(|c| (read as u64) < c);
+        poller.scan = more.then_some(Scan { skip: read, count: page.count, ..scan });
+        let after = poller.changes.clone();
+        let rows: Vec<ChangeRow> =
+            page.rows.into_iter().filter(|r| odata::after_cursor(&r.cursor, after.as_ref())).collect();
+
+        let mut topics = Vec::with_capacity(rows.len());
+        for row in &rows {
+            topics.push(self.topic_for(index, &row.doc)?);
+        }
+        let poller = &mut self.pollers[index];
+        let mut records = Vec::with_capacity(rows.len());
+        for (row, topic) in rows.into_iter().zip(topics) {
+            poller.changes = Some(row.cursor.clone());
+            records.push(change_record(poller, row, topic));
+        }
+        if !records.is_empty() {
+            self.host.counter(
+                "hybris_rows_read_total",
+                "Hybris rows (changes and deletions) turned into records",
+                &[("itemtype", &type_name)],
+                records.len() as f64,
+            );
+        }
+        Ok((records, more))
+    }
+
     fn base_topic(&self, index: usize) -> String {
         format!("{}{}", self.settings.topic_prefix, self.pollers[index].item.type_name.to_ascii_lowercase())
     }
@@ -335,6 +434,11 @@ impl HybrisTask {
     }
 
     fn enum_code(&mut self, pk: i64) -> Result<Option<String>, ConnectorError> {
+        // The Integration API has no enumerationvalues table to look in: the
+        // value routes as it is.
+        if self.settings.mode == Mode::OData {
+            return Ok(None);
+        }
         if let Some(code) = self.enum_codes.get(&pk) {
             return Ok(code.clone());
         }
@@ -347,6 +451,28 @@ impl HybrisTask {
         };
         self.enum_codes.insert(pk, code.clone());
         Ok(code)
+    }
+}
+
+/// An Integration API failure while running: outages are retried (the scan
+/// restarts from the cursor, so nothing is skipped); refused credentials and
+/// a vanished entity set are not going to heal by themselves.
+fn odata_error(type_name: &str, entity_set: &str, f: odata::Failure) -> ConnectorError {
+    let context = format!("reading {type_name} from the Integration API ({entity_set})");
+    match f {
+        odata::Failure::Transient(m) | odata::Failure::TokenUnavailable(m) => {
+            ConnectorError::retriable(format!("{context}: {m}"))
+        }
+        odata::Failure::Auth(m) => ConnectorError::fatal(format!(
+            "{context}: credentials refused ({m}); check hybris.odata.user/hybris.odata.password or the OAuth client"
+        )),
+        odata::Failure::TokenClient(m) => ConnectorError::fatal(format!(
+            "{context}: the token endpoint refused the client ({m}); check hybris.odata.oauth.client.id and .secret"
+        )),
+        odata::Failure::NotFound(m) => ConnectorError::fatal(format!(
+            "{context}: not found ({m}); check hybris.odata.integration.object and hybris.item.{type_name}.entity.set"
+        )),
+        odata::Failure::Other(m) => ConnectorError::fatal(format!("{context}: {m}")),
     }
 }
 

@@ -237,8 +237,12 @@ fn validation_names_the_key_at_fault() {
     let no_db = issue_keys(&db.config("Order").with("hybris.jdbc.url", format!("{}_missing", db.url)));
     assert_eq!(no_db[0].0, "hybris.jdbc.url", "{no_db:?}");
 
+    // odata mode has keys of its own (tested in tests/tests/hybris_odata.rs).
     let odata = issue_keys(&db.config("Order").with("hybris.mode", "odata"));
-    assert!(odata.iter().any(|(k, m)| k == "hybris.mode" && m.contains("not supported yet")), "{odata:?}");
+    assert!(odata.iter().any(|(k, m)| k == "hybris.odata.user" && m.contains("required")), "{odata:?}");
+
+    let no_url = issue_keys(&db.config("Order").with("hybris.jdbc.url", ""));
+    assert_eq!(no_url[0].0, "hybris.jdbc.url", "{no_url:?}");
 
     let mysql = issue_keys(&db.config("Order").with("hybris.jdbc.url", "jdbc:mysql://localhost:3306/hybris"));
     assert_eq!(mysql[0].0, "hybris.jdbc.url");
