@@ -72,6 +72,10 @@ struct Args {
     /// The services' run directory (pids of the broker and the S3 server).
     #[arg(long, env = "SLUICE_RUN_DIR", default_value = ".run")]
     run_dir: PathBuf,
+    /// librdkafka property for the worker's clients, passed as `--kafka PROP=VALUE`
+    /// (repeatable), e.g. queued.max.messages.kbytes=16384 to see its share of RSS.
+    #[arg(long = "worker-kafka", value_name = "PROP=VALUE")]
+    worker_kafka: Vec<String>,
     /// Do not run `perf record` on the worker.
     #[arg(long)]
     no_perf: bool,
@@ -372,6 +376,7 @@ fn connector_config(ctx: &Ctx, topic: &str, dir: &str, format: &str, flush: u64)
         "s3.part.upload.concurrency": ctx.args.upload_concurrency.to_string(),
         // The end of the run is seen through committed offsets: commit often.
         "offset.flush.interval.ms": "1000",
+        "max.buffered.bytes": max_buffered_bytes(flush, ctx.args.size).to_string(),
     });
     let fields: &[(&str, &str)] = match format {
         "gzip" => &[("format.class", "json"), ("s3.compression.type", "gzip")],
@@ -384,6 +389,14 @@ fn connector_config(ctx: &Ctx, topic: &str, dir: &str, format: &str, flush: u64)
     c
 }
 
+/// The runtime pauses a task's partitions once this many bytes are handed to
+/// the sink and not yet committed; the s3-sink settles nothing until an object
+/// completes, so with the default (256 MiB) 8 partitions of 64 MiB objects
+/// would stall forever. Twice the open objects' bytes, at least the default.
+fn max_buffered_bytes(flush: u64, size: usize) -> u64 {
+    (2 * PARTITIONS as u64 * flush * (size as u64 + 1)).max(256 * MIB)
+}
+
 fn start_worker(ctx: &mut Ctx, label: &str) -> anyhow::Result<(Worker, String)> {
     let cluster = format!("bench-{}-{label}", ctx.run_id);
     for t in ["configs", "status", "offsets"] {
@@ -391,7 +404,7 @@ fn start_worker(ctx: &mut Ctx, label: &str) -> anyhow::Result<(Worker, String)> 
     }
     let log = ctx.work.path().join(format!("worker-{label}.log"));
     let bin = ctx.args.build_dir.join("sluice");
-    let w = Worker::start(&bin, &ctx.plugin_dir, &ctx.bootstrap, &cluster, log)?;
+    let w = Worker::start(&bin, &ctx.plugin_dir, &ctx.bootstrap, &cluster, &ctx.args.worker_kafka, log)?;
     Ok((w, cluster))
 }
 
@@ -696,7 +709,7 @@ fn write_results(
     let _ = writeln!(md, "# Kafka → S3 benchmark, {}\n", now.format("%Y-%m-%d %H:%M UTC"));
     let _ = writeln!(
         md,
-        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by})\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
+        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by})\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
         if dirty { " (with uncommitted changes in runtime/ or connectors/s3-sink/)" } else { "" },
         machine.cores,
         machine.cpu_model,
@@ -707,6 +720,8 @@ fn write_results(
         PARTITIONS,
         a.part_size / MIB,
         a.upload_concurrency,
+        max_buffered_bytes(flush, a.size) / MIB,
+        if a.worker_kafka.is_empty() { "(none)".to_string() } else { a.worker_kafka.join(" ") },
     );
     let _ = writeln!(md, "| measurement | records/s | MB/s | seconds | ratio to ceiling | worker peak RSS MiB | CPU s/M rec | broker CPU s | S3 server CPU s | harness CPU s | load before |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -811,7 +826,7 @@ fn write_results(
         }
         match &s.perf {
             Some(p) => {
-                let _ = writeln!(md, "\n`perf record -F 249 -e cpu-clock` (self time by thread, object, symbol; top lines):\n\n```\n{p}\n```\n");
+                let _ = writeln!(md, "\n`perf record -a -F 199 -e cpu-clock`, `perf report --pid <worker>` (self time by thread, object, symbol; top lines):\n\n```\n{p}\n```\n");
             }
             None => {
                 let _ = writeln!(md, "\n(no perf profile in this run)\n");
@@ -827,6 +842,7 @@ fn write_results(
         "parameters": {
             "records": rows[0].records, "record_bytes": a.size, "partitions": PARTITIONS, "flush_size": flush,
             "part_size": a.part_size, "upload_concurrency": a.upload_concurrency, "tiny": a.tiny,
+            "max_buffered_bytes": max_buffered_bytes(flush, a.size), "worker_kafka": a.worker_kafka,
         },
         "ceiling_mb_per_s": ceiling,
         "ceiling_bound_by": ceiling_by,

@@ -33,11 +33,22 @@ fn signal(pid: u32, sig: i32) {
 impl Worker {
     /// Starts a worker of its own cluster with only the s3-sink plugin
     /// (`plugin_dir`) and waits until `/ready` answers.
-    pub fn start(bin: &Path, plugin_dir: &Path, bootstrap: &str, cluster: &str, log: PathBuf) -> anyhow::Result<Self> {
+    pub fn start(
+        bin: &Path,
+        plugin_dir: &Path,
+        bootstrap: &str,
+        cluster: &str,
+        kafka: &[String],
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let log_file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(bin)
-            .args(["worker", "--bootstrap-servers", bootstrap, "--cluster-id", cluster])
+        let mut command = Command::new(bin);
+        command.args(["worker", "--bootstrap-servers", bootstrap, "--cluster-id", cluster]);
+        for prop in kafka {
+            command.arg("--kafka").arg(prop);
+        }
+        let child = command
             .arg("--rest-listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--plugin-path")
@@ -134,11 +145,13 @@ impl Drop for Worker {
     }
 }
 
-/// `perf record` of a process (cpu-clock samples, no call graphs: Rust's
-/// release code has no frame pointers and DWARF unwinding costs too much CPU
-/// on a 2-core machine).
+/// `perf record` of the whole machine (cpu-clock samples, no call graphs:
+/// Rust's release code has no frame pointers and DWARF unwinding costs too
+/// much CPU on a 2-core machine), reported for one process. System-wide
+/// because `-p` missed threads the worker started after the attach.
 pub struct Perf {
     child: Child,
+    pid: u32,
     pub data: PathBuf,
 }
 
@@ -146,13 +159,13 @@ impl Perf {
     /// None (with the reason printed) when perf is missing or cannot sample here.
     pub fn start(pid: u32, data: PathBuf) -> Option<Perf> {
         let child = Command::new("perf")
-            .args(["record", "-q", "-F", "249", "-e", "cpu-clock", "-p", &pid.to_string(), "-o"])
+            .args(["record", "-q", "-a", "-F", "199", "-e", "cpu-clock", "-o"])
             .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         match child {
-            Ok(child) => Some(Perf { child, data }),
+            Ok(child) => Some(Perf { child, pid, data }),
             Err(e) => {
                 eprintln!("[bench] perf is not available ({e}); the profile is per thread only");
                 None
@@ -165,7 +178,10 @@ impl Perf {
         signal(self.child.id(), libc::SIGINT);
         let _ = self.child.wait();
         let out = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "--sort", "comm,dso,symbol", "--percent-limit", "0.7", "-i"])
+            .args(["report", "--stdio", "--no-children", "--sort", "comm,dso,symbol", "--percent-limit", "0.7"])
+            .arg("--pid")
+            .arg(self.pid.to_string())
+            .arg("-i")
             .arg(&self.data)
             .output()
             .ok()?;
