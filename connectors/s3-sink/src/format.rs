@@ -41,9 +41,13 @@ impl RecordEncoder {
                 // Raw line breaks in a valid JSON document can only be
                 // insignificant whitespace (strings escape them): turning them
                 // into spaces keeps one record per line without changing the value.
-                for b in &mut out[start..] {
-                    if *b == b'\n' || *b == b'\r' {
-                        *b = b' ';
+                // Most values have none: a vectorised search first (the
+                // byte-by-byte rewrite was ~10% of the worker's CPU in dev/bench).
+                if memchr::memchr2(b'\n', b'\r', value).is_some() {
+                    for b in &mut out[start..] {
+                        if *b == b'\n' || *b == b'\r' {
+                            *b = b' ';
+                        }
                     }
                 }
                 out.push(b'\n');
