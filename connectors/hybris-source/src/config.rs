@@ -28,6 +28,7 @@ pub const ODATA_TOKEN_URL: &str = "hybris.odata.oauth.token.url";
 pub const ODATA_CLIENT_ID: &str = "hybris.odata.oauth.client.id";
 pub const ODATA_CLIENT_SECRET: &str = "hybris.odata.oauth.client.secret";
 pub const ODATA_TIMEOUT_MS: &str = "hybris.odata.timeout.ms";
+pub const ODATA_PAGING: &str = "hybris.odata.paging";
 
 pub fn definition() -> ConfigDef {
     ConfigDef::new()
@@ -169,6 +170,12 @@ pub fn definition() -> ConfigDef {
                 .doc("hybris.mode=odata: timeout of one HTTP request (connect to end of body); a timed-out request is retried.")
                 .validator(Validator::range(Some(100.0), Some(600_000.0))),
         )
+        .define(
+            ConfigKey::new(ODATA_PAGING, ConfigType::String)
+                .default_value("skip")
+                .doc("hybris.mode=odata: skip pages one delta query with $skip (guarded by __count); keyset starts every page as a new delta query after the last row read ($skip=0), whose cost does not grow with the backlog: better for large initial loads.")
+                .validator(Validator::one_of(["skip", "keyset"])),
+        )
 }
 
 /// Which read path a connector uses.
@@ -193,6 +200,8 @@ pub struct ODataSettings {
     pub integration_object: String,
     pub auth: ODataAuth,
     pub timeout: Duration,
+    /// `hybris.odata.paging=keyset`: every page a new keyset query, no `$skip`.
+    pub keyset_paging: bool,
 }
 
 /// Everything a task needs, parsed once.
@@ -274,6 +283,7 @@ impl Settings {
                     integration_object: required(ODATA_INTEGRATION_OBJECT)?,
                     auth,
                     timeout: Duration::from_millis(config.long(&def, ODATA_TIMEOUT_MS)?.max(100) as u64),
+                    keyset_paging: config.string(&def, ODATA_PAGING)?.trim() == "keyset",
                 })
             }
         };

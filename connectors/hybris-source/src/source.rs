@@ -62,7 +62,11 @@ struct TypePoller {
 /// `__count` must stay the same from page to page: if it changes, rows moved
 /// in or out of the window, `$skip` could jump over one, so the page is
 /// dropped and a new scan starts from the cursor (which only ever moves past
-/// rows returned from `poll`).
+/// rows returned from `poll`). This is complete under the lag window's
+/// assumption: a row changed while a scan pages gets a modifiedtime above the
+/// scan's upper bound, so it leaves the window and the count drops; only a
+/// commit older than the lag could enter it. `hybris.odata.paging=keyset`
+/// starts no scan at all: every page is a new delta query.
 #[derive(Debug, Clone)]
 struct Scan {
     filter: String,
@@ -339,6 +343,7 @@ impl HybrisTask {
     /// hybris.mode=odata: one page of the type's scan.
     fn poll_type_odata(&mut self, index: usize, limit: usize) -> Result<(Vec<SourceRecord>, bool), ConnectorError> {
         let lag = self.settings.lag_ms;
+        let keyset_paging = self.settings.odata.as_ref().is_some_and(|o| o.keyset_paging);
         if self.odata.is_none() {
             let settings = self.settings.odata.as_ref().ok_or_else(|| {
                 ConnectorError::config("hybris.mode=odata without hybris.odata.* settings".to_string())
@@ -380,7 +385,8 @@ impl HybrisTask {
         }
         let read = scan.skip + page.rows.len();
         let more = page.rows.len() >= limit && page.count.is_none_or(|c| (read as u64) < c);
-        poller.scan = more.then_some(Scan { skip: read, count: page.count, ..scan });
+        // Keyset paging: the next page is a new delta query after the last row.
+        poller.scan = (more && !keyset_paging).then_some(Scan { skip: read, count: page.count, ..scan });
         let after = poller.changes.clone();
         let rows: Vec<ChangeRow> =
             page.rows.into_iter().filter(|r| odata::after_cursor(&r.cursor, after.as_ref())).collect();
