@@ -266,7 +266,7 @@ impl SourceConnector for HybrisSource {
             aliases: &[],
             version: env!("CARGO_PKG_VERSION"),
             documentation:
-                "Streams SAP Commerce (Hybris) item changes by keyset polling its database on (modifiedTS, PK).",
+                "Streams SAP Commerce (Hybris) item changes by keyset polling its database on (modifiedTS, PK) or its Integration API (OData v2) on (modifiedtime, integrationKey).",
         }
     }
 
