@@ -826,7 +826,7 @@ fn write_results(
         }
         match &s.perf {
             Some(p) => {
-                let _ = writeln!(md, "\n`perf record -a -F 199 -e cpu-clock`, `perf report --pid <worker>` (self time by thread, object, symbol; top lines):\n\n```\n{p}\n```\n");
+                let _ = writeln!(md, "\n`perf record -a -F 199 -e cpu-clock`, `perf report --pid <worker> --percentage relative` (share of the worker's samples, self time by thread, object, symbol; top lines):\n\n```\n{p}\n```\n");
             }
             None => {
                 let _ = writeln!(md, "\n(no perf profile in this run)\n");

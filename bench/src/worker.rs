@@ -178,7 +178,8 @@ impl Perf {
         signal(self.child.id(), libc::SIGINT);
         let _ = self.child.wait();
         let out = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "--sort", "comm,dso,symbol", "--percent-limit", "0.7"])
+            .args(["report", "--stdio", "--no-children", "--percentage", "relative", "--sort", "comm,dso,symbol"])
+            .args(["--percent-limit", "0.7"])
             .arg("--pid")
             .arg(self.pid.to_string())
             .arg("-i")
