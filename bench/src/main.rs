@@ -161,6 +161,9 @@ struct SluiceRun {
     objects: usize,
     threads: Vec<(String, f64)>,
     perf: Option<String>,
+    /// The upload ceiling measured again just before this run (a quarter of
+    /// the objects): on a shared machine the load moves between phases.
+    paired_upload_mbps: f64,
 }
 
 fn main() {
@@ -325,14 +328,12 @@ fn measure(ctx: &mut Ctx) -> anyhow::Result<()> {
         sample.push('\n');
         seq += 1;
     }
+    let sample = Bytes::from(sample);
+    let (part_size, concurrency) = (a.part_size as usize, a.upload_concurrency);
+    let shape = |objects| s3::Shape { objects, object_bytes, part_size, concurrency };
     let c0 = ctx.cpu(None);
-    let uploaded = ctx.rt.block_on(s3::upload_ceiling(
-        &ctx.client,
-        &ctx.bucket,
-        "ceiling/",
-        s3::Shape { objects, object_bytes, part_size: a.part_size as usize, concurrency: a.upload_concurrency },
-        Bytes::from(sample),
-    ))?;
+    let uploaded =
+        ctx.rt.block_on(s3::upload_ceiling(&ctx.client, &ctx.bucket, "ceiling/", shape(objects), sample.clone()))?;
     let upload = Row {
         name: format!("upload ceiling (aws-sdk-s3, {} MiB parts × {})", a.part_size / MIB, a.upload_concurrency),
         records,
@@ -348,7 +349,14 @@ fn measure(ctx: &mut Ctx) -> anyhow::Result<()> {
     // 4. Sluice, per format.
     let mut runs = Vec::new();
     for format in ctx.args.formats.clone() {
-        let run = sluice_run(ctx, &format, flush, objects, &produced.ends, produced.bytes)?;
+        let quarter = (objects / 4).max(1);
+        let paired =
+            ctx.rt.block_on(s3::upload_ceiling(&ctx.client, &ctx.bucket, "paired/", shape(quarter), sample.clone()))?;
+        let _ = ctx.rt.block_on(s3::delete_prefix(&ctx.client, &ctx.bucket, "paired/"));
+        let paired_mbps = paired.bytes as f64 / MB / paired.seconds;
+        eprintln!("[bench] upload ceiling again before {format} ({quarter} objects): {paired_mbps:.1} MB/s");
+        let mut run = sluice_run(ctx, &format, flush, objects, &produced.ends, produced.bytes)?;
+        run.paired_upload_mbps = paired_mbps;
         let _ = ctx.rt.block_on(s3::delete_prefix(&ctx.client, &ctx.bucket, &format!("{format}/")));
         runs.push(run);
     }
@@ -483,7 +491,16 @@ fn sluice_run(
         row.mbps(),
         cpu.worker
     );
-    Ok(SluiceRun { row, format: format.into(), peak_rss_mib, object_bytes, objects: listed.len(), threads, perf })
+    Ok(SluiceRun {
+        row,
+        format: format.into(),
+        peak_rss_mib,
+        object_bytes,
+        objects: listed.len(),
+        threads,
+        perf,
+        paired_upload_mbps: 0.0,
+    })
 }
 
 struct Latency {
@@ -709,7 +726,7 @@ fn write_results(
     let _ = writeln!(md, "# Kafka → S3 benchmark, {}\n", now.format("%Y-%m-%d %H:%M UTC"));
     let _ = writeln!(
         md,
-        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by})\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
+        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by}); the paired ratio uses an upload ceiling re-measured (a quarter of the objects) just before each sluice run, since the load of this shared machine moves between phases\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
         if dirty { " (with uncommitted changes in runtime/ or connectors/s3-sink/)" } else { "" },
         machine.cores,
         machine.cpu_model,
@@ -723,12 +740,12 @@ fn write_results(
         max_buffered_bytes(flush, a.size) / MIB,
         if a.worker_kafka.is_empty() { "(none)".to_string() } else { a.worker_kafka.join(" ") },
     );
-    let _ = writeln!(md, "| measurement | records/s | MB/s | seconds | ratio to ceiling | worker peak RSS MiB | CPU s/M rec | broker CPU s | S3 server CPU s | harness CPU s | load before |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "| measurement | records/s | MB/s | seconds | ratio to ceiling | ratio to paired ceiling | worker peak RSS MiB | CPU s/M rec | broker CPU s | S3 server CPU s | harness CPU s | load before |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.1} | {:.1} | | | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {:.0} | {:.1} | {:.1} | | | | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             r.name,
             r.rps(),
             r.mbps(),
@@ -744,12 +761,14 @@ fn write_results(
         let r = &s.row;
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.1} | {:.1} | **{:.2}** | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {:.0} | {:.1} | {:.1} | **{:.2}** | {:.2} (upload {:.1} MB/s just before) | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             r.name,
             r.rps(),
             r.mbps(),
             r.seconds,
             r.mbps() / ceiling,
+            r.mbps() / s.paired_upload_mbps.min(rows[1].mbps()),
+            s.paired_upload_mbps,
             s.peak_rss_mib,
             per_m(r.cpu.worker, r.records),
             r.cpu.broker,
@@ -851,6 +870,8 @@ fn write_results(
             "format": s.format,
             "result": row_json(&s.row),
             "ratio_to_ceiling": s.row.mbps() / ceiling,
+            "paired_upload_ceiling_mb_per_s": s.paired_upload_mbps,
+            "ratio_to_paired_ceiling": s.row.mbps() / s.paired_upload_mbps.min(rows[1].mbps()),
             "peak_rss_mib": s.peak_rss_mib,
             "cpu_seconds_per_million_records": per_m(s.row.cpu.worker, s.row.records),
             "objects": s.objects,
