@@ -228,6 +228,47 @@ impl Cluster {
     /// Source offsets of a connector, read from the offsets topic up to now:
     /// source partition (JSON text) → offset (JSON text).
     pub fn read_source_offsets(&self, connector: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        self.read_offsets_topic(|parts| {
+            (parts.first().and_then(|v| v.as_str()) == Some(connector))
+                .then(|| parts.get(1).map(|p| p.to_string()).unwrap_or_default())
+        })
+    }
+
+    /// DLQ replay positions of a connector (see `rest/dlq_replay.rs`):
+    /// cursor (JSON text) → next DLQ offset to examine (JSON text).
+    pub fn read_replay_positions(&self, connector: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        self.read_offsets_topic(|parts| {
+            (parts.first().and_then(|v| v.as_str()) == Some(REPLAY_KEY)
+                && parts.get(1).and_then(|v| v.as_str()) == Some(connector))
+            .then(|| parts.get(2).map(|p| p.to_string()).unwrap_or_default())
+        })
+    }
+
+    /// Stores DLQ replay positions (after every replayed record up to them
+    /// was acknowledged): (cursor JSON text, next offset).
+    pub fn write_replay_positions(&self, connector: &str, positions: &[(String, i64)]) -> anyhow::Result<()> {
+        let mut deliveries = Vec::with_capacity(positions.len());
+        for (cursor, next) in positions {
+            let cursor: serde_json::Value = serde_json::from_str(cursor)?;
+            let key = serde_json::json!([REPLAY_KEY, connector, cursor]).to_string();
+            let value = next.to_string();
+            let record = FutureRecord::to(&self.topics.offsets).key(&key).payload(&value);
+            deliveries
+                .push(self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a replay position: {e}"))?);
+        }
+        for d in deliveries {
+            wait_delivery(d)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the offsets topic up to now; `select` maps a record's key (a
+    /// JSON array) to the id it is stored under, or `None` to skip it. The
+    /// last value per id wins; a tombstone removes it.
+    fn read_offsets_topic(
+        &self,
+        select: impl Fn(&[serde_json::Value]) -> Option<String>,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let consumer: BaseConsumer =
             self.settings.consumer(&format!("{}-offsets-reader", self.topics.offsets)).create()?;
         let mut tpl = TopicPartitionList::new();
@@ -255,10 +296,7 @@ impl Cluster {
             let Ok(serde_json::Value::Array(parts)) = serde_json::from_str::<serde_json::Value>(&key) else {
                 continue;
             };
-            if parts.first().and_then(|v| v.as_str()) != Some(connector) {
-                continue;
-            }
-            let partition = parts.get(1).map(|p| p.to_string()).unwrap_or_default();
+            let Some(partition) = select(&parts) else { continue };
             match message.payload() {
                 Some(value) => offsets.insert(partition, String::from_utf8_lossy(value).to_string()),
                 None => offsets.remove(&partition),
@@ -285,6 +323,11 @@ impl Cluster {
         Ok(())
     }
 }
+
+/// First element of the offsets-topic keys of DLQ replay positions
+/// (`[REPLAY_KEY, connector, cursor]`). Connector names cannot start with
+/// `__`, so no source connector's offsets (`[connector, partition]`) match.
+pub const REPLAY_KEY: &str = "__sluice.dlq.replay";
 
 pub fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())

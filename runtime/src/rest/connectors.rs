@@ -25,7 +25,7 @@ use crate::{
     worker::{class_and_runtime, Worker},
 };
 
-fn spec(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
+pub(super) fn spec(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
     let lookup = || worker.cluster.with_view(|v| v.connector(name).cloned());
     if let Some(spec) = lookup() {
         return Ok(spec);

@@ -30,6 +30,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("patch", "/connectors/{name}/offsets", "Alter offsets (connector must be STOPPED)", "200"),
     ("delete", "/connectors/{name}/offsets", "Reset offsets (connector must be STOPPED)", "200"),
     ("get", "/connectors/{name}/topics", "Topics the connector uses", "200"),
+    (
+        "post",
+        "/connectors/{name}/dlq/replay",
+        "Re-produce DLQ records to their original topic {stage, exception_class, max_records}; each once",
+        "200",
+    ),
     ("get", "/connector-plugins", "Installed connector classes", "200"),
     ("get", "/connector-plugins/{class}/config", "A class's config definition", "200"),
     ("put", "/connector-plugins/{class}/config/validate", "Validate a config", "200"),
