@@ -1,19 +1,26 @@
 //! A source task: poll → idempotent producer (acks=all) → source offsets
 //! written to the offsets topic only after every record up to them was
-//! acknowledged (delivery invariant 3) → the plugin's `commit`.
+//! acknowledged (delivery invariant 3) → the plugin's `commit`. A record a
+//! transform or converter fails goes, with `errors.tolerance=all` and a DLQ
+//! topic, to the DLQ as the plugin gave it (beyond Kafka Connect, which only
+//! skips it); its offset counts only once the DLQ acknowledged it.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
 };
 
-use connector_api::{ErrorKind, SourceOffset, SourceRecord};
+use connector_api::{ConnectorError, ErrorKind, SourceOffset, SourceRecord};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 
-use super::{backoff, failure, TaskContext};
+use super::{
+    backoff,
+    dlq::{self, ErrorContext, FailedRecord, Route},
+    failure, TaskContext,
+};
 use crate::{
     connector_config::RuntimeConfig,
     converter::Part,
@@ -121,6 +128,9 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         let mut last: BTreeMap<String, String> = BTreeMap::new();
         let mut filtered = 0u64;
         let mut failed: Option<String> = None;
+        // DLQ'd records count like produced ones: the poll's offsets are
+        // stored only after these are acknowledged too.
+        let mut dlq_deliveries = Vec::new();
         for r in records.iter() {
             // Every polled record's offset counts once the records before it
             // are acknowledged, whether it was produced, dropped by a
@@ -135,15 +145,63 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
                     }
                     Err((message, stage)) => {
                         ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
-                        if !ctx.runtime.tolerance_all {
-                            failed = Some(format!(
-                                "{message} (stage {stage}); errors.tolerance is none: fix the source data or the \
-                                 transform/converter config, or set errors.tolerance=all to skip such records"
-                            ));
-                            break;
-                        }
+                        let error = ConnectorError::bad_record(message);
+                        let topic = match dlq::route(&error, &ctx.runtime) {
+                            Route::Fail => {
+                                failed = Some(format!(
+                                    "{error} (stage {stage}); errors.tolerance is none: fix the source data or the \
+                                     transform/converter config, or set errors.tolerance=all to skip such records \
+                                     (with errors.deadletterqueue.topic.name to keep them)"
+                                ));
+                                break;
+                            }
+                            Route::Drop => None,
+                            Route::Topic { topic, .. } => Some(topic),
+                        };
                         if ctx.runtime.log_errors {
-                            tracing::error!(connector = %ctx.connector, task = ctx.task, stage, "skipping a source record: {message}");
+                            let what = if topic.is_some() {
+                                "sending a source record to the DLQ"
+                            } else {
+                                "skipping a source record"
+                            };
+                            tracing::error!(connector = %ctx.connector, task = ctx.task, stage, "{what}: {error}");
+                        }
+                        if let Some(topic) = topic {
+                            if !known_topics.contains(&topic) {
+                                ensure_topic(ctx.cluster.kafka(), &topic, 1, false)
+                                    .map_err(|e| failure(&format!("creating the DLQ topic {topic}"), e))?;
+                                known_topics.insert(topic.clone());
+                            }
+                            // Source records have no Kafka offset, and a partition
+                            // only when the plugin chose one: -1 stands for none.
+                            let record = FailedRecord {
+                                topic: r.topic.as_str(),
+                                partition: r.partition.into_option().unwrap_or(-1),
+                                offset: -1,
+                                key: r.key.as_ref().map(|k| k.as_slice()).into_option(),
+                                value: r.value.as_ref().map(|v| v.as_slice()).into_option(),
+                                headers: r
+                                    .headers
+                                    .iter()
+                                    .map(|h| (h.key.as_str(), h.value.as_ref().map(|v| v.as_slice()).into_option()))
+                                    .collect(),
+                            };
+                            let context = ErrorContext {
+                                connector: &ctx.connector,
+                                task: ctx.task,
+                                class: ctx.class.name(),
+                                stage,
+                            };
+                            let delivery = dlq::send(
+                                &producer,
+                                &topic,
+                                &record,
+                                &error,
+                                &context,
+                                ctx.runtime.dlq_context_headers,
+                            )
+                            .map_err(|e| failure("routing a failed source record to the DLQ", e))?;
+                            dlq_deliveries.push(delivery);
                         }
                         continue;
                     }
@@ -214,6 +272,13 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         let produced = deliveries.len() as u64;
         for d in deliveries {
             wait_delivery(d).map_err(|e| failure("producing", e))?;
+        }
+        let dead = dlq_deliveries.len() as u64;
+        for d in dlq_deliveries {
+            wait_delivery(d).map_err(|e| failure("producing to the dead-letter queue", e))?;
+        }
+        if dead > 0 {
+            ctx.metrics.records_dlq.with_label_values(&labels).inc_by(dead);
         }
         if let Some(f) = failed {
             // The records before the failed one are acknowledged but their
