@@ -1,8 +1,11 @@
 //! The worker's Prometheus metrics (served at `/metrics`).
 
+use std::sync::OnceLock;
+
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use rdkafka::{client::ClientContext, consumer::ConsumerContext, statistics::Statistics};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -25,6 +28,42 @@ pub struct Metrics {
     pub broker_connections: GaugeVec,
 }
 
+/// `sluice_broker_connections`, process-wide because the clients that feed
+/// it are created where no `Metrics` is at hand (the cluster's, at start-up).
+/// Set by the first [`Metrics::new`]; statistics arriving before are dropped.
+static BROKER_CONNECTIONS: OnceLock<GaugeVec> = OnceLock::new();
+
+/// How often the clients reporting to `sluice_broker_connections` send
+/// librdkafka statistics (the JSON is parsed on librdkafka's thread; every
+/// 5 s costs nothing measurable).
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// A librdkafka client context that feeds `sluice_broker_connections` for
+/// its client from the statistics callback (`statistics.interval.ms` must be
+/// set on the client, e.g. to [`STATISTICS_INTERVAL_MS`]).
+pub struct BrokerStats {
+    client: &'static str,
+}
+
+impl BrokerStats {
+    pub fn new(client: &'static str) -> BrokerStats {
+        BrokerStats { client }
+    }
+}
+
+impl ClientContext for BrokerStats {
+    fn stats(&self, statistics: Statistics) {
+        // Bootstrap and logical brokers (the group coordinator) have node id
+        // -1: they are extra names for connections already counted, or none.
+        let up = statistics.brokers.values().filter(|b| b.nodeid >= 0 && b.state == "UP").count();
+        if let Some(gauge) = BROKER_CONNECTIONS.get() {
+            gauge.with_label_values(&[self.client]).set(up as f64);
+        }
+    }
+}
+
+impl ConsumerContext for BrokerStats {}
+
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
     // Names are constants of this module, so registration cannot clash.
     let _ = registry.register(Box::new(c.clone()));
@@ -36,6 +75,14 @@ impl Metrics {
         let registry = Registry::new();
         let task = &["connector", "task"];
         let r = &registry;
+        let gauge = GaugeVec::new(
+            Opts::new(
+                "sluice_broker_connections",
+                "Brokers a long-lived Kafka client of the worker is connected to (state UP in librdkafka's statistics)",
+            ),
+            &["client"],
+        )?;
+        let broker_connections = BROKER_CONNECTIONS.get_or_init(|| gauge).clone();
         Ok(Metrics {
             records_read: register(
                 r,
@@ -125,13 +172,7 @@ impl Metrics {
                     &["connector", "task", "kind", "stage"],
                 )?,
             ),
-            broker_connections: register(
-                r,
-                GaugeVec::new(
-                    Opts::new("sluice_broker_connections", "Kafka clients the worker holds open"),
-                    &["role"],
-                )?,
-            ),
+            broker_connections: register(r, broker_connections),
             registry,
         })
     }

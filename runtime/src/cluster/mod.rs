@@ -32,7 +32,10 @@ use serde::{Deserialize, Serialize};
 
 pub use view::{Applied, ClusterView, ConfigRecord, ConnectorSpec, TargetState};
 
-use crate::kafka::{ensure_topic, wait_delivery, KafkaSettings};
+use crate::{
+    kafka::{ensure_topic, wait_delivery, KafkaSettings},
+    metrics::{BrokerStats, STATISTICS_INTERVAL_MS},
+};
 
 /// The internal topics of one cluster id.
 #[derive(Debug, Clone)]
@@ -90,7 +93,7 @@ pub struct Cluster {
     pub worker_id: String,
     pub topics: Topics,
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: FutureProducer<BrokerStats>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     pub placement: Arc<placement::Placement>,
     heartbeating: Arc<std::sync::atomic::AtomicBool>,
@@ -108,7 +111,11 @@ impl Cluster {
         ensure_topic(&settings, &topics.configs, 1, true)?;
         ensure_topic(&settings, &topics.status, 1, true)?;
         ensure_topic(&settings, &topics.offsets, 1, true)?;
-        let producer: FutureProducer = settings.producer().create().context("creating the cluster's producer")?;
+        let producer: FutureProducer<BrokerStats> = settings
+            .producer()
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(BrokerStats::new("cluster-producer"))
+            .context("creating the cluster's producer")?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let session = Duration::from_millis(u64::from(settings.session_timeout_ms));
         let placement = Arc::new(placement::Placement::new(worker_id.clone(), session));
@@ -339,7 +346,10 @@ fn spawn_reader(
     shared: Arc<(Mutex<Shared>, Condvar)>,
     placement: Arc<placement::Placement>,
 ) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = settings.consumer(&format!("{}-reader", topics.configs)).create()?;
+    let consumer: BaseConsumer<BrokerStats> = settings
+        .consumer(&format!("{}-reader", topics.configs))
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(BrokerStats::new("cluster-reader"))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topics.configs, 0, Offset::Beginning)?;
     tpl.add_partition_offset(&topics.status, 0, Offset::Beginning)?;
