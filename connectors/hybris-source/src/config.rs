@@ -43,7 +43,7 @@ pub fn definition() -> ConfigDef {
             ConfigKey::new(JDBC_URL, ConfigType::String)
                 .default_value("")
                 .importance(Importance::High)
-                .doc("The Hybris database: postgres://host:5432/db or jdbc:postgresql://host:5432/db (PostgreSQL; MySQL/MariaDB URLs are refused in this version). Required with hybris.mode=jdbc."),
+                .doc("The Hybris database, PostgreSQL or MySQL/MariaDB: jdbc:postgresql://host:5432/db, jdbc:mysql://host:3306/db or jdbc:mariadb://host:3306/db (the jdbc: prefix is optional: postgres://, mysql://, mariadb://). Required with hybris.mode=jdbc."),
         )
         .define(
             ConfigKey::new(JDBC_USER, ConfigType::String)

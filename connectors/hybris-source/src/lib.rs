@@ -5,11 +5,13 @@
 //! product code), so every event of one order lands on one partition in order.
 //!
 //! Modules: [`config`] (keys and settings), [`schema`] (item type → table,
-//! key, type filter, entity set), [`db`] (the SQL layer), [`odata`] (the
+//! key, type filter, entity set), [`db`] (the SQL layer over PostgreSQL and,
+//! in [`mysql_db`], MySQL/MariaDB), [`odata`] (the
 //! Integration API client of hybris.mode=odata), [`source`] (the task).
 
 pub mod config;
 pub mod db;
+pub mod mysql_db;
 pub mod odata;
 pub mod schema;
 pub mod source;
@@ -122,7 +124,7 @@ impl HybrisSource {
             Err(ConnectFailure::User(m)) => {
                 return vec![ConfigIssue::new(
                     config::JDBC_USER,
-                    format!("the database rejected the user ({m}): check hybris.jdbc.user and its LOGIN right"),
+                    format!("the database rejected the user ({m}): check hybris.jdbc.user and its right to log in"),
                 )]
             }
             Err(e) => {
@@ -133,7 +135,7 @@ impl HybrisSource {
             }
         };
         let mut issues = Vec::new();
-        let mut check = |db: &mut Db| -> Result<(), postgres::Error> {
+        let mut check = |db: &mut Db| -> Result<(), db::DbError> {
             for item in &settings.items {
                 let custom_table = config.get(&schema::item_key(&item.type_name, "table")).is_some();
                 let table_key = if custom_table {

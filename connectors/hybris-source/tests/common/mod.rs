@@ -2,6 +2,8 @@
 //! Hybris-layout fixture loaded, and a deadline-bounded poll loop.
 #![allow(dead_code)]
 
+pub mod mariadb;
+
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
