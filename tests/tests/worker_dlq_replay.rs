@@ -189,6 +189,8 @@ fn a_replay_of_an_unknown_connector_or_one_without_a_dlq_is_refused() {
     let w = WorkerProcess::start(&unique("replay"), &[], &[]);
     let (code, answer) = w.request("POST", "/connectors/nope/dlq/replay", Some("{}"));
     assert_eq!(code, 404, "{answer}");
+    let (_, doc) = w.get("/openapi.json");
+    assert!(doc["paths"]["/connectors/{name}/dlq/replay"]["post"].is_object(), "the route is documented: {doc}");
 
     let name = unique("no-dlq");
     let body = json!({"name": name, "config": {
