@@ -2,6 +2,7 @@
 //! `sink.rs` consumes → puts → commits the settled watermark; `source.rs`
 //! polls → produces → stores source offsets after acknowledgement.
 
+pub mod budget;
 pub mod dlq;
 pub mod sink;
 pub mod source;

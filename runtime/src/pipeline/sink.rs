@@ -21,6 +21,7 @@ use rdkafka::{
 
 use super::{
     backoff,
+    budget::{Budget, ByteBudget},
     dlq::{self, ErrorContext, FailedRecord, Route},
     failure,
     watermark::Watermarks,
@@ -42,6 +43,9 @@ struct SinkState {
     assigned: BTreeSet<(String, i32)>,
     /// A failure inside a rebalance callback, surfaced by the poll loop.
     failed: Option<String>,
+    /// A retry wait paused every partition; the poll loop re-applies its own
+    /// pause decision afterwards.
+    paused_for_retry: bool,
     /// Set when transforms may rename topics: maps the sink's durable
     /// offsets (under the names it was handed) back to consumed partitions.
     routes: Option<RoutedOffsets>,
@@ -159,6 +163,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         marks: Watermarks::default(),
         assigned: BTreeSet::new(),
         failed: None,
+        paused_for_retry: false,
         routes: ctx.runtime.transforms.changes_topic().then(RoutedOffsets::default),
     }));
     let kafka = ctx.cluster.kafka();
@@ -211,21 +216,42 @@ fn poll_loop(
     let flush_every = Duration::from_millis(ctx.runtime.offset_flush_interval_ms);
     let mut last_commit = Instant::now();
     let mut paused = false;
+    let mut budget = ByteBudget::new(ctx.runtime.max_buffered_bytes, flush_every);
+    // Records a retry wait polled while the partitions were paused; they
+    // come before anything polled later.
+    let mut stash: Vec<BorrowedMessage<'_>> = Vec::new();
     while !ctx.stopping() {
         if let Some(f) = lock(state).failed.take() {
             return Err(f);
         }
         // Pause when the connector is paused or the byte budget is spent
         // (invariant 6); keep polling so the group membership stays alive.
-        let over_budget = lock(state).marks.buffered_bytes() > ctx.runtime.max_buffered_bytes;
+        let buffered = lock(state).marks.buffered_bytes();
+        let over_budget = match budget.check(buffered, Instant::now()) {
+            Budget::Free => false,
+            Budget::Hold => true,
+            Budget::JustWaived => {
+                tracing::warn!(
+                    connector = %ctx.connector,
+                    task = ctx.task,
+                    buffered,
+                    limit = budget.limit(),
+                    "max.buffered.bytes exceeded and nothing settled for offset.flush.interval.ms while paused: \
+                     the sink settles only when it gets more records (an S3 object completes when full), so the \
+                     task goes on; set max.buffered.bytes above what the sink holds before it settles"
+                );
+                false
+            }
+        };
         let want_pause = ctx.is_paused() || over_budget;
-        if want_pause != paused {
+        let retry_paused = std::mem::take(&mut lock(state).paused_for_retry);
+        if want_pause != paused || retry_paused {
             if let Ok(assignment) = consumer.assignment() {
                 let _ = if want_pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
             }
             paused = want_pause;
         }
-        let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut batch: Vec<BorrowedMessage<'_>> = std::mem::take(&mut stash);
         let mut wait = Duration::from_millis(100);
         while batch.len() < ctx.runtime.batch_max_records {
             match consumer.poll(wait) {
@@ -240,7 +266,7 @@ fn poll_loop(
         }
         if !batch.is_empty() {
             ctx.metrics.records_read.with_label_values(&labels).inc_by(batch.len() as u64);
-            deliver(ctx, state, &batch, producer)?;
+            deliver(ctx, consumer, state, &batch, &mut stash, producer)?;
         }
         if last_commit.elapsed() >= flush_every || over_budget {
             let started = Instant::now();
@@ -345,15 +371,16 @@ fn view<'a>(runtime: &RuntimeConfig, m: &'a BorrowedMessage<'_>) -> Result<View<
 /// meanwhile), retrying and routing failures; every record ends up in the
 /// sink's hands, routed and acknowledged, dropped by a transform (settled at
 /// once), or the task fails.
-fn deliver(
+fn deliver<'c>(
     ctx: &TaskContext,
+    consumer: &'c BaseConsumer<SinkContext>,
     state: &Mutex<SinkState>,
-    batch: &[BorrowedMessage<'_>],
+    batch: &[BorrowedMessage<'c>],
+    stash: &mut Vec<BorrowedMessage<'c>>,
     producer: Option<&FutureProducer>,
 ) -> Result<(), String> {
     let mut guard = lock(state);
-    let batch: Vec<&BorrowedMessage<'_>> =
-        batch.iter().filter(|m| guard.assigned.iter().any(|(t, p)| t == m.topic() && *p == m.partition())).collect();
+    let batch: Vec<&BorrowedMessage<'_>> = batch.iter().filter(|m| still_assigned(&guard, m)).collect();
     let runtime = &ctx.runtime;
     // Without transforms the records borrow the consumer's buffers; with
     // them, they borrow this batch's transformed copies.
@@ -473,8 +500,14 @@ fn deliver(
                 // Connect does; records never go to the DLQ for an outage.
                 ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
                 tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "put failed; retrying the batch");
-                let Some(relocked) = wait_to_retry(ctx, state, guard, &mut attempt) else { return Ok(()) };
+                let Some(relocked) = wait_to_retry(ctx, consumer, state, guard, stash, &mut attempt) else {
+                    return Ok(());
+                };
                 guard = relocked;
+                pending.retain(|&i| still_assigned(&guard, batch[i]));
+                if pending.is_empty() {
+                    return Ok(());
+                }
                 continue;
             }
             Err(e) => pending.iter().map(|&i| (i, e.clone())).collect(),
@@ -509,23 +542,63 @@ fn deliver(
         for (_, e) in &retry {
             ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
         }
-        let Some(relocked) = wait_to_retry(ctx, state, guard, &mut attempt) else { return Ok(()) };
+        let Some(relocked) = wait_to_retry(ctx, consumer, state, guard, stash, &mut attempt) else { return Ok(()) };
         guard = relocked;
+        // A rebalance during the wait may have revoked partitions: their
+        // records belong to the next owner now.
+        pending.retain(|&i| still_assigned(&guard, batch[i]));
+        if pending.is_empty() {
+            return Ok(());
+        }
     }
 }
 
-/// Backs off before a retry with the state released (so rebalance callbacks
-/// can run meanwhile); `None` when the task must stop instead.
-fn wait_to_retry<'a>(
+fn still_assigned(state: &SinkState, m: &BorrowedMessage<'_>) -> bool {
+    state.assigned.iter().any(|(t, p)| t == m.topic() && *p == m.partition())
+}
+
+/// Backs off before a retry with the state released. Meanwhile the consumer
+/// keeps polling with every partition paused, as Kafka Connect does: the
+/// batch is retried from memory, and the group must not take the task for
+/// dead (`max.poll.interval.ms`) however long the target is down; rebalance
+/// callbacks run inside these polls. `None` when the task must stop instead.
+fn wait_to_retry<'a, 'c>(
     ctx: &TaskContext,
+    consumer: &'c BaseConsumer<SinkContext>,
     state: &'a Mutex<SinkState>,
-    guard: MutexGuard<'a, SinkState>,
+    mut guard: MutexGuard<'a, SinkState>,
+    stash: &mut Vec<BorrowedMessage<'c>>,
     attempt: &mut u32,
 ) -> Option<MutexGuard<'a, SinkState>> {
     let wait = backoff(*attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
     *attempt += 1;
+    guard.paused_for_retry = true;
     drop(guard);
-    ctx.pause_for(wait).then(|| lock(state))
+    let deadline = Instant::now() + wait;
+    let mut paused: Option<Vec<TopicPartition>> = None;
+    loop {
+        if ctx.stopping() {
+            return None;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some(lock(state));
+        }
+        // Paused again when a rebalance changed the assignment (each pause
+        // also drops what librdkafka had fetched, so not on every poll).
+        if let Ok(assignment) = consumer.assignment() {
+            let now = partitions_of(&assignment);
+            if paused.as_ref() != Some(&now) {
+                let _ = consumer.pause(&assignment);
+                paused = Some(now);
+            }
+        }
+        // Records fetched before the pause may still arrive; they are kept,
+        // in order, for after this batch.
+        if let Some(Ok(m)) = consumer.poll(left.min(Duration::from_millis(100))) {
+            stash.push(m);
+        }
+    }
 }
 
 fn outcome_failures(outcome: &PutOutcome, pending: &[usize]) -> Vec<(usize, ConnectorError)> {
