@@ -25,6 +25,8 @@ use rdkafka::{
 use serde_json::Value;
 
 pub mod odata;
+pub mod s3;
+pub mod s3_proxy;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary
 /// and the plugin libraries) of the profile these tests were built in.
@@ -123,7 +125,8 @@ impl WorkerProcess {
         let child = Command::new(build_dir().join("sluice"))
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("SLUICE_LOG", "info")
+            // SLUICE_TEST_LOG=debug (or a tracing filter) shows more when a test fails.
+            .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             // Quick automatic restarts in tests; a test may pass the flag to override.
             .env("SLUICE_TASK_RESTART_BACKOFF_MS", "500")
             .stdout(Stdio::null())
@@ -224,12 +227,30 @@ pub fn create_topic(topic: &str, partitions: i32) {
 
 /// Produces records (key, value) to `partition` of `topic`; returns their offsets.
 pub fn produce(topic: &str, partition: i32, records: &[(Option<&str>, Option<&str>)]) -> Vec<i64> {
-    let producer: FutureProducer =
-        client_config().set("enable.idempotence", "true").set("acks", "all").create().expect("producer");
+    produce_at(topic, partition, records, None)
+}
+
+/// [`produce`] with an explicit record timestamp (ms since the epoch) for all.
+pub fn produce_at(
+    topic: &str,
+    partition: i32,
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp: Option<i64>,
+) -> Vec<i64> {
+    let producer: FutureProducer = client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
     let deliveries: Vec<_> = records
         .iter()
         .map(|(k, v)| {
             let mut r = FutureRecord::<str, str>::to(topic).partition(partition);
+            if let Some(ts) = timestamp {
+                r = r.timestamp(ts);
+            }
             if let Some(k) = k {
                 r = r.key(*k);
             }

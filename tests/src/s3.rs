@@ -1,0 +1,83 @@
+//! Test-side access to the real S3 server of `dev/services`, with the same
+//! client settings as the s3-sink (path style, checksums only when required).
+
+use aws_sdk_s3::{
+    config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
+    Client,
+};
+
+use crate::service_env;
+
+/// The test bucket, through a client with its own single-threaded runtime.
+pub struct Bucket {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    pub name: String,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bucket {
+    pub fn new() -> Bucket {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new(service_env("S3_REGION")))
+            .endpoint_url(service_env("S3_ENDPOINT"))
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                service_env("S3_ACCESS_KEY"),
+                service_env("S3_SECRET_KEY"),
+                None,
+                None,
+                "test",
+            ))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Bucket { rt, client: Client::from_conf(conf), name: service_env("S3_BUCKET") }
+    }
+
+    /// Every object key under `prefix`, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.name).prefix(prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = self.rt.block_on(req.send()).expect("list objects");
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// An object's bytes and ETag.
+    pub fn get(&self, key: &str) -> (Vec<u8>, String) {
+        let out = self.rt.block_on(self.client.get_object().bucket(&self.name).key(key).send()).expect("get object");
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = self.rt.block_on(out.body.collect()).expect("object body").into_bytes();
+        (body.to_vec(), etag)
+    }
+
+    pub fn text(&self, key: &str) -> String {
+        String::from_utf8(self.get(key).0).expect("UTF-8 object")
+    }
+
+    /// Keys of the multipart uploads still open under `prefix`.
+    pub fn open_uploads(&self, prefix: &str) -> Vec<String> {
+        let req = self.client.list_multipart_uploads().bucket(&self.name).prefix(prefix);
+        let out = self.rt.block_on(req.send()).expect("list multipart uploads");
+        out.uploads().iter().filter_map(|u| u.key().map(str::to_string)).collect()
+    }
+}

@@ -1,0 +1,370 @@
+//! The s3-sink through a real worker: Tansu → sluice → SeaweedFS.
+//!
+//! What users of the Confluent S3 sink rely on, checked end to end: every
+//! record lands exactly once under Confluent's object names; offsets are
+//! committed only after the object completed — across `kill -9` at three
+//! points of an upload and across an S3 outage; bad records go to the DLQ
+//! with their context headers while the good ones' objects are unaffected.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use sluice_tests::{
+    committed_offset, consume, create_topic, header, produce, produce_at,
+    s3::Bucket,
+    s3_proxy::{S3Proxy, Trap},
+    service_env, unique, wait_until, WorkerProcess,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// An s3-sink config writing `topic` under `dir` through `store_url`.
+fn s3_config(topic: &str, dir: &str, store_url: &str, extra: &[(&str, &str)]) -> Value {
+    let mut config = json!({
+        "connector.class": "io.confluent.connect.s3.S3SinkConnector",
+        "tasks.max": "1",
+        "topics": topic,
+        "s3.bucket.name": service_env("S3_BUCKET"),
+        "s3.region": service_env("S3_REGION"),
+        "store.url": store_url,
+        "s3.path.style.access.enabled": "true",
+        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
+        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
+        "topics.dir": dir,
+        "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
+        // Quick commits, so a commit that should not happen would show.
+        "offset.flush.interval.ms": "500",
+    });
+    for (k, v) in extra {
+        config[*k] = json!(v);
+    }
+    config
+}
+
+fn create(worker: &WorkerProcess, name: &str, config: Value) {
+    let body = json!({ "name": name, "config": config }).to_string();
+    let (code, reply) = worker.request("POST", "/connectors", Some(&body));
+    assert!(code == 201, "creating {name}: HTTP {code} {reply}\nworker log:\n{}", tail(worker));
+}
+
+fn tail(worker: &WorkerProcess) -> String {
+    let log = worker.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// A ~1 KiB order-like JSON document with a sequence number.
+fn order(seq: usize) -> String {
+    json!({ "seq": seq, "order": format!("ORD-{:06}", seq % 977), "status": "CREATED", "pad": "x".repeat(960) })
+        .to_string()
+}
+
+/// Produces `values` (keyed by order) to one partition; returns the end offset.
+fn produce_values(topic: &str, partition: i32, values: &[String], timestamp: Option<i64>) -> i64 {
+    let keys: Vec<String> = values.iter().map(|v| format!("k{}", v.len() % 7)).collect();
+    let records: Vec<(Option<&str>, Option<&str>)> =
+        keys.iter().zip(values).map(|(k, v)| (Some(k.as_str()), Some(v.as_str()))).collect();
+    produce_at(topic, partition, &records, timestamp).last().map_or(0, |o| o + 1)
+}
+
+/// The `seq` of every JSON line in every object under `dir`, per object key.
+fn sequences(s3: &Bucket, dir: &str) -> BTreeMap<String, Vec<u64>> {
+    s3.keys(dir)
+        .into_iter()
+        .map(|key| {
+            let seqs = s3
+                .text(&key)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")["seq"].as_u64().expect("seq"))
+                .collect();
+            (key, seqs)
+        })
+        .collect()
+}
+
+/// Polls the group's committed offset until it reaches `end`; on timeout the
+/// panic shows the worker's log.
+fn wait_committed(worker: &WorkerProcess, group: &str, topic: &str, partition: i32, end: i64) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let committed = committed_offset(group, topic, partition);
+        if committed == Some(end) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group} committed {committed:?} on {topic}/{partition}, not {end}, within {TIMEOUT:?}\nworker log:\n{}",
+            tail(worker)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs one crash scenario: the proxy holds the upload at `trap`, the worker
+/// is killed there, a new worker process takes over, and the bucket must
+/// end up with every record exactly once and no open multipart upload.
+fn kill_at(trap: Trap, timed_partitioner: bool) {
+    let s3 = Bucket::new();
+    let proxy = S3Proxy::start(&service_env("S3_ENDPOINT"));
+    let topic = unique("s3-kill");
+    let dir = unique("s3-kill-dir");
+    let name = unique("s3-kill-sink");
+    let group = format!("connect-{name}");
+    create_topic(&topic, 1);
+    // 1 KiB records, 5 MiB parts, 11,000 records an object: three parts each.
+    let values: Vec<String> = (0..22_000).map(order).collect();
+    // A fixed record time (2026-11-20 13:45 UTC) so time-based paths are
+    // known in advance and must be the same after the restart.
+    let record_time = 1_795_182_300_000;
+    let end = produce_values(&topic, 0, &values, Some(record_time));
+    assert_eq!(end, 22_000);
+
+    proxy.arm(trap);
+    let mut worker = WorkerProcess::start(&unique("s3-kill-cluster"), &[], &[]);
+    let mut extra = vec![("flush.size", "11000"), ("s3.part.size", "5242880")];
+    if timed_partitioner {
+        extra.extend([
+            ("partitioner.class", "io.confluent.connect.storage.partitioner.TimeBasedPartitioner"),
+            ("path.format", "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH"),
+            ("partition.duration.ms", "3600000"),
+            ("timestamp.extractor", "Record"),
+            ("locale", "en-US"),
+            ("timezone", "UTC"),
+        ]);
+    }
+    create(&worker, &name, s3_config(&topic, &dir, &proxy.url, &extra));
+    let held = proxy.wait_sprung(TIMEOUT);
+    let first_key = if timed_partitioner {
+        format!("{dir}/{topic}/year=2026/month=11/day=20/hour=13/{topic}+0+0000000000.json")
+    } else {
+        format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json")
+    };
+    match trap {
+        Trap::UploadPart(_) | Trap::CompleteRequest => {
+            assert!(s3.keys(&dir).is_empty(), "no object may exist while {held} is held");
+            assert_eq!(s3.open_uploads(&dir), vec![first_key.clone()], "the held object's upload is open");
+        }
+        Trap::CompleteResponse => {
+            assert_eq!(s3.keys(&dir), vec![first_key.clone()], "the object completed in S3 before the answer was held");
+        }
+    }
+    // However long the answer is held, the offset must not pass the object
+    // the worker has not seen complete.
+    let committed = committed_offset(&group, &topic, 0);
+    assert!(committed.unwrap_or(0) == 0, "committed {committed:?} before the worker saw its object complete");
+
+    worker.kill();
+    proxy.reset();
+    worker.restart();
+    wait_committed(&worker, &group, &topic, 0, end);
+
+    let objects = sequences(&s3, &dir);
+    let second_key = first_key.replace("+0000000000.json", "+0000011000.json");
+    assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), vec![first_key.clone(), second_key.clone()]);
+    assert_eq!(objects[&first_key], (0..11_000).collect::<Vec<u64>>(), "first object holds 0..11000 once, in order");
+    assert_eq!(objects[&second_key], (11_000..22_000).collect::<Vec<u64>>(), "second object holds 11000..22000");
+    let (_, etag) = s3.get(&first_key);
+    assert!(etag.trim_matches('"').ends_with("-3"), "a three-part object expected, ETag {etag}");
+    assert!(s3.open_uploads(&dir).is_empty(), "a multipart upload was left open: {:?}", s3.open_uploads(&dir));
+}
+
+#[test]
+fn kill_9_mid_part_upload_then_restart_writes_every_record_once() {
+    kill_at(Trap::UploadPart(2), false);
+}
+
+#[test]
+fn kill_9_before_completion_then_restart_writes_every_record_once() {
+    kill_at(Trap::CompleteRequest, false);
+}
+
+#[test]
+fn kill_9_after_completion_before_commit_rewrites_the_same_time_partitioned_object() {
+    kill_at(Trap::CompleteResponse, true);
+}
+
+/// The end offsets of completed objects, per Kafka partition, contiguous from 0.
+fn durable_end(s3: &Bucket, dir: &str, partitions: i32) -> Vec<i64> {
+    let objects = sequences(s3, dir);
+    (0..partitions)
+        .map(|p| {
+            let mut end = 0i64;
+            let mut starts: Vec<(i64, usize)> = objects
+                .iter()
+                .filter(|(k, _)| k.contains(&format!("/partition={p}/")))
+                .map(|(k, v)| {
+                    let start = k.rsplit('+').next().and_then(|s| s.strip_suffix(".json")).expect("offset");
+                    (start.parse().expect("offset digits"), v.len())
+                })
+                .collect();
+            starts.sort();
+            for (start, len) in starts {
+                if start == end {
+                    end += len as i64;
+                }
+            }
+            end
+        })
+        .collect()
+}
+
+#[test]
+fn an_s3_outage_holds_offsets_back_and_the_task_recovers_without_loss_or_duplicates() {
+    let s3 = Bucket::new();
+    let proxy = S3Proxy::start(&service_env("S3_ENDPOINT"));
+    let topic = unique("s3-outage");
+    let dir = unique("s3-outage-dir");
+    let name = unique("s3-outage-sink");
+    let group = format!("connect-{name}");
+    create_topic(&topic, 2);
+    let small = |seq: usize| json!({ "seq": seq, "order": format!("ORD-{seq}") }).to_string();
+    let first: Vec<Vec<String>> =
+        (0..2).map(|p| (0..5_000).map(|i| small(p * 1_000_000 + i)).collect::<Vec<_>>()).collect();
+    for (p, values) in first.iter().enumerate() {
+        produce_values(&topic, p as i32, values, None);
+    }
+    let worker = WorkerProcess::start(&unique("s3-outage-cluster"), &[], &[]);
+    create(&worker, &name, s3_config(&topic, &dir, &proxy.url, &[("flush.size", "1000")]));
+    wait_until("objects of both partitions and a first commit", TIMEOUT, || {
+        let ok = (0..2).all(|p| committed_offset(&group, &topic, p).unwrap_or(0) > 0);
+        ok.then_some(())
+    });
+
+    proxy.set_down(true);
+    let second: Vec<Vec<String>> =
+        (0..2).map(|p| (5_000..10_000).map(|i| small(p * 1_000_000 + i)).collect::<Vec<_>>()).collect();
+    for (p, values) in second.iter().enumerate() {
+        produce_values(&topic, p as i32, values, None);
+    }
+    // 30 s without S3: the commits never pass what S3 holds, and the
+    // task keeps retrying instead of failing or routing records to a DLQ.
+    let outage = Instant::now();
+    let mut checks = 0;
+    while outage.elapsed() < Duration::from_secs(30) {
+        let durable = durable_end(&s3, &dir, 2);
+        for (p, bound) in durable.iter().enumerate() {
+            let committed = committed_offset(&group, &topic, p as i32).unwrap_or(0);
+            assert!(committed <= *bound, "partition {p}: committed {committed} passes the objects in S3 (end {bound})");
+            assert!(*bound < 10_000, "partition {p}: objects beyond the outage's start were written ({bound})");
+        }
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(checks > 10, "the outage was checked only {checks} times");
+    let (_, status) = worker.get(&format!("/connectors/{name}/status"));
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "the task must ride out the outage: {status}");
+
+    proxy.set_down(false);
+    for p in 0..2 {
+        wait_committed(&worker, &group, &topic, p, 10_000);
+    }
+    let objects = sequences(&s3, &dir);
+    for p in 0..2u64 {
+        let mut seen: Vec<u64> = objects
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("/partition={p}/")))
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        let expected: Vec<u64> = (0..10_000).map(|i| p * 1_000_000 + i).collect();
+        seen.sort();
+        assert_eq!(seen.len(), expected.len(), "partition {p}: {} records in S3, 10000 expected", seen.len());
+        assert!(seen == expected, "partition {p}: records lost or duplicated across the outage");
+    }
+    assert!(s3.open_uploads(&dir).is_empty(), "uploads left open: {:?}", s3.open_uploads(&dir));
+}
+
+#[test]
+fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaffected() {
+    let s3 = Bucket::new();
+    let topic = unique("s3-dlq");
+    let dlq = unique("s3-dlq-errors");
+    let dir = unique("s3-dlq-dir");
+    let name = unique("s3-dlq-sink");
+    create_topic(&topic, 1);
+    let good = |seq: u64| json!({ "seq": seq }).to_string();
+    let mut records: Vec<(Option<String>, Option<String>)> = Vec::new();
+    for seq in 0..10u64 {
+        records.push((Some(format!("k{seq}")), Some(good(seq))));
+        if seq == 3 {
+            records.push((Some("bad-json".into()), Some("{\"seq\": 99, oops".into())));
+        }
+        if seq == 6 {
+            records.push((Some("tombstone".into()), None));
+        }
+    }
+    let refs: Vec<(Option<&str>, Option<&str>)> = records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
+    let end = produce(&topic, 0, &refs).last().map_or(0, |o| o + 1);
+    assert_eq!(end, 12);
+
+    let worker = WorkerProcess::start(&unique("s3-dlq-cluster"), &[], &[]);
+    let extra = [
+        ("flush.size", "10"),
+        ("behavior.on.null.values", "fail"),
+        ("errors.tolerance", "all"),
+        ("errors.deadletterqueue.topic.name", dlq.as_str()),
+        ("errors.deadletterqueue.context.headers.enable", "true"),
+    ];
+    create(&worker, &name, s3_config(&topic, &dir, &service_env("S3_ENDPOINT"), &extra));
+    wait_committed(&worker, &format!("connect-{name}"), &topic, 0, end);
+
+    let objects = sequences(&s3, &dir);
+    let key = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
+    assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), vec![key.clone()]);
+    assert_eq!(objects[&key], (0..10).collect::<Vec<u64>>(), "the good records, once and in order");
+
+    let dead = consume(&dlq, 1, 2, TIMEOUT);
+    let by_key: BTreeMap<String, &rdkafka::message::OwnedMessage> = dead
+        .iter()
+        .map(|m| (String::from_utf8_lossy(rdkafka::Message::key(m).unwrap_or_default()).to_string(), m))
+        .collect();
+    for (key, offset, words) in [("bad-json", "4", "not JSON"), ("tombstone", "8", "null value")] {
+        let m = by_key.get(key).unwrap_or_else(|| panic!("{key} is not in the DLQ: {:?}", by_key.keys()));
+        assert_eq!(header(m, "__connect.errors.topic").as_deref(), Some(topic.as_str()));
+        assert_eq!(header(m, "__connect.errors.partition").as_deref(), Some("0"));
+        assert_eq!(header(m, "__connect.errors.offset").as_deref(), Some(offset));
+        assert_eq!(header(m, "__connect.errors.connector.name").as_deref(), Some(name.as_str()));
+        assert_eq!(header(m, "__connect.errors.stage").as_deref(), Some("TASK_PUT"));
+        let message = header(m, "__connect.errors.exception.message").unwrap_or_default();
+        assert!(message.contains(words), "{key}: the error message {message:?} should say {words:?}");
+    }
+    assert_eq!(rdkafka::Message::payload(by_key["bad-json"]), Some(&b"{\"seq\": 99, oops"[..]));
+    assert_eq!(rdkafka::Message::payload(by_key["tombstone"]), None);
+}
+
+#[test]
+fn a_hundred_thousand_records_over_four_partitions_land_exactly_once_under_confluent_names() {
+    let s3 = Bucket::new();
+    let topic = unique("s3-100k");
+    let dir = unique("s3-100k-dir");
+    let name = unique("s3-100k-sink");
+    let group = format!("connect-{name}");
+    create_topic(&topic, 4);
+    // 30k + 30k + 20k + 20k: whole objects of flush.size=10000 each.
+    let counts = [30_000u64, 30_000, 20_000, 20_000];
+    for (p, count) in counts.iter().enumerate() {
+        let values: Vec<String> =
+            (0..*count).map(|i| json!({ "seq": p as u64 * 1_000_000 + i, "order": i % 113 }).to_string()).collect();
+        produce_values(&topic, p as i32, &values, None);
+    }
+    let worker = WorkerProcess::start(&unique("s3-100k-cluster"), &[], &[]);
+    let config = s3_config(&topic, &dir, &service_env("S3_ENDPOINT"), &[("flush.size", "10000"), ("tasks.max", "2")]);
+    create(&worker, &name, config);
+    for (p, count) in counts.iter().enumerate() {
+        wait_committed(&worker, &group, &topic, p as i32, *count as i64);
+    }
+    let objects = sequences(&s3, &dir);
+    let mut expected_keys = Vec::new();
+    for (p, count) in counts.iter().enumerate() {
+        for start in (0..*count).step_by(10_000) {
+            let key = format!("{dir}/{topic}/partition={p}/{topic}+{p}+{start:010}.json");
+            let want: Vec<u64> = (start..start + 10_000).map(|i| p as u64 * 1_000_000 + i).collect();
+            assert!(objects.get(&key) == Some(&want), "{key}: missing, or not exactly its records in order");
+            expected_keys.push(key);
+        }
+    }
+    expected_keys.sort();
+    assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), expected_keys, "no other object may exist");
+}
