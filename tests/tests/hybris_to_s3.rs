@@ -14,12 +14,8 @@ use std::{
     time::Duration,
 };
 
-use aws_sdk_s3::{
-    config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
-    Client,
-};
 use serde_json::{json, Value};
-use sluice_tests::{service_env, unique, wait_until, WorkerProcess};
+use sluice_tests::{s3::Bucket, service_env, unique, wait_until, WorkerProcess};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -87,60 +83,6 @@ impl Drop for Database {
             .arg(&self.admin_url)
             .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
             .output();
-    }
-}
-
-/// Test-side S3 access with its own runtime (same settings as the s3-sink tests).
-struct Bucket {
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    bucket: String,
-}
-
-impl Bucket {
-    fn new() -> Bucket {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new(service_env("S3_REGION")))
-            .endpoint_url(service_env("S3_ENDPOINT"))
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                service_env("S3_ACCESS_KEY"),
-                service_env("S3_SECRET_KEY"),
-                None,
-                None,
-                "test",
-            ))
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
-        Bucket { rt, client: Client::from_conf(conf), bucket: service_env("S3_BUCKET") }
-    }
-
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            }
-            let out = self.rt.block_on(req.send()).expect("list objects");
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        keys.sort();
-        keys
-    }
-
-    fn text(&self, key: &str) -> String {
-        let out = self.rt.block_on(self.client.get_object().bucket(&self.bucket).key(key).send()).expect("get object");
-        let body = self.rt.block_on(out.body.collect()).expect("object body").into_bytes();
-        String::from_utf8(body.to_vec()).expect("UTF-8 object")
     }
 }
 
@@ -261,7 +203,7 @@ fn hybris_orders_reach_s3_exactly_once_and_in_order() {
     // Wait until S3 holds as many order records as there were events.
     let bucket = Bucket::new();
     let objects: Vec<Object> = wait_until(
-        &format!("{} order events in s3://{}/{dir}/; worker log:\n{}", expected.len(), bucket.bucket, tail(&worker)),
+        &format!("{} order events in s3://{}/{dir}/; worker log:\n{}", expected.len(), bucket.name, tail(&worker)),
         TIMEOUT,
         || {
             let keys = bucket.keys(&format!("{dir}/"));
