@@ -212,3 +212,54 @@ fn a_replay_of_an_unknown_connector_or_one_without_a_dlq_is_refused() {
     assert_eq!(code, 400, "{answer}");
     assert!(answer["message"].as_str().unwrap_or_default().contains("oops"), "{answer}");
 }
+
+#[test]
+fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("replay-max-in");
+    let dlq = unique("replay-max-dlq");
+    create_topic(&topic, 1);
+    let records: Vec<(i32, String, String, String)> =
+        (0..10).map(|o| (0, format!("k-{o}"), format!("v-{o}"), format!("t-{o}"))).collect();
+    produce_with_headers(&topic, &records);
+
+    let w = WorkerProcess::start(&unique("replay"), &[], &[]);
+    let name = unique("replay-max-sink");
+    // Every 2nd record fails in put. One record per batch puts each DLQ
+    // record in a batch of its own, so the second run starts at a batch
+    // boundary (see dev/tansu/patch.py for what happens inside one).
+    let body = json!({"name": name, "config": {
+        "connector.class": "test-flaky-sink",
+        "topics": topic,
+        "file": dir.path().join("durable.txt").to_string_lossy(),
+        "fail.bad.every": "2",
+        "fail.retriable.every": "1000000",
+        "consumer.max.poll.records": "1",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": dlq,
+        "errors.deadletterqueue.context.headers.enable": "true",
+        "offset.flush.interval.ms": "200",
+    }});
+    let (code, created) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!(code, 201, "{created}");
+    consume(&dlq, 1, 5, Duration::from_secs(90));
+    let (code, _) = w.request("PUT", &format!("/connectors/{name}/stop"), None);
+    assert_eq!(code, 202);
+    wait_until("the sink task to end", Duration::from_secs(60), || {
+        w.log_text().lines().any(|l| l.contains(&name) && l.contains("task ended")).then_some(())
+    });
+
+    let first = replay(&w, &name, json!({"max_records": 2}));
+    assert_eq!((&first["replayed"], &first["complete"], &first["to"]), (&json!(2), &json!(false), &json!({"0": 2})));
+    let second = replay(&w, &name, json!({}));
+    assert_eq!(second["replayed"], 3, "{second}");
+    assert_eq!(
+        (&second["from"], &second["to"], &second["complete"]),
+        (&json!({"0": 2}), &json!({"0": 5}), &json!(true))
+    );
+    let values: Vec<String> = read_to_end(&topic, 1, 10)
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string())
+        .collect();
+    assert_eq!(values, ["v-1", "v-3", "v-5", "v-7", "v-9"], "each bad record once, in DLQ order");
+}
