@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::{
-    mariadb::{admin, utc_now_minus, MyTestDb, SIMULATE_STEP},
+    mariadb::{admin, connect, utc_now_minus, MyTestDb, SIMULATE_STEP},
     *,
 };
 use connector_api::{ConnectorConfig, ErrorKind, SourceConnector, SourceRecord};
@@ -92,6 +92,34 @@ fn mariadb_rows_sharing_a_modified_ts_across_batch_boundaries_are_each_emitted_o
     let mut resumed = task(&config, std::slice::from_ref(&got[middle].source));
     let rest: Vec<_> = drain(&mut resumed, 3).iter().map(key).collect();
     assert_eq!(rest, keys[middle + 1..].to_vec());
+}
+
+#[test]
+fn mariadb_rows_inside_the_lag_window_wait_and_a_late_commit_is_not_skipped() {
+    let mut db = MyTestDb::new("lag", false);
+    db.insert_order(8796200000010, "OLD", 120, 120);
+    db.insert_order(8796200000011, "RECENT", 30, 30);
+    // A 60 s lag: RECENT (30 s old) is still inside the window.
+    let mut lagging = task(&db.config("Order").with("hybris.poll.lag.ms", "60000"), &[]);
+    let got: Vec<_> = drain(&mut lagging, 100).iter().map(key).collect();
+    assert_eq!(got, vec!["OLD"]);
+    // A transaction still open holds LATE, written before RECENT: while it
+    // is open the poller must not see it nor move past it.
+    let mut open_tx = connect(&db.url).unwrap();
+    let mut tx = open_tx.start_transaction(mysql::TxOpts::default()).unwrap();
+    tx.query_drop(format!(
+        "INSERT INTO orders (hjmpts, createdts, modifiedts, typepkstring, pk, p_code, p_user) \
+         VALUES (1, {ts}, {ts}, {ORDER_TYPE_PK}, 8796200000012, 'LATE', 8796093054980)",
+        ts = utc_now_minus(40.0)
+    ))
+    .unwrap();
+    assert!(drain(&mut lagging, 100).is_empty());
+    tx.commit().unwrap();
+    // With a 1 s lag (same database clock) both are old enough, and LATE
+    // comes in its (modifiedTS, PK) place, before RECENT.
+    let mut short = task(&db.config("Order").with("hybris.poll.lag.ms", "1000"), &[]);
+    let got: Vec<_> = drain(&mut short, 100).iter().map(key).collect();
+    assert_eq!(got, vec!["OLD", "LATE", "RECENT"]);
 }
 
 #[test]
