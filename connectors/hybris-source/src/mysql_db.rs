@@ -110,7 +110,7 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
-/// A column the query itself selects (text or a number) that must be there.
+/// Takes one column's value out of a row (NULL past its end), leaving NULL.
 fn cell(values: &mut [Value], i: usize) -> Value {
     values.get_mut(i).map(|v| std::mem::replace(v, Value::NULL)).unwrap_or(Value::NULL)
 }
