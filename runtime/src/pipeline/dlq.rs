@@ -1,6 +1,7 @@
 //! Routing failed records: the dead-letter queue (bad records, exhausted
-//! retries) and the rejected-records topic (business rejections), with Kafka
-//! Connect's `__connect.errors.*` context headers.
+//! retries; sink- and source-side) and the rejected-records topic (business
+//! rejections), with Kafka Connect's `__connect.errors.*` context headers.
+//! `rest/dlq_replay.rs` reads these headers back to replay a record.
 
 use anyhow::anyhow;
 use connector_api::{ConnectorError, ErrorKind};
@@ -9,10 +10,14 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
-/// A failed record, borrowed from the consumer's message.
+/// A failed record, borrowed from the consumer's message (sink side) or the
+/// plugin's record (source side).
 pub struct FailedRecord<'a> {
+    /// Source side: the topic the plugin intended.
     pub topic: &'a str,
+    /// Source side: the plugin's partition, or -1 when it chose none.
     pub partition: i32,
+    /// Source side: -1 (a source record has no Kafka offset yet).
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
