@@ -95,6 +95,25 @@ pub fn ensure_topic(settings: &KafkaSettings, name: &str, partitions: i32, compa
     Ok(())
 }
 
+/// Deletes a consumer group and its committed offsets (Kafka Connect's reset
+/// of a sink connector's offsets); a group that does not exist is no error.
+pub fn delete_group(settings: &KafkaSettings, group: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .base()
+        .create()
+        .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.delete_groups(&[group], &options))
+        .with_context(|| format!("deleting consumer group {group}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+            Err((group, code)) => return Err(anyhow!("deleting consumer group {group}: {code}")),
+        }
+    }
+    Ok(())
+}
+
 /// Waits for a produced record's acknowledgement: (partition, offset).
 pub fn wait_delivery(delivery: DeliveryFuture) -> anyhow::Result<(i32, i64)> {
     match futures::executor::block_on(delivery) {

@@ -161,6 +161,11 @@ fn the_rest_api_speaks_kafka_connect() {
     });
     let patch = json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]});
     assert_eq!(w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&patch.to_string())).0, 200);
+    let (_, offsets) = w.get(&format!("/connectors/{name}/offsets"));
+    assert_eq!(offsets["offsets"][0]["offset"]["kafka_offset"], 0, "{offsets}");
+    let (code, body) = w.request("DELETE", &format!("/connectors/{name}/offsets"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(w.get(&format!("/connectors/{name}/offsets")).1, json!({"offsets": []}));
 
     // Delete.
     assert_eq!(w.request("DELETE", &format!("/connectors/{name}"), None).0, 204);

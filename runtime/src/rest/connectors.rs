@@ -536,10 +536,11 @@ pub async fn reset_offsets(State(state): State<Shared>, Path(name): Path<String>
         let worker = &state.worker;
         let spec = require_stopped(worker, &name)?;
         if !is_source(worker, &spec)? {
-            return Err(ApiError::bad_request(
-                "Resetting a sink connector's offsets is not supported by this worker yet; \
-                 PATCH them to the offsets to start from instead",
-            ));
+            // As Kafka Connect does: the group goes, and with it every
+            // committed offset; the tasks start per `auto.offset.reset`.
+            crate::kafka::delete_group(worker.cluster.kafka(), &format!("connect-{name}"))
+                .map_err(ApiError::internal)?;
+            return Ok(Json(json!({"message": "The offsets for this connector have been reset successfully"})));
         }
         let current = worker.cluster.read_source_offsets(&name).map_err(ApiError::internal)?;
         let tombstones: Vec<(String, Option<String>)> = current.into_keys().map(|p| (p, None)).collect();
