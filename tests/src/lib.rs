@@ -24,6 +24,7 @@ use rdkafka::{
 };
 use serde_json::Value;
 
+pub mod hybris;
 pub mod odata;
 pub mod s3;
 pub mod s3_proxy;

@@ -5,8 +5,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -14,46 +12,22 @@ use connector_api::{ConnectorConfig, ErrorKind, Host, SourceConnector, SourceOff
 use rdkafka::Message;
 use serde_json::{json, Value};
 use sluice_hybris_source::{HybrisSource, HybrisTask};
-use sluice_tests::{consume, odata::ODataServer, service_env, unique, WorkerProcess};
+use sluice_tests::{consume, hybris::HybrisDb, odata::ODataServer, unique, WorkerProcess};
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/hybris-source/fixtures").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// A database of its own (named after the test) with the Hybris schema and,
+/// when `sample`, the sample data.
+fn test_db(test: &str, sample: bool) -> HybrisDb {
+    HybrisDb::create(&format!("hyb_odata_{test}"), sample)
 }
 
-/// A database of its own with the Hybris schema (and the sample data).
-struct TestDb {
-    name: String,
-    url: String,
-    client: postgres::Client,
+trait InsertOrders {
+    fn insert_orders(&mut self, rows: &[(i64, String, f64)]);
 }
 
-impl TestDb {
-    fn new(test: &str, sample: bool) -> TestDb {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("hyb_odata_{test}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let admin_url = service_env("PG_URL");
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).expect("connect to PG_URL");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let base = admin_url.rsplit_once('/').expect("PG_URL ends with /database").0;
-        let url = format!("{base}/{name}");
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        client.batch_execute("SET client_min_messages = warning").unwrap();
-        client.batch_execute(&fixture("hybris-schema.sql")).unwrap();
-        if sample {
-            client.batch_execute(&fixture("sample-data.sql")).unwrap();
-        }
-        TestDb { name, url, client }
-    }
-
-    fn exec(&mut self, sql: &str) {
-        self.client.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    }
-
+impl InsertOrders for HybrisDb {
     /// Inserts orders `(pk, code, seconds ago)`; timestamps at millisecond
     /// precision, as Hybris writes them.
     fn insert_orders(&mut self, rows: &[(i64, String, f64)]) {
@@ -69,14 +43,6 @@ impl TestDb {
              p_totalprice) VALUES {}",
             values.join(", ")
         ));
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&service_env("PG_URL"), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
     }
 }
 
@@ -158,7 +124,7 @@ fn assert_once_in_order(records: &[SourceRecord]) {
 
 #[test]
 fn odata_paging_reads_every_row_once_in_modifiedtime_key_order() {
-    let mut db = TestDb::new("paging", false);
+    let mut db = test_db("paging", false);
     // 23 orders, some sharing a modifiedtime, codes not in PK order.
     let rows: Vec<(i64, String, f64)> =
         (0..23).map(|i| (8796300000000 + (23 - i), format!("P{:03}", (i * 7) % 23), 200.0 - (i / 3) as f64)).collect();
@@ -182,7 +148,7 @@ fn odata_paging_reads_every_row_once_in_modifiedtime_key_order() {
 
 #[test]
 fn odata_keyset_paging_reads_every_row_once_without_skip() {
-    let mut db = TestDb::new("keyset", true);
+    let mut db = test_db("keyset", true);
     let rows: Vec<(i64, String, f64)> =
         (0..11).map(|i| (8796300000200 + (11 - i), format!("Q{:02}", (i * 5) % 11), 150.0 - (i / 4) as f64)).collect();
     db.insert_orders(&rows);
@@ -199,7 +165,7 @@ fn odata_keyset_paging_reads_every_row_once_without_skip() {
 
 #[test]
 fn odata_rows_leaving_the_window_while_paging_are_neither_skipped_nor_lost() {
-    let mut db = TestDb::new("moving", false);
+    let mut db = test_db("moving", false);
     let rows: Vec<(i64, String, f64)> =
         (0..12).map(|i| (8796300000300 + i, format!("M{i:02}"), 100.0 - i as f64)).collect();
     db.insert_orders(&rows);
@@ -228,7 +194,7 @@ fn odata_rows_leaving_the_window_while_paging_are_neither_skipped_nor_lost() {
 
 #[test]
 fn odata_rows_sharing_a_modifiedtime_across_a_page_boundary_are_each_read_once() {
-    let mut db = TestDb::new("samets", true);
+    let mut db = test_db("samets", true);
     let ts = ago_ms(120.0);
     let values: Vec<String> = (0..7)
         .map(|i| format!("(1, {ts}, {ts}, {ORDER_TYPE_PK}, {}, 'SAME-{i}', 8796093054980)", 8796300000000i64 + (7 - i)))
@@ -257,7 +223,7 @@ fn odata_rows_sharing_a_modifiedtime_across_a_page_boundary_are_each_read_once()
 
 #[test]
 fn odata_rows_changed_after_a_poll_are_picked_up_by_the_next() {
-    let mut db = TestDb::new("changes", true);
+    let mut db = test_db("changes", true);
     let server = ODataServer::start(&db.url);
     let mut t = task(&config(server.basic_config(), "Order"), &[]);
     let first = poll_until(&mut t, 3, 100);
@@ -277,7 +243,7 @@ fn odata_rows_changed_after_a_poll_are_picked_up_by_the_next() {
 
 #[test]
 fn odata_server_errors_and_slow_answers_are_retried_without_gap_or_duplicate() {
-    let mut db = TestDb::new("faults", false);
+    let mut db = test_db("faults", false);
     let rows: Vec<(i64, String, f64)> =
         (0..12).map(|i| (8796300000100 + i, format!("F{i:02}"), 100.0 - (i / 2) as f64)).collect();
     db.insert_orders(&rows);
@@ -316,7 +282,7 @@ fn issues(config: &ConnectorConfig) -> Vec<(String, String)> {
 
 #[test]
 fn odata_validation_names_the_key_at_fault() {
-    let db = TestDb::new("validate", true);
+    let db = test_db("validate", true);
     let server = ODataServer::start(&db.url);
     assert_eq!(issues(&config(server.basic_config(), "Order,Customer,Product")), vec![]);
     assert_eq!(issues(&config(server.oauth_config(), "Order,Customer,Product")), vec![]);
@@ -356,7 +322,7 @@ fn odata_validation_names_the_key_at_fault() {
 
 #[test]
 fn odata_oauth_token_refused_after_expiry_is_renewed() {
-    let mut db = TestDb::new("oauth", true);
+    let mut db = test_db("oauth", true);
     let server = ODataServer::start(&db.url);
     let mut t = task(&config(server.oauth_config(), "Order"), &[]);
     assert_eq!(poll_until(&mut t, 3, 100).len(), 3);
@@ -389,7 +355,7 @@ fn comparable(r: &SourceRecord) -> (String, String, Value, Vec<(String, String)>
 
 #[test]
 fn jdbc_and_odata_modes_write_identical_records_for_the_same_data() {
-    let mut db = TestDb::new("parity", true);
+    let mut db = test_db("parity", true);
     // More orders at millisecond precision, two sharing one modifiedtime,
     // with a timestamp attribute and a decimal, and an updated customer.
     db.insert_orders(&[
@@ -441,7 +407,7 @@ fn jdbc_and_odata_modes_write_identical_records_for_the_same_data() {
 
 #[test]
 fn odata_through_a_worker_into_kafka_each_order_once_in_order() {
-    let mut db = TestDb::new("worker", true);
+    let mut db = test_db("worker", true);
     let server = ODataServer::start(&db.url);
     let worker = WorkerProcess::start(&unique("hybris-odata"), &[], &[]);
     let prefix = format!("{}.", unique("odata"));

@@ -9,82 +9,17 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    process::Command,
     time::Duration,
 };
 
 use serde_json::{json, Value};
-use sluice_tests::{s3::Bucket, service_env, unique, wait_until, WorkerProcess};
+use sluice_tests::{
+    hybris::{fixture, HybrisDb},
+    s3::Bucket,
+    service_env, unique, wait_until, WorkerProcess,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/hybris-source/fixtures").join(name)
-}
-
-/// Runs psql against `url` with extra arguments; returns its stdout.
-fn psql(url: &str, args: &[&str]) -> String {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-At"])
-        .args(args)
-        .output()
-        .expect("run psql (PostgreSQL client; dev/services installs it)");
-    assert!(out.status.success(), "psql {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("psql output")
-}
-
-/// A database of its own, with the Hybris schema and sample data; dropped on drop.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create() -> Database {
-        let pg = service_env("PG_URL");
-        let base = pg.rsplit_once('/').expect("PG_URL ends with /database").0.to_string();
-        let name = unique("hybris_e2e").replace('-', "_");
-        let admin_url = format!("{base}/postgres");
-        psql(&admin_url, &["-c", &format!("CREATE DATABASE {name}")]);
-        let url = format!("{base}/{name}");
-        let schema = fixture("hybris-schema.sql");
-        let data = fixture("sample-data.sql");
-        psql(&url, &["-f", schema.to_str().unwrap(), "-f", data.to_str().unwrap()]);
-        Database { admin_url, name, url }
-    }
-
-    /// Every live order version visible now: (pk, modifiedTS as the connector writes it) → code.
-    fn order_versions(&self) -> BTreeMap<(i64, String), String> {
-        let out = psql(
-            &self.url,
-            &[
-                "-F",
-                "\t",
-                "-c",
-                "SELECT pk, to_char(modifiedts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), p_code FROM orders WHERE p_versionid IS NULL",
-            ],
-        );
-        out.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                ((f[0].parse().expect("pk"), f[1].to_string()), f[2].to_string())
-            })
-            .collect()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .arg(&self.admin_url)
-            .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
-            .output();
-    }
-}
 
 /// One object: partition and start offset parsed from its key, and its records.
 struct Object {
@@ -134,7 +69,7 @@ fn create(worker: &WorkerProcess, name: &str, config: Value) {
 
 #[test]
 fn hybris_orders_reach_s3_exactly_once_and_in_order() {
-    let db = Database::create();
+    let mut db = HybrisDb::create("hybris_e2e", true);
     let worker = WorkerProcess::start(&unique("e2e-hybris-s3"), &[], &[]);
     let prefix = format!("{}.", unique("e2e-hybris"));
     let topic = format!("{prefix}order");
@@ -193,7 +128,7 @@ fn hybris_orders_reach_s3_exactly_once_and_in_order() {
     emitted(expected.len());
     let step = fixture("simulate-step.sql");
     for _ in 0..6 {
-        psql(&db.url, &["-f", step.to_str().unwrap()]);
+        db.exec(&step);
         expected.extend(db.order_versions());
         emitted(expected.len());
     }

@@ -9,7 +9,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -19,59 +18,15 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
 };
 use serde_json::{json, Value};
-use sluice_tests::{service_env, unique, WorkerProcess};
+use sluice_tests::{hybris::HybrisDb, service_env, unique, WorkerProcess};
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
 const ORDERS: i64 = 150;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/hybris-source/fixtures").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A database of its own with the Hybris schema and sample data.
-struct Database {
-    name: String,
-    url: String,
-    client: postgres::Client,
-}
-
-impl Database {
-    fn create() -> Database {
-        let name = unique("hyb_kill").replace('-', "_");
-        let admin_url = service_env("PG_URL");
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).expect("connect to PG_URL");
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let base = admin_url.rsplit_once('/').expect("PG_URL ends with /database").0;
-        let url = format!("{base}/{name}");
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        client.batch_execute("SET client_min_messages = warning").unwrap();
-        client.batch_execute(&fixture("hybris-schema.sql")).unwrap();
-        client.batch_execute(&fixture("sample-data.sql")).unwrap();
-        Database { name, url, client }
-    }
-
-    /// Every live order version visible now: (code, modifiedTS as the connector writes it).
-    fn versions(&mut self) -> BTreeSet<(String, String)> {
-        self.client
-            .query(
-                "SELECT p_code, to_char(modifiedts, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM orders WHERE p_versionid IS NULL",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&service_env("PG_URL"), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
+/// Every live order version visible now: (code, modifiedTS as the connector writes it).
+fn versions(db: &mut HybrisDb) -> BTreeSet<(String, String)> {
+    db.order_versions().into_iter().map(|((_, modified), code)| (code, modified)).collect()
 }
 
 /// Reads `topic` from the start, accumulating every message.
@@ -125,7 +80,7 @@ impl Reader {
 
 #[test]
 fn hybris_source_survives_kill_9_without_skipping_a_change() {
-    let mut db = Database::create();
+    let mut db = HybrisDb::create("hyb_kill", true);
     let mut worker = WorkerProcess::start(&unique("hybris-kill"), &[], &[]);
     let prefix = format!("{}.", unique("kill"));
     let topic = format!("{prefix}order");
@@ -163,7 +118,7 @@ fn hybris_source_survives_kill_9_without_skipping_a_change() {
             values.join(", ")
         ))
         .unwrap();
-    let mut expected = db.versions();
+    let mut expected = versions(&mut db);
 
     let mut reader = Reader::new(&topic, 3);
     reader.until("the first 20 orders", |events| events.iter().filter(|e| e.0.starts_with('K')).count() >= 20);
@@ -179,7 +134,7 @@ fn hybris_source_survives_kill_9_without_skipping_a_change() {
             codes.join(", ")
         ))
         .unwrap();
-    expected.extend(db.versions());
+    expected.extend(versions(&mut db));
     let before_kill = reader.events().len();
     // The committed source offset before the kill: what comes before it must
     // not be read again after the restart (repeats only after it).
