@@ -267,8 +267,9 @@ pub fn produce_at(
         .collect()
 }
 
-/// Reads `count` records from partition 0..partitions of `topic` from the start.
-pub fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+/// A consumer of partitions 0..partitions of `topic`, from the start, in a
+/// group of its own that commits nothing.
+pub fn reader(topic: &str, partitions: i32) -> BaseConsumer {
     let consumer: BaseConsumer = client_config()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
@@ -280,6 +281,12 @@ pub fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) ->
         tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
     }
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Reads `count` records from partition 0..partitions of `topic` from the start.
+pub fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer = reader(topic, partitions);
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while out.len() < count {

@@ -12,13 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::{
-    config::ClientConfig,
-    consumer::{BaseConsumer, Consumer},
-    Message, Offset, TopicPartitionList,
-};
+use rdkafka::{consumer::BaseConsumer, Message};
 use serde_json::{json, Value};
-use sluice_tests::{hybris::HybrisDb, service_env, unique, WorkerProcess};
+use sluice_tests::{hybris::HybrisDb, reader, unique, WorkerProcess};
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
 const ORDERS: i64 = 150;
@@ -38,19 +34,7 @@ struct Reader {
 
 impl Reader {
     fn new(topic: &str, partitions: i32) -> Reader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", service_env("KAFKA_BOOTSTRAP"))
-            .set("group.id", unique("kill-reader"))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
-        Reader { consumer, messages: BTreeMap::new() }
+        Reader { consumer: reader(topic, partitions), messages: BTreeMap::new() }
     }
 
     /// Reads until `done` holds for the distinct events read, or panics at the deadline.
