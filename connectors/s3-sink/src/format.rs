@@ -135,7 +135,8 @@ impl Stream {
 
 /// An object's content being produced: lines through a compressor, or a parquet file.
 pub enum Body {
-    Lines(Stream),
+    // Boxed like Parquet: an open object per partition holds one of these.
+    Lines(Box<Stream>),
     Parquet(Box<ParquetObject>),
 }
 

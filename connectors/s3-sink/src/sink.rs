@@ -224,9 +224,9 @@ impl S3SinkTask {
                         .map_err(|e| ConnectorError::config(format!("parquet.schema: {e}")))?;
                     Body::Parquet(Box::new(object))
                 }
-                _ => Body::Lines(Stream::new(cfg.compression, cfg.compression_level).map_err(|e| {
+                _ => Body::Lines(Box::new(Stream::new(cfg.compression, cfg.compression_level).map_err(|e| {
                     ConnectorError::fatal(format!("cannot start the s3.compression.type compressor: {e}"))
-                })?),
+                })?)),
             };
             self.seq += 1;
             let writer = Writer {
