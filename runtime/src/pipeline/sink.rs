@@ -3,7 +3,7 @@
 //! the contiguous watermark of settled records (delivery invariants 1, 2, 5, 6).
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     connector_config::RuntimeConfig,
-    converter::Part,
+    converter::{Converter, Part},
     host::TaskHost,
     kafka::{ensure_topic, wait_delivery},
     transform::{routing::RoutedOffsets, Record},
@@ -49,7 +49,22 @@ struct SinkState {
     /// Set when transforms may rename topics: maps the sink's durable
     /// offsets (under the names it was handed) back to consumed partitions.
     routes: Option<RoutedOffsets>,
+    /// How often each partition was revoked. A record a retry wait stashed
+    /// before its partition was revoked is stale: were the partition
+    /// assigned again, the consumer re-reads from the committed offset, and
+    /// the stale record handed first would start the watermark past it.
+    revocations: BTreeMap<(String, i32), u64>,
 }
+
+impl SinkState {
+    fn revocations_of(&self, m: &BorrowedMessage<'_>) -> u64 {
+        self.revocations.get(&(m.topic().to_string(), m.partition())).copied().unwrap_or(0)
+    }
+}
+
+/// A record polled during a retry wait, with its partition's revocation
+/// count at the time.
+type Stashed<'c> = (u64, BorrowedMessage<'c>);
 
 impl SinkState {
     fn route_handed(&mut self, m: &BorrowedMessage<'_>, routed: &str) {
@@ -94,6 +109,7 @@ impl ConsumerContext for SinkContext {
                 state.failed = Some(failure("close", e));
             }
             for (t, p) in &only {
+                *state.revocations.entry((t.clone(), *p)).or_default() += 1;
                 state.marks.forget(t, *p);
                 if let Some(routes) = state.routes.as_mut() {
                     routes.forget(t, *p);
@@ -165,6 +181,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         failed: None,
         paused_for_retry: false,
         routes: ctx.runtime.transforms.changes_topic().then(RoutedOffsets::default),
+        revocations: BTreeMap::new(),
     }));
     let kafka = ctx.cluster.kafka();
     let consumer: BaseConsumer<SinkContext> = kafka
@@ -219,7 +236,7 @@ fn poll_loop(
     let mut budget = ByteBudget::new(ctx.runtime.max_buffered_bytes, flush_every);
     // Records a retry wait polled while the partitions were paused; they
     // come before anything polled later.
-    let mut stash: Vec<BorrowedMessage<'_>> = Vec::new();
+    let mut stash: Vec<Stashed<'_>> = Vec::new();
     while !ctx.stopping() {
         if let Some(f) = lock(state).failed.take() {
             return Err(f);
@@ -251,7 +268,11 @@ fn poll_loop(
             }
             paused = want_pause;
         }
-        let mut batch: Vec<BorrowedMessage<'_>> = std::mem::take(&mut stash);
+        let mut batch: Vec<BorrowedMessage<'_>> = {
+            let guard = lock(state);
+            let stashed = std::mem::take(&mut stash).into_iter();
+            stashed.filter(|(seen, m)| guard.revocations_of(m) == *seen).map(|(_, m)| m).collect()
+        };
         let mut wait = Duration::from_millis(100);
         while batch.len() < ctx.runtime.batch_max_records {
             match consumer.poll(wait) {
@@ -317,14 +338,24 @@ fn at(m: &BorrowedMessage<'_>) -> String {
     format!("topic {} partition {} offset {}", m.topic(), m.partition(), m.offset())
 }
 
+/// The converter of a record's key or value, and the bad-record error (with
+/// its stage) a conversion failure becomes.
+fn converter_for(runtime: &RuntimeConfig, part: Part) -> Converter {
+    if part == Part::Key {
+        runtime.key_converter
+    } else {
+        runtime.value_converter
+    }
+}
+
+fn conversion_failed(m: &BorrowedMessage<'_>, part: Part, e: impl std::fmt::Display) -> (ConnectorError, &'static str) {
+    let message = format!("{e}; record at {}; fix the producer or set {}.converter to match", at(m), part.name());
+    (ConnectorError::bad_record(message), part.stage())
+}
+
 fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Converted {
     let convert = |part: Part, bytes: Option<&[u8]>| {
-        let converter = if part == Part::Key { runtime.key_converter } else { runtime.value_converter };
-        converter.to_data(bytes, part).map_err(|e| {
-            let message =
-                format!("{e}; record at {}; fix the producer or set {}.converter to match", at(m), part.name());
-            (ConnectorError::bad_record(message), part.stage())
-        })
+        converter_for(runtime, part).to_data(bytes, part).map_err(|e| conversion_failed(m, part, e))
     };
     let record = Record {
         topic: m.topic().to_string(),
@@ -356,14 +387,8 @@ fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Converted {
 type View<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 fn view<'a>(runtime: &RuntimeConfig, m: &'a BorrowedMessage<'_>) -> Result<View<'a>, (ConnectorError, &'static str)> {
-    let check = |part: Part, bytes| {
-        let converter = if part == Part::Key { runtime.key_converter } else { runtime.value_converter };
-        converter.view(bytes, part).map_err(|e| {
-            let message =
-                format!("{e}; record at {}; fix the producer or set {}.converter to match", at(m), part.name());
-            (ConnectorError::bad_record(message), part.stage())
-        })
-    };
+    let check =
+        |part: Part, bytes| converter_for(runtime, part).view(bytes, part).map_err(|e| conversion_failed(m, part, e));
     Ok((check(Part::Key, m.key())?, check(Part::Value, m.payload())?))
 }
 
@@ -376,7 +401,7 @@ fn deliver<'c>(
     consumer: &'c BaseConsumer<SinkContext>,
     state: &Mutex<SinkState>,
     batch: &[BorrowedMessage<'c>],
-    stash: &mut Vec<BorrowedMessage<'c>>,
+    stash: &mut Vec<Stashed<'c>>,
     producer: Option<&FutureProducer>,
 ) -> Result<(), String> {
     let mut guard = lock(state);
@@ -567,7 +592,7 @@ fn wait_to_retry<'a, 'c>(
     consumer: &'c BaseConsumer<SinkContext>,
     state: &'a Mutex<SinkState>,
     mut guard: MutexGuard<'a, SinkState>,
-    stash: &mut Vec<BorrowedMessage<'c>>,
+    stash: &mut Vec<Stashed<'c>>,
     attempt: &mut u32,
 ) -> Option<MutexGuard<'a, SinkState>> {
     let wait = backoff(*attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
@@ -596,7 +621,8 @@ fn wait_to_retry<'a, 'c>(
         // Records fetched before the pause may still arrive; they are kept,
         // in order, for after this batch.
         if let Some(Ok(m)) = consumer.poll(left.min(Duration::from_millis(100))) {
-            stash.push(m);
+            let seen = lock(state).revocations_of(&m);
+            stash.push((seen, m));
         }
     }
 }
