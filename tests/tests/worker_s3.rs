@@ -145,7 +145,10 @@ fn kill_at(trap: Trap, timed_partitioner: bool) {
     match trap {
         Trap::UploadPart(_) | Trap::CompleteRequest => {
             assert!(s3.keys(&dir).is_empty(), "no object may exist while {held} is held");
-            assert_eq!(s3.open_uploads(&dir), vec![first_key.clone()], "the held object's upload is open");
+            // The task goes on with the next object while the first completes
+            // in the background: its upload may be open too.
+            let open = s3.open_uploads(&dir);
+            assert!(open.contains(&first_key), "the held object's upload is open: {open:?}");
         }
         Trap::CompleteResponse => {
             assert_eq!(s3.keys(&dir), vec![first_key.clone()], "the object completed in S3 before the answer was held");

@@ -1,10 +1,11 @@
 //! Record encoding (JSON lines, raw bytes) and streaming compression into a
 //! growing output buffer that the upload layer cuts into parts.
 
-use std::io::Write;
+use std::{io::Write, sync::Arc};
 
 use crate::{
     config::{Compression, Format},
+    gzip::{GzipPool, ParallelGzip},
     parquet_format::ParquetObject,
 };
 
@@ -68,12 +69,13 @@ impl RecordEncoder {
 /// as needed (no up-front allocation of a whole part).
 pub enum Stream {
     Plain(Vec<u8>),
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(ParallelGzip),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
 
 impl Stream {
-    pub fn new(compression: Compression, level: i32) -> std::io::Result<Self> {
+    /// `gzip` is the task's compression pool (needed for gzip only).
+    pub fn new(compression: Compression, level: i32, gzip: Option<&Arc<GzipPool>>) -> std::io::Result<Self> {
         Ok(match compression {
             Compression::None => Stream::Plain(Vec::new()),
             Compression::Gzip => {
@@ -82,7 +84,8 @@ impl Stream {
                 } else {
                     flate2::Compression::new(level.min(9) as u32)
                 };
-                Stream::Gzip(flate2::write::GzEncoder::new(Vec::new(), level))
+                let pool = gzip.ok_or_else(|| std::io::Error::other("no gzip threads started"))?;
+                Stream::Gzip(ParallelGzip::new(Arc::clone(pool), level))
             }
             Compression::Zstd => {
                 Stream::Zstd(zstd::stream::write::Encoder::new(Vec::new(), if level < 0 { 3 } else { level })?)
@@ -96,25 +99,25 @@ impl Stream {
                 v.extend_from_slice(bytes);
                 Ok(())
             }
-            Stream::Gzip(e) => e.write_all(bytes),
+            Stream::Gzip(e) => e.write(bytes),
             Stream::Zstd(e) => e.write_all(bytes),
         }
     }
 
     /// Compressed bytes produced so far and not yet taken.
-    pub fn pending(&self) -> usize {
-        match self {
+    pub fn pending(&mut self) -> std::io::Result<usize> {
+        Ok(match self {
             Stream::Plain(v) => v.len(),
-            Stream::Gzip(e) => e.get_ref().len(),
+            Stream::Gzip(e) => e.pending()?,
             Stream::Zstd(e) => e.get_ref().len(),
-        }
+        })
     }
 
     /// Takes the compressed bytes produced so far (a part's worth).
     pub fn take(&mut self) -> Vec<u8> {
         let mut part = match self {
             Stream::Plain(v) => std::mem::take(v),
-            Stream::Gzip(e) => std::mem::take(e.get_mut()),
+            Stream::Gzip(e) => std::mem::take(e.output()),
             Stream::Zstd(e) => std::mem::take(e.get_mut()),
         };
         // The buffer grew by doubling: up to twice the part size would stay
@@ -141,10 +144,10 @@ pub enum Body {
 }
 
 impl Body {
-    pub fn pending(&self) -> usize {
+    pub fn pending(&mut self) -> Result<usize, String> {
         match self {
-            Body::Lines(s) => s.pending(),
-            Body::Parquet(p) => p.pending(),
+            Body::Lines(s) => s.pending().map_err(|e| e.to_string()),
+            Body::Parquet(p) => Ok(p.pending()),
         }
     }
     pub fn take(&mut self) -> Vec<u8> {
@@ -189,15 +192,16 @@ mod tests {
 
     #[test]
     fn compressed_streams_split_into_parts_round_trip() {
+        let pool = GzipPool::new().unwrap();
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            let mut s = Stream::new(c, -1).unwrap();
+            let mut s = Stream::new(c, -1, Some(&pool)).unwrap();
             let mut all = Vec::new();
             let mut expected = Vec::new();
             for i in 0..20_000 {
                 let line = format!("{{\"n\":{i}}}\n");
                 expected.extend_from_slice(line.as_bytes());
                 s.write(line.as_bytes()).unwrap();
-                if s.pending() > 4096 {
+                if s.pending().unwrap() > 4096 {
                     all.extend(s.take());
                 }
             }

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod format;
+pub mod gzip;
 pub mod naming;
 pub mod parquet_format;
 pub mod partitioner;

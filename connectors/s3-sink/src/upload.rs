@@ -175,8 +175,15 @@ impl ObjectUpload {
         if self.queued.is_empty() {
             return Ok(());
         }
+        rt.block_on(self.send_queued(up))
+    }
+
+    async fn send_queued(&mut self, up: &Uploader) -> Result<(), ConnectorError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
         if self.upload_id.is_none() {
-            let res = rt.block_on(up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key).send());
+            let res = up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key).send().await;
             let out = res.map_err(|e| classify(&format!("CreateMultipartUpload of {}", self.key), &e))?;
             let id = out.upload_id().unwrap_or_default().to_string();
             if id.is_empty() {
@@ -190,17 +197,18 @@ impl ObjectUpload {
         for part in std::mem::take(&mut self.queued) {
             let number = self.next_part;
             self.next_part += 1;
-            self.spawn(rt, up, number, part);
+            self.spawn(up, number, part).await;
         }
         Ok(())
     }
 
-    fn spawn(&mut self, rt: &Runtime, up: &Uploader, number: i32, part: Bytes) {
+    async fn spawn(&mut self, up: &Uploader, number: i32, part: Bytes) {
         let upload_id = self.upload_id.clone().unwrap_or_default();
         // Waiting here (not inside the spawned future) is the backpressure.
-        let permit = rt.block_on(up.permits.clone().acquire_owned());
+        // The semaphore is never closed, so acquiring only fails if it were.
+        let permit = up.permits.clone().acquire_owned().await.ok();
         let (client, bucket, key, body) = (up.client.clone(), up.bucket.clone(), self.key.clone(), part.clone());
-        let handle = rt.spawn(async move {
+        let handle = tokio::spawn(async move {
             let _permit = permit;
             let res = client
                 .upload_part()
@@ -229,19 +237,13 @@ impl ObjectUpload {
             std::mem::take(&mut self.in_flight).into_iter().partition(|(_, _, h)| h.is_finished());
         self.in_flight = running;
         // Errors are kept with their part in `failed`; `finish` retries them.
-        let _ = self.collect(rt, ended);
+        let _ = rt.block_on(self.collect(ended));
     }
 
-    /// Waits for the background part uploads; failed ones are kept to retry.
-    fn settle(&mut self, rt: &Runtime) -> Result<(), ConnectorError> {
-        let all = std::mem::take(&mut self.in_flight);
-        self.collect(rt, all)
-    }
-
-    fn collect(&mut self, rt: &Runtime, handles: Vec<(i32, Bytes, PartHandle)>) -> Result<(), ConnectorError> {
+    async fn collect(&mut self, handles: Vec<(i32, Bytes, PartHandle)>) -> Result<(), ConnectorError> {
         let mut first_error = None;
         for (number, part, handle) in handles {
-            match rt.block_on(handle) {
+            match handle.await {
                 Ok(Ok(etag)) => {
                     self.bytes_uploaded += part.len() as u64;
                     self.done.insert(number, etag);
@@ -264,22 +266,24 @@ impl ObjectUpload {
 
     /// Sends what is left and makes the object visible. Resumable: on error
     /// the state is kept and a later call continues where this one stopped.
-    pub fn finish(&mut self, rt: &Runtime, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
+    /// Runs on the task's I/O runtime (in the background or blocked on).
+    pub async fn finish(&mut self, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
         let tail = self.tail.clone().unwrap_or_default();
         if !self.is_multipart() {
-            return self.put_single(rt, up, tail, tags);
+            return self.put_single(up, tail, tags).await;
         }
-        self.pump(rt, up)?;
+        self.send_queued(up).await?;
         if !tail.is_empty() || self.next_part == 1 {
             let number = self.next_part;
             self.next_part += 1;
-            self.spawn(rt, up, number, tail);
+            self.spawn(up, number, tail).await;
             self.tail = Some(Bytes::new());
         }
         for (number, part) in std::mem::take(&mut self.failed) {
-            self.spawn(rt, up, number, part);
+            self.spawn(up, number, part).await;
         }
-        self.settle(rt)?;
+        let all = std::mem::take(&mut self.in_flight);
+        self.collect(all).await?;
         let parts: Vec<CompletedPart> =
             self.done.iter().map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build()).collect();
         let mut req = up
@@ -292,18 +296,18 @@ impl ObjectUpload {
         if up.conditional {
             req = req.if_none_match("*");
         }
-        match rt.block_on(req.send()) {
+        match req.send().await {
             Ok(_) => {}
             Err(e) if already_exists(&e) => {
                 // Same name, same records: the earlier object stands. Drop our parts.
-                let _ = rt.block_on(
-                    up.client
-                        .abort_multipart_upload()
-                        .bucket(&up.bucket)
-                        .key(&self.key)
-                        .upload_id(self.upload_id.clone().unwrap_or_default())
-                        .send(),
-                );
+                let _ = up
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&up.bucket)
+                    .key(&self.key)
+                    .upload_id(self.upload_id.clone().unwrap_or_default())
+                    .send()
+                    .await;
                 return Ok(());
             }
             Err(e) => {
@@ -321,12 +325,12 @@ impl ObjectUpload {
             }
         }
         if up.tagging && !tags.is_empty() {
-            self.tag(rt, up, tags)?;
+            self.tag(up, tags).await?;
         }
         Ok(())
     }
 
-    fn put_single(&mut self, rt: &Runtime, up: &Uploader, body: Bytes, tags: &str) -> Result<(), ConnectorError> {
+    async fn put_single(&mut self, up: &Uploader, body: Bytes, tags: &str) -> Result<(), ConnectorError> {
         let len = body.len() as u64;
         let mut req = up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body));
         if up.conditional {
@@ -335,7 +339,7 @@ impl ObjectUpload {
         if up.tagging && !tags.is_empty() {
             req = req.tagging(tags);
         }
-        match rt.block_on(req.send()) {
+        match req.send().await {
             Ok(_) => {
                 self.bytes_uploaded += len;
                 Ok(())
@@ -345,7 +349,7 @@ impl ObjectUpload {
         }
     }
 
-    fn tag(&self, rt: &Runtime, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
+    async fn tag(&self, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
         use aws_sdk_s3::types::{Tag, Tagging};
         let mut set = Vec::new();
         for pair in tags.split('&') {
@@ -358,7 +362,13 @@ impl ObjectUpload {
             .set_tag_set(Some(set))
             .build()
             .map_err(|e| ConnectorError::fatal(format!("tagging: {e}")))?;
-        rt.block_on(up.client.put_object_tagging().bucket(&up.bucket).key(&self.key).tagging(tagging).send())
+        up.client
+            .put_object_tagging()
+            .bucket(&up.bucket)
+            .key(&self.key)
+            .tagging(tagging)
+            .send()
+            .await
             .map(|_| ())
             .map_err(|e| classify(&format!("PutObjectTagging of {}", self.key), &e))
     }

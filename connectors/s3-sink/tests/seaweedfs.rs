@@ -161,6 +161,13 @@ fn put(task: &mut S3SinkTask, batch: &[Owned]) -> connector_api::PutOutcome {
     task.put(&records).unwrap()
 }
 
+/// The offsets once every rotated object finished completing (completion
+/// runs in the background; `pre_commit` alone reports what is done so far).
+fn settled(task: &mut S3SinkTask) -> Vec<TopicPartitionOffset> {
+    task.wait_for_completions().unwrap();
+    task.pre_commit().unwrap()
+}
+
 fn committed(offsets: &[TopicPartitionOffset], partition: i32) -> Option<i64> {
     offsets.iter().find(|o| o.topic == "orders" && o.partition == partition).map(|o| o.offset)
 }
@@ -178,16 +185,16 @@ fn objects_have_confluent_names_and_offsets_commit_only_after_completion() {
 
     // Two records: no object complete, nothing may be committed.
     assert!(put(&mut t, &owned(0, 0..2)).failures().is_empty());
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0));
+    assert_eq!(committed(&settled(&mut t), 0), Some(0));
     assert!(s3.keys(&dir).is_empty());
 
     // The third completes the first object.
     put(&mut t, &owned(0, 2..3));
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(3));
+    assert_eq!(committed(&settled(&mut t), 0), Some(3));
 
     put(&mut t, &owned(0, 3..8));
     put(&mut t, &owned(1, 0..4));
-    let offsets = t.pre_commit().unwrap();
+    let offsets = settled(&mut t);
     assert_eq!(committed(&offsets, 0), Some(6), "offsets 6 and 7 are in an open object");
     assert_eq!(committed(&offsets, 1), Some(3));
 
@@ -205,7 +212,7 @@ fn objects_have_confluent_names_and_offsets_commit_only_after_completion() {
 
     // Revoking a partition drops its open object; stop drops the rest.
     t.close(&[TopicPartition::new("orders", 0)]).unwrap();
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), None);
+    assert_eq!(committed(&settled(&mut t), 0), None);
     t.stop().unwrap();
     assert_eq!(s3.keys(&dir).len(), 3);
 }
@@ -220,14 +227,14 @@ fn redelivery_after_a_crash_rewrites_the_same_objects_without_duplicates() {
     let mut first = task(&c);
     first.open(&tps).unwrap();
     put(&mut first, &owned(0, 0..10));
-    assert_eq!(committed(&first.pre_commit().unwrap(), 0), Some(8));
+    assert_eq!(committed(&settled(&mut first), 0), Some(8));
     // The worker dies before committing 8: the last commit it made was 4.
     drop(first);
 
     let mut second = task(&c);
     second.open(&tps).unwrap();
     put(&mut second, &owned(0, 4..13));
-    assert_eq!(committed(&second.pre_commit().unwrap(), 0), Some(12));
+    assert_eq!(committed(&settled(&mut second), 0), Some(12));
     second.stop().unwrap();
 
     let keys = s3.keys(&dir);
@@ -265,7 +272,7 @@ fn large_objects_are_multipart_and_exact_and_crashes_leave_no_open_upload() {
     let mut crashed = task(&c);
     crashed.open(&tps).unwrap();
     put(&mut crashed, &batch(0..120));
-    assert_eq!(committed(&crashed.pre_commit().unwrap(), 0), Some(0));
+    assert_eq!(committed(&settled(&mut crashed), 0), Some(0));
     drop(crashed);
     assert!(s3.keys(&dir).is_empty());
     assert_eq!(s3.open_uploads(&dir).len(), 1, "the crashed task left its multipart upload open");
@@ -276,7 +283,7 @@ fn large_objects_are_multipart_and_exact_and_crashes_leave_no_open_upload() {
     for chunk in (0..200).step_by(50) {
         put(&mut t, &batch(chunk..chunk + 50));
     }
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(200));
+    assert_eq!(committed(&settled(&mut t), 0), Some(200));
     let key = format!("{dir}/orders/partition=0/orders+0+0000000000.bin");
     assert_eq!(s3.keys(&dir), vec![key.clone()]);
     let (body, etag) = s3.get(&key);
@@ -292,7 +299,7 @@ fn large_objects_are_multipart_and_exact_and_crashes_leave_no_open_upload() {
     for chunk in (0..200).step_by(50) {
         put(&mut again, &batch(chunk..chunk + 50));
     }
-    assert_eq!(committed(&again.pre_commit().unwrap(), 0), Some(200));
+    assert_eq!(committed(&settled(&mut again), 0), Some(200));
     assert_eq!(s3.keys(&dir), vec![key.clone()]);
     let (body, _) = s3.get(&key);
     assert!(body == expected, "content differs after re-delivery");
@@ -306,7 +313,7 @@ fn gzip_and_zstd_objects_decompress_to_the_lines() {
         let s3 = Bucket::new();
         let mut t = task(&config(&dir, &[("s3.compression.type", compression), ("flush.size", "100")]));
         put(&mut t, &owned(2, 0..100));
-        assert_eq!(committed(&t.pre_commit().unwrap(), 2), Some(100));
+        assert_eq!(committed(&settled(&mut t), 2), Some(100));
         let key = format!("{dir}/orders/partition=2/orders+2+0000000000.{ext}");
         assert_eq!(s3.keys(&dir), vec![key.clone()]);
         let (body, _) = s3.get(&key);
@@ -338,7 +345,7 @@ fn bad_records_are_reported_by_index_and_do_not_hold_offsets_back() {
     assert!(failures[0].error.message().contains("not JSON"), "{:?}", failures[0].error);
     assert!(failures[1].error.message().contains("behavior.on.null.values"), "{:?}", failures[1].error);
     // Records 0 and 3 complete an object; 1 and 2 are the runtime's to settle.
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(4));
+    assert_eq!(committed(&settled(&mut t), 0), Some(4));
     let key = format!("{dir}/orders/partition=0/orders+0+0000000000.json");
     assert_eq!(s3.keys(&dir), vec![key.clone()]);
     assert_eq!(s3.text(&key), format!("{}\n{}\n", json(0), json(3)));
@@ -352,7 +359,7 @@ fn a_failed_record_before_an_open_object_does_not_let_the_offset_pass_it() {
     batch[2].value = None;
     assert_eq!(put(&mut t, &batch).failures().len(), 1);
     // 0, 1 and 3 are in the open object: nothing is durable yet.
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0));
+    assert_eq!(committed(&settled(&mut t), 0), Some(0));
     t.stop().unwrap();
 }
 
@@ -374,7 +381,7 @@ fn field_and_time_partitioners_write_deterministic_paths() {
     batch[2].timestamp = Some(1_700_000_000_000 + 3_600_000);
     batch[3].timestamp = Some(1_700_000_000_000 + 3_600_000);
     put(&mut t, &batch);
-    let offsets = t.pre_commit().unwrap();
+    let offsets = settled(&mut t);
     // Offset 2 opened the 23h object and 0..1 finished: objects [0,1] and [2,3] complete.
     assert_eq!(committed(&offsets, 0), Some(4));
     assert_eq!(
@@ -395,7 +402,7 @@ fn field_and_time_partitioners_write_deterministic_paths() {
     );
     let mut t = task(&c);
     put(&mut t, &owned(0, 0..3));
-    let offsets = t.pre_commit().unwrap();
+    let offsets = settled(&mut t);
     assert_eq!(committed(&offsets, 0), Some(0), "every field value is its own open object");
     t.stop().unwrap();
     assert!(s3.keys(&dir).is_empty());
@@ -428,7 +435,7 @@ fn max_open_files_rotates_the_oldest_object() {
     let mut t = task(&config(&dir, &[("s3.max.open.files", "1"), ("flush.size", "100")]));
     put(&mut t, &owned(0, 0..2));
     put(&mut t, &owned(1, 0..1));
-    let offsets = t.pre_commit().unwrap();
+    let offsets = settled(&mut t);
     assert_eq!(committed(&offsets, 0), Some(2));
     assert_eq!(committed(&offsets, 1), Some(0));
     assert_eq!(s3.keys(&dir), vec![format!("{dir}/orders/partition=0/orders+0+0000000000.json")]);
@@ -448,7 +455,7 @@ fn hundred_thousand_records_over_four_partitions_land_exactly_once_in_order() {
         let batch: Vec<Owned> = (0..4).flat_map(|p| owned(p, chunk..chunk + 500)).collect();
         assert!(put(&mut t, &batch).failures().is_empty());
     }
-    let offsets = t.pre_commit().unwrap();
+    let offsets = settled(&mut t);
     let elapsed = started.elapsed();
     eprintln!("100000 records in {elapsed:?} ({:.0} records/s)", 100_000.0 / elapsed.as_secs_f64());
     for p in 0..4 {
@@ -491,7 +498,9 @@ fn an_unreachable_store_is_a_retriable_error_and_commits_nothing() {
         .iter()
         .map(|r| SinkRecord::new(&r.topic, r.partition, r.offset, r.timestamp, None, r.value.as_deref(), &[]))
         .collect();
-    let err = t.put(&records).unwrap_err();
+    // The object completes in the background: its failure surfaces on the
+    // next put or when the completions are waited for.
+    let err = t.put(&records).and_then(|_| t.wait_for_completions()).unwrap_err();
     assert_eq!(err.kind(), connector_api::ErrorKind::Retriable, "{err:?}");
     assert!(err.message().contains("PutObject"), "{err:?}");
     assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0), "nothing is durable");
@@ -509,7 +518,7 @@ fn record_time_rotation_is_deterministic() {
     let mut t = task(&c);
     // Timestamps 1_700_000_000_000 + offset: records 0..9 span 9 ms, record 10 starts the next object.
     put(&mut t, &owned(0, 0..25));
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(20));
+    assert_eq!(committed(&settled(&mut t), 0), Some(20));
     assert_eq!(
         s3.keys(&dir),
         vec![
@@ -527,7 +536,7 @@ fn object_tagging_records_the_offsets() {
     let s3 = Bucket::new();
     let mut t = task(&config(&dir, &[("s3.object.tagging", "true")]));
     put(&mut t, &owned(0, 5..8));
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(8));
+    assert_eq!(committed(&settled(&mut t), 0), Some(8));
     let key = format!("{dir}/orders/partition=0/orders+0+0000000005.json");
     let out = s3.rt.block_on(s3.client.get_object_tagging().bucket(&s3.bucket).key(&key).send()).unwrap();
     let mut tags: Vec<(String, String)> =
@@ -548,7 +557,7 @@ fn null_values_are_ignored_or_written_under_the_tombstone_path() {
 
     let mut t = task(&config(&format!("{dir}/ignore"), &[("behavior.on.null.values", "ignore")]));
     assert!(put(&mut t, &batch).failures().is_empty());
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(4), "0, 2, 3 fill an object, 1 is ignored");
+    assert_eq!(committed(&settled(&mut t), 0), Some(4), "0, 2, 3 fill an object, 1 is ignored");
     assert_eq!(
         s3.text(&format!("{dir}/ignore/orders/partition=0/orders+0+0000000000.json")),
         format!("{}\n{}\n{}\n", json(0), json(2), json(3))
@@ -556,7 +565,7 @@ fn null_values_are_ignored_or_written_under_the_tombstone_path() {
 
     let mut t = task(&config(&format!("{dir}/write"), &[("behavior.on.null.values", "write"), ("flush.size", "1")]));
     assert!(put(&mut t, &batch[..2]).failures().is_empty());
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(2));
+    assert_eq!(committed(&settled(&mut t), 0), Some(2));
     assert_eq!(s3.text(&format!("{dir}/write/orders/tombstone/orders+0+0000000001.json")), "null\n");
     assert_eq!(s3.text(&format!("{dir}/write/orders/partition=0/orders+0+0000000000.json")), json(0) + "\n");
 }
@@ -581,7 +590,7 @@ fn parquet_objects_read_back_with_the_expected_rows_and_types() {
         let outcome = put(&mut t, &batch);
         assert_eq!(outcome.failures().iter().map(|f| f.index).collect::<Vec<_>>(), vec![2]);
         assert!(outcome.failures()[0].error.message().contains("\"id\""), "{:?}", outcome.failures()[0].error);
-        assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(5));
+        assert_eq!(committed(&settled(&mut t), 0), Some(5));
         let key = format!("{dir}/orders/partition=0/orders+0+0000000000.{ext}");
         assert_eq!(s3.keys(&dir), vec![key.clone()]);
         let reader = SerializedFileReader::new(bytes::Bytes::from(s3.get(&key).0)).unwrap();
