@@ -50,6 +50,12 @@ impl KafkaSettings {
             // a put or poll must return within this (30 s by default).
             .set("max.poll.interval.ms", (self.session_timeout_ms * 3).max(30_000).to_string())
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            // Prefetch 16 MiB per task instead of librdkafka's 64 MiB (a quarter
+            // of the worker's memory in dev/bench), and when that queue is full
+            // look again after 10 ms, not 1 s: with the default backoff a small
+            // queue halved throughput; with this one it was faster than 64 MiB.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.queue.backoff.ms", "10")
             .set("partition.assignment.strategy", "cooperative-sticky")
             // Notice topics created after subscribing within seconds, not
             // librdkafka's default five minutes.
