@@ -204,7 +204,9 @@ impl S3SinkTask {
 
     /// Takes one record: Ok(()) accepted or ignored, Err(msg) a bad record.
     /// An `Err` of the outer result is a task-level failure.
-    fn take(&mut self, r: &SinkRecord<'_>) -> Result<Result<(), String>, ConnectorError> {
+    /// `now` is the wall clock of the batch (read once per put: per record it
+    /// was a few percent of the task's CPU).
+    fn take(&mut self, r: &SinkRecord<'_>, now: i64) -> Result<Result<(), String>, ConnectorError> {
         let cfg = Arc::clone(&self.cfg);
         let value = r.value();
         if value.is_none() {
@@ -228,7 +230,6 @@ impl S3SinkTask {
             },
             _ => None,
         };
-        let now = now_ms();
         let encoded = if value.is_none() {
             cfg.tombstone_partition.clone()
         } else {
@@ -384,9 +385,16 @@ impl S3SinkTask {
             state.completing.push(c);
             return Err(err);
         }
+        // What waits in memory outside the open objects stays bounded by the
+        // part permits: full parts still queued are sent now (waiting for
+        // permits here, like any part), and the last part takes its permit
+        // before the object is handed to the background. A failure to start
+        // the upload is left to the background completion, which retries it.
+        let _ = upload.pump(&self.rt, &self.up);
+        let reserved = self.rt.block_on(self.up.permits.clone().acquire_owned()).ok();
         let (up, tags) = (self.up.clone(), tags(start_offset, end_offset, records));
         c.state = Completion::Running(self.rt.spawn(async move {
-            let result = upload.finish(&up, &tags).await;
+            let result = upload.finish(&up, &tags, reserved).await;
             (upload, result)
         }));
         state.completing.push(c);
@@ -458,7 +466,7 @@ impl S3SinkTask {
                 let tags = tags(c.start_offset, c.end_offset, c.records);
                 match &mut c.state {
                     Completion::Waiting(upload) => {
-                        if let Err(e) = self.rt.block_on(upload.finish(&self.up, &tags)) {
+                        if let Err(e) = self.rt.block_on(upload.finish(&self.up, &tags, None)) {
                             self.host.warn(
                                 "S3 object not completed yet; its records stay uncommitted",
                                 &[("key", &c.key), ("error", e.message())],
@@ -582,6 +590,7 @@ impl SinkTask for S3SinkTask {
         // while one is pending (the runtime backs off on the Retriable error).
         self.complete_pending()?;
         let mut outcome = PutOutcome::accepted();
+        let now = now_ms();
         for (i, r) in records.iter().enumerate() {
             let tp: Tp = (r.topic().to_string(), r.partition());
             let state = self.partitions.entry(tp.clone()).or_default();
@@ -592,7 +601,7 @@ impl SinkTask for S3SinkTask {
                 }
                 continue;
             }
-            if let Err(message) = self.take(r)? {
+            if let Err(message) = self.take(r, now)? {
                 let error = ConnectorError::bad_record(format!(
                     "{}/{} offset {}: {message}",
                     r.topic(),

@@ -20,7 +20,11 @@ use aws_sdk_s3::{
 };
 use bytes::Bytes;
 use connector_api::ConnectorError;
-use tokio::{runtime::Runtime, sync::Semaphore, task::JoinHandle};
+use tokio::{
+    runtime::Runtime,
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinHandle,
+};
 
 use crate::config::S3SinkConfig;
 
@@ -111,8 +115,11 @@ pub struct Uploader {
     pub tagging: bool,
 }
 
-/// A background part upload: its ETag or why it failed.
-type PartHandle = JoinHandle<Result<String, ConnectorError>>;
+/// A background part upload: its ETag, or why it failed and the part's bytes
+/// to send again. The bytes live in the future only, so they are freed the
+/// moment S3 has them, whenever the task next looks (dev/bench: parts kept
+/// until then were a quarter of the worker's memory).
+type PartHandle = JoinHandle<Result<String, (ConnectorError, Bytes)>>;
 
 /// One object being written.
 pub struct ObjectUpload {
@@ -122,7 +129,9 @@ pub struct ObjectUpload {
     /// Full parts not yet handed to a background upload.
     queued: Vec<Bytes>,
     /// Parts being uploaded, with their bytes kept for a retry.
-    in_flight: Vec<(i32, Bytes, PartHandle)>,
+    in_flight: Vec<(i32, usize, PartHandle)>,
+    /// A part's bytes were lost with its upload future (it panicked).
+    lost: bool,
     /// Parts that failed past the SDK's retries, to send again.
     failed: Vec<(i32, Bytes)>,
     done: BTreeMap<i32, String>,
@@ -139,6 +148,7 @@ impl ObjectUpload {
             next_part: 1,
             queued: Vec::new(),
             in_flight: Vec::new(),
+            lost: false,
             failed: Vec::new(),
             done: BTreeMap::new(),
             tail: None,
@@ -197,17 +207,21 @@ impl ObjectUpload {
         for part in std::mem::take(&mut self.queued) {
             let number = self.next_part;
             self.next_part += 1;
-            self.spawn(up, number, part).await;
+            self.spawn(up, number, part, None).await;
         }
         Ok(())
     }
 
-    async fn spawn(&mut self, up: &Uploader, number: i32, part: Bytes) {
+    /// Sends one part in the background under `permit`, or under one waited
+    /// for here (not inside the spawned future: that is the backpressure).
+    async fn spawn(&mut self, up: &Uploader, number: i32, part: Bytes, permit: Option<OwnedSemaphorePermit>) {
         let upload_id = self.upload_id.clone().unwrap_or_default();
-        // Waiting here (not inside the spawned future) is the backpressure.
-        // The semaphore is never closed, so acquiring only fails if it were.
-        let permit = up.permits.clone().acquire_owned().await.ok();
-        let (client, bucket, key, body) = (up.client.clone(), up.bucket.clone(), self.key.clone(), part.clone());
+        let permit = match permit {
+            Some(p) => Some(p),
+            // The semaphore is never closed, so acquiring cannot fail.
+            None => up.permits.clone().acquire_owned().await.ok(),
+        };
+        let (client, bucket, key, len) = (up.client.clone(), up.bucket.clone(), self.key.clone(), part.len());
         let handle = tokio::spawn(async move {
             let _permit = permit;
             let res = client
@@ -216,15 +230,15 @@ impl ObjectUpload {
                 .key(&key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(body))
+                .body(ByteStream::from(part.clone()))
                 .send()
                 .await;
             match res {
                 Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
-                Err(e) => Err(classify(&format!("UploadPart {number} of {key}"), &e)),
+                Err(e) => Err((classify(&format!("UploadPart {number} of {key}"), &e), part)),
             }
         });
-        self.in_flight.push((number, part, handle));
+        self.in_flight.push((number, len, handle));
     }
 
     /// Collects part uploads that already ended, so their bytes are freed as
@@ -240,26 +254,37 @@ impl ObjectUpload {
         let _ = rt.block_on(self.collect(ended));
     }
 
-    async fn collect(&mut self, handles: Vec<(i32, Bytes, PartHandle)>) -> Result<(), ConnectorError> {
+    async fn collect(&mut self, handles: Vec<(i32, usize, PartHandle)>) -> Result<(), ConnectorError> {
         let mut first_error = None;
-        for (number, part, handle) in handles {
+        for (number, len, handle) in handles {
             match handle.await {
                 Ok(Ok(etag)) => {
-                    self.bytes_uploaded += part.len() as u64;
+                    self.bytes_uploaded += len as u64;
                     self.done.insert(number, etag);
                 }
-                Ok(Err(e)) => {
+                Ok(Err((e, part))) => {
                     self.failed.push((number, part));
                     first_error.get_or_insert(e);
                 }
                 Err(join) => {
-                    self.failed.push((number, part));
-                    first_error.get_or_insert(ConnectorError::retriable(format!(
-                        "part upload of {} stopped: {join}",
+                    // The part's bytes went with the future: this object can
+                    // no longer be completed; its records come again from
+                    // the committed offset once the task restarts.
+                    self.lost = true;
+                    first_error.get_or_insert(ConnectorError::fatal(format!(
+                        "part {number} upload of {} stopped ({join}); the task must restart from the committed offset",
                         self.key
                     )));
                 }
             }
+        }
+        if self.lost {
+            return Err(first_error.unwrap_or_else(|| {
+                ConnectorError::fatal(format!(
+                    "{} lost a part; the task must restart from the committed offset",
+                    self.key
+                ))
+            }));
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -267,20 +292,29 @@ impl ObjectUpload {
     /// Sends what is left and makes the object visible. Resumable: on error
     /// the state is kept and a later call continues where this one stopped.
     /// Runs on the task's I/O runtime (in the background or blocked on).
-    pub async fn finish(&mut self, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
+    /// `reserved` is a part permit taken for the last part before the object
+    /// was handed over, so waiting tails count against the permits too.
+    pub async fn finish(
+        &mut self,
+        up: &Uploader,
+        tags: &str,
+        reserved: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ConnectorError> {
         let tail = self.tail.clone().unwrap_or_default();
         if !self.is_multipart() {
-            return self.put_single(up, tail, tags).await;
+            let result = self.put_single(up, tail, tags).await;
+            drop(reserved);
+            return result;
         }
         self.send_queued(up).await?;
         if !tail.is_empty() || self.next_part == 1 {
             let number = self.next_part;
             self.next_part += 1;
-            self.spawn(up, number, tail).await;
+            self.spawn(up, number, tail, reserved).await;
             self.tail = Some(Bytes::new());
         }
         for (number, part) in std::mem::take(&mut self.failed) {
-            self.spawn(up, number, part).await;
+            self.spawn(up, number, part, None).await;
         }
         let all = std::mem::take(&mut self.in_flight);
         self.collect(all).await?;
