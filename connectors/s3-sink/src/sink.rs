@@ -218,15 +218,12 @@ impl S3SinkTask {
                 NullBehavior::Write => {}
             }
         }
-        let needs_json = cfg.partitioner.needs_json() || cfg.format == Format::Parquet;
-        let json = match (value, needs_json) {
+        // Parquet rows are parsed into their columns directly; a `Value` is
+        // built only for a partitioner reading fields (or a schema to infer).
+        let json = match (value, cfg.partitioner.needs_json()) {
             (Some(v), true) => match serde_json::from_slice::<Value>(v) {
                 Ok(j) => Some(j),
-                Err(e) => {
-                    return Ok(Err(format!(
-                        "value is not JSON ({e}) but partitioner.class or format.class=parquet needs a JSON value"
-                    )))
-                }
+                Err(e) => return Ok(Err(format!("value is not JSON ({e}) but partitioner.class needs a JSON value"))),
             },
             _ => None,
         };
@@ -269,15 +266,22 @@ impl S3SinkTask {
                 Format::Parquet => {
                     // Explicit columns, or those of the object's first record
                     // (deterministic: the same first record after a re-delivery).
-                    let schema = match (&cfg.parquet_schema, json.as_ref()) {
-                        (Some(s), _) => s.clone(),
-                        (None, Some(v)) => match Schema::infer(v) {
-                            Ok(s) => s,
-                            Err(e) => return Ok(Err(e)),
-                        },
-                        (None, None) => return Ok(Err("a null value cannot be a parquet row".into())),
+                    let inferred = match (&cfg.parquet_schema, json.as_ref(), value) {
+                        (Some(s), _, _) => Ok(s.clone()),
+                        (None, Some(j), _) => Schema::infer(j),
+                        (None, None, Some(v)) => serde_json::from_slice::<Value>(v)
+                            .map_err(|e| format!("value is not JSON ({e}); format.class=parquet needs JSON objects"))
+                            .and_then(|j| Schema::infer(&j)),
+                        (None, None, None) => Err("a null value cannot be a parquet row".into()),
                     };
-                    let object = ParquetObject::new(schema, cfg.parquet_codec, cfg.part_size)
+                    let schema = match inferred {
+                        Ok(s) => s,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    // Row groups of half a part of values: an open object holds
+                    // its buffered rows and its encoded bytes until a part is
+                    // full, and eight of them had to fit in the worker's memory.
+                    let object = ParquetObject::new(schema, cfg.parquet_codec, cfg.part_size / 2)
                         .map_err(|e| ConnectorError::config(format!("parquet.schema: {e}")))?;
                     Body::Parquet(Box::new(object))
                 }
@@ -318,12 +322,12 @@ impl S3SinkTask {
                 self.line.len()
             }
             Body::Parquet(object) => {
-                let row = json.as_ref().unwrap_or(&Value::Null);
-                if let Err(e) = object.push(row) {
+                let Some(v) = value else { return Ok(Err("a null value cannot be a parquet row".into())) };
+                if let Err(e) = object.push_json(v) {
                     // Nothing was added: the record is bad, the object unchanged.
-                    return Ok(Err(e));
+                    return Ok(Err(format!("value is not a parquet row of this object: {e}")));
                 }
-                value.map_or(0, <[u8]>::len)
+                v.len()
             }
         };
         w.records += 1;
