@@ -76,9 +76,17 @@ struct Args {
     /// (repeatable), e.g. queued.max.messages.kbytes=16384 to see its share of RSS.
     #[arg(long = "worker-kafka", value_name = "PROP=VALUE")]
     worker_kafka: Vec<String>,
+    /// Extra s3-sink connector setting (repeatable; applied after the format's
+    /// own), e.g. s3.compression.level=1 to see what the gzip level costs.
+    #[arg(long = "sink", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    sink: Vec<(String, String)>,
     /// Do not run `perf record` on the worker.
     #[arg(long)]
     no_perf: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -393,6 +401,9 @@ fn connector_config(ctx: &Ctx, topic: &str, dir: &str, format: &str, flush: u64)
     };
     for (k, v) in fields {
         c[*k] = json!(v);
+    }
+    for (k, v) in &ctx.args.sink {
+        c[k.as_str()] = json!(v);
     }
     c
 }
@@ -726,7 +737,7 @@ fn write_results(
     let _ = writeln!(md, "# Kafka → S3 benchmark, {}\n", now.format("%Y-%m-%d %H:%M UTC"));
     let _ = writeln!(
         md,
-        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by}); the paired ratio uses an upload ceiling re-measured (a quarter of the objects) just before each sluice run, since the load of this shared machine moves between phases\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
+        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}; extra sink settings {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by}); the paired ratio uses an upload ceiling re-measured (a quarter of the objects) just before each sluice run, since the load of this shared machine moves between phases\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
         if dirty { " (with uncommitted changes in runtime/ or connectors/s3-sink/)" } else { "" },
         machine.cores,
         machine.cpu_model,
@@ -739,6 +750,11 @@ fn write_results(
         a.upload_concurrency,
         max_buffered_bytes(flush, a.size) / MIB,
         if a.worker_kafka.is_empty() { "(none)".to_string() } else { a.worker_kafka.join(" ") },
+        if a.sink.is_empty() {
+            "(none)".to_string()
+        } else {
+            a.sink.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        },
     );
     let _ = writeln!(md, "| measurement | records/s | MB/s | seconds | ratio to ceiling | ratio to paired ceiling | worker peak RSS MiB | CPU s/M rec | broker CPU s | S3 server CPU s | harness CPU s | load before |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -862,6 +878,7 @@ fn write_results(
             "records": rows[0].records, "record_bytes": a.size, "partitions": PARTITIONS, "flush_size": flush,
             "part_size": a.part_size, "upload_concurrency": a.upload_concurrency, "tiny": a.tiny,
             "max_buffered_bytes": max_buffered_bytes(flush, a.size), "worker_kafka": a.worker_kafka,
+            "sink": a.sink.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         },
         "ceiling_mb_per_s": ceiling,
         "ceiling_bound_by": ceiling_by,

@@ -13,6 +13,7 @@
 //! - `pre_commit` reports, per partition, only offsets whose records are in
 //!   completed objects (or were failed/ignored) ([`sink`]).
 
+pub mod completion;
 pub mod config;
 pub mod format;
 pub mod gzip;

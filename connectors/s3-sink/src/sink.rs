@@ -16,9 +16,10 @@ use std::{
 
 use connector_api::{ConnectorError, Host, PutOutcome, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset};
 use serde_json::Value;
-use tokio::{runtime::Runtime, sync::Semaphore, task::JoinHandle};
+use tokio::{runtime::Runtime, sync::Semaphore};
 
 use crate::{
+    completion::Completing,
     config::{Compression, Format, NullBehavior, S3SinkConfig},
     format::{Body, RecordEncoder, Stream},
     gzip::GzipPool,
@@ -49,50 +50,6 @@ struct Writer {
     seq: u64,
     body: Option<Body>,
     upload: ObjectUpload,
-}
-
-/// A rotated object, its last bytes handed to `upload`. Completing it (the
-/// last parts, CompleteMultipartUpload) runs on the I/O runtime while the
-/// task keeps consuming: waiting for it on the task thread left the uploads
-/// idle at every rotation (dev/bench: JSON at 0.55× the upload ceiling).
-struct Completing {
-    start_offset: i64,
-    end_offset: i64,
-    records: u64,
-    key: String,
-    /// Rotation order, to wait for the oldest when too many run.
-    seq: u64,
-    state: Completion,
-}
-
-enum Completion {
-    /// Finishing in the background; the future hands the upload back.
-    Running(JoinHandle<(ObjectUpload, Result<(), ConnectorError>)>),
-    /// Failed: retried, blocking, before the task takes more records.
-    Waiting(ObjectUpload),
-    /// In S3: dropped from the list.
-    Done,
-    /// The background future died (panic): the upload's state is gone, so
-    /// only a restart from the committed offset can rewrite the object.
-    Lost(ConnectorError),
-}
-
-impl Completing {
-    fn is_running(&self) -> bool {
-        matches!(self.state, Completion::Running(_))
-    }
-}
-
-/// The object tags Confluent's sink writes (`s3.object.tagging`).
-fn tags(start_offset: i64, end_offset: i64, records: u64) -> String {
-    format!("startOffset={start_offset}&endOffset={end_offset}&recordCount={records}")
-}
-
-fn count_completed(host: &Host, key: &str, records: u64, bytes: u64) {
-    host.debug("S3 object written", &[("key", key), ("records", &records.to_string()), ("bytes", &bytes.to_string())]);
-    host.counter("s3_sink_objects_total", "Objects completed in S3", &[], 1.0);
-    host.counter("s3_sink_records_total", "Records in completed S3 objects", &[], records as f64);
-    host.counter("s3_sink_bytes_total", "Bytes in completed S3 objects", &[], bytes as f64);
 }
 
 #[derive(Default)]
@@ -373,35 +330,14 @@ impl S3SinkTask {
         let Some(state) = self.partitions.get_mut(tp) else { return Ok(()) };
         let Some(w) = state.writers.remove(encoded) else { return Ok(()) };
         let Writer { start_offset, end_offset, records, body, mut upload, .. } = w;
+        let span = (start_offset, end_offset, records);
         self.seq += 1;
-        let mut c = Completing {
-            start_offset,
-            end_offset,
-            records,
-            key: upload.key.clone(),
-            seq: self.seq,
-            state: Completion::Done,
-        };
         if let Some(Err(e)) = body.map(|b| b.finish().map(|tail| upload.set_tail(tail))) {
-            // The object stays listed (and holds the offset back) though it can never complete.
             let err = ConnectorError::fatal(format!("finishing {}: {e}", upload.key));
-            c.state = Completion::Lost(err.clone());
-            state.completing.push(c);
+            state.completing.push(Completing::lost(upload.key.clone(), span, self.seq, err.clone()));
             return Err(err);
         }
-        // What waits in memory outside the open objects stays bounded by the
-        // part permits: full parts still queued are sent now (waiting for
-        // permits here, like any part), and the last part takes its permit
-        // before the object is handed to the background. A failure to start
-        // the upload is left to the background completion, which retries it.
-        let _ = upload.pump(&self.rt, &self.up);
-        let reserved = self.rt.block_on(self.up.permits.clone().acquire_owned()).ok();
-        let (up, tags) = (self.up.clone(), tags(start_offset, end_offset, records));
-        c.state = Completion::Running(self.rt.spawn(async move {
-            let result = upload.finish(&up, &tags, reserved).await;
-            (upload, result)
-        }));
-        state.completing.push(c);
+        state.completing.push(Completing::start(&self.rt, &self.up, upload, span, self.seq));
         // Each running completion holds its last part: bound them like part uploads.
         while self.running_completions() > self.cfg.upload_concurrency {
             self.wait_oldest_completion();
@@ -426,36 +362,14 @@ impl S3SinkTask {
     }
 
     /// Collects the background completions of `tp` that already ended, and
-    /// waits for those `wait_for` selects: completed objects are counted and
-    /// dropped, failed ones wait for a retry.
+    /// waits for those `wait_for` selects; completed objects are dropped.
     fn settle(&mut self, tp: &Tp, wait_for: impl Fn(&Completing) -> bool) {
         let Some(state) = self.partitions.get_mut(tp) else { return };
         for c in &mut state.completing {
-            let ended =
-                matches!(&c.state, Completion::Running(h) if h.is_finished()) || (c.is_running() && wait_for(c));
-            if !ended {
-                continue;
-            }
-            let Completion::Running(handle) = std::mem::replace(&mut c.state, Completion::Done) else { continue };
-            c.state = match self.rt.block_on(handle) {
-                Ok((upload, Ok(()))) => {
-                    count_completed(&self.host, &c.key, c.records, upload.bytes_uploaded);
-                    Completion::Done
-                }
-                Ok((upload, Err(e))) => {
-                    self.host.warn(
-                        "S3 object not completed yet; its records stay uncommitted",
-                        &[("key", &c.key), ("error", e.message())],
-                    );
-                    Completion::Waiting(upload)
-                }
-                Err(join) => Completion::Lost(ConnectorError::fatal(format!(
-                    "completing {} stopped ({join}); the task must restart from the committed offset",
-                    c.key
-                ))),
-            };
+            let wait = wait_for(c);
+            c.collect(&self.rt, &self.host, wait);
         }
-        state.completing.retain(|c| !matches!(c.state, Completion::Done));
+        state.completing.retain(|c| !c.is_done());
     }
 
     /// Collects ended completions of every partition, then retries failed ones
@@ -466,25 +380,9 @@ impl S3SinkTask {
         for tp in tps {
             self.settle(&tp, |_| false);
             let Some(state) = self.partitions.get_mut(&tp) else { continue };
-            for c in &mut state.completing {
-                let tags = tags(c.start_offset, c.end_offset, c.records);
-                match &mut c.state {
-                    Completion::Waiting(upload) => {
-                        if let Err(e) = self.rt.block_on(upload.finish(&self.up, &tags, None)) {
-                            self.host.warn(
-                                "S3 object not completed yet; its records stay uncommitted",
-                                &[("key", &c.key), ("error", e.message())],
-                            );
-                            return Err(e);
-                        }
-                        count_completed(&self.host, &c.key, c.records, upload.bytes_uploaded);
-                        c.state = Completion::Done;
-                    }
-                    Completion::Lost(e) => return Err(e.clone()),
-                    Completion::Running(_) | Completion::Done => {}
-                }
-            }
-            state.completing.retain(|c| !matches!(c.state, Completion::Done));
+            let result = state.completing.iter_mut().try_for_each(|c| c.retry(&self.rt, &self.up, &self.host));
+            state.completing.retain(|c| !c.is_done());
+            result?;
         }
         Ok(())
     }
@@ -529,24 +427,11 @@ impl S3SinkTask {
             .collect()
     }
 
-    /// Drops the partition's objects. A completion running in the background
-    /// is waited for (cancelling it could leave an upload a later owner must
-    /// clean); an object it completed holds records this task never
-    /// committed, which the next owner writes again under the same name.
+    /// Drops the partition's objects (completions running are waited for).
     fn abort_partition(&mut self, tp: &Tp) {
         let Some(state) = self.partitions.remove(tp) else { return };
         let mut uploads: Vec<ObjectUpload> = state.writers.into_values().map(|w| w.upload).collect();
-        for c in state.completing {
-            match c.state {
-                Completion::Running(handle) => {
-                    if let Ok((upload, Err(_))) = self.rt.block_on(handle) {
-                        uploads.push(upload);
-                    }
-                }
-                Completion::Waiting(upload) => uploads.push(upload),
-                Completion::Done | Completion::Lost(_) => {}
-            }
-        }
+        uploads.extend(state.completing.into_iter().filter_map(|c| c.into_abandoned(&self.rt)));
         for mut upload in uploads {
             if let Err(e) = upload.abort(&self.rt, &self.up) {
                 self.host.warn(
