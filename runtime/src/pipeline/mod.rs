@@ -1,5 +1,5 @@
 //! Task pipelines: each task runs on its own thread (plugin calls may block).
-//! `sink.rs` consumes → puts → commits the settled watermark; `source.rs`
+//! `sink/` consumes → puts → commits the settled watermark; `source.rs`
 //! polls → produces → stores source offsets after acknowledgement.
 
 pub mod budget;
