@@ -40,25 +40,50 @@ pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// A librdkafka client context that feeds `sluice_broker_connections` for
 /// its client from the statistics callback (`statistics.interval.ms` must be
-/// set on the client, e.g. to [`STATISTICS_INTERVAL_MS`]).
+/// set on the client, e.g. to [`STATISTICS_INTERVAL_MS`]). The client's
+/// series goes away with the client (a stopped task's clients leave no
+/// stale gauge behind).
 pub struct BrokerStats {
-    client: &'static str,
+    client: String,
 }
 
 impl BrokerStats {
-    pub fn new(client: &'static str) -> BrokerStats {
-        BrokerStats { client }
+    pub fn new(client: impl Into<String>) -> BrokerStats {
+        BrokerStats { client: client.into() }
     }
-}
 
-impl ClientContext for BrokerStats {
-    fn stats(&self, statistics: Statistics) {
+    /// Kafka Connect's client ids for a task's clients:
+    /// `connector-consumer-<connector>-<task>`, `connector-producer-…`,
+    /// `connector-dlq-producer-…`.
+    pub fn task(role: &str, connector: &str, task: i32) -> BrokerStats {
+        BrokerStats::new(format!("connector-{role}-{connector}-{task}"))
+    }
+
+    /// Feeds the gauge (for contexts that wrap this one).
+    pub fn record(&self, statistics: &Statistics) {
         // Bootstrap and logical brokers (the group coordinator) have node id
         // -1: they are extra names for connections already counted, or none.
         let up = statistics.brokers.values().filter(|b| b.nodeid >= 0 && b.state == "UP").count();
         if let Some(gauge) = BROKER_CONNECTIONS.get() {
-            gauge.with_label_values(&[self.client]).set(up as f64);
+            gauge.with_label_values(&[self.client.as_str()]).set(up as f64);
         }
+    }
+}
+
+impl Drop for BrokerStats {
+    fn drop(&mut self) {
+        if let Some(gauge) = BROKER_CONNECTIONS.get() {
+            let _ = gauge.remove_label_values(&[self.client.as_str()]);
+        }
+    }
+}
+
+/// A producer whose connections count in `sluice_broker_connections`.
+pub type CountedProducer = rdkafka::producer::FutureProducer<BrokerStats>;
+
+impl ClientContext for BrokerStats {
+    fn stats(&self, statistics: Statistics) {
+        self.record(&statistics);
     }
 }
 

@@ -87,4 +87,44 @@ fn a_running_worker_reports_its_broker_connections() {
             metric(&w, "sluice_broker_connections", &label).filter(|v| *v > 0.0)
         });
     }
+    // A task's clients count too, under Kafka Connect's client ids, and
+    // leave no series behind once the connector is gone.
+    let topic = unique("brokers-topic");
+    let (source, sink) = (unique("brokers-source"), unique("brokers-sink"));
+    let out = tempfile::tempdir().expect("temp dir");
+    let connectors = [
+        json!({"name": source, "config": {
+            "connector.class": "example-counter-source", "topic": topic, "counter.max": "1000000",
+        }}),
+        json!({"name": sink, "config": {
+            "connector.class": "example-file-sink", "topics": topic,
+            "file": out.path().join("out.txt").to_string_lossy(),
+            "errors.tolerance": "all", "errors.deadletterqueue.topic.name": unique("brokers-dlq"),
+        }}),
+    ];
+    for body in &connectors {
+        let (code, created) = w.request("POST", "/connectors", Some(&body.to_string()));
+        assert_eq!(code, 201, "{created}");
+    }
+    let clients = [
+        format!("connector-producer-{source}-0"),
+        format!("connector-consumer-{sink}-0"),
+        format!("connector-dlq-producer-{sink}-0"),
+    ];
+    for client in &clients {
+        let label = format!("client=\"{client}\"");
+        wait_until(&format!("sluice_broker_connections{{{label}}} > 0"), Duration::from_secs(60), || {
+            metric(&w, "sluice_broker_connections", &label).filter(|v| *v > 0.0)
+        });
+    }
+    for name in [&source, &sink] {
+        let (code, answer) = w.request("DELETE", &format!("/connectors/{name}"), None);
+        assert_eq!(code, 204, "{answer}");
+    }
+    for client in &clients {
+        let label = format!("client=\"{client}\"");
+        wait_until(&format!("the series {label} to go away"), Duration::from_secs(60), || {
+            metric(&w, "sluice_broker_connections", &label).is_none().then_some(())
+        });
+    }
 }

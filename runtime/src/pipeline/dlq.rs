@@ -7,8 +7,10 @@ use anyhow::anyhow;
 use connector_api::{ConnectorError, ErrorKind};
 use rdkafka::{
     message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    producer::{DeliveryFuture, FutureRecord},
 };
+
+use crate::metrics::CountedProducer;
 
 /// A failed record, borrowed from the consumer's message (sink side) or the
 /// plugin's record (source side).
@@ -59,7 +61,7 @@ pub struct ErrorContext<'a> {
 /// Queues the record to `topic`; the caller waits for the acknowledgement
 /// before the record counts as settled.
 pub fn send(
-    producer: &FutureProducer,
+    producer: &CountedProducer,
     topic: &str,
     record: &FailedRecord<'_>,
     error: &ConnectorError,

@@ -18,7 +18,11 @@ use std::{
 };
 
 use crate::{
-    cluster::Cluster, connector_config::RuntimeConfig, host::PluginMetrics, metrics::Metrics, plugins::ConnectorClass,
+    cluster::Cluster,
+    connector_config::RuntimeConfig,
+    host::PluginMetrics,
+    metrics::{BrokerStats, CountedProducer, Metrics, STATISTICS_INTERVAL_MS},
+    plugins::ConnectorClass,
 };
 
 /// Everything a task thread needs.
@@ -45,6 +49,18 @@ impl TaskContext {
     }
     pub fn labels(&self) -> [String; 2] {
         [self.connector.clone(), self.task.to_string()]
+    }
+
+    /// The task's idempotent producer (`role`: `producer` for a source's
+    /// records, `dlq-producer` for a sink's failed records), counted in
+    /// `sluice_broker_connections`.
+    pub fn producer(&self, role: &str) -> Result<CountedProducer, String> {
+        self.cluster
+            .kafka()
+            .producer()
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(BrokerStats::task(role, &self.connector, self.task))
+            .map_err(|e| failure(&format!("creating the {role}"), e))
     }
 
     /// Sleeps up to `duration`, returning early (false) if the task must stop.

@@ -13,7 +13,7 @@ use std::{
 use connector_api::{ConnectorError, ErrorKind, SourceOffset, SourceRecord};
 use rdkafka::{
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
 
 use super::{
@@ -86,8 +86,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         ctx.cluster.read_source_offsets(&ctx.connector).map_err(|e| failure("reading source offsets", e))?;
     let committed: Vec<SourceOffset> = committed.into_iter().map(|(p, o)| SourceOffset::new(p, o)).collect();
     task.start(committed.into()).into_result().map_err(|e| failure("start", e))?;
-    let producer: FutureProducer =
-        ctx.cluster.kafka().producer().create().map_err(|e| failure("creating the producer", e))?;
+    let producer = ctx.producer("producer")?;
     let [connector, task_id] = ctx.labels();
     let labels = [connector.as_str(), task_id.as_str()];
     let mut attempt = 0u32;

@@ -11,7 +11,6 @@ use connector_api::{ConnectorError, ErrorKind, HeaderRef, PutOutcome, SinkRecord
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::{BorrowedMessage, Headers, Message},
-    producer::FutureProducer,
 };
 
 use super::{
@@ -21,6 +20,7 @@ use super::{
 use crate::{
     converter::Part,
     kafka::wait_delivery,
+    metrics::CountedProducer,
     pipeline::{
         backoff,
         dlq::{self, ErrorContext, FailedRecord, Route},
@@ -38,7 +38,7 @@ pub(super) fn deliver<'c>(
     state: &Mutex<SinkState>,
     batch: &[BorrowedMessage<'c>],
     stash: &mut Vec<Stashed<'c>>,
-    producer: Option<&FutureProducer>,
+    producer: Option<&CountedProducer>,
 ) -> Result<(), String> {
     let mut guard = lock(state);
     let batch: Vec<&BorrowedMessage<'_>> = batch.iter().filter(|m| still_assigned(&guard, m)).collect();
@@ -272,7 +272,7 @@ fn route_failures(
     state: &mut SinkState,
     batch: &[&BorrowedMessage<'_>],
     failures: &[(usize, ConnectorError)],
-    producer: Option<&FutureProducer>,
+    producer: Option<&CountedProducer>,
     stage: &str,
 ) -> Result<(), String> {
     let [connector, task] = ctx.labels();

@@ -13,7 +13,7 @@ use rdkafka::{
     client::ClientContext,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
     message::{BorrowedMessage, Message},
-    producer::FutureProducer,
+    statistics::Statistics,
     Offset, TopicPartitionList,
 };
 
@@ -23,7 +23,12 @@ use super::{
     watermark::Watermarks,
     TaskContext,
 };
-use crate::{host::TaskHost, kafka::ensure_topic, transform::routing::RoutedOffsets};
+use crate::{
+    host::TaskHost,
+    kafka::ensure_topic,
+    metrics::{BrokerStats, CountedProducer, STATISTICS_INTERVAL_MS},
+    transform::routing::RoutedOffsets,
+};
 
 mod convert;
 mod deliver;
@@ -77,6 +82,7 @@ impl SinkState {
 
 struct SinkContext {
     state: Arc<Mutex<SinkState>>,
+    stats: BrokerStats,
 }
 
 fn lock(state: &Mutex<SinkState>) -> MutexGuard<'_, SinkState> {
@@ -87,7 +93,11 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        self.stats.record(&statistics);
+    }
+}
 
 impl ConsumerContext for SinkContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -181,14 +191,18 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let kafka = ctx.cluster.kafka();
     let consumer: BaseConsumer<SinkContext> = kafka
         .consumer(&format!("connect-{}", ctx.connector))
-        .create_with_context(SinkContext { state: state.clone() })
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(SinkContext {
+            state: state.clone(),
+            stats: BrokerStats::task("consumer", &ctx.connector, ctx.task),
+        })
         .map_err(|e| failure("creating the consumer", e))?;
     for topic in ctx.runtime.dlq_topic.iter().chain(&ctx.runtime.rejected_topic) {
         // Kafka Connect creates the DLQ with one partition; so do we.
         ensure_topic(kafka, topic, 1, false).map_err(|e| failure(&format!("creating topic {topic}"), e))?;
     }
-    let producer: Option<FutureProducer> = if ctx.runtime.dlq_topic.is_some() || ctx.runtime.rejected_topic.is_some() {
-        Some(kafka.producer().create().map_err(|e| failure("creating the DLQ producer", e))?)
+    let producer = if ctx.runtime.dlq_topic.is_some() || ctx.runtime.rejected_topic.is_some() {
+        Some(ctx.producer("dlq-producer")?)
     } else {
         None
     };
@@ -221,7 +235,7 @@ fn poll_loop(
     ctx: &TaskContext,
     consumer: &BaseConsumer<SinkContext>,
     state: &Arc<Mutex<SinkState>>,
-    producer: Option<&FutureProducer>,
+    producer: Option<&CountedProducer>,
 ) -> Result<(), String> {
     let [connector, task] = ctx.labels();
     let labels = [connector.as_str(), task.as_str()];
