@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{consume, create_topic, unique, wait_until, WorkerProcess};
+use sluice_tests::{consume, create_topic, produce, unique, wait_until, WorkerProcess};
 
 fn file_sink(name: &str, topic: &str, file: &str) -> String {
     json!({
@@ -113,7 +113,8 @@ fn the_rest_api_speaks_kafka_connect() {
     assert_eq!(tasks[0]["config"]["file.token"], "[hidden]");
     assert_eq!(w.get(&format!("/connectors/{name}/tasks/0/status")).1["state"], "RUNNING");
     assert_eq!(w.get(&format!("/connectors/{name}/tasks/5/status")).0, 404);
-    assert_eq!(w.get(&format!("/connectors/{name}/topics")).1, json!({ name.clone(): {"topics": [topic]} }));
+    // Active topics are those records came from: none yet.
+    assert_eq!(w.get(&format!("/connectors/{name}/topics")).1, json!({ name.clone(): {"topics": []} }));
     assert_eq!(w.get(&format!("/connectors/{name}/offsets")).0, 200);
 
     // Updates: PUT replaces (a [hidden] password keeps the stored one), PATCH merges.
@@ -224,4 +225,44 @@ fn with_tokens_configured_requests_need_one_and_health_stays_open() {
     // ops:pw in base64
     assert_eq!(w.request_with("GET", "/connectors", None, Some("Basic b3BzOnB3")).0, 200);
     assert_eq!(w.request_with("GET", "/health", None, None).0, 200);
+}
+
+#[test]
+fn active_topics_are_the_topics_used_and_a_reset_forgets_them() {
+    let w = WorkerProcess::start(&unique("topics"), &[], &[]);
+    let (used, idle, out_topic) = (unique("topics-used"), unique("topics-idle"), unique("topics-out"));
+    create_topic(&used, 1);
+    create_topic(&idle, 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("out.txt");
+    let (sink, source) = (unique("topics-sink"), unique("topics-source"));
+    let body = file_sink(&sink, &format!("{used},{idle}"), &file.to_string_lossy());
+    assert_eq!(w.request("POST", "/connectors", Some(&body)).0, 201);
+    let body = json!({"name": source, "config": {
+        "connector.class": "example-counter-source", "topic": out_topic, "counter.max": "5",
+    }});
+    assert_eq!(w.request("POST", "/connectors", Some(&body.to_string())).0, 201);
+    produce(&used, 0, &[(None, Some("a"))]);
+
+    let topics_of = |name: &str| w.get(&format!("/connectors/{name}/topics")).1[name]["topics"].clone();
+    // The sink consumed from one of its two topics; the source produced to its one.
+    wait_until("the sink's active topics to be the one it consumed", Duration::from_secs(60), || {
+        (topics_of(&sink) == json!([used])).then_some(())
+    });
+    wait_until("the source's active topics to be the one it produced to", Duration::from_secs(60), || {
+        (topics_of(&source) == json!([out_topic])).then_some(())
+    });
+
+    let (code, answer) = w.request("PUT", &format!("/connectors/{sink}/topics/reset"), None);
+    assert_eq!(code, 202, "{answer}");
+    wait_until("the reset to empty the sink's active topics", Duration::from_secs(30), || {
+        (topics_of(&sink) == json!([])).then_some(())
+    });
+    assert_eq!(topics_of(&source), json!([out_topic]), "a reset touches one connector only");
+    // Records from the topic again make it active again.
+    produce(&used, 0, &[(None, Some("b"))]);
+    wait_until("the topic to be active again", Duration::from_secs(60), || {
+        (topics_of(&sink) == json!([used])).then_some(())
+    });
+    assert_eq!(w.request("PUT", "/connectors/nope/topics/reset", None).0, 404);
 }

@@ -11,11 +11,12 @@
 //! The status topic also carries every worker's heartbeat, from which all
 //! workers derive the same task placement (see [`placement`]).
 
+pub mod active_topics;
 pub mod placement;
 pub mod view;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     thread,
     time::{Duration, Instant},
@@ -83,6 +84,8 @@ pub fn task_status_key(name: &str, task: i32) -> String {
 struct Shared {
     view: ClusterView,
     statuses: BTreeMap<String, Status>,
+    /// Connector → its active topics (`active_topics.rs`).
+    active_topics: BTreeMap<String, BTreeSet<String>>,
     /// Next configs-topic offset to apply.
     configs_next: i64,
     /// Bumped on every applied record, so waiters can tell something moved.
@@ -226,6 +229,49 @@ impl Cluster {
         }
         let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a status record: {e}"))?;
         wait_delivery(delivery).map(|_| ())
+    }
+
+    /// The connector's active topics, as this worker has read them.
+    pub fn active_topics(&self, connector: &str) -> Vec<String> {
+        let guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        guard.active_topics.get(connector).map(|t| t.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Records that a task of `connector` used `topic`, unless already known.
+    pub fn note_active_topic(&self, connector: &str, topic: &str, task: i32) -> anyhow::Result<()> {
+        {
+            let guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.active_topics.get(connector).is_some_and(|t| t.contains(topic)) {
+                return Ok(());
+            }
+        }
+        let value = active_topics::TopicStatus {
+            topic: active_topics::TopicState {
+                name: topic.to_string(),
+                connector: connector.to_string(),
+                task,
+                discover_timestamp: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            },
+        };
+        let payload = serde_json::to_vec(&value)?;
+        let key = active_topics::key(topic, connector);
+        let record = FutureRecord::to(&self.topics.status).key(&key).payload(&payload);
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a topic status: {e}"))?;
+        wait_delivery(delivery).map(|_| ())
+    }
+
+    /// Forgets the connector's active topics (tombstones in the status topic).
+    pub fn reset_active_topics(&self, connector: &str) -> anyhow::Result<()> {
+        for topic in self.active_topics(connector) {
+            let key = active_topics::key(&topic, connector);
+            let record: FutureRecord<'_, String, [u8]> = FutureRecord::to(&self.topics.status).key(&key);
+            let delivery =
+                self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a topic status: {e}"))?;
+            wait_delivery(delivery)?;
+        }
+        Ok(())
     }
 
     pub fn kafka(&self) -> &KafkaSettings {
@@ -380,6 +426,12 @@ fn spawn_reader(
                 Some(Ok(beat)) => placement.heard(&beat.worker_id, beat.time_ms.unwrap_or(0)),
                 Some(Err(_)) => {}
                 None => placement.left(key.trim_start_matches("worker-")),
+            }
+        } else if let Some((topic, connector)) = active_topics::parse_key(&key).filter(|_| message.topic() == status) {
+            if message.payload().is_some() {
+                guard.active_topics.entry(connector.to_string()).or_default().insert(topic.to_string());
+            } else if let Some(topics) = guard.active_topics.get_mut(connector) {
+                topics.remove(topic);
             }
         } else if message.topic() == status {
             match message.payload().map(serde_json::from_slice::<Status>) {

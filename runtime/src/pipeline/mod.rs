@@ -63,6 +63,22 @@ impl TaskContext {
             .map_err(|e| failure(&format!("creating the {role}"), e))
     }
 
+    /// Records the topics used (consumed by a sink, produced to by a source)
+    /// as the connector's active topics: one look at the cluster's view per
+    /// run of equal topics. A failure costs only the tracking, not the task.
+    pub fn note_active_topics<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
+        let mut previous: Option<&str> = None;
+        for topic in topics {
+            if previous == Some(topic) {
+                continue;
+            }
+            previous = Some(topic);
+            if let Err(e) = self.cluster.note_active_topic(&self.connector, topic, self.task) {
+                tracing::warn!(connector = %self.connector, task = self.task, topic, error = %e, "could not record an active topic");
+            }
+        }
+    }
+
     /// Sleeps up to `duration`, returning early (false) if the task must stop.
     pub fn pause_for(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;

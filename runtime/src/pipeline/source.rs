@@ -124,6 +124,9 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
             continue;
         }
         let mut deliveries = Vec::with_capacity(records.len());
+        // Checked once per run of records to the same topic and poll, so a
+        // reset of the active topics is seen by the next poll.
+        let mut noted_topic: Option<String> = None;
         let mut last: BTreeMap<String, String> = BTreeMap::new();
         let mut filtered = 0u64;
         let mut failed: Option<String> = None;
@@ -213,6 +216,10 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
                 ensure_topic(ctx.cluster.kafka(), topic, partitions, false)
                     .map_err(|e| failure("creating the topic", e))?;
                 known_topics.insert(topic.to_string());
+            }
+            if noted_topic.as_deref() != Some(topic) {
+                ctx.note_active_topics([topic]);
+                noted_topic = Some(topic.to_string());
             }
             let mut headers = OwnedHeaders::new();
             let (key, value, partition, timestamp) = match &owned {

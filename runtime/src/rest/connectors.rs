@@ -301,7 +301,13 @@ pub async fn patch_config(State(state): State<Shared>, Path(name): Path<String>,
 
 pub async fn delete(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     blocking(move || match write(&state.worker, &name, ConfigRecord::Delete { request_id: new_request_id() })? {
-        Applied::Done => Ok(StatusCode::NO_CONTENT),
+        Applied::Done => {
+            // A connector created again under this name starts with no active topics.
+            if let Err(e) = state.worker.cluster.reset_active_topics(&name) {
+                tracing::warn!(connector = %name, error = %e, "could not reset the active topics of a deleted connector");
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
         Applied::NotFound(m) => Err(ApiError::not_found(m)),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     })
@@ -550,14 +556,22 @@ pub async fn reset_offsets(State(state): State<Shared>, Path(name): Path<String>
     .await
 }
 
+/// Kafka Connect's active topics: those the connector's tasks consumed from
+/// (sinks) or produced to (sources) since creation or the last reset.
 pub async fn topics(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     blocking(move || {
-        let spec = spec(&state.worker, &name)?;
-        let topics: Vec<String> = match class_and_runtime(&state.worker.registry, &spec.config) {
-            Ok((class, runtime)) if class.kind() == Kind::Sink => runtime.topics,
-            _ => Vec::new(),
-        };
+        spec(&state.worker, &name)?;
+        let topics = state.worker.cluster.active_topics(&name);
         Ok(Json(json!({ name: { "topics": topics } })))
+    })
+    .await
+}
+
+pub async fn reset_topics(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    blocking(move || {
+        spec(&state.worker, &name)?;
+        state.worker.cluster.reset_active_topics(&name).map_err(ApiError::internal)?;
+        Ok(StatusCode::ACCEPTED)
     })
     .await
 }

@@ -66,6 +66,7 @@ pub fn router(state: Shared) -> Router {
             get(connectors::get_offsets).patch(connectors::patch_offsets).delete(connectors::reset_offsets),
         )
         .route("/connectors/{name}/topics", get(connectors::topics))
+        .route("/connectors/{name}/topics/reset", put(connectors::reset_topics))
         .route("/connectors/{name}/dlq/replay", post(dlq_replay::replay))
         .route("/connector-plugins", get(plugins::list))
         .route("/connector-plugins/{class}/config", get(plugins::config))

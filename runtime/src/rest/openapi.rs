@@ -29,7 +29,13 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/connectors/{name}/offsets", "Committed offsets (KIP-875 shapes)", "200"),
     ("patch", "/connectors/{name}/offsets", "Alter offsets (connector must be STOPPED)", "200"),
     ("delete", "/connectors/{name}/offsets", "Reset offsets (connector must be STOPPED)", "200"),
-    ("get", "/connectors/{name}/topics", "Topics the connector uses", "200"),
+    (
+        "get",
+        "/connectors/{name}/topics",
+        "Active topics: consumed (sinks) or produced to (sources) since creation or reset",
+        "200",
+    ),
+    ("put", "/connectors/{name}/topics/reset", "Forget the active topics", "202"),
     (
         "post",
         "/connectors/{name}/dlq/replay",

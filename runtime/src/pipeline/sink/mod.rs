@@ -296,6 +296,7 @@ fn poll_loop(
         }
         if !batch.is_empty() {
             ctx.metrics.records_read.with_label_values(&labels).inc_by(batch.len() as u64);
+            ctx.note_active_topics(batch.iter().map(|m| m.topic()));
             deliver(ctx, consumer, state, &batch, &mut stash, producer)?;
         }
         if last_commit.elapsed() >= flush_every || over_budget {
