@@ -17,21 +17,22 @@ fn init_logging(json: bool, default_level: &str) {
 
 /// glibc raises its mmap threshold to the size of each large block freed (up
 /// to 32 MiB), so after the first S3 part is uploaded later parts come from
-/// the heap arenas, which fragment and keep their pages. A fixed 4 MiB
-/// threshold gives every part (S3 parts are at least 5 MiB) its own mapping,
-/// returned on free: worker peak RSS in dev/bench about 125 MiB instead of
-/// 170 (JSON), 123 instead of 155 (Parquet). Smaller blocks (librdkafka's
-/// fetch buffers) stay on the heap: at 1 MiB their page faults cost ~10% of
-/// the JSON throughput. Plugins share the process's allocator, so this
-/// covers their buffers too. `MALLOC_MMAP_THRESHOLD_` in the environment
-/// still wins.
+/// the heap arenas, which fragment and keep their pages. A fixed 1 MiB
+/// threshold gives every part (and other large buffer) its own mapping,
+/// returned on free: worker peak RSS in dev/bench 126 MiB instead of 170
+/// (JSON), 123 instead of 155 (Parquet), for about 1 CPU-second more per
+/// million 1 KiB records (page faults on fresh mappings; at 4 MiB those were
+/// fewer, but Parquet's column and output buffers stayed on the heap and its
+/// peak RSS went to 181 MiB, bench/results/2026-11-22-40ba1ce.md). Plugins share the
+/// process's allocator, so this covers their buffers too.
+/// `MALLOC_MMAP_THRESHOLD_` in the environment still wins.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
         // SAFETY: mallopt only changes allocator parameters; called before any
         // other thread exists.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
         }
     }
 }
