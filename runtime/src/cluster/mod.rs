@@ -86,6 +86,9 @@ struct Shared {
     statuses: BTreeMap<String, Status>,
     /// Connector → its active topics (`active_topics.rs`).
     active_topics: BTreeMap<String, BTreeSet<String>>,
+    /// (connector, topic) records sent and not read back yet, with when:
+    /// not sent again meanwhile, unless the send seems lost (30 s).
+    active_topics_sent: BTreeMap<(String, String), Instant>,
     /// Next configs-topic offset to apply.
     configs_next: i64,
     /// Bumped on every applied record, so waiters can tell something moved.
@@ -238,12 +241,19 @@ impl Cluster {
     }
 
     /// Records that a task of `connector` used `topic`, unless already known.
+    /// Never waits for the broker: it runs on task threads, and the record is
+    /// only bookkeeping (the view picks it up when the reader reads it back).
     pub fn note_active_topic(&self, connector: &str, topic: &str, task: i32) -> anyhow::Result<()> {
+        let pending = (connector.to_string(), topic.to_string());
         {
-            let guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
             if guard.active_topics.get(connector).is_some_and(|t| t.contains(topic)) {
                 return Ok(());
             }
+            if guard.active_topics_sent.get(&pending).is_some_and(|at| at.elapsed() < Duration::from_secs(30)) {
+                return Ok(());
+            }
+            guard.active_topics_sent.insert(pending.clone(), Instant::now());
         }
         let value = active_topics::TopicStatus {
             topic: active_topics::TopicState {
@@ -258,12 +268,21 @@ impl Cluster {
         let payload = serde_json::to_vec(&value)?;
         let key = active_topics::key(topic, connector);
         let record = FutureRecord::to(&self.topics.status).key(&key).payload(&payload);
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a topic status: {e}"))?;
-        wait_delivery(delivery).map(|_| ())
+        if let Err((e, _)) = self.producer.send_result(record) {
+            let mut guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            guard.active_topics_sent.remove(&pending);
+            return Err(anyhow!("queueing a topic status: {e}"));
+        }
+        // librdkafka delivers it without anyone waiting for the future.
+        Ok(())
     }
 
     /// Forgets the connector's active topics (tombstones in the status topic).
     pub fn reset_active_topics(&self, connector: &str) -> anyhow::Result<()> {
+        {
+            let mut guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            guard.active_topics_sent.retain(|(c, _), _| c != connector);
+        }
         for topic in self.active_topics(connector) {
             let key = active_topics::key(&topic, connector);
             let record: FutureRecord<'_, String, [u8]> = FutureRecord::to(&self.topics.status).key(&key);
@@ -428,6 +447,7 @@ fn spawn_reader(
                 None => placement.left(key.trim_start_matches("worker-")),
             }
         } else if let Some((topic, connector)) = active_topics::parse_key(&key).filter(|_| message.topic() == status) {
+            guard.active_topics_sent.remove(&(connector.to_string(), topic.to_string()));
             if message.payload().is_some() {
                 guard.active_topics.entry(connector.to_string()).or_default().insert(topic.to_string());
             } else if let Some(topics) = guard.active_topics.get_mut(connector) {
