@@ -151,15 +151,6 @@ enum Column {
 }
 
 impl Column {
-    fn len(&self) -> usize {
-        match self {
-            Column::Long(c) => c.len(),
-            Column::Double(c) => c.len(),
-            Column::Boolean(c) => c.len(),
-            Column::Bytes { ends, .. } => ends.len(),
-        }
-    }
-
     /// Drops values from index `len` on (undoing a half-read row).
     fn truncate(&mut self, len: usize) {
         match self {
@@ -203,8 +194,9 @@ impl Write for SharedBuf {
 pub struct ParquetObject {
     schema: Schema,
     columns: Vec<(Column, Vec<i16>)>,
+    /// Complete rows buffered: every column holds this many definition levels
+    /// (one more while a row is being read), and as many values as 1s among them.
     rows: usize,
-    buffered_bytes: usize,
     row_group_bytes: usize,
     writer: SerializedFileWriter<SharedBuf>,
     out: SharedBuf,
@@ -222,7 +214,7 @@ impl ParquetObject {
         let writer = SerializedFileWriter::new(out.clone(), Arc::new(schema.parquet_type()?), Arc::new(props))
             .map_err(|e| format!("starting a parquet file: {e}"))?;
         let columns = schema.fields.iter().map(|(_, t)| (Self::empty(*t), Vec::new())).collect();
-        Ok(ParquetObject { schema, columns, rows: 0, buffered_bytes: 0, row_group_bytes, writer, out })
+        Ok(ParquetObject { schema, columns, rows: 0, row_group_bytes, writer, out })
     }
 
     fn empty(t: ColType) -> Column {
@@ -247,44 +239,34 @@ impl ParquetObject {
     /// object, a value of the wrong type, a field twice, broken JSON)
     /// changes nothing. Text in `json` columns is kept as it came.
     pub fn push_json(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let marks: Vec<(usize, usize)> = self.columns.iter().map(|(c, d)| (c.len(), d.len())).collect();
-        let mut seen = vec![false; self.columns.len()];
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let parsed = RowSeed { object: self, seen: &mut seen }
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| e.to_string());
+        let parsed = RowSeed { object: self }.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| e.to_string());
+        let rows = self.rows;
         if let Err(e) = parsed {
-            for ((col, defs), (len, def_len)) in self.columns.iter_mut().zip(marks) {
-                col.truncate(len);
-                defs.truncate(def_len);
+            // Undo the half-read row (error path only: counting is fine here).
+            for (col, defs) in &mut self.columns {
+                defs.truncate(rows);
+                col.truncate(defs.iter().filter(|d| **d == 1).count());
             }
             return Err(e);
         }
-        for ((_, defs), seen) in self.columns.iter_mut().zip(seen) {
-            if !seen {
+        for (_, defs) in &mut self.columns {
+            if defs.len() == rows {
                 defs.push(0);
             }
         }
-        self.row_done();
-        self.full_row_group()
-    }
-
-    fn row_done(&mut self) {
         self.rows += 1;
-        // Each value's bytes plus 8 for the definition level and bookkeeping.
-        self.buffered_bytes = self
-            .columns
-            .iter()
-            .map(|(c, d)| d.len() * 8 + if let Column::Bytes { data, .. } = c { data.len() } else { 0 })
-            .sum();
-    }
-
-    fn full_row_group(&mut self) -> Result<(), String> {
-        if self.buffered_bytes >= self.row_group_bytes {
+        if self.buffered_bytes() >= self.row_group_bytes {
             self.write_row_group()?;
         }
         Ok(())
+    }
+
+    /// Each value's bytes plus 8 per definition level and bookkeeping.
+    fn buffered_bytes(&self) -> usize {
+        let text: usize =
+            self.columns.iter().map(|(c, _)| if let Column::Bytes { data, .. } = c { data.len() } else { 0 }).sum();
+        text + self.rows * self.columns.len() * 8
     }
 
     fn write_row_group(&mut self) -> Result<(), String> {
@@ -326,7 +308,6 @@ impl ParquetObject {
         rg.close().map_err(err)?;
         self.writer.flush().map_err(|e| format!("flushing a parquet row group: {e}"))?;
         self.rows = 0;
-        self.buffered_bytes = 0;
         Ok(())
     }
 

@@ -117,7 +117,7 @@ pub struct Uploader {
 
 /// A background part upload: its ETag, or why it failed and the part's bytes
 /// to send again. The bytes live in the future only, so they are freed the
-/// moment S3 has them, whenever the task next looks (dev/bench: parts kept
+/// moment S3 has them, not when the task next looks (dev/bench: parts kept
 /// until then were a quarter of the worker's memory).
 type PartHandle = JoinHandle<Result<String, (ConnectorError, Bytes)>>;
 
@@ -128,7 +128,8 @@ pub struct ObjectUpload {
     next_part: i32,
     /// Full parts not yet handed to a background upload.
     queued: Vec<Bytes>,
-    /// Parts being uploaded, with their bytes kept for a retry.
+    /// Parts being uploaded: number, length, the upload (which hands the
+    /// bytes back only if it failed).
     in_flight: Vec<(i32, usize, PartHandle)>,
     /// A part's bytes were lost with its upload future (it panicked).
     lost: bool,
@@ -241,8 +242,8 @@ impl ObjectUpload {
         self.in_flight.push((number, len, handle));
     }
 
-    /// Collects part uploads that already ended, so their bytes are freed as
-    /// soon as S3 has them (not when the object completes).
+    /// Collects part uploads that already ended: their ETags, or failed
+    /// parts to send again.
     fn reap(&mut self, rt: &Runtime) {
         if !self.in_flight.iter().any(|(_, _, h)| h.is_finished()) {
             return;

@@ -7,11 +7,11 @@ use serde_json::Value;
 
 use super::{ColType, Column, ParquetObject};
 
-/// Reads one row (a JSON object) into a `ParquetObject`'s columns.
+/// Reads one row (a JSON object) into a `ParquetObject`'s columns. A column
+/// the row gave a value (or an explicit null) has one more definition level
+/// than the object has complete rows.
 pub(super) struct RowSeed<'a> {
     pub object: &'a mut ParquetObject,
-    /// Columns given a value (or an explicit null) by this row.
-    pub seen: &'a mut [bool],
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -34,11 +34,11 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            if std::mem::replace(&mut self.seen[i], true) {
-                return Err(de::Error::custom(format!("field \"{}\" appears twice", key.as_str())));
-            }
             let (name, ty) = &self.object.schema.fields[i];
             let (col, defs) = &mut self.object.columns[i];
+            if defs.len() > self.object.rows {
+                return Err(de::Error::custom(format!("field \"{}\" appears twice", key.as_str())));
+            }
             map.next_value_seed(FieldSeed { name, ty: *ty, col, defs })?;
         }
         Ok(())
