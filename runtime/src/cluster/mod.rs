@@ -284,11 +284,7 @@ impl Cluster {
             guard.active_topics_sent.retain(|(c, _), _| c != connector);
         }
         for topic in self.active_topics(connector) {
-            let key = active_topics::key(&topic, connector);
-            let record: FutureRecord<'_, String, [u8]> = FutureRecord::to(&self.topics.status).key(&key);
-            let delivery =
-                self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a topic status: {e}"))?;
-            wait_delivery(delivery)?;
+            self.put_status(&active_topics::key(&topic, connector), None)?;
         }
         Ok(())
     }
