@@ -126,7 +126,11 @@ impl Converter {
     pub fn view(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<&[u8]>, String> {
         match (self, bytes) {
             (Converter::Json { .. }, Some(b)) => {
-                serde_json::from_slice::<IgnoredAny>(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
+                // serde_json does not check the UTF-8 of strings it skips;
+                // Kafka Connect's JsonConverter (Jackson) refuses bad UTF-8.
+                let text = std::str::from_utf8(b)
+                    .map_err(|e| format!("the {} is not JSON: invalid UTF-8 at byte {}", part.name(), e.valid_up_to()))?;
+                serde_json::from_str::<IgnoredAny>(text).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
                 Ok((b.trim_ascii() != b"null").then_some(b))
             }
             (_, None) => Ok(None),
@@ -287,6 +291,8 @@ mod tests {
         assert_eq!(plain.view(Some(bytes), Part::Value).unwrap().map(<[u8]>::as_ptr), Some(bytes.as_ptr()));
         assert_eq!(plain.view(Some(b"null"), Part::Value).unwrap(), None);
         assert!(plain.view(Some(b"{"), Part::Value).is_err());
+        let e = plain.view(Some(b"[\"\xff\"]"), Part::Key).unwrap_err();
+        assert!(e.contains("key is not JSON: invalid UTF-8 at byte 2"), "{e}");
         assert_eq!(Converter::String.view(Some(b"\xff"), Part::Value).unwrap(), Some(b"\xff".as_slice()));
         assert!(!Converter::String.sink_needs_owned() && Converter::Json { schemas: true }.sink_needs_owned());
     }
