@@ -34,7 +34,17 @@ impl RecordEncoder {
                 // The value is written as it came (no re-serialisation, so
                 // key order and number spelling are kept) once it is known
                 // to be one JSON document.
-                serde_json::from_slice::<serde::de::IgnoredAny>(value).map_err(|e| {
+                // JSON is UTF-8 (RFC 8259), and serde_json does not check the
+                // strings it skips: check the text first, as Kafka Connect's
+                // JsonConverter (Jackson) does while parsing.
+                let text = std::str::from_utf8(value).map_err(|e| {
+                    format!(
+                        "value is not JSON (invalid UTF-8 at byte {}); format.class=json needs JSON values \
+                         (use bytes for other data)",
+                        e.valid_up_to()
+                    )
+                })?;
+                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
                     format!("value is not JSON ({e}); format.class=json needs JSON values (use bytes for other data)")
                 })?;
                 let start = out.len();
@@ -179,6 +189,10 @@ mod tests {
         assert_eq!(String::from_utf8(out.clone()).unwrap(), "{\"b\":1,\"a\":\"x\\ny\"}\n{  \"a\": 2 }\nnull\n");
         let err = enc.encode(Some(b"not json"), &mut out).unwrap_err();
         assert!(err.contains("not JSON"), "{err}");
+        // Invalid UTF-8 inside a string is not JSON either (serde_json's skip accepts it).
+        let err = enc.encode(Some(b"{\"a\":\"\xc3\x28\"}"), &mut out).unwrap_err();
+        assert!(err.contains("invalid UTF-8 at byte 6"), "{err}");
+        assert!(out.ends_with(b"null\n"), "nothing of a bad record is written");
     }
 
     #[test]
