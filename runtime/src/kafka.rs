@@ -35,17 +35,6 @@ impl KafkaSettings {
         c
     }
 
-    fn fetch_max_bytes(&self) -> String {
-        let message_max = self
-            .properties
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "message.max.bytes")
-            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        message_max.max(1_000_000).to_string()
-    }
-
     /// A consumer that commits only what the worker tells it to.
     pub fn consumer(&self, group_id: &str) -> ClientConfig {
         let mut c = self.base();
@@ -67,13 +56,6 @@ impl KafkaSettings {
             // queue halved throughput; with this one it was faster than 64 MiB.
             .set("queued.max.messages.kbytes", "16384")
             .set("fetch.queue.backoff.ms", "10")
-            // Fetch responses under 1 MB instead of up to 50 MB: librdkafka
-            // reads a response into one buffer, and buffers of 1 MiB and more
-            // get fresh pages from the kernel (main.rs sets that threshold),
-            // which the kernel zeroes: 10% of the worker's CPU in dev/bench
-            // (JSON: 1.4 → 0.8 CPU-s per million records on the broker
-            // thread). librdkafka wants it at least `message.max.bytes`.
-            .set("fetch.max.bytes", self.fetch_max_bytes())
             .set("partition.assignment.strategy", "cooperative-sticky")
             // Notice topics created after subscribing within seconds, not
             // librdkafka's default five minutes.
@@ -144,30 +126,5 @@ pub fn wait_delivery(delivery: DeliveryFuture) -> anyhow::Result<(i32, i64)> {
         Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
         Ok(Err((e, _))) => Err(anyhow!("the broker refused the record: {e}")),
         Err(_) => Err(anyhow!("the producer was closed before the record was acknowledged")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(properties: &[(&str, &str)]) -> KafkaSettings {
-        KafkaSettings {
-            bootstrap_servers: "127.0.0.1:9092".into(),
-            properties: properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            session_timeout_ms: 10_000,
-            fetch_wait_max_ms: 10,
-        }
-    }
-
-    #[test]
-    fn fetches_stay_under_a_megabyte_unless_messages_may_be_larger() {
-        assert_eq!(settings(&[]).consumer("g").get("fetch.max.bytes"), Some("1000000"));
-        // librdkafka refuses fetch.max.bytes below message.max.bytes.
-        let larger = settings(&[("message.max.bytes", "5000000")]);
-        assert_eq!(larger.consumer("g").get("fetch.max.bytes"), Some("5000000"));
-        // A pass-through value wins.
-        let explicit = settings(&[("fetch.max.bytes", "52428800")]);
-        assert_eq!(explicit.consumer("g").get("fetch.max.bytes"), Some("52428800"));
     }
 }
