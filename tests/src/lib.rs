@@ -238,6 +238,17 @@ pub fn produce_at(
     records: &[(Option<&str>, Option<&str>)],
     timestamp: Option<i64>,
 ) -> Vec<i64> {
+    let records: Vec<_> = records.iter().map(|(k, v)| (k.map(str::as_bytes), v.map(str::as_bytes))).collect();
+    produce_bytes_at(topic, partition, &records, timestamp)
+}
+
+/// [`produce_at`] of keys and values that need not be text.
+pub fn produce_bytes_at(
+    topic: &str,
+    partition: i32,
+    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    timestamp: Option<i64>,
+) -> Vec<i64> {
     let producer: FutureProducer = client_config()
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -248,7 +259,7 @@ pub fn produce_at(
     let deliveries: Vec<_> = records
         .iter()
         .map(|(k, v)| {
-            let mut r = FutureRecord::<str, str>::to(topic).partition(partition);
+            let mut r = FutureRecord::<[u8], [u8]>::to(topic).partition(partition);
             if let Some(ts) = timestamp {
                 r = r.timestamp(ts);
             }

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::{json, Value};
 use sluice_tests::{
-    committed_offset, consume, create_topic, header, produce, produce_at,
+    committed_offset, consume, create_topic, header, produce_at, produce_bytes_at,
     s3::Bucket,
     s3_proxy::{S3Proxy, Trap},
     service_env, unique, wait_until, WorkerProcess,
@@ -287,20 +287,24 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
     let dir = unique("s3-dlq-dir");
     let name = unique("s3-dlq-sink");
     create_topic(&topic, 1);
-    let good = |seq: u64| json!({ "seq": seq }).to_string();
-    let mut records: Vec<(Option<String>, Option<String>)> = Vec::new();
+    let good = |seq: u64| json!({ "seq": seq }).to_string().into_bytes();
+    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
     for seq in 0..10u64 {
-        records.push((Some(format!("k{seq}")), Some(good(seq))));
+        records.push((Some(format!("k{seq}").into_bytes()), Some(good(seq))));
         if seq == 3 {
-            records.push((Some("bad-json".into()), Some("{\"seq\": 99, oops".into())));
+            records.push((Some(b"bad-json".to_vec()), Some(b"{\"seq\": 99, oops".to_vec())));
         }
         if seq == 6 {
-            records.push((Some("tombstone".into()), None));
+            records.push((Some(b"tombstone".to_vec()), None));
+        }
+        if seq == 8 {
+            // Well-formed but for its text: JSON is UTF-8.
+            records.push((Some(b"bad-utf8".to_vec()), Some(b"{\"seq\": \"\xff\"}".to_vec())));
         }
     }
-    let refs: Vec<(Option<&str>, Option<&str>)> = records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
-    let end = produce(&topic, 0, &refs).last().map_or(0, |o| o + 1);
-    assert_eq!(end, 12);
+    let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
+    let end = produce_bytes_at(&topic, 0, &refs, None).last().map_or(0, |o| o + 1);
+    assert_eq!(end, 13);
 
     let worker = WorkerProcess::start(&unique("s3-dlq-cluster"), &[], &[]);
     let extra = [
@@ -318,12 +322,14 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
     assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), vec![key.clone()]);
     assert_eq!(objects[&key], (0..10).collect::<Vec<u64>>(), "the good records, once and in order");
 
-    let dead = consume(&dlq, 1, 2, TIMEOUT);
+    let dead = consume(&dlq, 1, 3, TIMEOUT);
     let by_key: BTreeMap<String, &rdkafka::message::OwnedMessage> = dead
         .iter()
         .map(|m| (String::from_utf8_lossy(rdkafka::Message::key(m).unwrap_or_default()).to_string(), m))
         .collect();
-    for (key, offset, words) in [("bad-json", "4", "not JSON"), ("tombstone", "8", "null value")] {
+    for (key, offset, words) in
+        [("bad-json", "4", "not JSON"), ("tombstone", "8", "null value"), ("bad-utf8", "11", "invalid UTF-8 at byte 9")]
+    {
         let m = by_key.get(key).unwrap_or_else(|| panic!("{key} is not in the DLQ: {:?}", by_key.keys()));
         assert_eq!(header(m, "__connect.errors.topic").as_deref(), Some(topic.as_str()));
         assert_eq!(header(m, "__connect.errors.partition").as_deref(), Some("0"));
@@ -335,6 +341,7 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
     }
     assert_eq!(rdkafka::Message::payload(by_key["bad-json"]), Some(&b"{\"seq\": 99, oops"[..]));
     assert_eq!(rdkafka::Message::payload(by_key["tombstone"]), None);
+    assert_eq!(rdkafka::Message::payload(by_key["bad-utf8"]), Some(&b"{\"seq\": \"\xff\"}"[..]), "as it came");
 }
 
 #[test]
