@@ -130,8 +130,9 @@ impl Converter {
                 // Kafka Connect's JsonConverter (Jackson) refuses bad UTF-8.
                 // (The bytes, not the checked text, go to serde_json: its
                 // slice reader skips faster than its str reader.)
-                std::str::from_utf8(b)
-                    .map_err(|e| format!("the {} is not JSON: invalid UTF-8 at byte {}", part.name(), e.valid_up_to()))?;
+                std::str::from_utf8(b).map_err(|e| {
+                    format!("the {} is not JSON: invalid UTF-8 at byte {}", part.name(), e.valid_up_to())
+                })?;
                 serde_json::from_slice::<IgnoredAny>(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
                 Ok((b.trim_ascii() != b"null").then_some(b))
             }
