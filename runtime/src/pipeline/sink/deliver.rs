@@ -215,7 +215,9 @@ pub(super) fn deliver<'c>(
 }
 
 fn still_assigned(state: &SinkState, m: &BorrowedMessage<'_>) -> bool {
-    state.assigned.iter().any(|(t, p)| t == m.topic() && *p == m.partition())
+    // Per record: the partition number first, the topic name only when it matches.
+    let partition = m.partition();
+    state.assigned.iter().any(|(t, p)| *p == partition && t == m.topic())
 }
 
 /// Backs off before a retry with the state released. Meanwhile the consumer
