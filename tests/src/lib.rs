@@ -242,13 +242,11 @@ pub fn produce_at(
     produce_bytes_at(topic, partition, &records, timestamp)
 }
 
+/// A record's key and value as bytes (either may be absent).
+pub type RawRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// [`produce_at`] of keys and values that need not be text.
-pub fn produce_bytes_at(
-    topic: &str,
-    partition: i32,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
-    timestamp: Option<i64>,
-) -> Vec<i64> {
+pub fn produce_bytes_at(topic: &str, partition: i32, records: &[RawRecord<'_>], timestamp: Option<i64>) -> Vec<i64> {
     let producer: FutureProducer = client_config()
         .set("enable.idempotence", "true")
         .set("acks", "all")

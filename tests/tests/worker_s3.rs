@@ -16,7 +16,7 @@ use sluice_tests::{
     committed_offset, consume, create_topic, header, produce_at, produce_bytes_at,
     s3::Bucket,
     s3_proxy::{S3Proxy, Trap},
-    service_env, unique, wait_until, WorkerProcess,
+    service_env, unique, wait_until, RawRecord, WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -288,7 +288,8 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
     let name = unique("s3-dlq-sink");
     create_topic(&topic, 1);
     let good = |seq: u64| json!({ "seq": seq }).to_string().into_bytes();
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+    type Owned = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let mut records: Vec<Owned> = Vec::new();
     for seq in 0..10u64 {
         records.push((Some(format!("k{seq}").into_bytes()), Some(good(seq))));
         if seq == 3 {
@@ -302,7 +303,7 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
             records.push((Some(b"bad-utf8".to_vec()), Some(b"{\"seq\": \"\xff\"}".to_vec())));
         }
     }
-    let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
+    let refs: Vec<RawRecord<'_>> = records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
     let end = produce_bytes_at(&topic, 0, &refs, None).last().map_or(0, |o| o + 1);
     assert_eq!(end, 13);
 
