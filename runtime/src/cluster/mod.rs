@@ -13,6 +13,7 @@
 
 pub mod active_topics;
 pub mod placement;
+pub mod replay_lease;
 pub mod view;
 
 use std::{
@@ -337,6 +338,25 @@ impl Cluster {
         &self,
         select: impl Fn(&[serde_json::Value]) -> Option<String>,
     ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut offsets = BTreeMap::new();
+        self.scan_offsets_topic(|parts, value, _| {
+            let Some(id) = select(parts) else { return };
+            match value {
+                Some(value) => offsets.insert(id, String::from_utf8_lossy(value).to_string()),
+                None => offsets.remove(&id),
+            };
+        })?;
+        Ok(offsets)
+    }
+
+    /// Reads the offsets topic (one partition: one order for every worker)
+    /// from the start up to now, handing `visit` each record whose key is a
+    /// JSON array: the key's parts, the value (`None`: a tombstone) and the
+    /// record's offset.
+    fn scan_offsets_topic(
+        &self,
+        mut visit: impl FnMut(&[serde_json::Value], Option<&[u8]>, i64),
+    ) -> anyhow::Result<()> {
         let consumer: BaseConsumer =
             self.settings.consumer(&format!("{}-offsets-reader", self.topics.offsets)).create()?;
         let mut tpl = TopicPartitionList::new();
@@ -348,10 +368,9 @@ impl Cluster {
         let marker_key = format!("__marker-{marker}");
         let delivery = self
             .producer
-            .send_result(FutureRecord::<str, [u8]>::to(&self.topics.offsets).key(&marker_key))
+            .send_result(FutureRecord::<str, [u8]>::to(&self.topics.offsets).partition(0).key(&marker_key))
             .map_err(|(e, _)| anyhow!("queueing an offsets marker: {e}"))?;
         wait_delivery(delivery)?;
-        let mut offsets = BTreeMap::new();
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {
             anyhow::ensure!(Instant::now() < deadline, "timed out reading the offsets topic");
@@ -359,16 +378,11 @@ impl Cluster {
             let message = message?;
             let key = message.key().map(String::from_utf8_lossy).unwrap_or_default();
             if key == marker_key {
-                return Ok(offsets);
+                return Ok(());
             }
-            let Ok(serde_json::Value::Array(parts)) = serde_json::from_str::<serde_json::Value>(&key) else {
-                continue;
-            };
-            let Some(partition) = select(&parts) else { continue };
-            match message.payload() {
-                Some(value) => offsets.insert(partition, String::from_utf8_lossy(value).to_string()),
-                None => offsets.remove(&partition),
-            };
+            if let Ok(serde_json::Value::Array(parts)) = serde_json::from_str::<serde_json::Value>(&key) {
+                visit(&parts, message.payload(), message.offset());
+            }
         }
     }
 

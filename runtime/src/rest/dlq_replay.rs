@@ -13,8 +13,9 @@
 //! replaying `stage=A` then everything re-produces the `A` records once. A
 //! worker dying between the acknowledgements and the cursor write means the
 //! next run produces those records again (at least once, as everywhere else).
-//! Two replays of one connector at once on the same worker are refused (409);
-//! on two workers at once they may both produce the same records.
+//! Two replays of one connector at once are refused (409): on one worker by
+//! a set of running replays, across workers by a lease in the offsets topic
+//! (`cluster/replay_lease.rs`).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{blocking, connectors::spec, ApiError, ApiResult, Shared};
-use crate::{kafka::wait_delivery, worker::class_and_runtime};
+use crate::{cluster::replay_lease::ReplayLease, kafka::wait_delivery, worker::class_and_runtime};
 
 /// A run gives up reading a partition that neither delivers records nor
 /// reports its end for this long (the broker is down or stalls a fetch); the
@@ -130,7 +131,17 @@ pub async fn replay(State(state): State<Shared>, Path(name): Path<String>, body:
             )));
         };
         let _guard = RunningGuard::claim(&name)?;
-        run(worker, &name, &dlq, &request).map(Json)
+        let mut lease = match worker.cluster.claim_replay(&name).map_err(ApiError::internal)? {
+            Ok(lease) => lease,
+            Err(holder) => {
+                return Err(ApiError::conflict(format!(
+                    "a DLQ replay of connector {name} is running on worker {} (its claim lasts until {} ms since \
+                     the epoch unless renewed); wait for its answer, then replay again to go on",
+                    holder.worker, holder.until_ms
+                )))
+            }
+        };
+        run(worker, &name, &dlq, &request, &mut lease).map(Json)
     })
     .await
 }
@@ -169,7 +180,13 @@ struct Counts {
     without_origin: u64,
 }
 
-fn run(worker: &crate::worker::Worker, name: &str, dlq: &str, request: &ReplayRequest) -> ApiResult<Value> {
+fn run(
+    worker: &crate::worker::Worker,
+    name: &str,
+    dlq: &str,
+    request: &ReplayRequest,
+    lease: &mut ReplayLease<'_>,
+) -> ApiResult<Value> {
     let kafka = worker.cluster.kafka();
     let consumer: BaseConsumer = kafka
         .consumer(&format!("connect-{name}-dlq-replay"))
@@ -224,6 +241,7 @@ fn run(worker: &crate::worker::Worker, name: &str, dlq: &str, request: &ReplayRe
         let mut last_progress = Instant::now();
         let limit = request.max_records.unwrap_or(u64::MAX);
         while !open.is_empty() && counts.replayed < limit {
+            lease.keep().map_err(ApiError::internal)?;
             if last_progress.elapsed() > IDLE_TIMEOUT {
                 tracing::warn!(connector = name, dlq, "DLQ replay: no progress for {IDLE_TIMEOUT:?}; stopping early");
                 complete = false;
@@ -321,6 +339,7 @@ fn run(worker: &crate::worker::Worker, name: &str, dlq: &str, request: &ReplayRe
         }
     }
     for (p, offset, topic, delivery) in deliveries {
+        lease.keep().map_err(ApiError::internal)?;
         wait_delivery(delivery).map_err(|e| {
             ApiError::internal(format!(
                 "replaying the DLQ record at {dlq} partition {p} offset {offset} to {topic}: {e}; no replay \
