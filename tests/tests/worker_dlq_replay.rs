@@ -213,9 +213,9 @@ fn a_replay_of_an_unknown_connector_or_one_without_a_dlq_is_refused() {
     assert!(answer["message"].as_str().unwrap_or_default().contains("oops"), "{answer}");
 }
 
-#[test]
-fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
-    let dir = tempfile::tempdir().unwrap();
+/// A stopped sink whose DLQ holds the 5 odd records of 10 (values `v-1`,
+/// `v-3`, …) of a 1-partition topic: (worker, cluster id, connector, topic).
+fn stopped_sink_with_five_dead_records(dir: &std::path::Path) -> (WorkerProcess, String, String, String) {
     let topic = unique("replay-max-in");
     let dlq = unique("replay-max-dlq");
     create_topic(&topic, 1);
@@ -223,7 +223,8 @@ fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
         (0..10).map(|o| (0, format!("k-{o}"), format!("v-{o}"), format!("t-{o}"))).collect();
     produce_with_headers(&topic, &records);
 
-    let w = WorkerProcess::start(&unique("replay"), &[], &[]);
+    let cluster = unique("replay");
+    let w = WorkerProcess::start(&cluster, &[], &[]);
     let name = unique("replay-max-sink");
     // Every 2nd record fails in put. One record per batch puts each DLQ
     // record in a batch of its own, so the second run starts at a batch
@@ -231,7 +232,7 @@ fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
     let body = json!({"name": name, "config": {
         "connector.class": "test-flaky-sink",
         "topics": topic,
-        "file": dir.path().join("durable.txt").to_string_lossy(),
+        "file": dir.join("durable.txt").to_string_lossy(),
         "fail.bad.every": "2",
         "fail.retriable.every": "1000000",
         "consumer.max.poll.records": "1",
@@ -248,7 +249,13 @@ fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
     wait_until("the sink task to end", Duration::from_secs(60), || {
         w.log_text().lines().any(|l| l.contains(&name) && l.contains("task ended")).then_some(())
     });
+    (w, cluster, name, topic)
+}
 
+#[test]
+fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _, name, topic) = stopped_sink_with_five_dead_records(dir.path());
     let first = replay(&w, &name, json!({"max_records": 2}));
     assert_eq!((&first["replayed"], &first["complete"], &first["to"]), (&json!(2), &json!(false), &json!({"0": 2})));
     let second = replay(&w, &name, json!({}));
@@ -262,4 +269,45 @@ fn max_records_bounds_a_run_and_the_next_run_goes_on_from_where_it_stopped() {
         .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string())
         .collect();
     assert_eq!(values, ["v-1", "v-3", "v-5", "v-7", "v-9"], "each bad record once, in DLQ order");
+}
+
+/// Writes (or, with `None`, tombstones) a replay lease claim in the
+/// cluster's offsets topic, as another worker's replay does.
+fn write_claim(cluster: &str, connector: &str, claim: &str, value: Option<Value>) {
+    let producer: FutureProducer = client().set("acks", "all").create().expect("producer");
+    let key = json!(["__sluice.dlq.replay.lease", connector, claim]).to_string();
+    let value = value.map(|v| v.to_string());
+    let offsets = format!("{cluster}-offsets");
+    let mut record = FutureRecord::<str, str>::to(&offsets).key(&key);
+    if let Some(v) = &value {
+        record = record.payload(v);
+    }
+    let delivery = producer.send_result(record).map_err(|(e, _)| e).expect("queue a claim");
+    futures::executor::block_on(delivery).expect("delivery").map_err(|(e, _)| e).expect("acknowledged");
+}
+
+#[test]
+fn a_replay_running_on_another_worker_holds_the_connector_until_it_ends_or_its_lease_lapses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, cluster, name, topic) = stopped_sink_with_five_dead_records(dir.path());
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    // A worker that died mid-replay long ago: its claim lapsed and holds nothing.
+    write_claim(&cluster, &name, "dead", Some(json!({"worker": "worker-dead", "until_ms": now_ms - 1000})));
+    // A replay running elsewhere right now (a client retried on this worker).
+    write_claim(&cluster, &name, "running", Some(json!({"worker": "worker-elsewhere", "until_ms": now_ms + 600_000})));
+
+    let (code, answer) = w.request("POST", &format!("/connectors/{name}/dlq/replay"), Some("{}"));
+    assert_eq!(code, 409, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("running on worker worker-elsewhere"), "{message}");
+    assert_eq!(read_to_end(&topic, 1, 10).len(), 0, "nothing was replayed");
+
+    // That replay ends (its worker tombstones the claim): this one runs.
+    write_claim(&cluster, &name, "running", None);
+    let run = replay(&w, &name, json!({}));
+    assert_eq!((&run["replayed"], &run["complete"]), (&json!(5), &json!(true)), "{run}");
+    // Its own claim is gone too: the next run is not refused.
+    let again = replay(&w, &name, json!({}));
+    assert_eq!(again["replayed"], 0, "{again}");
+    assert_eq!(read_to_end(&topic, 1, 10).len(), 5, "each DLQ record once");
 }
