@@ -11,6 +11,7 @@ use connector_api::{
 use crate::{
     parquet_format::{ParquetCodec, Schema},
     partitioner::{Partitioner, TimeSpec, TimestampExtractor},
+    zone::Zone,
 };
 
 pub const MIB: i64 = 1024 * 1024;
@@ -88,33 +89,9 @@ fn only_false(what: &'static str) -> Validator {
 }
 
 fn timezone_validator() -> Validator {
-    Validator::custom("UTC, Z, or a fixed offset such as +02:00", |v| parse_timezone(v).map(|_| ()))
-}
-
-/// `UTC`/`GMT`/`Z` or a fixed offset `±HH:MM` (also `UTC+02:00`). Named
-/// zones with daylight saving are not supported: they need a tz database.
-pub fn parse_timezone(value: &str) -> Result<i32, String> {
-    let v = value.trim();
-    let rest = v.strip_prefix("UTC").or_else(|| v.strip_prefix("GMT")).unwrap_or(v);
-    if rest.is_empty() || rest == "Z" {
-        return Ok(0);
-    }
-    let err = || format!("Invalid value {value}: supported values are UTC, Z or a fixed offset like +02:00 or -0530");
-    let (sign, digits) = match rest.as_bytes().first() {
-        Some(b'+') => (1, &rest[1..]),
-        Some(b'-') => (-1, &rest[1..]),
-        _ => return Err(err()),
-    };
-    let digits: String = digits.chars().filter(|c| *c != ':').collect();
-    if !digits.chars().all(|c| c.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
-        return Err(err());
-    }
-    let hours: i32 = digits[..2].parse().map_err(|_| err())?;
-    let minutes: i32 = if digits.len() == 4 { digits[2..].parse().map_err(|_| err())? } else { 0 };
-    if hours > 18 || minutes > 59 {
-        return Err(err());
-    }
-    Ok(sign * (hours * 3600 + minutes * 60))
+    Validator::custom("UTC, Z, a fixed offset such as +02:00, or an IANA zone id such as Europe/Berlin", |v| {
+        Zone::parse(v).map(|_| ())
+    })
 }
 
 fn key(name: &str, ty: ConfigType, default: Option<&str>, importance: Importance, doc: &str) -> ConfigKey {
@@ -154,7 +131,7 @@ pub fn definition() -> ConfigDef {
         .define(key("rotate.schedule.interval.ms", Long, Some("-1"), Medium, "Rotate open objects on this wall-clock schedule, aligned to timezone, idle partitions too (at-least-once). -1: off.").validator(interval()))
         .define(key("s3.object.max.bytes", Long, Some("-1"), Medium, "Rotate an object once this many uncompressed bytes were written (beyond Confluent). -1: off.").validator(interval()))
         .define(key("s3.max.open.files", Int, Some("-1"), Medium, "Most objects open at once per task; opening one more rotates the oldest. -1: unlimited.").validator(interval()))
-        .define(key("timezone", String, Some("UTC"), Medium, "Timezone of path.format and scheduled rotation: UTC or a fixed offset.").validator(timezone_validator()))
+        .define(key("timezone", String, Some("UTC"), Medium, "Timezone of path.format and scheduled rotation: UTC, a fixed offset or an IANA zone id (daylight saving followed).").validator(timezone_validator()))
         .define(key("s3.part.size", Int, Some(&(25 * MIB).to_string()), High, "Multipart part size in bytes (min 5 MiB). Buffers grow as needed up to it.").validator(Validator::range(Some(MIN_PART_SIZE as f64), Some(MAX_PART_SIZE as f64))))
         .define(key("s3.part.upload.concurrency", Int, Some("4"), Low, "Part uploads in flight per task; more waits (bounds memory to about this many parts).").validator(Validator::range(Some(1.0), Some(64.0))))
         .define(key("format.class", Class, None, High, "Object format.").validator(one_of_aliases(FORMATS)))
@@ -259,7 +236,7 @@ pub struct S3SinkConfig {
     pub rotate_schedule_ms: Option<i64>,
     pub max_object_bytes: Option<u64>,
     pub max_open_files: Option<usize>,
-    pub tz_offset_secs: i32,
+    pub zone: Zone,
     pub part_size: usize,
     pub upload_concurrency: usize,
     pub format: Format,
@@ -311,7 +288,7 @@ impl S3SinkConfig {
         let key_id = s("aws.access.key.id")?;
         let secret = s("aws.secret.access.key")?;
         let access_key = (!key_id.is_empty()).then_some((key_id, secret));
-        let tz_offset_secs = parse_timezone(&s("timezone")?).map_err(|e| bad("timezone", e))?;
+        let zone = Zone::parse(&s("timezone")?).map_err(|e| bad("timezone", e))?;
         let rotate_interval_ms = opt_pos("rotate.interval.ms")?;
         let rotate_schedule_ms = opt_pos("rotate.schedule.interval.ms")?;
 
@@ -369,7 +346,7 @@ impl S3SinkConfig {
                     "must be a positive number of ms for the time-based partitioner".into(),
                 ));
             }
-            Ok(Partitioner::Time(TimeSpec { path_format, duration_ms, tz_offset_secs, extractor: extractor.clone() }))
+            Ok(Partitioner::Time(TimeSpec { path_format, duration_ms, zone, extractor: extractor.clone() }))
         };
         let partitioner = match pick("partitioner.class", PARTITIONERS)? {
             "field" => {
@@ -404,7 +381,7 @@ impl S3SinkConfig {
             rotate_schedule_ms,
             max_object_bytes: opt_pos("s3.object.max.bytes")?.map(|v| v as u64),
             max_open_files: opt_pos("s3.max.open.files")?.map(|v| v as usize),
-            tz_offset_secs,
+            zone,
             part_size: l("s3.part.size")?.clamp(MIN_PART_SIZE, MAX_PART_SIZE) as usize,
             upload_concurrency: l("s3.part.upload.concurrency")?.clamp(1, 64) as usize,
             format,
@@ -487,7 +464,7 @@ mod tests {
             .with("behavior.on.null.values", "drop")
             .with("s3.part.size", "1024")
             .with("flush.size", "0")
-            .with("timezone", "Europe/Paris")
+            .with("timezone", "Mars/Olympus")
             .with("store.kafka.keys", "true")
             .with("rotate.interval.ms", "0");
         let issues = validate(&c);
@@ -528,14 +505,6 @@ mod tests {
         assert_eq!(keys(&validate(&c)), vec!["aws.secret.access.key"]);
         let c = base().with("s3.sse.kms.key.id", "k");
         assert_eq!(keys(&validate(&c)), vec!["s3.sse.kms.key.id"]);
-    }
-
-    #[test]
-    fn timezones() {
-        assert_eq!(parse_timezone("UTC"), Ok(0));
-        assert_eq!(parse_timezone("+02:00"), Ok(7200));
-        assert_eq!(parse_timezone("UTC-0530"), Ok(-(5 * 3600 + 30 * 60)));
-        assert!(parse_timezone("America/New_York").is_err());
     }
 
     #[test]

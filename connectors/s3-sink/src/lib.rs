@@ -23,6 +23,7 @@ pub mod partitioner;
 pub mod rotation;
 pub mod sink;
 pub mod upload;
+pub mod zone;
 
 use connector_api::{ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector};
 

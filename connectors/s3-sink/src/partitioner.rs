@@ -2,8 +2,10 @@
 //! under. Same rules and spellings as Confluent's storage-common partitioners
 //! so existing downstream readers (Hive/Athena layouts) keep working.
 
-use chrono::{Datelike, FixedOffset, Offset, TimeZone, Timelike};
+use chrono::{Datelike, Timelike};
 use serde_json::Value;
+
+use crate::zone::Zone;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimestampExtractor {
@@ -19,7 +21,7 @@ pub enum TimestampExtractor {
 pub struct TimeSpec {
     pub path_format: String,
     pub duration_ms: i64,
-    pub tz_offset_secs: i32,
+    pub zone: Zone,
     pub extractor: TimestampExtractor,
 }
 
@@ -79,11 +81,7 @@ impl Partitioner {
             }
             Partitioner::Time(spec) => {
                 let ts = spec.extractor.extract(record)?;
-                Ok(format_time(
-                    &spec.path_format,
-                    bucket_start(ts, spec.duration_ms, spec.tz_offset_secs),
-                    spec.tz_offset_secs,
-                ))
+                Ok(format_time(&spec.path_format, bucket_start(ts, spec.duration_ms, &spec.zone), &spec.zone))
             }
         }
     }
@@ -142,22 +140,18 @@ pub fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
 }
 
 /// Start of the time bucket holding `ts`, with buckets aligned in local time
-/// (Confluent's `TimeBasedPartitioner.getPartition`).
-pub fn bucket_start(ts_ms: i64, duration_ms: i64, tz_offset_secs: i32) -> i64 {
-    let offset = tz_offset_secs as i64 * 1000;
-    let local = ts_ms + offset;
-    local.div_euclid(duration_ms) * duration_ms - offset
+/// (Confluent's `TimeBasedPartitioner.getPartition`: to local time, down to
+/// the bucket, back to an instant).
+pub fn bucket_start(ts_ms: i64, duration_ms: i64, zone: &Zone) -> i64 {
+    let local = ts_ms + zone.offset_ms_at(ts_ms);
+    zone.local_to_utc(local.div_euclid(duration_ms) * duration_ms)
 }
 
 /// Formats `ts_ms` with a Joda-style pattern: quoted literals ('year'), and
 /// the numeric fields YYYY/yyyy, YY/yy, MM, dd, HH, mm, ss (runs of a letter
 /// set the zero-padding). Other letters are kept as is.
-pub fn format_time(pattern: &str, ts_ms: i64, tz_offset_secs: i32) -> String {
-    let tz = FixedOffset::east_opt(tz_offset_secs).unwrap_or_else(|| chrono::Utc.fix());
-    let t = match tz.timestamp_millis_opt(ts_ms).single() {
-        Some(t) => t,
-        None => return pattern.to_string(),
-    };
+pub fn format_time(pattern: &str, ts_ms: i64, zone: &Zone) -> String {
+    let Some(t) = zone.local(ts_ms) else { return pattern.to_string() };
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -232,7 +226,7 @@ mod tests {
         let spec = |tz| TimeSpec {
             path_format: "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH".into(),
             duration_ms: 3_600_000,
-            tz_offset_secs: tz,
+            zone: Zone::Fixed(tz),
             extractor: TimestampExtractor::Record,
         };
         let p = Partitioner::Time(spec(0));
@@ -247,8 +241,26 @@ mod tests {
     fn daily_buckets_align_to_local_midnight() {
         // 2024-03-05T23:30:00Z is 2024-03-06T01:30+02:00: the bucket starts at 2024-03-05T22:00Z.
         let ts = 1_709_681_400_000;
-        assert_eq!(bucket_start(ts, 86_400_000, 7200), 1_709_676_000_000);
-        assert_eq!(bucket_start(ts, 86_400_000, 0), 1_709_596_800_000);
+        assert_eq!(bucket_start(ts, 86_400_000, &Zone::Fixed(7200)), 1_709_676_000_000);
+        assert_eq!(bucket_start(ts, 86_400_000, &Zone::Fixed(0)), 1_709_596_800_000);
+    }
+
+    #[test]
+    fn named_zones_bucket_and_name_in_local_time_across_daylight_saving() {
+        let berlin = Zone::Named(chrono_tz::Tz::Europe__Berlin);
+        let daily = |ts| format_time("'dt'=YYYY-MM-dd HH:mm", bucket_start(ts, 86_400_000, &berlin), &berlin);
+        // 2024-03-05T23:30Z is 00:30 on the 6th in Berlin (+1): that day, from its local midnight.
+        assert_eq!(daily(1_709_681_400_000), "dt=2024-03-06 00:00");
+        assert_eq!(bucket_start(1_709_681_400_000, 86_400_000, &berlin), 1_709_679_600_000);
+        // 2024-07-15T22:30Z is 00:30 on the 16th in summer time (+2).
+        assert_eq!(daily(1_721_082_600_000), "dt=2024-07-16 00:00");
+        // The day clocks go forward has 23 hours: its last hour still belongs to it.
+        // (2024-03-31T21:59Z is 23:59 at +2.)
+        assert_eq!(daily(1_711_922_340_000), "dt=2024-03-31 00:00");
+        let hourly = |ts| format_time("HH", bucket_start(ts, 3_600_000, &berlin), &berlin);
+        // 2024-10-27: 02:xx happens twice (00:xxZ at +2, then 01:xxZ at +1); both name hour 02.
+        assert_eq!(hourly(1_729_989_000_000), "02");
+        assert_eq!(hourly(1_729_992_600_000), "02");
     }
 
     #[test]
@@ -264,7 +276,7 @@ mod tests {
 
     #[test]
     fn joda_literals_and_two_digit_years() {
-        assert_eq!(format_time("'dt'=yyyy-MM-dd''HH:mm:ss", 0, 0), "dt=1970-01-01'00:00:00");
-        assert_eq!(format_time("YY", 0, 0), "70");
+        assert_eq!(format_time("'dt'=yyyy-MM-dd''HH:mm:ss", 0, &Zone::Fixed(0)), "dt=1970-01-01'00:00:00");
+        assert_eq!(format_time("YY", 0, &Zone::Fixed(0)), "70");
     }
 }

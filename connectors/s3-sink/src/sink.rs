@@ -156,7 +156,7 @@ impl S3SinkTask {
 
     fn schedule_deadline(&self, now: i64) -> Option<i64> {
         let interval = self.cfg.rotate_schedule_ms?;
-        Some(rotation::schedule_deadline(now, interval, self.cfg.tz_offset_secs))
+        Some(rotation::schedule_deadline(now, interval, &self.cfg.zone))
     }
 
     /// Takes one record: Ok(()) accepted or ignored, Err(msg) a bad record.
