@@ -132,13 +132,15 @@ fn kill_at(trap: Trap, timed_partitioner: bool) {
             ("partition.duration.ms", "3600000"),
             ("timestamp.extractor", "Record"),
             ("locale", "en-US"),
-            ("timezone", "UTC"),
+            // A named zone, as Confluent configs have them: 13:45 UTC is 14:45
+            // in Berlin in November (+01:00).
+            ("timezone", "Europe/Berlin"),
         ]);
     }
     create(&worker, &name, s3_config(&topic, &dir, &proxy.url, &extra));
     let held = proxy.wait_sprung(TIMEOUT);
     let first_key = if timed_partitioner {
-        format!("{dir}/{topic}/year=2026/month=11/day=20/hour=13/{topic}+0+0000000000.json")
+        format!("{dir}/{topic}/year=2026/month=11/day=20/hour=14/{topic}+0+0000000000.json")
     } else {
         format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json")
     };
