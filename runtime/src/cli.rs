@@ -65,9 +65,13 @@ pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
 
     let registry = Arc::new(PluginRegistry::load(&settings.plugin_path));
     tracing::info!(classes = registry.classes().len(), "plugins loaded");
-    let cluster =
-        crate::cluster::Cluster::start(settings.kafka.clone(), &settings.cluster_id, settings.worker_id.clone())
-            .context("joining the cluster")?;
+    let cluster = crate::cluster::Cluster::start(
+        settings.kafka.clone(),
+        &settings.cluster_id,
+        settings.worker_id.clone(),
+        settings.topic_tracking,
+    )
+    .context("joining the cluster")?;
     let metrics = Arc::new(crate::metrics::Metrics::new()?);
     let worker = crate::worker::Worker::new(cluster, registry, metrics, settings.restart_backoff);
     worker.spawn()?;

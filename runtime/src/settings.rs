@@ -7,7 +7,7 @@ use std::{fs, path::PathBuf, time::Duration};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::{kafka::KafkaSettings, rest::Auth};
+use crate::{cluster::active_topics::TopicTracking, kafka::KafkaSettings, rest::Auth};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct WorkerArgs {
@@ -53,6 +53,12 @@ pub struct WorkerArgs {
     /// How long SIGTERM waits for tasks to commit and stop. Default: 20000.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Record the topics each connector uses (Kafka Connect's topic.tracking.enable); false: GET …/topics is a 403. Default: true.
+    #[arg(long, env = "SLUICE_TOPIC_TRACKING_ENABLE")]
+    pub topic_tracking_enable: Option<bool>,
+    /// Allow PUT …/topics/reset (topic.tracking.allow.reset); false: it is a 403. Default: true.
+    #[arg(long, env = "SLUICE_TOPIC_TRACKING_ALLOW_RESET")]
+    pub topic_tracking_allow_reset: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -70,6 +76,8 @@ struct FileSettings {
     rest_basic_auth: Option<Vec<String>>,
     log_format: Option<String>,
     shutdown_timeout_ms: Option<u64>,
+    topic_tracking_enable: Option<bool>,
+    topic_tracking_allow_reset: Option<bool>,
     #[serde(default)]
     kafka: std::collections::BTreeMap<String, String>,
 }
@@ -86,6 +94,7 @@ pub struct Settings {
     pub auth: Auth,
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
+    pub topic_tracking: TopicTracking,
 }
 
 fn pair(text: &str) -> anyhow::Result<(String, String)> {
@@ -151,6 +160,10 @@ impl Settings {
             shutdown_timeout: Duration::from_millis(
                 args.shutdown_timeout_ms.or(file.shutdown_timeout_ms).unwrap_or(20_000),
             ),
+            topic_tracking: TopicTracking {
+                enable: args.topic_tracking_enable.or(file.topic_tracking_enable).unwrap_or(true),
+                allow_reset: args.topic_tracking_allow_reset.or(file.topic_tracking_allow_reset).unwrap_or(true),
+            },
         })
     }
 }

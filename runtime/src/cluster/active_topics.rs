@@ -6,6 +6,22 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Kafka Connect's `topic.tracking.enable` and `topic.tracking.allow.reset`
+/// (worker settings, both on by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicTracking {
+    /// Tasks record the topics they use; `GET …/topics` answers them.
+    pub enable: bool,
+    /// `PUT …/topics/reset` may forget them.
+    pub allow_reset: bool,
+}
+
+impl Default for TopicTracking {
+    fn default() -> Self {
+        TopicTracking { enable: true, allow_reset: true }
+    }
+}
+
 const PREFIX: &str = "status-topic-";
 const SEPARATOR: &str = ":connector-";
 

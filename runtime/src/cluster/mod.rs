@@ -104,6 +104,7 @@ pub struct Cluster {
     shared: Arc<(Mutex<Shared>, Condvar)>,
     pub placement: Arc<placement::Placement>,
     heartbeating: Arc<std::sync::atomic::AtomicBool>,
+    pub topic_tracking: active_topics::TopicTracking,
 }
 
 /// How long a REST write waits for the worker's own view to apply it.
@@ -113,7 +114,12 @@ impl Cluster {
     /// Creates the internal topics if missing, starts reading them and joins
     /// the coordination group. Returns once the view has caught up with
     /// everything written before start-up.
-    pub fn start(settings: KafkaSettings, cluster_id: &str, worker_id: String) -> anyhow::Result<Arc<Cluster>> {
+    pub fn start(
+        settings: KafkaSettings,
+        cluster_id: &str,
+        worker_id: String,
+        topic_tracking: active_topics::TopicTracking,
+    ) -> anyhow::Result<Arc<Cluster>> {
         let topics = Topics::new(cluster_id);
         ensure_topic(&settings, &topics.configs, 1, true)?;
         ensure_topic(&settings, &topics.status, 1, true)?;
@@ -128,7 +134,16 @@ impl Cluster {
         let placement = Arc::new(placement::Placement::new(worker_id.clone(), session));
         spawn_reader(&settings, &topics, shared.clone(), placement.clone())?;
         let heartbeating = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let cluster = Arc::new(Cluster { worker_id, topics, settings, producer, shared, placement, heartbeating });
+        let cluster = Arc::new(Cluster {
+            worker_id,
+            topics,
+            settings,
+            producer,
+            shared,
+            placement,
+            heartbeating,
+            topic_tracking,
+        });
         cluster.sync().context("reading the cluster's configs")?;
         cluster.spawn_heartbeat(session / 4)?;
         Ok(cluster)
@@ -245,6 +260,9 @@ impl Cluster {
     /// Never waits for the broker: it runs on task threads, and the record is
     /// only bookkeeping (the view picks it up when the reader reads it back).
     pub fn note_active_topic(&self, connector: &str, topic: &str, task: i32) -> anyhow::Result<()> {
+        if !self.topic_tracking.enable {
+            return Ok(());
+        }
         let pending = (connector.to_string(), topic.to_string());
         {
             let mut guard = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -558,9 +558,22 @@ pub async fn reset_offsets(State(state): State<Shared>, Path(name): Path<String>
 
 /// Kafka Connect's active topics: those the connector's tasks consumed from
 /// (sinks) or produced to (sources) since creation or the last reset.
+/// Kafka Connect answers 403 when the worker's settings turn these off.
+fn topic_tracking_allows(state: &Shared, reset: bool) -> ApiResult<()> {
+    let tracking = state.worker.cluster.topic_tracking;
+    if !tracking.enable {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Topic tracking is disabled."));
+    }
+    if reset && !tracking.allow_reset {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Topic tracking reset is disabled."));
+    }
+    Ok(())
+}
+
 pub async fn topics(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     blocking(move || {
         spec(&state.worker, &name)?;
+        topic_tracking_allows(&state, false)?;
         let topics = state.worker.cluster.active_topics(&name);
         Ok(Json(json!({ name: { "topics": topics } })))
     })
@@ -570,6 +583,7 @@ pub async fn topics(State(state): State<Shared>, Path(name): Path<String>) -> Ap
 pub async fn reset_topics(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     blocking(move || {
         spec(&state.worker, &name)?;
+        topic_tracking_allows(&state, true)?;
         state.worker.cluster.reset_active_topics(&name).map_err(ApiError::internal)?;
         Ok(StatusCode::ACCEPTED)
     })
