@@ -266,3 +266,41 @@ fn active_topics_are_the_topics_used_and_a_reset_forgets_them() {
     });
     assert_eq!(w.request("PUT", "/connectors/nope/topics/reset", None).0, 404);
 }
+
+#[test]
+fn topic_tracking_settings_turn_the_topics_endpoints_off_with_a_403() {
+    // topic.tracking.allow.reset=false: the set is kept and answered, a reset refused.
+    let w = WorkerProcess::start(&unique("topics-noreset"), &["--topic-tracking-allow-reset", "false"], &[]);
+    let used = unique("topics-noreset-in");
+    create_topic(&used, 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = unique("topics-noreset-sink");
+    let body = file_sink(&sink, &used, &dir.path().join("out.txt").to_string_lossy());
+    assert_eq!(w.request("POST", "/connectors", Some(&body)).0, 201);
+    produce(&used, 0, &[(None, Some("a"))]);
+    let topics_of = |w: &WorkerProcess, name: &str| w.get(&format!("/connectors/{name}/topics"));
+    wait_until("the sink's active topics", Duration::from_secs(60), || {
+        (topics_of(&w, &sink).1[&sink]["topics"] == json!([used])).then_some(())
+    });
+    let (code, answer) = w.request("PUT", &format!("/connectors/{sink}/topics/reset"), None);
+    assert_eq!(code, 403, "{answer}");
+    assert_eq!(answer["message"], "Topic tracking reset is disabled.");
+    assert_eq!(topics_of(&w, &sink).1[&sink]["topics"], json!([used]), "the set is kept");
+
+    // topic.tracking.enable=false: neither endpoint answers; the sink still runs.
+    let off = WorkerProcess::start(&unique("topics-off"), &["--topic-tracking-enable", "false"], &[]);
+    let input = unique("topics-off-in");
+    create_topic(&input, 1);
+    let out = dir.path().join("off.txt");
+    let sink = unique("topics-off-sink");
+    assert_eq!(off.request("POST", "/connectors", Some(&file_sink(&sink, &input, &out.to_string_lossy()))).0, 201);
+    produce(&input, 0, &[(None, Some("b"))]);
+    wait_until("the record in the sink's file", Duration::from_secs(60), || {
+        std::fs::read_to_string(&out).ok().filter(|t| t.contains('b')).map(|_| ())
+    });
+    let (code, answer) = topics_of(&off, &sink);
+    assert_eq!(code, 403, "{answer}");
+    assert_eq!(answer["message"], "Topic tracking is disabled.");
+    let (code, answer) = off.request("PUT", &format!("/connectors/{sink}/topics/reset"), None);
+    assert_eq!((code, &answer["message"]), (403, &json!("Topic tracking is disabled.")), "{answer}");
+}
