@@ -321,16 +321,6 @@ impl Cluster {
         })
     }
 
-    /// DLQ replay positions of a connector (see `rest/dlq_replay.rs`):
-    /// cursor (JSON text) → next DLQ offset to examine (JSON text).
-    pub fn read_replay_positions(&self, connector: &str) -> anyhow::Result<BTreeMap<String, String>> {
-        self.read_offsets_topic(|parts| {
-            (parts.first().and_then(|v| v.as_str()) == Some(REPLAY_KEY)
-                && parts.get(1).and_then(|v| v.as_str()) == Some(connector))
-            .then(|| parts.get(2).map(|p| p.to_string()).unwrap_or_default())
-        })
-    }
-
     /// Stores DLQ replay positions (after every replayed record up to them
     /// was acknowledged): (cursor JSON text, next offset).
     pub fn write_replay_positions(&self, connector: &str, positions: &[(String, i64)]) -> anyhow::Result<()> {
@@ -358,11 +348,9 @@ impl Cluster {
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut offsets = BTreeMap::new();
         self.scan_offsets_topic(|parts, value, _| {
-            let Some(id) = select(parts) else { return };
-            match value {
-                Some(value) => offsets.insert(id, String::from_utf8_lossy(value).to_string()),
-                None => offsets.remove(&id),
-            };
+            if let Some(id) = select(parts) {
+                keep_latest(&mut offsets, id, value);
+            }
         })?;
         Ok(offsets)
     }
@@ -422,6 +410,23 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Applies a record of a compacted topic to what is read so far: the last
+/// value per id wins; a tombstone removes it.
+fn keep_latest(map: &mut BTreeMap<String, String>, id: String, value: Option<&[u8]>) {
+    match value {
+        Some(value) => map.insert(id, String::from_utf8_lossy(value).to_string()),
+        None => map.remove(&id),
+    };
+}
+
+/// The id of a DLQ replay position of `connector` (see `rest/dlq_replay.rs`)
+/// in the offsets topic: its cursor as JSON text; `None` for other keys.
+fn replay_position_id(parts: &[serde_json::Value], connector: &str) -> Option<String> {
+    (parts.first().and_then(|v| v.as_str()) == Some(REPLAY_KEY)
+        && parts.get(1).and_then(|v| v.as_str()) == Some(connector))
+    .then(|| parts.get(2).map(|p| p.to_string()).unwrap_or_default())
 }
 
 /// First element of the offsets-topic keys of DLQ replay positions

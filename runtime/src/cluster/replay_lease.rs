@@ -20,7 +20,7 @@ use anyhow::anyhow;
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 
-use super::{new_request_id, Cluster};
+use super::{keep_latest, new_request_id, replay_position_id, Cluster};
 use crate::kafka::wait_delivery;
 
 /// First element of lease keys (`[LEASE_KEY, connector, claim id]`); like
@@ -43,6 +43,10 @@ pub struct ReplayLease<'a> {
     cluster: &'a Cluster,
     key: String,
     renewed: Instant,
+    /// The connector's DLQ replay positions, read in the same pass that
+    /// found the lease free: cursor (JSON text) → next DLQ offset (JSON
+    /// text). Only the lease holder writes them, so they stay current.
+    pub positions: BTreeMap<String, String>,
 }
 
 fn now_ms() -> i64 {
@@ -60,14 +64,20 @@ fn holder(claims: &BTreeMap<String, (i64, Claim)>, now_ms: i64) -> Option<(&Stri
 }
 
 impl Cluster {
-    /// Takes the connector's replay lease, or answers the claim that holds it.
+    /// Takes the connector's replay lease (with its replay positions), or
+    /// answers the claim that holds it.
     pub fn claim_replay(&self, connector: &str) -> anyhow::Result<Result<ReplayLease<'_>, Claim>> {
         let id = new_request_id();
         let key = serde_json::json!([LEASE_KEY, connector, id]).to_string();
         self.write_claim(&key)?;
-        let mut lease = ReplayLease { cluster: self, key, renewed: Instant::now() };
+        let mut lease = ReplayLease { cluster: self, key, renewed: Instant::now(), positions: BTreeMap::new() };
         let mut claims: BTreeMap<String, (i64, Claim)> = BTreeMap::new();
+        let positions = &mut lease.positions;
         self.scan_offsets_topic(|parts, value, offset| {
+            if let Some(id) = replay_position_id(parts, connector) {
+                keep_latest(positions, id, value);
+                return;
+            }
             let (Some(LEASE_KEY), Some(c), Some(claim_id)) =
                 (parts.first().and_then(|v| v.as_str()), parts.get(1).and_then(|v| v.as_str()), parts.get(2))
             else {

@@ -203,12 +203,10 @@ fn run(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
 
-    let stored: Vec<(Cursor, i64)> = worker
-        .cluster
-        .read_replay_positions(name)
-        .map_err(ApiError::internal)?
-        .into_iter()
-        .filter_map(|(cursor, next)| Some((serde_json::from_str(&cursor).ok()?, next.trim().parse().ok()?)))
+    let stored: Vec<(Cursor, i64)> = lease
+        .positions
+        .iter()
+        .filter_map(|(cursor, next)| Some((serde_json::from_str(cursor).ok()?, next.trim().parse().ok()?)))
         .collect();
     let cursor_of = |partition: i32| Cursor {
         topic: dlq.to_string(),
