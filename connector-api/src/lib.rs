@@ -137,6 +137,7 @@ mod error;
 pub mod export;
 pub mod ffi;
 pub mod host;
+pub mod json;
 pub mod record;
 mod traits;
 

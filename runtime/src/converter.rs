@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 
 use connector_api::ConfigIssue;
-use serde::de::IgnoredAny;
 use serde_json::{json, Map, Value};
 
 use crate::transform::Data;
@@ -126,14 +125,7 @@ impl Converter {
     pub fn view(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<&[u8]>, String> {
         match (self, bytes) {
             (Converter::Json { .. }, Some(b)) => {
-                // serde_json does not check the UTF-8 of strings it skips;
-                // Kafka Connect's JsonConverter (Jackson) refuses bad UTF-8.
-                // (The bytes, not the checked text, go to serde_json: its
-                // slice reader skips faster than its str reader.)
-                std::str::from_utf8(b).map_err(|e| {
-                    format!("the {} is not JSON: invalid UTF-8 at byte {}", part.name(), e.valid_up_to())
-                })?;
-                serde_json::from_slice::<IgnoredAny>(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
+                connector_api::json::check(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
                 Ok((b.trim_ascii() != b"null").then_some(b))
             }
             (_, None) => Ok(None),

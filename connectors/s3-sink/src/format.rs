@@ -34,19 +34,7 @@ impl RecordEncoder {
                 // The value is written as it came (no re-serialisation, so
                 // key order and number spelling are kept) once it is known
                 // to be one JSON document.
-                // JSON is UTF-8 (RFC 8259), and serde_json does not check the
-                // strings it skips: check the text first, as Kafka Connect's
-                // JsonConverter (Jackson) does while parsing.
-                // (The bytes, not the checked text, go to serde_json: its
-                // slice reader skips faster than its str reader.)
-                std::str::from_utf8(value).map_err(|e| {
-                    format!(
-                        "value is not JSON (invalid UTF-8 at byte {}); format.class=json needs JSON values \
-                         (use bytes for other data)",
-                        e.valid_up_to()
-                    )
-                })?;
-                serde_json::from_slice::<serde::de::IgnoredAny>(value).map_err(|e| {
+                connector_api::json::check(value).map_err(|e| {
                     format!("value is not JSON ({e}); format.class=json needs JSON values (use bytes for other data)")
                 })?;
                 let start = out.len();
