@@ -10,18 +10,28 @@
 //! claimant tombstones its claim and is told who holds it. The holder renews
 //! its claim while it runs and tombstones it when done; the claim of a worker
 //! that died lapses after [`LEASE`].
+//!
+//! Renewal runs on a thread of its own ([`Keeper`]): the replay itself may
+//! block longer than a lease in one call (a delivery wait lasts up to the
+//! producer's `message.timeout.ms`, five minutes by default), and a lease
+//! renewed only between calls would lapse under it.
 
 use std::{
     collections::BTreeMap,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        mpsc, Arc,
+    },
+    thread,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::anyhow;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 use super::{keep_latest, new_request_id, replay_position_id, Cluster};
-use crate::kafka::wait_delivery;
+use crate::{kafka::wait_delivery, metrics::BrokerStats};
 
 /// First element of lease keys (`[LEASE_KEY, connector, claim id]`); like
 /// the replay positions' key it starts with `__`, which no connector name does.
@@ -42,7 +52,8 @@ pub struct Claim {
 pub struct ReplayLease<'a> {
     cluster: &'a Cluster,
     key: String,
-    renewed: Instant,
+    /// Renews the claim once it is known to hold the lease.
+    keeper: Option<Keeper>,
     /// The connector's DLQ replay positions, read in the same pass that
     /// found the lease free: cursor (JSON text) → next DLQ offset (JSON
     /// text). Only the lease holder writes them, so they stay current.
@@ -69,8 +80,14 @@ impl Cluster {
     pub fn claim_replay(&self, connector: &str) -> anyhow::Result<Result<ReplayLease<'_>, Claim>> {
         let id = new_request_id();
         let key = serde_json::json!([LEASE_KEY, connector, id]).to_string();
-        self.write_claim(&key)?;
-        let mut lease = ReplayLease { cluster: self, key, renewed: Instant::now(), positions: BTreeMap::new() };
+        let writer = ClaimWriter {
+            producer: self.producer.clone(),
+            topic: self.topics.offsets.clone(),
+            worker: self.worker_id.clone(),
+            key: key.clone(),
+        };
+        let until_ms = writer.write()?;
+        let mut lease = ReplayLease { cluster: self, key, keeper: None, positions: BTreeMap::new() };
         let mut claims: BTreeMap<String, (i64, Claim)> = BTreeMap::new();
         let positions = &mut lease.positions;
         self.scan_offsets_topic(|parts, value, offset| {
@@ -99,7 +116,10 @@ impl Cluster {
         })?;
         let mine = serde_json::Value::String(id).to_string();
         match holder(&claims, now_ms()) {
-            Some((holder_id, _)) if *holder_id == mine => Ok(Ok(lease)),
+            Some((holder_id, _)) if *holder_id == mine => {
+                lease.keeper = Some(Keeper::start(LEASE / 3, until_ms, move || writer.write())?);
+                Ok(Ok(lease))
+            }
             Some((_, claim)) => {
                 let claim = claim.clone();
                 lease.release();
@@ -112,25 +132,86 @@ impl Cluster {
             }
         }
     }
+}
 
-    fn write_claim(&self, key: &str) -> anyhow::Result<()> {
-        let claim = Claim { worker: self.worker_id.clone(), until_ms: now_ms() + LEASE.as_millis() as i64 };
+/// Writes one claim of this worker (the keeper thread cannot borrow the cluster).
+struct ClaimWriter {
+    producer: FutureProducer<BrokerStats>,
+    topic: String,
+    worker: String,
+    key: String,
+}
+
+impl ClaimWriter {
+    /// Returns the written claim's `until_ms`.
+    fn write(&self) -> anyhow::Result<i64> {
+        let claim = Claim { worker: self.worker.clone(), until_ms: now_ms() + LEASE.as_millis() as i64 };
         let value = serde_json::to_string(&claim)?;
         // Partition 0 is the one `scan_offsets_topic` reads.
-        let record = FutureRecord::to(&self.topics.offsets).partition(0).key(key).payload(&value);
+        let record = FutureRecord::to(&self.topic).partition(0).key(&self.key).payload(&value);
         let delivery =
             self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing a DLQ replay claim: {e}"))?;
-        wait_delivery(delivery).map(|_| ())
+        wait_delivery(delivery).map(|_| claim.until_ms)
+    }
+}
+
+/// A thread that calls `renew` every `every` until dropped, and remembers
+/// until when the claim is known to hold.
+struct Keeper {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+    /// `until_ms` of the last claim written successfully.
+    holds_until_ms: Arc<AtomicI64>,
+}
+
+impl Keeper {
+    fn start(
+        every: Duration,
+        until_ms: i64,
+        renew: impl Fn() -> anyhow::Result<i64> + Send + 'static,
+    ) -> anyhow::Result<Keeper> {
+        let holds_until_ms = Arc::new(AtomicI64::new(until_ms));
+        let holds = Arc::clone(&holds_until_ms);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new().name("dlq-replay-lease".into()).spawn(move || {
+            // Ends when the sender is dropped (nothing is ever sent).
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                match renew() {
+                    Ok(until_ms) => holds.store(until_ms, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "could not renew a DLQ replay lease; trying again"),
+                }
+            }
+        })?;
+        Ok(Keeper { stop: Some(stop), thread: Some(thread), holds_until_ms })
+    }
+
+    fn holds_until_ms(&self) -> i64 {
+        self.holds_until_ms.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Keeper {
+    /// Returns once the thread ended: no renewal can follow.
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl ReplayLease<'_> {
-    /// Renews the claim once a third of the lease has passed since the last
-    /// renewal; cheap to call often.
-    pub fn keep(&mut self) -> anyhow::Result<()> {
-        if self.renewed.elapsed() >= LEASE / 3 {
-            self.cluster.write_claim(&self.key)?;
-            self.renewed = Instant::now();
+    /// Fails once the lease may have passed to another worker: every
+    /// renewal for a whole lease failed. Cheap to call often.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let Some(keeper) = &self.keeper else { return Ok(()) };
+        if keeper.holds_until_ms() <= now_ms() {
+            return Err(anyhow!(
+                "this worker could not renew its DLQ replay lease in the offsets topic {} for {}s (see the \
+                 worker's log), so another worker may be replaying; stopped",
+                self.cluster.topics.offsets,
+                LEASE.as_secs()
+            ));
         }
         Ok(())
     }
@@ -139,6 +220,9 @@ impl ReplayLease<'_> {
         if self.key.is_empty() {
             return;
         }
+        // The keeper ends first: a renewal after the tombstone would bring
+        // the claim back for a whole lease.
+        self.keeper.take();
         let record = FutureRecord::<str, [u8]>::to(&self.cluster.topics.offsets).partition(0).key(&self.key);
         let result = match self.cluster.producer.send_result(record) {
             Ok(delivery) => wait_delivery(delivery).map(|_| ()),
@@ -177,5 +261,41 @@ mod tests {
         assert_eq!(holder(&claims, 1_000).map(|(_, c)| c.worker.as_str()), Some("w2"));
         claims.clear();
         assert!(holder(&claims, 1_000).is_none());
+    }
+
+    /// Polls `done` until it holds or ten seconds pass.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_keeper_renews_on_its_own_thread_and_never_after_it_is_dropped() {
+        use std::sync::atomic::AtomicUsize;
+        let renewals = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&renewals);
+        let keeper = Keeper::start(Duration::from_millis(1), 1, move || {
+            Ok(1_000 + counted.fetch_add(1, Ordering::SeqCst) as i64)
+        })
+        .unwrap();
+        // Nobody calls into the keeper: the renewals come from its thread
+        // (a replay blocked in one delivery wait keeps its lease).
+        eventually("three renewals", || renewals.load(Ordering::SeqCst) >= 3);
+        assert!(keeper.holds_until_ms() > 1_000, "the newest claim's end is known");
+        drop(keeper);
+        // Dropping joined the thread (its `renew`, holding the other count,
+        // is gone): a claim tombstoned now stays tombstoned.
+        assert_eq!(Arc::strong_count(&renewals), 1, "the keeper thread outlived its drop");
+    }
+
+    #[test]
+    fn a_lease_whose_renewals_all_fail_reports_it_may_be_lost() {
+        let keeper = Keeper::start(Duration::from_millis(1), now_ms() + 50, || Err(anyhow!("broker down"))).unwrap();
+        assert!(keeper.holds_until_ms() > now_ms(), "the first claim holds for now");
+        // Failed renewals never extend it.
+        eventually("the claim to lapse", || keeper.holds_until_ms() <= now_ms());
     }
 }

@@ -131,7 +131,7 @@ pub async fn replay(State(state): State<Shared>, Path(name): Path<String>, body:
             )));
         };
         let _guard = RunningGuard::claim(&name)?;
-        let mut lease = match worker.cluster.claim_replay(&name).map_err(ApiError::internal)? {
+        let lease = match worker.cluster.claim_replay(&name).map_err(ApiError::internal)? {
             Ok(lease) => lease,
             Err(holder) => {
                 return Err(ApiError::conflict(format!(
@@ -141,7 +141,7 @@ pub async fn replay(State(state): State<Shared>, Path(name): Path<String>, body:
                 )))
             }
         };
-        run(worker, &name, &dlq, &request, &mut lease).map(Json)
+        run(worker, &name, &dlq, &request, &lease).map(Json)
     })
     .await
 }
@@ -185,7 +185,7 @@ fn run(
     name: &str,
     dlq: &str,
     request: &ReplayRequest,
-    lease: &mut ReplayLease<'_>,
+    lease: &ReplayLease<'_>,
 ) -> ApiResult<Value> {
     let kafka = worker.cluster.kafka();
     let consumer: BaseConsumer = kafka
@@ -239,7 +239,7 @@ fn run(
         let mut last_progress = Instant::now();
         let limit = request.max_records.unwrap_or(u64::MAX);
         while !open.is_empty() && counts.replayed < limit {
-            lease.keep().map_err(ApiError::internal)?;
+            lease.check().map_err(ApiError::internal)?;
             if last_progress.elapsed() > IDLE_TIMEOUT {
                 tracing::warn!(connector = name, dlq, "DLQ replay: no progress for {IDLE_TIMEOUT:?}; stopping early");
                 complete = false;
@@ -337,7 +337,7 @@ fn run(
         }
     }
     for (p, offset, topic, delivery) in deliveries {
-        lease.keep().map_err(ApiError::internal)?;
+        lease.check().map_err(ApiError::internal)?;
         wait_delivery(delivery).map_err(|e| {
             ApiError::internal(format!(
                 "replaying the DLQ record at {dlq} partition {p} offset {offset} to {topic}: {e}; no replay \
