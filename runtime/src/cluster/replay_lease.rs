@@ -207,10 +207,9 @@ impl ReplayLease<'_> {
         let Some(keeper) = &self.keeper else { return Ok(()) };
         if keeper.holds_until_ms() <= now_ms() {
             return Err(anyhow!(
-                "this worker could not renew its DLQ replay lease in the offsets topic {} for {}s (see the \
-                 worker's log), so another worker may be replaying; stopped",
-                self.cluster.topics.offsets,
-                LEASE.as_secs()
+                "this worker's DLQ replay lease in the offsets topic {} lapsed because its renewals failed \
+                 (see the worker's log), so another worker may be replaying; stopped",
+                self.cluster.topics.offsets
             ));
         }
         Ok(())
