@@ -4,6 +4,20 @@
 
 use serde::de::IgnoredAny;
 
+/// Kafka Connect's JsonConverter, as `key.converter`/`value.converter` name
+/// it (the runtime also takes the short name `json`).
+pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+
+/// Whether a `value.converter` (or `key.converter`) setting names the
+/// JsonConverter. With it, the runtime hands a plugin only checked JSON
+/// text (a value that is not JSON goes to the DLQ at the converter stage,
+/// and transformed or enveloped values are re-serialised), so a plugin that
+/// needs JSON need not check again.
+pub fn is_json_converter(setting: &str) -> bool {
+    let name = setting.trim();
+    name == "json" || name == JSON_CONVERTER
+}
+
 /// `Ok` when `bytes` are one JSON document in UTF-8; else why not (with the
 /// byte position), for the caller to put in its bad-record message.
 pub fn check(bytes: &[u8]) -> Result<(), String> {
@@ -25,5 +39,12 @@ mod tests {
         assert!(check(b"{\"a\":1} {}").unwrap_err().contains("trailing characters"));
         // serde_json alone accepts this: bad UTF-8 inside a string it skips.
         assert_eq!(check(b"{\"a\":\"\xc3\x28\"}"), Err("invalid UTF-8 at byte 6".to_string()));
+    }
+
+    #[test]
+    fn the_json_converter_by_either_name() {
+        assert!(is_json_converter(" org.apache.kafka.connect.json.JsonConverter"));
+        assert!(is_json_converter("json"));
+        assert!(!is_json_converter("org.apache.kafka.connect.storage.StringConverter"));
     }
 }

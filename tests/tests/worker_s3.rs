@@ -283,6 +283,25 @@ fn an_s3_outage_holds_offsets_back_and_the_task_recovers_without_loss_or_duplica
 
 #[test]
 fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaffected() {
+    // The s3-sink's json format checks each value itself.
+    bad_records_reach_the_dlq_and_good_objects_are_unaffected(&[], "TASK_PUT");
+}
+
+#[test]
+fn with_the_json_converter_bad_values_are_caught_once_by_the_runtime_and_still_reach_the_dlq() {
+    // The runtime's JsonConverter checks them, so the s3-sink does not check
+    // again: a bad value must still never reach an object.
+    let converter = [
+        ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
+        ("value.converter.schemas.enable", "false"),
+    ];
+    bad_records_reach_the_dlq_and_good_objects_are_unaffected(&converter, "VALUE_CONVERTER");
+}
+
+/// Ten good records with a value that is not JSON, a tombstone and a value
+/// that is not UTF-8 between them; `bad_stage` is where the two bad values
+/// are caught (the tombstone always at the sink's put).
+fn bad_records_reach_the_dlq_and_good_objects_are_unaffected(converter: &[(&str, &str)], bad_stage: &str) {
     let s3 = Bucket::new();
     let topic = unique("s3-dlq");
     let dlq = unique("s3-dlq-errors");
@@ -310,13 +329,14 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
     assert_eq!(end, 13);
 
     let worker = WorkerProcess::start(&unique("s3-dlq-cluster"), &[], &[]);
-    let extra = [
+    let mut extra = vec![
         ("flush.size", "10"),
         ("behavior.on.null.values", "fail"),
         ("errors.tolerance", "all"),
         ("errors.deadletterqueue.topic.name", dlq.as_str()),
         ("errors.deadletterqueue.context.headers.enable", "true"),
     ];
+    extra.extend_from_slice(converter);
     create(&worker, &name, s3_config(&topic, &dir, &service_env("S3_ENDPOINT"), &extra));
     wait_committed(&worker, &format!("connect-{name}"), &topic, 0, end);
 
@@ -330,15 +350,17 @@ fn invalid_and_null_records_go_to_the_dlq_with_context_and_good_objects_are_unaf
         .iter()
         .map(|m| (String::from_utf8_lossy(rdkafka::Message::key(m).unwrap_or_default()).to_string(), m))
         .collect();
-    for (key, offset, words) in
-        [("bad-json", "4", "not JSON"), ("tombstone", "8", "null value"), ("bad-utf8", "11", "invalid UTF-8 at byte 9")]
-    {
+    for (key, offset, words, stage) in [
+        ("bad-json", "4", "not JSON", bad_stage),
+        ("tombstone", "8", "null value", "TASK_PUT"),
+        ("bad-utf8", "11", "invalid UTF-8 at byte 9", bad_stage),
+    ] {
         let m = by_key.get(key).unwrap_or_else(|| panic!("{key} is not in the DLQ: {:?}", by_key.keys()));
         assert_eq!(header(m, "__connect.errors.topic").as_deref(), Some(topic.as_str()));
         assert_eq!(header(m, "__connect.errors.partition").as_deref(), Some("0"));
         assert_eq!(header(m, "__connect.errors.offset").as_deref(), Some(offset));
         assert_eq!(header(m, "__connect.errors.connector.name").as_deref(), Some(name.as_str()));
-        assert_eq!(header(m, "__connect.errors.stage").as_deref(), Some("TASK_PUT"));
+        assert_eq!(header(m, "__connect.errors.stage").as_deref(), Some(stage), "{key}");
         let message = header(m, "__connect.errors.exception.message").unwrap_or_default();
         assert!(message.contains(words), "{key}: the error message {message:?} should say {words:?}");
     }

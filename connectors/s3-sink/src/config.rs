@@ -243,6 +243,9 @@ pub struct S3SinkConfig {
     pub parquet_codec: ParquetCodec,
     pub parquet_schema: Option<Schema>,
     pub bytes_separator: Vec<u8>,
+    /// The runtime's JsonConverter already checked every value as JSON
+    /// (`value.converter`), so the json format need not check again.
+    pub values_are_checked_json: bool,
     pub bytes_extension: String,
     pub compression: Compression,
     pub compression_level: i32,
@@ -388,6 +391,7 @@ impl S3SinkConfig {
             parquet_codec,
             parquet_schema,
             bytes_separator: unescape(&s("format.bytearray.separator")?),
+            values_are_checked_json: config.get("value.converter").is_some_and(connector_api::json::is_json_converter),
             bytes_extension: if bytes_extension.starts_with('.') {
                 bytes_extension
             } else {

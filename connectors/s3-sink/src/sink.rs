@@ -132,7 +132,7 @@ impl S3SinkTask {
             gzip,
             rt,
             naming: Naming::new(&cfg),
-            encoder: RecordEncoder::new(cfg.format, cfg.bytes_separator.clone()),
+            encoder: RecordEncoder::new(cfg.format, cfg.bytes_separator.clone(), cfg.values_are_checked_json),
             up,
             cfg: Arc::new(cfg),
             host,
