@@ -5,8 +5,9 @@
 use serde::de::IgnoredAny;
 
 /// Kafka Connect's JsonConverter, as `key.converter`/`value.converter` name
-/// it (the runtime also takes the short name `json`).
+/// it, and the short name the runtime also takes.
 pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+pub const JSON_CONVERTER_SHORT: &str = "json";
 
 /// Whether a `value.converter` (or `key.converter`) setting names the
 /// JsonConverter. With it, the runtime hands a plugin only checked JSON
@@ -15,7 +16,7 @@ pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 /// needs JSON need not check again.
 pub fn is_json_converter(setting: &str) -> bool {
     let name = setting.trim();
-    name == "json" || name == JSON_CONVERTER
+    name == JSON_CONVERTER_SHORT || name == JSON_CONVERTER
 }
 
 /// `Ok` when `bytes` are one JSON document in UTF-8; else why not (with the

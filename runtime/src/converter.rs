@@ -58,7 +58,7 @@ impl Part {
 const NAMES: &[(&str, &str)] = &[
     ("bytes", "org.apache.kafka.connect.converters.ByteArrayConverter"),
     ("string", "org.apache.kafka.connect.storage.StringConverter"),
-    ("json", connector_api::json::JSON_CONVERTER),
+    (connector_api::json::JSON_CONVERTER_SHORT, connector_api::json::JSON_CONVERTER),
 ];
 
 /// The envelope JsonConverter writes with schemas enabled; Kafka Connect
