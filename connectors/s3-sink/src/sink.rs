@@ -115,6 +115,7 @@ impl S3SinkTask {
             // keeping an older object that holds fewer records.
             conditional: cfg.conditional_writes && deterministic,
             tagging: cfg.tagging,
+            unsigned_payloads: !upload::signs_payloads(cfg.endpoint.as_deref()),
         };
         if !deterministic {
             host.info(
