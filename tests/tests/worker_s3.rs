@@ -4,7 +4,8 @@
 //! record lands exactly once under Confluent's object names; offsets are
 //! committed only after the object completed — across `kill -9` at three
 //! points of an upload and across an S3 outage; bad records go to the DLQ
-//! with their context headers while the good ones' objects are unaffected.
+//! with their context headers while the good ones' objects are unaffected;
+//! over HTTPS as over plain HTTP.
 
 use std::{
     collections::BTreeMap,
@@ -402,4 +403,50 @@ fn a_hundred_thousand_records_over_four_partitions_land_exactly_once_under_confl
     }
     expected_keys.sort();
     assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), expected_keys, "no other object may exist");
+}
+
+/// The path every AWS user runs: S3 over HTTPS, where the sink sends bodies
+/// as `UNSIGNED-PAYLOAD` (TLS authenticates them). A multipart object (one
+/// 5 MiB part and the tail) and a single-PUT object must land exactly once,
+/// with the offsets committed and no upload left open.
+#[test]
+fn over_https_a_multipart_and_a_single_put_object_land_exactly_once() {
+    let s3 = Bucket::new();
+    let topic = unique("s3-https");
+    let dir = unique("s3-https-dir");
+    let name = unique("s3-https-sink");
+    let group = format!("connect-{name}");
+    create_topic(&topic, 2);
+    // Partition 0: ~6.2 MB of ~1 KiB records, more than one 5 MiB part.
+    // Partition 1: small records, an object below one part (a single PUT).
+    let count = 6_000usize;
+    let big: Vec<String> = (0..count).map(order).collect();
+    let small: Vec<String> = (0..count).map(|i| json!({ "seq": 1_000_000 + i }).to_string()).collect();
+    assert!(
+        big.iter().map(|v| v.len() + 1).sum::<usize>() > 5 << 20
+            && small.iter().map(|v| v.len() + 1).sum::<usize>() < 5 << 20
+    );
+    produce_values(&topic, 0, &big, None);
+    produce_values(&topic, 1, &small, None);
+
+    // The worker trusts the local server's test CA (rustls reads SSL_CERT_FILE).
+    let ca = service_env("S3_CA_FILE");
+    let worker = WorkerProcess::start(&unique("s3-https-cluster"), &[], &[("SSL_CERT_FILE", ca.as_str())]);
+    let extra = [("flush.size", "6000"), ("s3.part.size", "5242880")];
+    create(&worker, &name, s3_config(&topic, &dir, &service_env("S3_HTTPS_ENDPOINT"), &extra));
+    wait_committed(&worker, &group, &topic, 0, count as i64);
+    wait_committed(&worker, &group, &topic, 1, count as i64);
+
+    let objects = sequences(&s3, &dir);
+    let multipart = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
+    let single = format!("{dir}/{topic}/partition=1/{topic}+1+0000000000.json");
+    assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), vec![multipart.clone(), single.clone()]);
+    assert_eq!(objects[&multipart], (0..count as u64).collect::<Vec<u64>>(), "every record once, in order");
+    assert_eq!(objects[&single], (1_000_000..1_000_000 + count as u64).collect::<Vec<u64>>());
+    // A multipart object's ETag ends in -<parts>; a single PUT's does not.
+    let (body, etag) = s3.get(&multipart);
+    assert!(etag.trim_matches('"').ends_with("-2"), "{multipart} should be two parts, ETag {etag}");
+    assert_eq!(body.len(), big.iter().map(|v| v.len() + 1).sum::<usize>(), "the object holds exactly the records");
+    assert!(!s3.get(&single).1.contains('-'), "{single} should be a single PUT");
+    assert!(s3.open_uploads(&dir).is_empty(), "no multipart upload may stay open");
 }
