@@ -338,7 +338,8 @@ fn measure(ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     let sample = Bytes::from(sample);
     let (part_size, concurrency) = (a.part_size as usize, a.upload_concurrency);
-    let shape = |objects| s3::Shape { objects, object_bytes, part_size, concurrency };
+    let unsigned = !sluice_s3_sink::upload::signs_payloads(Some(&ctx.s3env.endpoint));
+    let shape = |objects| s3::Shape { objects, object_bytes, part_size, concurrency, unsigned };
     let c0 = ctx.cpu(None);
     let uploaded =
         ctx.rt.block_on(s3::upload_ceiling(&ctx.client, &ctx.bucket, "ceiling/", shape(objects), sample.clone()))?;

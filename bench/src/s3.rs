@@ -144,6 +144,8 @@ pub struct Shape {
     pub object_bytes: u64,
     pub part_size: usize,
     pub concurrency: usize,
+    /// Bodies sent as `UNSIGNED-PAYLOAD`, as the s3-sink does over HTTPS.
+    pub unsigned: bool,
 }
 
 pub async fn upload_ceiling(
@@ -153,7 +155,7 @@ pub async fn upload_ceiling(
     shape: Shape,
     sample: Bytes,
 ) -> anyhow::Result<Uploaded> {
-    let Shape { objects, object_bytes, part_size, concurrency } = shape;
+    let Shape { objects, object_bytes, part_size, concurrency, unsigned } = shape;
     let permits = Arc::new(Semaphore::new(concurrency));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -179,13 +181,18 @@ pub async fn upload_ceiling(
                 let (c, bucket, key, id) = (c.clone(), bucket.clone(), key.clone(), id.clone());
                 parts.push(tokio::spawn(async move {
                     let _permit = permit;
-                    let out = c
+                    let mut req = c
                         .upload_part()
                         .bucket(&bucket)
                         .key(&key)
                         .upload_id(&id)
                         .part_number(number)
                         .body(ByteStream::from(body))
+                        .customize();
+                    if unsigned {
+                        req = req.disable_payload_signing();
+                    }
+                    let out = req
                         .send()
                         .await
                         .map_err(|e| anyhow!("UploadPart {number} of {key}: {}", DisplayErrorContext(e)))?;
