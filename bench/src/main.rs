@@ -83,6 +83,10 @@ struct Args {
     /// Do not run `perf record` on the worker.
     #[arg(long)]
     no_perf: bool,
+    /// Talk to the S3 server over HTTPS (S3_HTTPS_ENDPOINT, trusting
+    /// S3_CA_FILE), as every AWS user does: bodies then go unsigned.
+    #[arg(long)]
+    https: bool,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -212,8 +216,13 @@ fn run() -> anyhow::Result<()> {
     let plugin_abs = fs::canonicalize(&plugin)?;
     std::os::unix::fs::symlink(&plugin_abs, plugin_dir.join(plugin_abs.file_name().unwrap_or_default()))
         .context("linking the plugin")?;
+    if args.https {
+        // Read by the TLS clients of this harness and of the worker (which
+        // inherits it) when they first connect; no thread runs yet.
+        std::env::set_var("SSL_CERT_FILE", env("S3_CA_FILE")?);
+    }
     let s3env = S3Env {
-        endpoint: env("S3_ENDPOINT")?,
+        endpoint: env(if args.https { "S3_HTTPS_ENDPOINT" } else { "S3_ENDPOINT" })?,
         access_key: env("S3_ACCESS_KEY")?,
         secret_key: env("S3_SECRET_KEY")?,
         region: env("S3_REGION")?,

@@ -52,7 +52,7 @@ pub(crate) fn write_results(
     let _ = writeln!(md, "# Kafka → S3 benchmark, {}\n", now.format("%Y-%m-%d %H:%M UTC"));
     let _ = writeln!(
         md,
-        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}; extra sink settings {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by}); the paired ratio uses an upload ceiling re-measured (a quarter of the objects) just before each sluice run, since the load of this shared machine moves between phases\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
+        "- commit `{commit}`{}\n- machine: {} cores ({}), {} MiB memory, kernel {}\n- data: {} records of {} B order-like JSON, {} partitions; flush.size {flush}, s3.part.size {} MiB, s3.part.upload.concurrency {}, tasks.max 1, max.buffered.bytes {} MiB (the default 256 MiB stalls: nothing settles before an object of every partition completes); worker --kafka {}; extra sink settings {}; S3 at {}\n- MB = 10^6 bytes of record values (the input); ratio = sluice MB/s ÷ ceiling MB/s, ceiling = min(consume, upload) = {ceiling:.1} MB/s ({ceiling_by}); the paired ratio uses an upload ceiling re-measured (a quarter of the objects) just before each sluice run, since the load of this shared machine moves between phases\n- CPU s/M rec: CPU-seconds per million records (user+system from /proc/<pid>/stat) of the worker (sluice rows) or of this harness (ceiling rows)\n- times include the consumer-group join for the consume ceiling (from subscribe) and sluice (from connector creation) alike; sluice ends when the committed offsets reach the end of every partition (commit interval 1 s) and every object is listed\n",
         if dirty { " (with uncommitted changes in runtime/ or connectors/s3-sink/)" } else { "" },
         machine.cores,
         machine.cpu_model,
@@ -70,6 +70,7 @@ pub(crate) fn write_results(
         } else {
             a.sink.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
         },
+        ctx.s3env.endpoint,
     );
     let _ = writeln!(md, "| measurement | records/s | MB/s | seconds | ratio to ceiling | ratio to paired ceiling | worker peak RSS MiB | CPU s/M rec | broker CPU s | S3 server CPU s | harness CPU s | load before |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -203,6 +204,7 @@ pub(crate) fn write_results(
             "part_size": a.part_size, "upload_concurrency": a.upload_concurrency, "tiny": a.tiny,
             "max_buffered_bytes": max_buffered_bytes(flush, a.size), "worker_kafka": a.worker_kafka,
             "sink": a.sink.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "s3_endpoint": ctx.s3env.endpoint,
         },
         "ceiling_mb_per_s": ceiling,
         "ceiling_bound_by": ceiling_by,
