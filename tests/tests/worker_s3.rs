@@ -424,7 +424,8 @@ fn over_https_a_multipart_and_a_single_put_object_land_exactly_once() {
     let small: Vec<String> = (0..count).map(|i| json!({ "seq": 1_000_000 + i }).to_string()).collect();
     assert!(
         big.iter().map(|v| v.len() + 1).sum::<usize>() > 5 << 20
-            && small.iter().map(|v| v.len() + 1).sum::<usize>() < 5 << 20
+            && small.iter().map(|v| v.len() + 1).sum::<usize>() < 5 << 20,
+        "partition 0 must fill more than one 5 MiB part and partition 1 less than one"
     );
     produce_values(&topic, 0, &big, None);
     produce_values(&topic, 1, &small, None);

@@ -120,10 +120,10 @@ pub struct Uploader {
 
 /// Whether request bodies to `endpoint` (none: AWS) need their SHA-256 in
 /// the signature. Over TLS every record is already authenticated (AEAD), so
-/// the hash only costs CPU: 15-17% of the worker's in `dev/bench`'s JSON run.
-/// AWS's Java SDKs, which Confluent's connector uses, send `UNSIGNED-PAYLOAD`
-/// over HTTPS too. Over plain HTTP the signed hash is the only check that
-/// the server got the bytes that were sent, so it stays.
+/// the hash only costs CPU: 12-17% of the worker's in `dev/bench`'s JSON runs.
+/// AWS's Java SDK v1, which Confluent's connector uses, sends
+/// `UNSIGNED-PAYLOAD` over HTTPS too. Over plain HTTP the signed hash is the
+/// only check that the server got the bytes that were sent, so it stays.
 pub fn signs_payloads(endpoint: Option<&str>) -> bool {
     match endpoint {
         None => false,
