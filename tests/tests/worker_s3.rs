@@ -22,6 +22,25 @@ use sluice_tests::{
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
+/// One test's own topic (created with `partitions`), object directory,
+/// connector name and that connector's consumer group, unique per run.
+struct Case {
+    topic: String,
+    dir: String,
+    name: String,
+    group: String,
+}
+
+impl Case {
+    fn new(label: &str, partitions: i32) -> Case {
+        let name = unique(&format!("{label}-sink"));
+        let case =
+            Case { topic: unique(label), dir: unique(&format!("{label}-dir")), group: format!("connect-{name}"), name };
+        create_topic(&case.topic, partitions);
+        case
+    }
+}
+
 /// An s3-sink config writing `topic` under `dir` through `store_url`.
 fn s3_config(topic: &str, dir: &str, store_url: &str, extra: &[(&str, &str)]) -> Value {
     let mut config = json!({
@@ -110,11 +129,7 @@ fn wait_committed(worker: &WorkerProcess, group: &str, topic: &str, partition: i
 fn kill_at(trap: Trap, timed_partitioner: bool) {
     let s3 = Bucket::new();
     let proxy = S3Proxy::start(&service_env("S3_ENDPOINT"));
-    let topic = unique("s3-kill");
-    let dir = unique("s3-kill-dir");
-    let name = unique("s3-kill-sink");
-    let group = format!("connect-{name}");
-    create_topic(&topic, 1);
+    let Case { topic, dir, name, group } = Case::new("s3-kill", 1);
     // 1 KiB records, 5 MiB parts, 11,000 records an object: three parts each.
     let values: Vec<String> = (0..22_000).map(order).collect();
     // A fixed record time (2026-11-20 13:45 UTC) so time-based paths are
@@ -221,11 +236,7 @@ fn durable_end(s3: &Bucket, dir: &str, partitions: i32) -> Vec<i64> {
 fn an_s3_outage_holds_offsets_back_and_the_task_recovers_without_loss_or_duplicates() {
     let s3 = Bucket::new();
     let proxy = S3Proxy::start(&service_env("S3_ENDPOINT"));
-    let topic = unique("s3-outage");
-    let dir = unique("s3-outage-dir");
-    let name = unique("s3-outage-sink");
-    let group = format!("connect-{name}");
-    create_topic(&topic, 2);
+    let Case { topic, dir, name, group } = Case::new("s3-outage", 2);
     let small = |seq: usize| json!({ "seq": seq, "order": format!("ORD-{seq}") }).to_string();
     let first: Vec<Vec<String>> =
         (0..2).map(|p| (0..5_000).map(|i| small(p * 1_000_000 + i)).collect::<Vec<_>>()).collect();
@@ -304,11 +315,8 @@ fn with_the_json_converter_bad_values_are_caught_once_by_the_runtime_and_still_r
 /// are caught (the tombstone always at the sink's put).
 fn bad_records_reach_the_dlq_and_good_objects_are_unaffected(converter: &[(&str, &str)], bad_stage: &str) {
     let s3 = Bucket::new();
-    let topic = unique("s3-dlq");
+    let Case { topic, dir, name, group } = Case::new("s3-dlq", 1);
     let dlq = unique("s3-dlq-errors");
-    let dir = unique("s3-dlq-dir");
-    let name = unique("s3-dlq-sink");
-    create_topic(&topic, 1);
     let good = |seq: u64| json!({ "seq": seq }).to_string().into_bytes();
     type Owned = (Option<Vec<u8>>, Option<Vec<u8>>);
     let mut records: Vec<Owned> = Vec::new();
@@ -339,7 +347,7 @@ fn bad_records_reach_the_dlq_and_good_objects_are_unaffected(converter: &[(&str,
     ];
     extra.extend_from_slice(converter);
     create(&worker, &name, s3_config(&topic, &dir, &service_env("S3_ENDPOINT"), &extra));
-    wait_committed(&worker, &format!("connect-{name}"), &topic, 0, end);
+    wait_committed(&worker, &group, &topic, 0, end);
 
     let objects = sequences(&s3, &dir);
     let key = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
@@ -373,11 +381,7 @@ fn bad_records_reach_the_dlq_and_good_objects_are_unaffected(converter: &[(&str,
 #[test]
 fn a_hundred_thousand_records_over_four_partitions_land_exactly_once_under_confluent_names() {
     let s3 = Bucket::new();
-    let topic = unique("s3-100k");
-    let dir = unique("s3-100k-dir");
-    let name = unique("s3-100k-sink");
-    let group = format!("connect-{name}");
-    create_topic(&topic, 4);
+    let Case { topic, dir, name, group } = Case::new("s3-100k", 4);
     // 30k + 30k + 20k + 20k: whole objects of flush.size=10000 each.
     let counts = [30_000u64, 30_000, 20_000, 20_000];
     for (p, count) in counts.iter().enumerate() {
@@ -412,11 +416,7 @@ fn a_hundred_thousand_records_over_four_partitions_land_exactly_once_under_confl
 #[test]
 fn over_https_a_multipart_and_a_single_put_object_land_exactly_once() {
     let s3 = Bucket::new();
-    let topic = unique("s3-https");
-    let dir = unique("s3-https-dir");
-    let name = unique("s3-https-sink");
-    let group = format!("connect-{name}");
-    create_topic(&topic, 2);
+    let Case { topic, dir, name, group } = Case::new("s3-https", 2);
     // Partition 0: ~6.2 MB of ~1 KiB records, more than one 5 MiB part.
     // Partition 1: small records, an object below one part (a single PUT).
     let count = 6_000usize;
