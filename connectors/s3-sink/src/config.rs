@@ -9,6 +9,7 @@ use connector_api::{
 };
 
 use crate::{
+    object_security::ObjectSecurity,
     parquet_format::{ParquetCodec, Schema},
     partitioner::{Partitioner, TimeSpec, TimestampExtractor},
     zone::Zone,
@@ -156,6 +157,10 @@ pub fn definition() -> ConfigDef {
         .define(key("s3.part.retries", Int, Some("3"), Medium, "Retries of each S3 request (with exponential backoff and jitter) before the error is reported as retriable.").validator(Validator::range(Some(0.0), None)))
         .define(key("s3.retry.backoff.ms", Long, Some("200"), Low, "Initial backoff of S3 retries.").validator(Validator::range(Some(0.0), None)))
         .define(key("enable.conditional.writes", Boolean, Some("true"), Low, "Create objects with If-None-Match: * when rotation is deterministic; an existing object counts as written."))
+        .define(key("s3.ssea.name", String, Some(""), Low, "Server-side encryption: AES256 (SSE-S3, or SSE-C with s3.sse.customer.key), aws:kms or aws:kms:dsse (with s3.sse.kms.key.id, or the AWS-managed key); empty: the bucket's default."))
+        .define(key("s3.sse.kms.key.id", String, Some(""), Low, "KMS key (id, ARN or alias/...) for s3.ssea.name=aws:kms or aws:kms:dsse."))
+        .define(key("s3.sse.customer.key", Password, Some(""), Low, "SSE-C: a base64-encoded 256-bit key, with s3.ssea.name=AES256, over HTTPS only; sent with every object creation and part."))
+        .define(key("s3.acl.canned", String, Some(""), Low, "Canned ACL of every object, e.g. bucket-owner-full-control; empty: none."))
 }
 
 /// Cross-key checks beyond the per-key definition.
@@ -177,17 +182,14 @@ pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
             "aws.access.key.id and aws.secret.access.key must be set together (or both left empty for the default credential chain)",
         ));
     }
-    // Recognised Confluent keys whose feature is missing: refusing them is
-    // safer than writing unencrypted or differently owned objects.
-    for k in
-        ["s3.ssea.name", "s3.sse.kms.key.id", "s3.sse.customer.key", "s3.acl.canned", "s3.credentials.provider.class"]
-    {
-        if config.get(k).is_some_and(|v| !v.trim().is_empty()) {
-            issues.push(ConfigIssue::new(
-                k,
-                format!("{k} is not supported by this connector yet; remove it (server-side encryption, ACLs and credential provider classes are not implemented; credentials come from aws.access.key.id/aws.secret.access.key or the default AWS chain)"),
-            ));
-        }
+    // A recognised Confluent key whose feature is missing: refusing it is
+    // safer than writing with other credentials than the user expects.
+    let k = "s3.credentials.provider.class";
+    if config.get(k).is_some_and(|v| !v.trim().is_empty()) {
+        issues.push(ConfigIssue::new(
+            k,
+            format!("{k} is not supported by this connector yet; remove it (credentials come from aws.access.key.id/aws.secret.access.key or the default AWS chain: environment, profile, ECS task role, instance metadata)"),
+        ));
     }
     if let Err(e) = S3SinkConfig::from_config(config) {
         // The parse names its key first: "<key>: message".
@@ -256,6 +258,8 @@ pub struct S3SinkConfig {
     pub part_retries: u32,
     pub retry_backoff: Duration,
     pub conditional_writes: bool,
+    /// Server-side encryption and canned ACL of every object.
+    pub security: ObjectSecurity,
 }
 
 impl std::fmt::Debug for S3SinkConfig {
@@ -368,6 +372,16 @@ impl S3SinkConfig {
             _ => Partitioner::Default,
         };
 
+        let tls = !crate::upload::signs_payloads(endpoint.as_deref());
+        let security = ObjectSecurity::parse(
+            &s("s3.ssea.name")?,
+            &s("s3.sse.kms.key.id")?,
+            &s("s3.sse.customer.key")?,
+            &s("s3.acl.canned")?,
+            tls,
+        )
+        .map_err(|(k, msg)| bad(k, msg))?;
+
         let bytes_extension = s("format.bytearray.extension")?;
         let cfg = S3SinkConfig {
             bucket: s("s3.bucket.name")?.trim().to_string(),
@@ -406,6 +420,7 @@ impl S3SinkConfig {
             part_retries: l("s3.part.retries")?.clamp(0, 100) as u32,
             retry_backoff: Duration::from_millis(l("s3.retry.backoff.ms")?.max(0) as u64),
             conditional_writes: b("enable.conditional.writes")?,
+            security,
         };
         if cfg.bucket.is_empty() {
             return Err(bad("s3.bucket.name", "must not be empty".into()));
@@ -509,6 +524,27 @@ mod tests {
         assert_eq!(keys(&validate(&c)), vec!["aws.secret.access.key"]);
         let c = base().with("s3.sse.kms.key.id", "k");
         assert_eq!(keys(&validate(&c)), vec!["s3.sse.kms.key.id"]);
+        let c = base().with("s3.credentials.provider.class", "com.amazonaws.auth.DefaultAWSCredentialsProviderChain");
+        assert_eq!(keys(&validate(&c)), vec!["s3.credentials.provider.class"]);
+    }
+
+    #[test]
+    fn confluent_encryption_and_acl_settings_are_accepted_and_checked_against_the_endpoint() {
+        let c = base()
+            .with("s3.ssea.name", "aws:kms")
+            .with("s3.sse.kms.key.id", "arn:aws:kms:eu-west-1:111122223333:key/abc")
+            .with("s3.acl.canned", "bucket-owner-full-control");
+        assert_eq!(validate(&c), vec![]);
+        let security = S3SinkConfig::from_config(&c).unwrap().security;
+        assert_eq!(security.acl.as_deref(), Some("bucket-owner-full-control"));
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let ssec = base().with("s3.ssea.name", "AES256").with("s3.sse.customer.key", key);
+        // No store.url is AWS, always HTTPS; a plain-HTTP store would see the key.
+        assert_eq!(validate(&ssec), vec![]);
+        assert_eq!(validate(&ssec.clone().with("store.url", "https://s3.internal:9000")), vec![]);
+        let issues = validate(&ssec.with("store.url", "http://127.0.0.1:8333"));
+        assert_eq!(keys(&issues), vec!["s3.sse.customer.key"]);
+        assert!(!issues[0].message.contains(key), "{issues:?}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod config;
 pub mod format;
 pub mod gzip;
 pub mod naming;
+pub mod object_security;
 pub mod parquet_format;
 pub mod partitioner;
 pub mod rotation;

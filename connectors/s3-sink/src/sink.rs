@@ -116,6 +116,7 @@ impl S3SinkTask {
             conditional: cfg.conditional_writes && deterministic,
             tagging: cfg.tagging,
             unsigned_payloads: !upload::signs_payloads(cfg.endpoint.as_deref()),
+            security: Arc::new(cfg.security.clone()),
         };
         if !deterministic {
             host.info(

@@ -26,7 +26,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::config::S3SinkConfig;
+use crate::{config::S3SinkConfig, object_security::ObjectSecurity};
 
 pub async fn client(cfg: &S3SinkConfig) -> Client {
     // The SDK's standard retry strategy is exponential backoff with jitter:
@@ -116,6 +116,8 @@ pub struct Uploader {
     /// Part and object bodies go without their SHA-256 in the signature
     /// (`UNSIGNED-PAYLOAD`); see [`signs_payloads`].
     pub unsigned_payloads: bool,
+    /// Encryption and ACL headers of object creations (and SSE-C parts).
+    pub security: Arc<ObjectSecurity>,
 }
 
 /// Whether request bodies to `endpoint` (none: AWS) need their SHA-256 in
@@ -125,9 +127,15 @@ pub struct Uploader {
 /// `UNSIGNED-PAYLOAD` over HTTPS too. Over plain HTTP the signed hash is the
 /// only check that the server got the bytes that were sent, so it stays.
 pub fn signs_payloads(endpoint: Option<&str>) -> bool {
+    !uses_tls(endpoint)
+}
+
+/// Whether requests to `endpoint` (none: AWS) go over HTTPS. A URL without
+/// a scheme counts as plain HTTP.
+pub fn uses_tls(endpoint: Option<&str>) -> bool {
     match endpoint {
-        None => false,
-        Some(url) => !url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")),
+        None => true,
+        Some(url) => url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")),
     }
 }
 
@@ -210,7 +218,8 @@ impl ObjectUpload {
             return Ok(());
         }
         if self.upload_id.is_none() {
-            let res = up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key).send().await;
+            let req = up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key);
+            let res = up.security.create(req).send().await;
             let out = res.map_err(|e| classify(&format!("CreateMultipartUpload of {}", self.key), &e))?;
             let id = out.upload_id().unwrap_or_default().to_string();
             if id.is_empty() {
@@ -239,17 +248,17 @@ impl ObjectUpload {
             None => up.permits.clone().acquire_owned().await.ok(),
         };
         let (client, bucket, key, len) = (up.client.clone(), up.bucket.clone(), self.key.clone(), part.len());
-        let unsigned = up.unsigned_payloads;
+        let (unsigned, security) = (up.unsigned_payloads, Arc::clone(&up.security));
         let handle = tokio::spawn(async move {
             let _permit = permit;
-            let mut req = client
+            let req = client
                 .upload_part()
                 .bucket(bucket)
                 .key(&key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(part.clone()))
-                .customize();
+                .body(ByteStream::from(part.clone()));
+            let mut req = security.part(req).customize();
             if unsigned {
                 req = req.disable_payload_signing();
             }
@@ -387,7 +396,8 @@ impl ObjectUpload {
 
     async fn put_single(&mut self, up: &Uploader, body: Bytes, tags: &str) -> Result<(), ConnectorError> {
         let len = body.len() as u64;
-        let mut req = up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body));
+        let mut req =
+            up.security.put(up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body)));
         if up.conditional {
             req = req.if_none_match("*");
         }
