@@ -2,7 +2,11 @@
 //! client settings as the s3-sink (path style, checksums only when required).
 
 use aws_sdk_s3::{
-    config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
+    config::{
+        interceptors::BeforeDeserializationInterceptorContextMut, ConfigBag, Credentials, Intercept,
+        RequestChecksumCalculation, ResponseChecksumValidation, RuntimeComponents,
+    },
+    error::{BoxError, DisplayErrorContext},
     Client,
 };
 
@@ -64,10 +68,28 @@ impl Bucket {
 
     /// An object's bytes and ETag.
     pub fn get(&self, key: &str) -> (Vec<u8>, String) {
-        let out = self.rt.block_on(self.client.get_object().bucket(&self.name).key(key).send()).expect("get object");
+        self.fetch(key, None).unwrap_or_else(|e| panic!("get {key}: {e}"))
+    }
+
+    /// An object's bytes and ETag, or the store's refusal. `customer_key`
+    /// (SSE-C): the base64 key and the base64 MD5 of its bytes.
+    pub fn fetch(&self, key: &str, customer_key: Option<(&str, &str)>) -> Result<(Vec<u8>, String), String> {
+        let mut req = self.client.get_object().bucket(&self.name).key(key);
+        if let Some((k, md5)) = customer_key {
+            req = req.sse_customer_algorithm("AES256").sse_customer_key(k).sse_customer_key_md5(md5);
+        }
+        let send = req.customize().interceptor(OneCustomerKeyMd5).send();
+        let out = self.rt.block_on(send).map_err(|e| format!("{}", DisplayErrorContext(e)))?;
         let etag = out.e_tag().unwrap_or_default().to_string();
-        let body = self.rt.block_on(out.body.collect()).expect("object body").into_bytes();
-        (body.to_vec(), etag)
+        let body = self.rt.block_on(out.body.collect()).map_err(|e| e.to_string())?.into_bytes();
+        Ok((body.to_vec(), etag))
+    }
+
+    /// The server-side encryption S3 reports for an object (`AES256`,
+    /// `aws:kms`), if any.
+    pub fn encryption(&self, key: &str) -> Option<String> {
+        let out = self.rt.block_on(self.client.head_object().bucket(&self.name).key(key).send()).expect("head object");
+        out.server_side_encryption().map(|e| e.as_str().to_string())
     }
 
     pub fn text(&self, key: &str) -> String {
@@ -79,5 +101,33 @@ impl Bucket {
         let req = self.client.list_multipart_uploads().bucket(&self.name).prefix(prefix);
         let out = self.rt.block_on(req.send()).expect("list multipart uploads");
         out.uploads().iter().filter_map(|u| u.key().map(str::to_string)).collect()
+    }
+}
+
+/// SeaweedFS 4.48 answers a GET of a multipart SSE-C object with its
+/// `x-amz-server-side-encryption-customer-key-MD5` header twice (the same
+/// value), which the SDK cannot parse into one string. Keeps the first.
+#[derive(Debug)]
+struct OneCustomerKeyMd5;
+
+impl Intercept for OneCustomerKeyMd5 {
+    fn name(&self) -> &'static str {
+        "one-customer-key-md5"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        const HEADER: &str = "x-amz-server-side-encryption-customer-key-md5";
+        let headers = context.response_mut().headers_mut();
+        let first = headers.get_all(HEADER).next().map(str::to_string);
+        if let Some(value) = first {
+            headers.remove(HEADER);
+            headers.insert(HEADER, value);
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! committed only after the object completed — across `kill -9` at three
 //! points of an upload and across an S3 outage; bad records go to the DLQ
 //! with their context headers while the good ones' objects are unaffected;
-//! over HTTPS as over plain HTTP.
+//! over HTTPS as over plain HTTP; with server-side encryption.
 
 use std::{
     collections::BTreeMap,
@@ -409,6 +409,75 @@ fn a_hundred_thousand_records_over_four_partitions_land_exactly_once_under_confl
     assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), expected_keys, "no other object may exist");
 }
 
+/// Records for two objects of one topic: partition 0 gets ~6.2 MB of ~1 KiB
+/// orders, more than one 5 MiB part (a multipart upload of two parts);
+/// partition 1 small ones, below one part (a single PUT). With
+/// [`TwoObjects::SETTINGS`] each partition's records make one object.
+struct TwoObjects {
+    topic: String,
+    dir: String,
+    multipart_bytes: usize,
+}
+
+impl TwoObjects {
+    const COUNT: usize = 6_000;
+    const SETTINGS: [(&'static str, &'static str); 2] = [("flush.size", "6000"), ("s3.part.size", "5242880")];
+
+    fn produce(case: &Case) -> TwoObjects {
+        let big: Vec<String> = (0..Self::COUNT).map(order).collect();
+        let small: Vec<String> = (0..Self::COUNT).map(|i| json!({ "seq": 1_000_000 + i }).to_string()).collect();
+        let bytes = |values: &[String]| values.iter().map(|v| v.len() + 1).sum::<usize>();
+        assert!(
+            bytes(&big) > 5 << 20 && bytes(&small) < 5 << 20,
+            "partition 0 must fill more than one 5 MiB part and partition 1 less than one"
+        );
+        produce_values(&case.topic, 0, &big, None);
+        produce_values(&case.topic, 1, &small, None);
+        TwoObjects { topic: case.topic.clone(), dir: case.dir.clone(), multipart_bytes: bytes(&big) }
+    }
+
+    /// The multipart object's key, then the single PUT's.
+    fn keys(&self) -> [String; 2] {
+        let (dir, topic) = (&self.dir, &self.topic);
+        [0, 1].map(|p| format!("{dir}/{topic}/partition={p}/{topic}+{p}+0000000000.json"))
+    }
+
+    fn wait_committed(&self, worker: &WorkerProcess, group: &str) {
+        for partition in [0, 1] {
+            wait_committed(worker, group, &self.topic, partition, Self::COUNT as i64);
+        }
+    }
+
+    /// Exactly these two objects exist, each holds its records once and in
+    /// order, the first as two parts and the second as a single PUT, and no
+    /// upload stays open. `read` gets an object's bytes and ETag.
+    fn assert_exact(&self, s3: &Bucket, read: impl Fn(&str) -> (Vec<u8>, String)) {
+        let [multipart, single] = self.keys();
+        assert_eq!(s3.keys(&self.dir), vec![multipart.clone(), single.clone()]);
+        let seqs = |body: &[u8]| -> Vec<u64> {
+            let text = std::str::from_utf8(body).expect("UTF-8 object");
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")["seq"].as_u64().expect("seq"))
+                .collect()
+        };
+        let (body, etag) = read(&multipart);
+        assert_eq!(seqs(&body), (0..Self::COUNT as u64).collect::<Vec<u64>>(), "every record once, in order");
+        assert_eq!(body.len(), self.multipart_bytes, "the object holds exactly the records");
+        // A multipart object's ETag ends in -<parts>; a single PUT's does not.
+        assert!(etag.trim_matches('"').ends_with("-2"), "{multipart} should be two parts, ETag {etag}");
+        let (body, etag) = read(&single);
+        assert_eq!(seqs(&body), (1_000_000..1_000_000 + Self::COUNT as u64).collect::<Vec<u64>>());
+        assert!(!etag.contains('-'), "{single} should be a single PUT, ETag {etag}");
+        assert!(s3.open_uploads(&self.dir).is_empty(), "no multipart upload may stay open");
+    }
+}
+
+/// A worker that trusts the local server's test CA (rustls reads SSL_CERT_FILE).
+fn worker_trusting_the_test_ca(label: &str) -> WorkerProcess {
+    let ca = service_env("S3_CA_FILE");
+    WorkerProcess::start(&unique(label), &[], &[("SSL_CERT_FILE", ca.as_str())])
+}
+
 /// The path every AWS user runs: S3 over HTTPS, where the sink sends bodies
 /// as `UNSIGNED-PAYLOAD` (TLS authenticates them). A multipart object (one
 /// 5 MiB part and the tail) and a single-PUT object must land exactly once,
@@ -416,38 +485,68 @@ fn a_hundred_thousand_records_over_four_partitions_land_exactly_once_under_confl
 #[test]
 fn over_https_a_multipart_and_a_single_put_object_land_exactly_once() {
     let s3 = Bucket::new();
-    let Case { topic, dir, name, group } = Case::new("s3-https", 2);
-    // Partition 0: ~6.2 MB of ~1 KiB records, more than one 5 MiB part.
-    // Partition 1: small records, an object below one part (a single PUT).
-    let count = 6_000usize;
-    let big: Vec<String> = (0..count).map(order).collect();
-    let small: Vec<String> = (0..count).map(|i| json!({ "seq": 1_000_000 + i }).to_string()).collect();
-    assert!(
-        big.iter().map(|v| v.len() + 1).sum::<usize>() > 5 << 20
-            && small.iter().map(|v| v.len() + 1).sum::<usize>() < 5 << 20,
-        "partition 0 must fill more than one 5 MiB part and partition 1 less than one"
+    let case = Case::new("s3-https", 2);
+    let objects = TwoObjects::produce(&case);
+    let worker = worker_trusting_the_test_ca("s3-https-cluster");
+    create(
+        &worker,
+        &case.name,
+        s3_config(&case.topic, &case.dir, &service_env("S3_HTTPS_ENDPOINT"), &TwoObjects::SETTINGS),
     );
-    produce_values(&topic, 0, &big, None);
-    produce_values(&topic, 1, &small, None);
+    objects.wait_committed(&worker, &case.group);
+    objects.assert_exact(&s3, |key| s3.get(key));
+}
 
-    // The worker trusts the local server's test CA (rustls reads SSL_CERT_FILE).
-    let ca = service_env("S3_CA_FILE");
-    let worker = WorkerProcess::start(&unique("s3-https-cluster"), &[], &[("SSL_CERT_FILE", ca.as_str())]);
-    let extra = [("flush.size", "6000"), ("s3.part.size", "5242880")];
-    create(&worker, &name, s3_config(&topic, &dir, &service_env("S3_HTTPS_ENDPOINT"), &extra));
-    wait_committed(&worker, &group, &topic, 0, count as i64);
-    wait_committed(&worker, &group, &topic, 1, count as i64);
+/// SSE-C test key: base64 of "0123456789abcdef0123456789abcdef", and the
+/// base64 MD5 of those bytes (`openssl dgst -md5 -binary | base64`).
+const CUSTOMER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const CUSTOMER_KEY_MD5: &str = "hRasmdxgYDKV3nvbahU1MA==";
 
-    let objects = sequences(&s3, &dir);
-    let multipart = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
-    let single = format!("{dir}/{topic}/partition=1/{topic}+1+0000000000.json");
-    assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), vec![multipart.clone(), single.clone()]);
-    assert_eq!(objects[&multipart], (0..count as u64).collect::<Vec<u64>>(), "every record once, in order");
-    assert_eq!(objects[&single], (1_000_000..1_000_000 + count as u64).collect::<Vec<u64>>());
-    // A multipart object's ETag ends in -<parts>; a single PUT's does not.
-    let (body, etag) = s3.get(&multipart);
-    assert!(etag.trim_matches('"').ends_with("-2"), "{multipart} should be two parts, ETag {etag}");
-    assert_eq!(body.len(), big.iter().map(|v| v.len() + 1).sum::<usize>(), "the object holds exactly the records");
-    assert!(!s3.get(&single).1.contains('-'), "{single} should be a single PUT");
-    assert!(s3.open_uploads(&dir).is_empty(), "no multipart upload may stay open");
+/// Confluent's encryption settings reach every object, multipart or not.
+/// SSE-S3 objects report AES256. SSE-C objects (over HTTPS, as S3 requires)
+/// cannot be read without the customer's key and hold exactly the records
+/// with it, which needs the key on every part too. The key never shows in
+/// the REST API, and a config that would send it over plain HTTP is a 400
+/// naming the key.
+#[test]
+fn server_side_encryption_covers_multipart_and_single_put_objects() {
+    let s3 = Bucket::new();
+    let worker = worker_trusting_the_test_ca("s3-sse-cluster");
+
+    let managed = Case::new("s3-sse-s3", 2);
+    let managed_objects = TwoObjects::produce(&managed);
+    let mut settings = TwoObjects::SETTINGS.to_vec();
+    settings.push(("s3.ssea.name", "AES256"));
+    create(&worker, &managed.name, s3_config(&managed.topic, &managed.dir, &service_env("S3_ENDPOINT"), &settings));
+
+    let customer = Case::new("s3-sse-c", 2);
+    let customer_objects = TwoObjects::produce(&customer);
+    settings.push(("s3.sse.customer.key", CUSTOMER_KEY));
+    let plain_http = s3_config(&customer.topic, &customer.dir, &service_env("S3_ENDPOINT"), &settings);
+    let body = json!({ "name": customer.name, "config": plain_http }).to_string();
+    let (code, reply) = worker.request("POST", "/connectors", Some(&body));
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert_eq!(code, 400, "{reply}");
+    assert!(message.contains("s3.sse.customer.key") && !message.contains(CUSTOMER_KEY), "{message}");
+    create(
+        &worker,
+        &customer.name,
+        s3_config(&customer.topic, &customer.dir, &service_env("S3_HTTPS_ENDPOINT"), &settings),
+    );
+    let (_, shown) = worker.get(&format!("/connectors/{}/config", customer.name));
+    assert_eq!(shown["s3.sse.customer.key"], "[hidden]", "{shown}");
+
+    managed_objects.wait_committed(&worker, &managed.group);
+    for key in managed_objects.keys() {
+        assert_eq!(s3.encryption(&key).as_deref(), Some("AES256"), "{key}");
+    }
+    managed_objects.assert_exact(&s3, |key| s3.get(key));
+
+    customer_objects.wait_committed(&worker, &customer.group);
+    for key in customer_objects.keys() {
+        assert!(s3.fetch(&key, None).is_err(), "{key} must not be readable without the customer key");
+    }
+    customer_objects.assert_exact(&s3, |key| {
+        s3.fetch(key, Some((CUSTOMER_KEY, CUSTOMER_KEY_MD5))).unwrap_or_else(|e| panic!("{key} with the key: {e}"))
+    });
 }
