@@ -42,6 +42,16 @@ const EXTRACTORS: &[(&str, &[&str])] = &[
 ];
 const COMPRESSIONS: &[(&str, &[&str])] = &[("none", &[]), ("gzip", &[]), ("zstd", &[])];
 const NULL_BEHAVIORS: &[(&str, &[&str])] = &[("fail", &[]), ("ignore", &[]), ("write", &[])];
+/// The AWS default credential chain, under the class names Confluent's
+/// versions default to (AWS SDK v1, then v2). Other providers (e.g. the
+/// assume-role one) are not implemented.
+const CREDENTIALS_PROVIDERS: &[(&str, &[&str])] = &[(
+    "default",
+    &[
+        "com.amazonaws.auth.DefaultAWSCredentialsProviderChain",
+        "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+    ],
+)];
 
 /// The canonical name of `value` among `table`, case-insensitively for the
 /// short names (Confluent accepts `IGNORE` as well as `ignore`).
@@ -123,6 +133,7 @@ pub fn definition() -> ConfigDef {
         .define(key("s3.path.style.access.enabled", Boolean, Some("true"), Low, "Path-style addressing (bucket in the path); used when store.url is set."))
         .define(key("aws.access.key.id", String, Some(""), High, "Static access key id; empty uses the default AWS credential chain (environment, profile, ECS task role, instance metadata)."))
         .define(key("aws.secret.access.key", Password, Some(""), High, "Static secret access key, with aws.access.key.id."))
+        .define(key("s3.credentials.provider.class", Class, Some("com.amazonaws.auth.DefaultAWSCredentialsProviderChain"), Low, "Where credentials come from when aws.access.key.id is empty: the AWS default chain (other providers are not supported yet).").validator(one_of_aliases(CREDENTIALS_PROVIDERS)))
         .define(key("topics.dir", String, Some("topics"), High, "Top-level prefix of object keys.").validator(Validator::NonEmpty))
         .define(key("directory.delim", String, Some("/"), Low, "Delimiter between path components.").validator(Validator::NonEmpty))
         .define(key("file.delim", String, Some("+"), Low, "Delimiter between topic, partition and offset in file names.").validator(Validator::NonEmpty))
@@ -180,15 +191,6 @@ pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
         issues.push(ConfigIssue::new(
             "aws.secret.access.key",
             "aws.access.key.id and aws.secret.access.key must be set together (or both left empty for the default credential chain)",
-        ));
-    }
-    // A recognised Confluent key whose feature is missing: refusing it is
-    // safer than writing with other credentials than the user expects.
-    let k = "s3.credentials.provider.class";
-    if config.get(k).is_some_and(|v| !v.trim().is_empty()) {
-        issues.push(ConfigIssue::new(
-            k,
-            format!("{k} is not supported by this connector yet; remove it (credentials come from aws.access.key.id/aws.secret.access.key or the default AWS chain: environment, profile, ECS task role, instance metadata)"),
         ));
     }
     if let Err(e) = S3SinkConfig::from_config(config) {
@@ -524,8 +526,15 @@ mod tests {
         assert_eq!(keys(&validate(&c)), vec!["aws.secret.access.key"]);
         let c = base().with("s3.sse.kms.key.id", "k");
         assert_eq!(keys(&validate(&c)), vec!["s3.sse.kms.key.id"]);
+        // Confluent's default, written out, is the chain sluice uses; the
+        // assume-role provider is not implemented.
         let c = base().with("s3.credentials.provider.class", "com.amazonaws.auth.DefaultAWSCredentialsProviderChain");
-        assert_eq!(keys(&validate(&c)), vec!["s3.credentials.provider.class"]);
+        assert_eq!(validate(&c), vec![]);
+        let c = base()
+            .with("s3.credentials.provider.class", "io.confluent.connect.s3.auth.AwsAssumeRoleCredentialsProvider");
+        let issues = validate(&c);
+        assert_eq!(keys(&issues), vec!["s3.credentials.provider.class"]);
+        assert!(issues[0].message.contains("DefaultAWSCredentialsProviderChain"), "{issues:?}");
     }
 
     #[test]
