@@ -55,7 +55,10 @@ pub trait SinkTask: Send + 'static {
 
     /// Per partition, the offset below which everything handed over is
     /// durable in the target. The worker never commits past it. Partitions
-    /// not listed have nothing new settled.
+    /// not listed have nothing new settled. It is called on the commit
+    /// interval whether records arrive or not (`put` is called only with
+    /// records): a `Fatal` or `Config` error fails the task, any other only
+    /// skips this commit.
     fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError>;
 
     /// The task loses these partitions: drop their unfinished work (it will be

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use connector_api::{ffi::FfiSinkTaskBox, TopicPartition};
+use connector_api::{ffi::FfiSinkTaskBox, ErrorKind, TopicPartition};
 use rdkafka::{
     client::ClientContext,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
@@ -41,7 +41,8 @@ struct SinkState {
     task: FfiSinkTaskBox,
     marks: Watermarks,
     assigned: BTreeSet<(String, i32)>,
-    /// A failure inside a rebalance callback, surfaced by the poll loop.
+    /// A failure inside a rebalance callback, or a refusal the plugin's
+    /// pre_commit reported, surfaced by the poll loop.
     failed: Option<String>,
     /// A retry wait paused every partition; the poll loop re-applies its own
     /// pause decision afterwards.
@@ -145,7 +146,18 @@ fn commit_settled(
     consumer: &BaseConsumer<SinkContext>,
     only: Option<&BTreeSet<(String, i32)>>,
 ) -> anyhow::Result<usize> {
-    let durable = state.task.pre_commit().into_result().map_err(|e| anyhow::anyhow!("pre_commit: {e}"))?;
+    let durable = match state.task.pre_commit().into_result() {
+        Ok(durable) => durable,
+        Err(e) => {
+            // A refusal (not an outage) fails the task, as Kafka Connect's
+            // does through put(), which it calls even without records; the
+            // poll loop picks it up. Transient errors only delay the commit.
+            if e.kind() == ErrorKind::Fatal || e.kind() == ErrorKind::Config {
+                state.failed = Some(failure("pre_commit", &e));
+            }
+            anyhow::bail!("pre_commit: {e}");
+        }
+    };
     for tpo in durable.iter() {
         match state.routes.as_mut() {
             Some(routes) => {
