@@ -49,7 +49,7 @@ impl Completing {
     ) -> Completing {
         let _ = upload.pump(rt, up);
         let reserved = rt.block_on(up.permits.clone().acquire_owned()).ok();
-        let (up, tags) = (up.clone(), tags(start_offset, end_offset, records));
+        let (up, tags) = (up.clone(), tags(up, start_offset, end_offset, records));
         let key = upload.key.clone();
         let handle = rt.spawn(async move {
             let result = upload.finish(&up, &tags, reserved).await;
@@ -106,7 +106,7 @@ impl Completing {
     /// Completes a failed object now (blocking); an error means its records
     /// must keep waiting.
     pub fn retry(&mut self, rt: &Runtime, up: &Uploader, host: &Host) -> Result<(), ConnectorError> {
-        let tags = tags(self.start_offset, self.end_offset, self.records);
+        let tags = tags(up, self.start_offset, self.end_offset, self.records);
         match &mut self.state {
             State::Waiting(upload) => {
                 let result = rt.block_on(upload.finish(up, &tags, None));
@@ -146,6 +146,12 @@ impl Completing {
     }
 
     fn count(&self, host: &Host, upload: &ObjectUpload) {
+        if let Some(why) = &upload.tagging_skipped {
+            host.warn(
+                "S3 object written but not tagged (s3.object.behavior.on.tagging.error=ignore)",
+                &[("key", &self.key), ("error", why)],
+            );
+        }
         let (records, bytes) = (self.records.to_string(), upload.bytes_uploaded.to_string());
         host.debug("S3 object written", &[("key", &self.key), ("records", &records), ("bytes", &bytes)]);
         host.counter("s3_sink_objects_total", "Objects completed in S3", &[], 1.0);
@@ -154,7 +160,7 @@ impl Completing {
     }
 }
 
-/// The object tags Confluent's sink writes (`s3.object.tagging`).
-fn tags(start_offset: i64, end_offset: i64, records: u64) -> String {
-    format!("startOffset={start_offset}&endOffset={end_offset}&recordCount={records}")
+/// The object's tags (none without `s3.object.tagging`).
+fn tags(up: &Uploader, start_offset: i64, end_offset: i64, records: u64) -> Vec<(String, String)> {
+    up.tagging.as_ref().map(|t| t.for_object(start_offset, end_offset, records)).unwrap_or_default()
 }

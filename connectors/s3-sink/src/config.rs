@@ -12,6 +12,7 @@ use crate::{
     object_security::ObjectSecurity,
     parquet_format::{ParquetCodec, Schema},
     partitioner::{Partitioner, TimeSpec, TimestampExtractor},
+    tagging::{self, OnTaggingError, Tagging},
     zone::Zone,
 };
 
@@ -42,6 +43,7 @@ const EXTRACTORS: &[(&str, &[&str])] = &[
 ];
 const COMPRESSIONS: &[(&str, &[&str])] = &[("none", &[]), ("gzip", &[]), ("zstd", &[])];
 const NULL_BEHAVIORS: &[(&str, &[&str])] = &[("fail", &[]), ("ignore", &[]), ("write", &[])];
+const ON_TAGGING_ERROR: &[(&str, &[&str])] = &[("ignore", &[]), ("fail", &[])];
 /// The AWS default credential chain, under the class names Confluent's
 /// versions default to (AWS SDK v1, then v2). Other providers (e.g. the
 /// assume-role one) are not implemented.
@@ -165,6 +167,8 @@ pub fn definition() -> ConfigDef {
         .define(key("store.kafka.keys", Boolean, Some("false"), Low, "Sidecar key objects (not supported yet).").validator(only_false("store.kafka.keys=true")))
         .define(key("store.kafka.headers", Boolean, Some("false"), Low, "Sidecar header objects (not supported yet).").validator(only_false("store.kafka.headers=true")))
         .define(key("s3.object.tagging", Boolean, Some("false"), Low, "Tag objects with startOffset, endOffset and recordCount."))
+        .define(key("s3.object.tagging.key.value.pairs", List, Some(""), Low, "More tags for every object, as key:value,key:value (with s3.object.tagging=true)."))
+        .define(key("s3.object.behavior.on.tagging.error", String, Some("ignore"), Low, "When tagging a multipart object fails: ignore (log it; the object counts as written) or fail (retry; a refusal fails the task).").validator(one_of_aliases(ON_TAGGING_ERROR)))
         .define(key("s3.part.retries", Int, Some("3"), Medium, "Retries of each S3 request (with exponential backoff and jitter) before the error is reported as retriable.").validator(Validator::range(Some(0.0), None)))
         .define(key("s3.retry.backoff.ms", Long, Some("200"), Low, "Initial backoff of S3 retries.").validator(Validator::range(Some(0.0), None)))
         .define(key("enable.conditional.writes", Boolean, Some("true"), Low, "Create objects with If-None-Match: * when rotation is deterministic; an existing object counts as written."))
@@ -256,7 +260,8 @@ pub struct S3SinkConfig {
     pub partitioner: Partitioner,
     pub null_behavior: NullBehavior,
     pub tombstone_partition: String,
-    pub tagging: bool,
+    /// `s3.object.tagging=true`: the fixed pairs and what a failure does.
+    pub tagging: Option<Tagging>,
     pub part_retries: u32,
     pub retry_backoff: Duration,
     pub conditional_writes: bool,
@@ -384,6 +389,24 @@ impl S3SinkConfig {
         )
         .map_err(|(k, msg)| bad(k, msg))?;
 
+        let fixed_tags = tagging::parse_pairs(&config.list(&def, "s3.object.tagging.key.value.pairs")?)
+            .map_err(|e| bad("s3.object.tagging.key.value.pairs", e))?;
+        let tagging = if b("s3.object.tagging")? {
+            let on_error = match pick("s3.object.behavior.on.tagging.error", ON_TAGGING_ERROR)? {
+                "fail" => OnTaggingError::Fail,
+                _ => OnTaggingError::Ignore,
+            };
+            Some(Tagging { fixed: fixed_tags, on_error })
+        } else if !fixed_tags.is_empty() {
+            // Confluent ignores them then; the user meant objects to carry them.
+            return Err(bad(
+                "s3.object.tagging.key.value.pairs",
+                "takes effect only with s3.object.tagging=true; set that, or remove the pairs".into(),
+            ));
+        } else {
+            None
+        };
+
         let bytes_extension = s("format.bytearray.extension")?;
         let cfg = S3SinkConfig {
             bucket: s("s3.bucket.name")?.trim().to_string(),
@@ -418,7 +441,7 @@ impl S3SinkConfig {
             partitioner,
             null_behavior,
             tombstone_partition: s("tombstone.encoded.partition")?,
-            tagging: b("s3.object.tagging")?,
+            tagging,
             part_retries: l("s3.part.retries")?.clamp(0, 100) as u32,
             retry_backoff: Duration::from_millis(l("s3.retry.backoff.ms")?.max(0) as u64),
             conditional_writes: b("enable.conditional.writes")?,
@@ -526,6 +549,12 @@ mod tests {
         assert_eq!(keys(&validate(&c)), vec!["aws.secret.access.key"]);
         let c = base().with("s3.sse.kms.key.id", "k");
         assert_eq!(keys(&validate(&c)), vec!["s3.sse.kms.key.id"]);
+        let c = base().with("s3.object.tagging.key.value.pairs", "team:data");
+        assert_eq!(keys(&validate(&c)), vec!["s3.object.tagging.key.value.pairs"]);
+        let c = c.with("s3.object.tagging", "true").with("s3.object.behavior.on.tagging.error", "FAIL");
+        assert_eq!(validate(&c), vec![]);
+        let tagging = S3SinkConfig::from_config(&c).unwrap().tagging.unwrap();
+        assert_eq!((tagging.fixed.len(), tagging.on_error), (1, crate::tagging::OnTaggingError::Fail));
         // Confluent's default, written out, is the chain sluice uses; the
         // assume-role provider is not implemented.
         let c = base().with("s3.credentials.provider.class", "com.amazonaws.auth.DefaultAWSCredentialsProviderChain");

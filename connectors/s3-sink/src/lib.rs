@@ -23,6 +23,7 @@ pub mod parquet_format;
 pub mod partitioner;
 pub mod rotation;
 pub mod sink;
+pub mod tagging;
 pub mod upload;
 pub mod zone;
 

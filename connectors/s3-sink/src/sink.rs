@@ -14,7 +14,9 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use connector_api::{ConnectorError, Host, PutOutcome, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset};
+use connector_api::{
+    ConnectorError, ErrorKind, Host, PutOutcome, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset,
+};
 use serde_json::Value;
 use tokio::{runtime::Runtime, sync::Semaphore};
 
@@ -114,7 +116,7 @@ impl S3SinkTask {
             // differently: overwriting (at-least-once) is then safer than
             // keeping an older object that holds fewer records.
             conditional: cfg.conditional_writes && deterministic,
-            tagging: cfg.tagging,
+            tagging: cfg.tagging.clone().map(Arc::new),
             unsigned_payloads: !upload::signs_payloads(cfg.endpoint.as_deref()),
             security: Arc::new(cfg.security.clone()),
         };
@@ -519,9 +521,13 @@ impl SinkTask for S3SinkTask {
     }
 
     fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
-        // Failures here only hold offsets back (they are computed from what
-        // completed); the error itself surfaces on the next put.
+        // A transient failure only holds offsets back (they are computed from
+        // what completed) and is retried. A refusal fails the task here: with
+        // no new records, no put would report it.
         if let Err(e) = self.complete_pending().and_then(|_| self.rotate_scheduled()) {
+            if e.kind() != ErrorKind::Retriable {
+                return Err(e);
+            }
             self.host.warn("S3 sink could not complete objects before commit", &[("error", e.message())]);
         }
         Ok(self.offsets())

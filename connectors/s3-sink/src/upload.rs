@@ -26,7 +26,11 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{config::S3SinkConfig, object_security::ObjectSecurity};
+use crate::{
+    config::S3SinkConfig,
+    object_security::ObjectSecurity,
+    tagging::{self, OnTaggingError, Tagging},
+};
 
 pub async fn client(cfg: &S3SinkConfig) -> Client {
     // The SDK's standard retry strategy is exponential backoff with jitter:
@@ -112,7 +116,8 @@ pub struct Uploader {
     pub permits: Arc<Semaphore>,
     /// `If-None-Match: *` on object creation (deterministic rotation only).
     pub conditional: bool,
-    pub tagging: bool,
+    /// `s3.object.tagging=true`.
+    pub tagging: Option<Arc<Tagging>>,
     /// Part and object bodies go without their SHA-256 in the signature
     /// (`UNSIGNED-PAYLOAD`); see [`signs_payloads`].
     pub unsigned_payloads: bool,
@@ -162,6 +167,10 @@ pub struct ObjectUpload {
     done: BTreeMap<i32, String>,
     /// The last bytes, once the stream was finished.
     tail: Option<Bytes>,
+    /// The object exists in S3 (only its tagging may be left to do).
+    completed: bool,
+    /// Why the object is not tagged (s3.object.behavior.on.tagging.error=ignore).
+    pub tagging_skipped: Option<String>,
     pub bytes_uploaded: u64,
 }
 
@@ -177,6 +186,8 @@ impl ObjectUpload {
             failed: Vec::new(),
             done: BTreeMap::new(),
             tail: None,
+            completed: false,
+            tagging_skipped: None,
             bytes_uploaded: 0,
         }
     }
@@ -319,23 +330,43 @@ impl ObjectUpload {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Sends what is left and makes the object visible. Resumable: on error
-    /// the state is kept and a later call continues where this one stopped.
+    /// Sends what is left, makes the object visible and tags it. Resumable:
+    /// on error the state is kept and a later call continues where this one
+    /// stopped (after a completion, only the tagging is left).
     /// Runs on the task's I/O runtime (in the background or blocked on).
     /// `reserved` is a part permit taken for the last part before the object
     /// was handed over, so waiting tails count against the permits too.
     pub async fn finish(
         &mut self,
         up: &Uploader,
-        tags: &str,
+        tags: &[(String, String)],
         reserved: Option<OwnedSemaphorePermit>,
     ) -> Result<(), ConnectorError> {
-        let tail = self.tail.clone().unwrap_or_default();
-        if !self.is_multipart() {
-            let result = self.put_single(up, tail, tags).await;
-            drop(reserved);
-            return result;
+        if !self.completed {
+            if !self.is_multipart() {
+                // The tags go with the PUT itself: nothing is left after it.
+                let tail = self.tail.clone().unwrap_or_default();
+                let result = self.put_single(up, tail, tags).await;
+                drop(reserved);
+                return result;
+            }
+            self.complete(up, reserved).await?;
+            self.completed = true;
         }
+        let Some(tagging) = &up.tagging else { return Ok(()) };
+        match self.tag(up, tags).await {
+            Ok(()) => Ok(()),
+            Err(e) if tagging.on_error == OnTaggingError::Ignore => {
+                self.tagging_skipped = Some(e.message().to_string());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the last parts and completes the multipart upload.
+    async fn complete(&mut self, up: &Uploader, reserved: Option<OwnedSemaphorePermit>) -> Result<(), ConnectorError> {
+        let tail = self.tail.clone().unwrap_or_default();
         self.send_queued(up).await?;
         if !tail.is_empty() || self.next_part == 1 {
             let number = self.next_part;
@@ -361,9 +392,11 @@ impl ObjectUpload {
             req = req.if_none_match("*");
         }
         match req.send().await {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err(e) if already_exists(&e) => {
-                // Same name, same records: the earlier object stands. Drop our parts.
+                // Same name, same records: the earlier object stands (its
+                // tags are written again: a crash may have come between its
+                // completion and its tagging). Drop our parts.
                 let _ = up
                     .client
                     .abort_multipart_upload()
@@ -372,7 +405,7 @@ impl ObjectUpload {
                     .upload_id(self.upload_id.clone().unwrap_or_default())
                     .send()
                     .await;
-                return Ok(());
+                Ok(())
             }
             Err(e) => {
                 let what = format!("CompleteMultipartUpload of {}", self.key);
@@ -385,24 +418,25 @@ impl ObjectUpload {
                         err.message()
                     )));
                 }
-                return Err(err);
+                Err(err)
             }
         }
-        if up.tagging && !tags.is_empty() {
-            self.tag(up, tags).await?;
-        }
-        Ok(())
     }
 
-    async fn put_single(&mut self, up: &Uploader, body: Bytes, tags: &str) -> Result<(), ConnectorError> {
+    async fn put_single(
+        &mut self,
+        up: &Uploader,
+        body: Bytes,
+        tags: &[(String, String)],
+    ) -> Result<(), ConnectorError> {
         let len = body.len() as u64;
         let mut req =
             up.security.put(up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body)));
         if up.conditional {
             req = req.if_none_match("*");
         }
-        if up.tagging && !tags.is_empty() {
-            req = req.tagging(tags);
+        if up.tagging.is_some() && !tags.is_empty() {
+            req = req.tagging(tagging::header(tags));
         }
         let mut req = req.customize();
         if up.unsigned_payloads {
@@ -418,11 +452,10 @@ impl ObjectUpload {
         }
     }
 
-    async fn tag(&self, up: &Uploader, tags: &str) -> Result<(), ConnectorError> {
+    async fn tag(&self, up: &Uploader, tags: &[(String, String)]) -> Result<(), ConnectorError> {
         use aws_sdk_s3::types::{Tag, Tagging};
         let mut set = Vec::new();
-        for pair in tags.split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in tags {
             let tag =
                 Tag::builder().key(k).value(v).build().map_err(|e| ConnectorError::fatal(format!("tag {k}: {e}")))?;
             set.push(tag);
