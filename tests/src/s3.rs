@@ -85,6 +85,16 @@ impl Bucket {
         Ok((body.to_vec(), etag))
     }
 
+    /// An object's tags, sorted by key.
+    pub fn tags(&self, key: &str) -> Vec<(String, String)> {
+        let req = self.client.get_object_tagging().bucket(&self.name).key(key);
+        let out = self.rt.block_on(req.send()).expect("get object tagging");
+        let mut tags: Vec<(String, String)> =
+            out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+        tags.sort();
+        tags
+    }
+
     /// The server-side encryption S3 reports for an object (`AES256`,
     /// `aws:kms`), if any.
     pub fn encryption(&self, key: &str) -> Option<String> {

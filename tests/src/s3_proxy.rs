@@ -2,7 +2,8 @@
 //!
 //! Tests point a connector's `store.url` at it to stop an upload at an exact
 //! point (a part request, the completion request, the completion's answer)
-//! and then kill the worker there, or to make S3 unreachable for a while.
+//! and then kill the worker there, to make S3 unreachable for a while, or to
+//! refuse object tagging as a bucket policy would.
 //! Everything else passes through byte for byte, so the SDK talks to the real
 //! SeaweedFS (signatures are computed on the Host header the SDK sends, which
 //! the proxy does not rewrite; SeaweedFS does not check it against its port).
@@ -36,6 +37,15 @@ pub enum Trap {
     CompleteResponse,
 }
 
+/// S3's answer to a request the caller's policy does not allow.
+fn access_denied() -> String {
+    let body = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>sluice-test-proxy</RequestId></Error>"#;
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 #[derive(Default)]
 struct State {
     trap: Option<Trap>,
@@ -50,6 +60,7 @@ struct Shared {
     /// Bumped to drop every open connection (held ones included).
     generation: AtomicU64,
     down: AtomicBool,
+    refuse_tagging: AtomicBool,
 }
 
 pub struct S3Proxy {
@@ -71,6 +82,7 @@ impl S3Proxy {
             sprung: Condvar::new(),
             generation: AtomicU64::new(0),
             down: AtomicBool::new(false),
+            refuse_tagging: AtomicBool::new(false),
         });
         let accept_shared = shared.clone();
         thread::spawn(move || {
@@ -110,6 +122,13 @@ impl S3Proxy {
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// While on, every PutObjectTagging (`PUT ...?tagging`) is answered here
+    /// with S3's 403 AccessDenied, as a bucket policy without
+    /// s3:PutObjectTagging would; everything else passes.
+    pub fn set_refuse_tagging(&self, on: bool) {
+        self.shared.refuse_tagging.store(on, Ordering::SeqCst);
+    }
+
     /// While down, open connections are dropped and new ones closed at once.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
@@ -122,16 +141,21 @@ enum Verdict {
     Forward,
     Hold,
     HoldAnswer,
+    /// Answer it here with S3's 403 AccessDenied and close the connection.
+    Refuse,
 }
 
 fn judge(shared: &Shared, request_line: &str) -> Verdict {
     let mut state = shared.state.lock().expect("proxy state");
-    if state.sprung.is_some() {
-        return Verdict::Forward;
-    }
     let (method, target) = request_line.split_once(' ').unwrap_or((request_line, ""));
     let target = target.split(' ').next().unwrap_or("");
     let query_has = |name: &str| target.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with(name)));
+    if shared.refuse_tagging.load(Ordering::SeqCst) && method == "PUT" && query_has("tagging") {
+        return Verdict::Refuse;
+    }
+    if state.sprung.is_some() {
+        return Verdict::Forward;
+    }
     let hit = match state.trap {
         // Whole parameters: `partNumber=1` must not match `partNumber=12`.
         Some(Trap::UploadPart(n)) => {
@@ -174,6 +198,7 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     let answer_line = Arc::new(Mutex::new(String::new()));
     let (mut c_read, mut s_write) = (client.try_clone()?, server.try_clone()?);
     let (mut s_read, mut c_write) = (server.try_clone()?, client.try_clone()?);
+    let mut refusal = client.try_clone()?;
     let up_shared = shared.clone();
     let up_hold = hold_answer.clone();
     let up_line = answer_line.clone();
@@ -195,6 +220,16 @@ fn serve(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
                     Verdict::HoldAnswer => {
                         *up_line.lock().expect("answer line") = line;
                         up_hold.store(true, Ordering::SeqCst);
+                    }
+                    Verdict::Refuse => {
+                        // Forward what preceded it, then answer in S3's
+                        // place and close (the rest of its body is dropped).
+                        if s_write.write_all(&buf[..at]).is_err() {
+                            return;
+                        }
+                        let _ = refusal.write_all(access_denied().as_bytes());
+                        let _ = refusal.shutdown(Shutdown::Both);
+                        return;
                     }
                     Verdict::Hold => {
                         // Forward what preceded the held request, then stall

@@ -550,3 +550,77 @@ fn server_side_encryption_covers_multipart_and_single_put_objects() {
         s3.fetch(key, Some((CUSTOMER_KEY, CUSTOMER_KEY_MD5))).unwrap_or_else(|e| panic!("{key} with the key: {e}"))
     });
 }
+
+/// Tagging a multipart object comes after its completion, so it can fail on
+/// its own (here a proxy refuses PutObjectTagging with 403, as a bucket
+/// policy without s3:PutObjectTagging would). With Confluent's default
+/// `ignore` the object counts as written, untagged, with a warning naming
+/// it. With `fail` its records stay uncommitted and the task fails; once
+/// tagging is allowed again, a restart writes the object with all its tags.
+/// Single-PUT objects carry their tags in the PUT either way.
+#[test]
+fn a_refused_tagging_is_ignored_by_default_and_fails_the_task_when_asked() {
+    let s3 = Bucket::new();
+    let proxy = S3Proxy::start(&service_env("S3_ENDPOINT"));
+    proxy.set_refuse_tagging(true);
+    let worker = WorkerProcess::start(&unique("s3-tags-cluster"), &[], &[]);
+    let settings = |on_error| {
+        let mut settings = TwoObjects::SETTINGS.to_vec();
+        settings.extend([
+            ("s3.object.tagging", "true"),
+            ("s3.object.tagging.key.value.pairs", "team:data platform"),
+            ("s3.object.behavior.on.tagging.error", on_error),
+        ]);
+        settings
+    };
+    let expected_tags = |end: usize| -> Vec<(String, String)> {
+        let mut tags: Vec<(String, String)> = [
+            ("endOffset", (end - 1).to_string()),
+            ("recordCount", end.to_string()),
+            ("startOffset", "0".to_string()),
+            ("team", "data platform".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        tags.sort();
+        tags
+    };
+
+    let ignore = Case::new("s3-tags-ignore", 2);
+    let ignored = TwoObjects::produce(&ignore);
+    create(&worker, &ignore.name, s3_config(&ignore.topic, &ignore.dir, &proxy.url, &settings("ignore")));
+    ignored.wait_committed(&worker, &ignore.group);
+    ignored.assert_exact(&s3, |key| s3.get(key));
+    let [multipart, single] = ignored.keys();
+    assert_eq!(s3.tags(&multipart), vec![], "the refused tagging left {multipart} untagged");
+    assert_eq!(s3.tags(&single), expected_tags(TwoObjects::COUNT), "the single PUT carried its tags");
+    let log = worker.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("not tagged") && l.contains(&multipart)),
+        "a warning names the untagged object\n{}",
+        tail(&worker)
+    );
+
+    let fail = Case::new("s3-tags-fail", 2);
+    let failing = TwoObjects::produce(&fail);
+    create(&worker, &fail.name, s3_config(&fail.topic, &fail.dir, &proxy.url, &settings("fail")));
+    let status = worker.wait_tasks_state(&fail.name, 1, "FAILED", TIMEOUT);
+    let [multipart, _] = failing.keys();
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains("PutObjectTagging") && trace.contains(&multipart), "{status}");
+    assert_ne!(
+        committed_offset(&fail.group, &fail.topic, 0),
+        Some(TwoObjects::COUNT as i64),
+        "the untagged object's records must stay uncommitted"
+    );
+
+    proxy.set_refuse_tagging(false);
+    let (code, reply) = worker.request("POST", &format!("/connectors/{}/tasks/0/restart", fail.name), None);
+    assert!((200..300).contains(&code), "restart: HTTP {code} {reply}");
+    failing.wait_committed(&worker, &fail.group);
+    failing.assert_exact(&s3, |key| s3.get(key));
+    for key in failing.keys() {
+        assert_eq!(s3.tags(&key), expected_tags(TwoObjects::COUNT), "{key}");
+    }
+}
