@@ -608,7 +608,7 @@ fn a_refused_tagging_is_ignored_by_default_and_fails_the_task_when_asked() {
     let status = worker.wait_tasks_state(&fail.name, 1, "FAILED", TIMEOUT);
     let [multipart, _] = failing.keys();
     let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
-    assert!(trace.contains("PutObjectTagging") && trace.contains(&multipart), "{status}");
+    assert!(trace.contains("s3:PutObjectTagging") && trace.contains(&multipart), "{status}");
     assert_ne!(
         committed_offset(&fail.group, &fail.topic, 0),
         Some(TwoObjects::COUNT as i64),

@@ -472,7 +472,17 @@ impl ObjectUpload {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify(&format!("PutObjectTagging of {}", self.key), &e))
+            .map_err(|e| {
+                let what = format!("PutObjectTagging of {}", self.key);
+                match classify(&what, &e) {
+                    // Writing worked with these credentials: only tagging is refused.
+                    refused if refused.kind() == connector_api::ErrorKind::Config => ConnectorError::config(format!(
+                        "S3 {what} failed: {} (the credentials need s3:PutObjectTagging, or set s3.object.behavior.on.tagging.error=ignore)",
+                        DisplayErrorContext(&e)
+                    )),
+                    other => other,
+                }
+            })
     }
 
     /// Drops the object: stops part uploads and aborts the multipart upload
