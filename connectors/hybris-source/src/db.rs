@@ -134,7 +134,34 @@ pub fn dialect(url: &str) -> Result<(&str, Dialect), ConnectFailure> {
 }
 
 fn pg_config(url: &str) -> Result<Config, ConnectFailure> {
+    refuse_tls(url)?;
     Config::from_str(url).map_err(|e| ConnectFailure::Url(format!("cannot parse the URL: {e}")))
+}
+
+/// TLS to the database is not implemented: a URL asking for it is refused
+/// by name, not left to a parse error about the option or, worse, to a
+/// connection in clear text. The options are those of libpq and pgjdbc
+/// (`sslmode`, `ssl`), MySQL's and MariaDB's JDBC drivers (`useSSL`,
+/// `requireSSL`, `sslMode`) and the mysql crate (`root_cert_path`).
+pub fn refuse_tls(url: &str) -> Result<(), ConnectFailure> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    for (option, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+        let asks = match option.to_ascii_lowercase().as_str() {
+            "sslmode" => {
+                !["disable", "disabled", "allow", "prefer", "preferred"].contains(&value.to_ascii_lowercase().as_str())
+            }
+            "ssl" | "usessl" | "requiressl" => value.eq_ignore_ascii_case("true"),
+            "root_cert_path" => true,
+            _ => false,
+        };
+        if asks {
+            return Err(ConnectFailure::Url(format!(
+                "{option}={value}: this connector does not speak TLS to the database yet; reach it over a private \
+                 network or a TLS tunnel (e.g. stunnel) and remove {option} from the URL"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether an error is worth retrying (the connection or the server is
@@ -407,4 +434,28 @@ fn pg_fetch_deletions(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_asking_for_tls_is_refused_by_name_not_connected_in_clear_text_or_left_to_a_parse_error() {
+        for url in [
+            "postgres://h:5432/hybris?sslmode=require",
+            "postgresql://h/hybris?application_name=x&sslmode=verify-full",
+            "postgres://h/hybris?ssl=true",
+            "mysql://h:3306/hybris?useSSL=true",
+            "mysql://h:3306/hybris?sslMode=VERIFY_IDENTITY",
+            "mysql://h:3306/hybris?root_cert_path=/etc/ca.pem",
+        ] {
+            let Err(ConnectFailure::Url(why)) = refuse_tls(url) else { panic!("{url} must be refused") };
+            let option = url.split_once('?').and_then(|(_, q)| q.split('&').next_back()).unwrap_or_default();
+            assert!(why.contains("TLS") && why.starts_with(option), "{why}");
+        }
+        assert!(pg_config("postgres://h:5432/hybris?sslmode=disable").is_ok());
+        assert!(pg_config("postgres://h/hybris?ssl=true").is_err());
+        assert!(pg_config("postgres://u@h:5432/hybris").is_ok());
+    }
 }

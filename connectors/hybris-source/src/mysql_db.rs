@@ -45,6 +45,7 @@ fn opts(url: &str) -> Result<Opts, ConnectFailure> {
         .strip_prefix("mysql://")
         .or_else(|| url.strip_prefix("mariadb://"))
         .ok_or_else(|| ConnectFailure::Url(format!("\"{url}\" is not a MySQL/MariaDB URL")))?;
+    crate::db::refuse_tls(url)?;
     Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
         ConnectFailure::Url(format!(
             "cannot parse the URL: {e} (expected jdbc:mysql://host:3306/database or mysql://user@host:3306/database)"
