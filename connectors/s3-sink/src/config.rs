@@ -168,7 +168,7 @@ pub fn definition() -> ConfigDef {
         .define(key("store.kafka.headers", Boolean, Some("false"), Low, "Sidecar header objects (not supported yet).").validator(only_false("store.kafka.headers=true")))
         .define(key("s3.object.tagging", Boolean, Some("false"), Low, "Tag objects with startOffset, endOffset and recordCount."))
         .define(key("s3.object.tagging.key.value.pairs", List, Some(""), Low, "More tags for every object, as key:value,key:value (with s3.object.tagging=true)."))
-        .define(key("s3.object.behavior.on.tagging.error", String, Some("ignore"), Low, "When tagging a multipart object fails: ignore (log it; the object counts as written) or fail (retry; a refusal fails the task).").validator(one_of_aliases(ON_TAGGING_ERROR)))
+        .define(key("s3.object.behavior.on.tagging.error", String, Some("ignore"), Low, "When tagging an object fails: ignore (log it; the object counts as written) or fail (retry; a refusal fails the task).").validator(one_of_aliases(ON_TAGGING_ERROR)))
         .define(key("s3.part.retries", Int, Some("3"), Medium, "Retries of each S3 request (with exponential backoff and jitter) before the error is reported as retriable.").validator(Validator::range(Some(0.0), None)))
         .define(key("s3.retry.backoff.ms", Long, Some("200"), Low, "Initial backoff of S3 retries.").validator(Validator::range(Some(0.0), None)))
         .define(key("enable.conditional.writes", Boolean, Some("true"), Low, "Create objects with If-None-Match: * when rotation is deterministic; an existing object counts as written."))
@@ -379,7 +379,7 @@ impl S3SinkConfig {
             _ => Partitioner::Default,
         };
 
-        let tls = !crate::upload::signs_payloads(endpoint.as_deref());
+        let tls = crate::upload::uses_tls(endpoint.as_deref());
         let security = ObjectSecurity::parse(
             &s("s3.ssea.name")?,
             &s("s3.sse.kms.key.id")?,

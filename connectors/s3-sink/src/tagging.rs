@@ -3,11 +3,11 @@
 //! `s3.object.tagging.key.value.pairs`, and what a failed tagging does
 //! (`s3.object.behavior.on.tagging.error`).
 //!
-//! A single-PUT object carries its tags in the PUT itself. A multipart
-//! object is tagged after its completion (the offsets are known only then),
-//! so tagging can fail on its own: `ignore` (Confluent's default) logs it
-//! and counts the object as written, `fail` keeps the object's records
-//! uncommitted and retries the tagging, or fails the task when S3 refuses it.
+//! An object is tagged once it exists, in a request of its own (as in
+//! Confluent's connector), so tagging can fail on its own: `ignore`
+//! (Confluent's default) logs it and counts the object as written, `fail`
+//! keeps the object's records uncommitted and retries the tagging, or fails
+//! the task when S3 refuses it.
 
 /// The tags sluice writes itself; fixed pairs may not reuse these keys.
 const OFFSET_TAGS: [&str; 3] = ["startOffset", "endOffset", "recordCount"];
@@ -77,23 +77,6 @@ fn allowed(c: char) -> bool {
     c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c)
 }
 
-/// Tags as the `x-amz-tagging` header of a PUT wants them: a URL query.
-pub fn header(tags: &[(String, String)]) -> String {
-    tags.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect::<Vec<_>>().join("&")
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn an_objects_tags_are_its_offsets_then_the_fixed_pairs_and_encode_as_a_query() {
+    fn an_objects_tags_are_its_offsets_then_the_fixed_pairs() {
         let tagging =
             Tagging { fixed: vec![("team".into(), "data platform".into())], on_error: OnTaggingError::Ignore };
         let tags = tagging.for_object(5, 7, 3);
@@ -137,7 +120,6 @@ mod tests {
             tags[..3],
             [("startOffset".into(), "5".into()), ("endOffset".into(), "7".into()), ("recordCount".into(), "3".into())]
         );
-        assert_eq!(header(&tags), "startOffset=5&endOffset=7&recordCount=3&team=data%20platform");
-        assert_eq!(header(&[("k".into(), "a+b=c/é".into())]), "k=a%2Bb%3Dc%2F%C3%A9");
+        assert_eq!(tags[3], ("team".into(), "data platform".into()));
     }
 }

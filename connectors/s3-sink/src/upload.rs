@@ -29,7 +29,7 @@ use tokio::{
 use crate::{
     config::S3SinkConfig,
     object_security::ObjectSecurity,
-    tagging::{self, OnTaggingError, Tagging},
+    tagging::{OnTaggingError, Tagging},
 };
 
 pub async fn client(cfg: &S3SinkConfig) -> Client {
@@ -343,16 +343,20 @@ impl ObjectUpload {
         reserved: Option<OwnedSemaphorePermit>,
     ) -> Result<(), ConnectorError> {
         if !self.completed {
-            if !self.is_multipart() {
-                // The tags go with the PUT itself: nothing is left after it.
+            if self.is_multipart() {
+                self.complete(up, reserved).await?;
+            } else {
                 let tail = self.tail.clone().unwrap_or_default();
-                let result = self.put_single(up, tail, tags).await;
+                let result = self.put_single(up, tail).await;
                 drop(reserved);
-                return result;
+                result?;
             }
-            self.complete(up, reserved).await?;
             self.completed = true;
         }
+        // Tags follow the object in their own request, as in Confluent's
+        // connector, also for a single PUT: AWS refuses a PUT that carries
+        // tags when the credentials lack s3:PutObjectTagging, and `ignore`
+        // must still write the object then.
         let Some(tagging) = &up.tagging else { return Ok(()) };
         match self.tag(up, tags).await {
             Ok(()) => Ok(()),
@@ -423,20 +427,12 @@ impl ObjectUpload {
         }
     }
 
-    async fn put_single(
-        &mut self,
-        up: &Uploader,
-        body: Bytes,
-        tags: &[(String, String)],
-    ) -> Result<(), ConnectorError> {
+    async fn put_single(&mut self, up: &Uploader, body: Bytes) -> Result<(), ConnectorError> {
         let len = body.len() as u64;
         let mut req =
             up.security.put(up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body)));
         if up.conditional {
             req = req.if_none_match("*");
-        }
-        if up.tagging.is_some() && !tags.is_empty() {
-            req = req.tagging(tagging::header(tags));
         }
         let mut req = req.customize();
         if up.unsigned_payloads {
