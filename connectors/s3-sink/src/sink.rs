@@ -525,7 +525,7 @@ impl SinkTask for S3SinkTask {
         // what completed) and is retried. A refusal fails the task here: with
         // no new records, no put would report it.
         if let Err(e) = self.complete_pending().and_then(|_| self.rotate_scheduled()) {
-            if e.kind() != ErrorKind::Retriable {
+            if matches!(e.kind(), ErrorKind::Fatal | ErrorKind::Config) {
                 return Err(e);
             }
             self.host.warn("S3 sink could not complete objects before commit", &[("error", e.message())]);
