@@ -44,6 +44,20 @@ const EXTRACTORS: &[(&str, &[&str])] = &[
 const COMPRESSIONS: &[(&str, &[&str])] = &[("none", &[]), ("gzip", &[]), ("zstd", &[])];
 const NULL_BEHAVIORS: &[(&str, &[&str])] = &[("fail", &[]), ("ignore", &[]), ("write", &[])];
 const ON_TAGGING_ERROR: &[(&str, &[&str])] = &[("ignore", &[]), ("fail", &[])];
+/// `s3.ssea.name`: AWS's header values (Confluent's list plus DSSE-KMS,
+/// which the same header selects); empty leaves the bucket's default.
+const SSE_ALGORITHMS: &[(&str, &[&str])] = &[("AES256", &[]), ("aws:kms", &[]), ("aws:kms:dsse", &[])];
+/// `s3.acl.canned`: S3's canned ACLs, as Confluent accepts them; empty: none.
+const CANNED_ACLS: &[(&str, &[&str])] = &[
+    ("private", &[]),
+    ("public-read", &[]),
+    ("public-read-write", &[]),
+    ("authenticated-read", &[]),
+    ("aws-exec-read", &[]),
+    ("bucket-owner-read", &[]),
+    ("bucket-owner-full-control", &[]),
+    ("log-delivery-write", &[]),
+];
 /// The AWS default credential chain, under the class names Confluent's
 /// versions default to (AWS SDK v1, then v2). Other providers (e.g. the
 /// assume-role one) are not implemented.
@@ -86,6 +100,17 @@ fn one_of_aliases(table: &'static [(&'static str, &'static [&'static str])]) -> 
         canonical(table, v)
             .map(|_| ())
             .ok_or_else(|| format!("Invalid value {v}: supported values are {}", supported(table)))
+    })
+}
+
+/// Like [`one_of_aliases`], for a setting that may also stay empty (unset).
+fn empty_or_one_of(table: &'static [(&'static str, &'static [&'static str])]) -> Validator {
+    Validator::custom(format!("empty or one of {}", supported(table)), move |v| {
+        if v.trim().is_empty() || canonical(table, v).is_some() {
+            Ok(())
+        } else {
+            Err(format!("Invalid value {v}: supported values are {} (or empty)", supported(table)))
+        }
     })
 }
 
@@ -172,10 +197,10 @@ pub fn definition() -> ConfigDef {
         .define(key("s3.part.retries", Int, Some("3"), Medium, "Retries of each S3 request (with exponential backoff and jitter) before the error is reported as retriable.").validator(Validator::range(Some(0.0), None)))
         .define(key("s3.retry.backoff.ms", Long, Some("200"), Low, "Initial backoff of S3 retries.").validator(Validator::range(Some(0.0), None)))
         .define(key("enable.conditional.writes", Boolean, Some("true"), Low, "Create objects with If-None-Match: * when rotation is deterministic; an existing object counts as written."))
-        .define(key("s3.ssea.name", String, Some(""), Low, "Server-side encryption: AES256 (SSE-S3, or SSE-C with s3.sse.customer.key), aws:kms or aws:kms:dsse (with s3.sse.kms.key.id, or the AWS-managed key); empty: the bucket's default."))
+        .define(key("s3.ssea.name", String, Some(""), Low, "Server-side encryption: AES256 (SSE-S3, or SSE-C with s3.sse.customer.key), aws:kms or aws:kms:dsse (with s3.sse.kms.key.id, or the AWS-managed key); empty: the bucket's default.").validator(empty_or_one_of(SSE_ALGORITHMS)))
         .define(key("s3.sse.kms.key.id", String, Some(""), Low, "KMS key (id, ARN or alias/...) for s3.ssea.name=aws:kms or aws:kms:dsse."))
         .define(key("s3.sse.customer.key", Password, Some(""), Low, "SSE-C: a base64-encoded 256-bit key, with s3.ssea.name=AES256, over HTTPS only; sent with every object creation and part."))
-        .define(key("s3.acl.canned", String, Some(""), Low, "Canned ACL of every object, e.g. bucket-owner-full-control; empty: none."))
+        .define(key("s3.acl.canned", String, Some(""), Low, "Canned ACL of every object, e.g. bucket-owner-full-control; empty: none.").validator(empty_or_one_of(CANNED_ACLS)))
 }
 
 /// Cross-key checks beyond the per-key definition.
@@ -379,13 +404,19 @@ impl S3SinkConfig {
             _ => Partitioner::Default,
         };
 
-        let tls = crate::upload::uses_tls(endpoint.as_deref());
+        let pick_unless_empty = |k: &str, table| -> Result<Option<&'static str>, ConnectorError> {
+            if s(k)?.trim().is_empty() {
+                Ok(None)
+            } else {
+                pick(k, table).map(Some)
+            }
+        };
         let security = ObjectSecurity::parse(
-            &s("s3.ssea.name")?,
+            pick_unless_empty("s3.ssea.name", SSE_ALGORITHMS)?,
             &s("s3.sse.kms.key.id")?,
             &s("s3.sse.customer.key")?,
-            &s("s3.acl.canned")?,
-            tls,
+            pick_unless_empty("s3.acl.canned", CANNED_ACLS)?,
+            crate::upload::uses_tls(endpoint.as_deref()),
         )
         .map_err(|(k, msg)| bad(k, msg))?;
 
@@ -564,6 +595,23 @@ mod tests {
         let issues = validate(&c);
         assert_eq!(keys(&issues), vec!["s3.credentials.provider.class"]);
         assert!(issues[0].message.contains("DefaultAWSCredentialsProviderChain"), "{issues:?}");
+    }
+
+    #[test]
+    fn unknown_encryption_algorithms_and_acls_name_their_key_and_the_supported_values() {
+        let issues = validate(&base().with("s3.ssea.name", "aws:kms:fancy"));
+        assert_eq!(keys(&issues), vec!["s3.ssea.name"]);
+        assert!(issues[0].message.contains("AES256, aws:kms, aws:kms:dsse"), "{issues:?}");
+        let issues = validate(&base().with("s3.acl.canned", "public"));
+        assert_eq!(keys(&issues), vec!["s3.acl.canned"]);
+        assert!(issues[0].message.contains("bucket-owner-full-control"), "{issues:?}");
+        let c = base().with("s3.ssea.name", "aes256").with("s3.acl.canned", "Bucket-Owner-Full-Control");
+        let security = S3SinkConfig::from_config(&c).unwrap().security;
+        assert_eq!(
+            security.encryption,
+            crate::object_security::Encryption::Managed { algorithm: "AES256".into(), kms_key_id: None }
+        );
+        assert_eq!(security.acl.as_deref(), Some("bucket-owner-full-control"));
     }
 
     #[test]
