@@ -12,6 +12,7 @@ use abi_stable::{
 
 use crate::{
     config::{ConfigEntry, ConfigIssue, ConnectorConfig},
+    context::{FfiSinkContextBox, SinkContext},
     ffi::{
         ConnectorDescriptor, FfiSinkTask, FfiSinkTaskBox, FfiSinkTask_TO, FfiSourceTask, FfiSourceTaskBox,
         FfiSourceTask_TO, PluginModule, PluginModuleRef, KIND_SINK, KIND_SOURCE,
@@ -46,7 +47,12 @@ pub trait ErasedConnector: Send + Sync {
     fn matches(&self, class: &str) -> bool;
     fn validate(&self, config: &ConnectorConfig) -> Vec<ConfigIssue>;
     fn task_configs(&self, config: &ConnectorConfig, max_tasks: usize) -> Result<Vec<ConnectorConfig>, ConnectorError>;
-    fn create_sink_task(&self, config: &ConnectorConfig, host: Host) -> Result<FfiSinkTaskBox, ConnectorError>;
+    fn create_sink_task(
+        &self,
+        config: &ConnectorConfig,
+        host: Host,
+        context: SinkContext,
+    ) -> Result<FfiSinkTaskBox, ConnectorError>;
     fn create_source_task(&self, config: &ConnectorConfig, host: Host) -> Result<FfiSourceTaskBox, ConnectorError>;
 }
 
@@ -83,8 +89,13 @@ impl<C: SinkConnector> ErasedConnector for SinkEntry<C> {
     fn task_configs(&self, config: &ConnectorConfig, max_tasks: usize) -> Result<Vec<ConnectorConfig>, ConnectorError> {
         self.0.task_configs(config, max_tasks)
     }
-    fn create_sink_task(&self, config: &ConnectorConfig, host: Host) -> Result<FfiSinkTaskBox, ConnectorError> {
-        let task = self.0.create_task(config, host)?;
+    fn create_sink_task(
+        &self,
+        config: &ConnectorConfig,
+        host: Host,
+        context: SinkContext,
+    ) -> Result<FfiSinkTaskBox, ConnectorError> {
+        let task = self.0.create_task(config, host, context)?;
         Ok(FfiSinkTask_TO::from_value(SinkTaskAdapter(task), TD_Opaque))
     }
     fn create_source_task(&self, _: &ConnectorConfig, _: Host) -> Result<FfiSourceTaskBox, ConnectorError> {
@@ -105,7 +116,7 @@ impl<C: SourceConnector> ErasedConnector for SourceEntry<C> {
     fn task_configs(&self, config: &ConnectorConfig, max_tasks: usize) -> Result<Vec<ConnectorConfig>, ConnectorError> {
         self.0.task_configs(config, max_tasks)
     }
-    fn create_sink_task(&self, _: &ConnectorConfig, _: Host) -> Result<FfiSinkTaskBox, ConnectorError> {
+    fn create_sink_task(&self, _: &ConnectorConfig, _: Host, _: SinkContext) -> Result<FfiSinkTaskBox, ConnectorError> {
         Err(ConnectorError::config(format!("{} is a source connector, not a sink", self.0.info().class)))
     }
     fn create_source_task(&self, config: &ConnectorConfig, host: Host) -> Result<FfiSourceTaskBox, ConnectorError> {
@@ -123,8 +134,11 @@ impl<T: SinkTask> FfiSinkTask for SinkTaskAdapter<T> {
     fn put(&mut self, records: RSlice<'_, SinkRecord<'_>>) -> RResult<PutOutcome, ConnectorError> {
         guard("put", || self.0.put(records.as_slice()))
     }
-    fn pre_commit(&mut self) -> RResult<RVec<TopicPartitionOffset>, ConnectorError> {
-        guard("pre_commit", || self.0.pre_commit().map(RVec::from))
+    fn pre_commit(
+        &mut self,
+        delivered: RSlice<'_, TopicPartitionOffset>,
+    ) -> RResult<RVec<TopicPartitionOffset>, ConnectorError> {
+        guard("pre_commit", || self.0.pre_commit(delivered.as_slice()).map(RVec::from))
     }
     fn close(&mut self, partitions: RSlice<'_, TopicPartition>) -> RResult<(), ConnectorError> {
         guard("close", || self.0.close(partitions.as_slice()))
@@ -205,10 +219,15 @@ extern "C" fn create_sink_task<R: RegistryProvider>(
     class: RStr<'_>,
     config: RSlice<'_, ConfigEntry>,
     host: FfiHostBox,
+    context: FfiSinkContextBox,
 ) -> RResult<FfiSinkTaskBox, ConnectorError> {
     guard("create_task", || {
         let config = ConnectorConfig::from_entries(config.as_slice());
-        R::registry().find(class.as_str())?.create_sink_task(&config, Host::from_ffi(host))
+        R::registry().find(class.as_str())?.create_sink_task(
+            &config,
+            Host::from_ffi(host),
+            SinkContext::from_ffi(context),
+        )
     })
 }
 

@@ -17,6 +17,7 @@ use abi_stable::{
 
 use crate::{
     config::{ConfigEntry, ConfigIssue, ConfigKeyInfo},
+    context::FfiSinkContextBox,
     host::FfiHostBox,
     record::{PutOutcome, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
     ConnectorError,
@@ -24,7 +25,16 @@ use crate::{
 
 /// The plugin ABI version this crate implements; the loader refuses a plugin
 /// that exports another.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
+
+/// What each ABI version changed, for the loader's refusal of a plugin
+/// built for another one (index 0 is version 1).
+pub const ABI_CHANGES: &[&str] = &[
+    "the first plugin ABI",
+    "sink records carry the key's and value's schema; SinkConnector::create_task takes a SinkContext; \
+     SinkTask::pre_commit is handed the delivered offsets; SinkRecord::new takes topic, partition and offset \
+     (the rest through with_* methods)",
+];
 
 /// `ConnectorDescriptor::kind` of a sink.
 pub const KIND_SINK: u8 = 1;
@@ -51,7 +61,10 @@ pub struct ConnectorDescriptor {
 pub trait FfiSinkTask: Send {
     fn open(&mut self, partitions: RSlice<'_, TopicPartition>) -> RResult<(), ConnectorError>;
     fn put(&mut self, records: RSlice<'_, SinkRecord<'_>>) -> RResult<PutOutcome, ConnectorError>;
-    fn pre_commit(&mut self) -> RResult<RVec<TopicPartitionOffset>, ConnectorError>;
+    fn pre_commit(
+        &mut self,
+        delivered: RSlice<'_, TopicPartitionOffset>,
+    ) -> RResult<RVec<TopicPartitionOffset>, ConnectorError>;
     fn close(&mut self, partitions: RSlice<'_, TopicPartition>) -> RResult<(), ConnectorError>;
     #[sabi(last_prefix_field)]
     fn stop(&mut self) -> RResult<(), ConnectorError>;
@@ -85,8 +98,12 @@ pub struct PluginModule {
     /// Splits a connector config into at most `max_tasks` task configs.
     pub task_configs:
         extern "C" fn(RStr<'_>, RSlice<'_, ConfigEntry>, u32) -> RResult<RVec<RVec<ConfigEntry>>, ConnectorError>,
-    pub create_sink_task:
-        extern "C" fn(RStr<'_>, RSlice<'_, ConfigEntry>, FfiHostBox) -> RResult<FfiSinkTaskBox, ConnectorError>,
+    pub create_sink_task: extern "C" fn(
+        RStr<'_>,
+        RSlice<'_, ConfigEntry>,
+        FfiHostBox,
+        FfiSinkContextBox,
+    ) -> RResult<FfiSinkTaskBox, ConnectorError>,
     #[sabi(last_prefix_field)]
     pub create_source_task:
         extern "C" fn(RStr<'_>, RSlice<'_, ConfigEntry>, FfiHostBox) -> RResult<FfiSourceTaskBox, ConnectorError>,

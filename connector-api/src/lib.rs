@@ -44,7 +44,6 @@
 //!
 //! pub struct LinesTask {
 //!     lines: Vec<String>,
-//!     next: std::collections::HashMap<(String, i32), i64>,
 //!     host: Host,
 //! }
 //!
@@ -62,8 +61,9 @@
 //!                 .validator(Validator::range(Some(1.0), None)),
 //!         )
 //!     }
-//!     fn create_task(&self, _config: &ConnectorConfig, host: Host) -> Result<LinesTask, ConnectorError> {
-//!         Ok(LinesTask { lines: Vec::new(), next: Default::default(), host })
+//!     fn create_task(&self, _config: &ConnectorConfig, host: Host, _context: SinkContext)
+//!         -> Result<LinesTask, ConnectorError> {
+//!         Ok(LinesTask { lines: Vec::new(), host })
 //!     }
 //! }
 //!
@@ -75,14 +75,15 @@
 //!                 Some(Ok(line)) => self.lines.push(line.to_string()),
 //!                 _ => outcome.fail(i, ConnectorError::bad_record("value is not UTF-8 text")),
 //!             }
-//!             // Failed records count as handed over too: the worker settles them.
-//!             self.next.insert((record.topic().to_string(), record.partition()), record.offset() + 1);
 //!         }
 //!         self.host.counter("lines_written_total", "Lines kept", &[], records.len() as f64);
 //!         Ok(outcome)
 //!     }
-//!     fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
-//!         Ok(self.next.iter().map(|((t, p), o)| TopicPartitionOffset::new(t.clone(), *p, *o)).collect())
+//!     // Written synchronously in put: everything delivered is durable. (A
+//!     // failed record is settled by the worker once it is routed.)
+//!     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset])
+//!         -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+//!         Ok(delivered.to_vec())
 //!     }
 //! }
 //!
@@ -133,21 +134,25 @@
 #![allow(non_local_definitions)] // abi_stable's sabi_trait expands to impls inside consts.
 
 pub mod config;
+pub mod context;
 mod error;
 pub mod export;
 pub mod ffi;
 pub mod host;
 pub mod json;
 pub mod record;
+pub mod schema;
 mod traits;
 
 pub use config::{
     ConfigDef, ConfigIssue, ConfigKey, ConfigKeyInfo, ConfigType, ConnectorConfig, Importance, Validator,
 };
+pub use context::SinkContext;
 pub use error::{ConnectorError, ErrorKind};
 pub use host::{Host, Level};
 pub use record::{
     Header, HeaderRef, PutOutcome, RecordFailure, SinkRecord, SourceOffset, SourceRecord, TopicPartition,
     TopicPartitionOffset,
 };
+pub use schema::Schema;
 pub use traits::{ConnectorInfo, SinkConnector, SinkTask, SourceConnector, SourceTask};

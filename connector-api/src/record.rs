@@ -50,6 +50,11 @@ pub struct HeaderRef<'a> {
 }
 
 /// A record handed to a sink task, borrowing the runtime's buffers.
+///
+/// Beside the key and value bytes, a record may carry the key's and the
+/// value's schema as Kafka Connect JSON (see [`crate::schema`]): the runtime
+/// fills them when a converter knows one (JsonConverter with
+/// `schemas.enable`), and no transform rewrote that part.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy)]
 pub struct SinkRecord<'a> {
@@ -61,28 +66,48 @@ pub struct SinkRecord<'a> {
     key: ROption<RSlice<'a, u8>>,
     value: ROption<RSlice<'a, u8>>,
     headers: RSlice<'a, HeaderRef<'a>>,
+    key_schema: ROption<RStr<'a>>,
+    value_schema: ROption<RStr<'a>>,
 }
 
 impl<'a> SinkRecord<'a> {
-    /// Used by the runtime (and by connector unit tests) to build a record.
-    pub fn new(
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-        timestamp: Option<i64>,
-        key: Option<&'a [u8]>,
-        value: Option<&'a [u8]>,
-        headers: &'a [HeaderRef<'a>],
-    ) -> Self {
+    /// A record at `topic`/`partition`/`offset` with no timestamp, key,
+    /// value, headers or schemas; the `with_*` methods add them. Used by the
+    /// runtime and by connector tests.
+    pub fn new(topic: &'a str, partition: i32, offset: i64) -> Self {
         SinkRecord {
             topic: topic.into(),
             partition,
             offset,
-            timestamp: timestamp.unwrap_or(i64::MIN),
-            key: key.map(RSlice::from).into(),
-            value: value.map(RSlice::from).into(),
-            headers: headers.into(),
+            timestamp: i64::MIN,
+            key: ROption::RNone,
+            value: ROption::RNone,
+            headers: RSlice::EMPTY,
+            key_schema: ROption::RNone,
+            value_schema: ROption::RNone,
         }
+    }
+    pub fn with_timestamp(mut self, millis: Option<i64>) -> Self {
+        self.timestamp = millis.unwrap_or(i64::MIN);
+        self
+    }
+    pub fn with_key(mut self, key: Option<&'a [u8]>) -> Self {
+        self.key = key.map(RSlice::from).into();
+        self
+    }
+    pub fn with_value(mut self, value: Option<&'a [u8]>) -> Self {
+        self.value = value.map(RSlice::from).into();
+        self
+    }
+    pub fn with_headers(mut self, headers: &'a [HeaderRef<'a>]) -> Self {
+        self.headers = headers.into();
+        self
+    }
+    /// The key's and the value's schema, as Kafka Connect JSON.
+    pub fn with_schemas(mut self, key_schema: Option<&'a str>, value_schema: Option<&'a str>) -> Self {
+        self.key_schema = key_schema.map(RStr::from).into();
+        self.value_schema = value_schema.map(RStr::from).into();
+        self
     }
     pub fn topic(&self) -> &'a str {
         self.topic.as_str()
@@ -106,6 +131,22 @@ impl<'a> SinkRecord<'a> {
     }
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
         self.headers.as_slice().iter().map(|h| (h.key.as_str(), h.value.map(|v| v.as_slice()).into_option()))
+    }
+    /// The key's schema as Kafka Connect JSON, if the converter knew one.
+    pub fn key_schema_json(&self) -> Option<&'a str> {
+        self.key_schema.map(|s| s.as_str()).into_option()
+    }
+    /// The value's schema as Kafka Connect JSON, if the converter knew one.
+    pub fn value_schema_json(&self) -> Option<&'a str> {
+        self.value_schema.map(|s| s.as_str()).into_option()
+    }
+    /// The value's schema, parsed (parse once per distinct text in a hot loop).
+    pub fn value_schema(&self) -> Option<Result<crate::schema::Schema, String>> {
+        self.value_schema_json().map(crate::schema::Schema::parse)
+    }
+    /// Where the record is, for error messages: `topic T partition P offset O`.
+    pub fn position(&self) -> String {
+        format!("topic {} partition {} offset {}", self.topic(), self.partition(), self.offset())
     }
 }
 
@@ -218,11 +259,15 @@ mod tests {
     #[test]
     fn sink_record_exposes_borrowed_fields() {
         let headers = [HeaderRef { key: "h".into(), value: ROption::RSome(b"v"[..].into()) }];
-        let r = SinkRecord::new("t", 3, 42, None, Some(b"k"), None, &headers);
+        let r = SinkRecord::new("t", 3, 42).with_key(Some(b"k")).with_headers(&headers);
         assert_eq!((r.topic(), r.partition(), r.offset()), ("t", 3, 42));
         assert_eq!(r.timestamp(), None);
         assert_eq!(r.key(), Some(&b"k"[..]));
         assert_eq!(r.value(), None);
         assert_eq!(r.headers().collect::<Vec<_>>(), vec![("h", Some(&b"v"[..]))]);
+        assert_eq!((r.key_schema_json(), r.value_schema_json()), (None, None));
+        let s = r.with_schemas(None, Some(r#"{"type":"int64"}"#));
+        assert_eq!(s.value_schema().unwrap().unwrap().kind, crate::schema::SchemaType::Int64);
+        assert_eq!(s.position(), "topic t partition 3 offset 42");
     }
 }

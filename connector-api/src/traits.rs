@@ -2,6 +2,7 @@
 
 use crate::{
     config::{ConfigDef, ConfigIssue, ConnectorConfig},
+    context::SinkContext,
     host::Host,
     record::{PutOutcome, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
     ConnectorError,
@@ -19,6 +20,11 @@ pub struct ConnectorInfo {
 }
 
 /// A sink connector class: a stateless factory of sink tasks.
+///
+/// The worker calls `info`, `config_def`, `validate` and `task_configs` on
+/// whichever worker answers a REST request, on a REST thread; they must not
+/// block on I/O for long (a validation that needs the target should time
+/// out within seconds). `create_task` runs on the task's own thread.
 pub trait SinkConnector: Send + Sync + 'static {
     type Task: SinkTask;
 
@@ -37,11 +43,65 @@ pub trait SinkConnector: Send + Sync + 'static {
         Ok(vec![config.clone(); max_tasks.max(1)])
     }
 
-    fn create_task(&self, config: &ConnectorConfig, host: Host) -> Result<Self::Task, ConnectorError>;
+    /// Creates a task for a validated task config (secrets resolved). Keep
+    /// the `host` (logging, metrics, stop flag) and the `context` (seek,
+    /// pause, commit requests, durable notes) for the task's lifetime. An
+    /// error fails the task: `Config` and `Fatal` say the config or the
+    /// target refused, `Retriable` that the target was unreachable (the
+    /// worker restarts the task with backoff either way).
+    fn create_task(
+        &self,
+        config: &ConnectorConfig,
+        host: Host,
+        context: SinkContext,
+    ) -> Result<Self::Task, ConnectorError>;
 }
 
-/// A running sink task. Each runs on its own thread in the worker: calls may
-/// block, and a task that needs async I/O owns its own runtime.
+/// A running sink task.
+///
+/// # Lifecycle
+///
+/// One task is one consumer in group `connect-<connector>`. Every call
+/// comes from the same worker thread, one at a time, in this order:
+///
+/// ```text
+/// create_task ─► ( open(assigned) ─► ( put(batch) | pre_commit(delivered) )* ─► close(revoked) )* ─► stop
+/// ```
+///
+/// - `open` when partitions are assigned (also after a rebalance), before
+///   any of their records are put. Read [`SinkContext::note`] here to find
+///   what an earlier owner left unfinished; [`SinkContext::seek`] past what
+///   the target already holds.
+/// - `put` with records in offset order per partition, only with records.
+///   It must return well within the consumer's `max.poll.interval.ms`
+///   (default 300 s): hand slow work to your own threads and report it
+///   durable later through `pre_commit`.
+/// - `pre_commit` every `offset.flush.interval.ms` (default 60 s), on revoke
+///   (before `close`), on [`SinkContext::request_commit`], and at stop; with
+///   or without records since the last call.
+/// - `close` when partitions are revoked: drop their unfinished work, it is
+///   re-delivered to the next owner from the committed offset.
+/// - `stop` once, after the final `pre_commit` and `close`.
+///
+/// The worker never commits a partition's offset past what `pre_commit`
+/// reported durable, nor past a record that failed and was not yet routed
+/// (ARCHITECTURE.md, invariant 1). After a crash the next owner gets every
+/// record from the last committed offset again: a sink must write so that
+/// a record written twice lands once (deterministic object names, upsert
+/// keys, stream offsets), or find out in `open` what is already there.
+///
+/// # Errors
+///
+/// What the worker does with an `Err` or a per-record failure, by kind:
+///
+/// | kind | from `put` (whole batch) | per record in [`PutOutcome`] | from `pre_commit` |
+/// |---|---|---|---|
+/// | `Retriable` | the same batch again, with backoff, until taken (partitions paused meanwhile) | retried up to `errors.retry.timeout`, then as `BadRecord` | this commit skipped |
+/// | `BadRecord` | every record of the batch to the DLQ (per `errors.tolerance`) | to the DLQ | this commit skipped |
+/// | `Rejected` | every record to the rejected topic | to the rejected topic | this commit skipped |
+/// | `Fatal`, `Config` | the task FAILS (restarted with backoff) | — | the task FAILS |
+///
+/// Calls are guarded: a panic fails the task with the panic message.
 pub trait SinkTask: Send + 'static {
     /// The task now owns these partitions.
     fn open(&mut self, _partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
@@ -50,16 +110,33 @@ pub trait SinkTask: Send + 'static {
 
     /// Takes a batch, in offset order per partition. The records borrow the
     /// worker's buffers: copy what you keep. Per-record failures go in the
-    /// outcome; an `Err` fails the whole batch (a `Retriable` one is retried).
+    /// outcome; an `Err` fails the whole batch (see the table above).
     fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError>;
 
     /// Per partition, the offset below which everything handed over is
     /// durable in the target. The worker never commits past it. Partitions
-    /// not listed have nothing new settled. It is called on the commit
-    /// interval whether records arrive or not (`put` is called only with
-    /// records): a `Fatal` or `Config` error fails the task, any other only
-    /// skips this commit.
-    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError>;
+    /// not listed have nothing new settled.
+    ///
+    /// `delivered` is, per partition the task owns, the offset after the
+    /// last record handed to `put` (under the topic names the sink saw,
+    /// after transforms): Kafka Connect's `currentOffsets`. A sink that
+    /// writes synchronously in `put` is durable up to there, and returns it:
+    ///
+    /// ```
+    /// # use connector_api::*;
+    /// # struct Synchronous;
+    /// # impl SinkTask for Synchronous {
+    /// # fn put(&mut self, _: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> { Ok(PutOutcome::accepted()) }
+    /// fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+    ///     Ok(delivered.to_vec())
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// A buffering sink returns less: only what it flushed. There is no
+    /// default, so that a buffering sink cannot inherit "everything
+    /// delivered is durable".
+    fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError>;
 
     /// The task loses these partitions: drop their unfinished work (it will be
     /// re-delivered to the next owner from the committed offset).
@@ -96,7 +173,33 @@ pub trait SourceConnector: Send + Sync + 'static {
     fn create_task(&self, config: &ConnectorConfig, host: Host) -> Result<Self::Task, ConnectorError>;
 }
 
-/// A running source task, on its own thread in the worker.
+/// A running source task.
+///
+/// # Lifecycle
+///
+/// Every call comes from the task's own worker thread, one at a time:
+///
+/// ```text
+/// create_task ─► start(committed) ─► ( poll | commit(acknowledged) )* ─► stop
+/// ```
+///
+/// - `start` once, with the last committed source offset of each source
+///   partition this task had (empty on a first start).
+/// - `poll` in a loop; it may block for about a second at most and return
+///   no records (the worker checks its stop flag between polls).
+/// - `commit` after every record of earlier polls up to these offsets was
+///   acknowledged by Kafka (`acks=all`, idempotent producer) and the
+///   offsets were stored (ARCHITECTURE.md, invariant 3).
+///
+/// What a source must guarantee: a record's source offset says where to
+/// resume so that nothing after it is lost. After a crash the task starts
+/// from the last *committed* offset, so records polled after it may be
+/// produced again; a source that must not duplicate reads back what was
+/// produced past the offset (see the exactly-once notes in ARCHITECTURE.md).
+///
+/// Errors: `Retriable` from `poll` is retried with backoff; any other kind
+/// fails the task. Records the worker cannot convert or transform go to the
+/// DLQ per `errors.tolerance`.
 pub trait SourceTask: Send + 'static {
     /// Called once before the first poll with the last committed offsets of
     /// this task's source partitions (empty on a first start).

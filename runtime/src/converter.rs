@@ -70,6 +70,17 @@ fn envelope_payload(value: Value) -> Option<Value> {
     }
 }
 
+/// The envelope's schema and payload.
+fn envelope_parts(value: Value) -> Option<(Value, Value)> {
+    match value {
+        Value::Object(mut map) if map.len() == 2 && map.contains_key("schema") => {
+            let payload = map.remove("payload")?;
+            Some((map.remove("schema").unwrap_or(Value::Null), payload))
+        }
+        _ => None,
+    }
+}
+
 fn not_an_envelope(part: Part) -> String {
     let p = part.name();
     format!(
@@ -130,6 +141,28 @@ impl Converter {
             }
             (_, None) => Ok(None),
             (_, Some(b)) => Ok(Some(b)),
+        }
+    }
+
+    /// Sink: Kafka bytes → what the transforms see, and the schema the
+    /// bytes carried (JsonConverter's envelope, as Kafka Connect JSON).
+    pub fn to_data_with_schema(
+        self,
+        bytes: Option<&[u8]>,
+        part: Part,
+    ) -> Result<(Option<Data>, Option<String>), String> {
+        match (self, bytes) {
+            (Converter::Json { schemas: true }, Some(b)) => {
+                let v: Value =
+                    serde_json::from_slice(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
+                if v.is_null() {
+                    return Ok((None, None));
+                }
+                let (schema, payload) = envelope_parts(v).ok_or_else(|| not_an_envelope(part))?;
+                let schema = (!schema.is_null()).then(|| schema.to_string());
+                Ok(((!payload.is_null()).then_some(Data::Json(payload)), schema))
+            }
+            _ => Ok((self.to_data(bytes, part)?, None)),
         }
     }
 
@@ -277,6 +310,21 @@ mod tests {
         let e = c.to_data(Some(br#"{"id":1}"#), Part::Value).unwrap_err();
         assert!(e.contains("value.converter.schemas.enable=false"), "{e}");
         assert!(c.to_data(Some(b"{nope"), Part::Key).unwrap_err().contains("key is not JSON"));
+    }
+
+    #[test]
+    fn sink_json_keeps_the_envelopes_schema() {
+        let c = Converter::Json { schemas: true };
+        let schema = r#"{"type":"struct","fields":[{"field":"total","type":"bytes","name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2"}}]}"#;
+        let record = format!(r#"{{"schema":{schema},"payload":{{"total":"AN8="}}}}"#);
+        let (data, got) = c.to_data_with_schema(Some(record.as_bytes()), Part::Value).unwrap();
+        assert_eq!(c.plugin_bytes(data), Some(br#"{"total":"AN8="}"#.to_vec()));
+        let got: Value = serde_json::from_str(&got.unwrap()).unwrap();
+        assert_eq!(got, serde_json::from_str::<Value>(schema).unwrap());
+        assert_eq!(c.to_data_with_schema(Some(br#"{"schema":null,"payload":1}"#), Part::Value).unwrap().1, None);
+        assert!(c.to_data_with_schema(Some(br#"{"a":1}"#), Part::Value).is_err());
+        let plain = Converter::Json { schemas: false };
+        assert_eq!(plain.to_data_with_schema(Some(br#"{"a":1}"#), Part::Value).unwrap().1, None);
     }
 
     #[test]

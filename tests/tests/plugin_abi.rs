@@ -7,7 +7,9 @@ use std::{
     sync::{atomic::AtomicBool, Arc},
 };
 
-use connector_api::{ConnectorConfig, ErrorKind, HeaderRef, SinkRecord, SourceOffset, TopicPartition};
+use connector_api::{
+    ConnectorConfig, ErrorKind, HeaderRef, SinkRecord, SourceOffset, TopicPartition, TopicPartitionOffset,
+};
 use sluice_runtime::{
     host::{PluginMetrics, TaskHost},
     plugins::{Kind, PluginRegistry},
@@ -17,6 +19,13 @@ use sluice_tests::{build_dir, plugin_library};
 fn host(connector: &str) -> connector_api::host::FfiHostBox {
     let metrics = Arc::new(PluginMetrics::new(prometheus_registry()));
     TaskHost::new(connector, 0, Arc::new(AtomicBool::new(false)), metrics).into_ffi()
+}
+
+fn context() -> connector_api::context::FfiSinkContextBox {
+    connector_api::context::FfiSinkContext_TO::from_value(
+        connector_api::context::Recorded::default(),
+        abi_stable::sabi_trait::TD_Opaque,
+    )
 }
 
 fn prometheus_registry() -> sluice_runtime::host::MetricsRegistry {
@@ -52,17 +61,23 @@ fn records_round_trip_through_the_file_sink() {
     let class = registry.class("example-file-sink").unwrap();
     let out = dir.path().join("out.txt");
     let out_s = out.to_string_lossy().to_string();
-    let mut task = class.create_sink_task([("file", out_s.as_str())], host("files")).expect("task created");
+    let mut task = class.create_sink_task([("file", out_s.as_str())], host("files"), context()).expect("task created");
     task.open(vec![TopicPartition::new("orders", 0)].as_slice().into()).unwrap();
 
     let headers = [HeaderRef { key: "h".into(), value: abi_stable::std_types::ROption::RNone }];
     let records = [
-        SinkRecord::new("orders", 0, 7, Some(1), Some(b"k7"), Some(b"v7"), &headers),
-        SinkRecord::new("orders", 0, 8, None, None, Some(b"v8"), &[]),
+        SinkRecord::new("orders", 0, 7)
+            .with_timestamp(Some(1))
+            .with_key(Some(b"k7"))
+            .with_value(Some(b"v7"))
+            .with_headers(&headers),
+        SinkRecord::new("orders", 0, 8).with_value(Some(b"v8")),
     ];
     let outcome = task.put(records.as_slice().into()).unwrap();
     assert!(outcome.failures().is_empty());
-    let committed = task.pre_commit().unwrap().into_vec();
+    // The file sink is durable once synced: it reports what was delivered.
+    let delivered = [TopicPartitionOffset::new("orders", 0, 9)];
+    let committed = task.pre_commit(delivered.as_slice().into()).unwrap().into_vec();
     assert_eq!(committed.len(), 1);
     assert_eq!((committed[0].topic.as_str(), committed[0].partition, committed[0].offset), ("orders", 0, 9));
     assert_eq!(fs::read_to_string(&out).unwrap(), "orders\t0\t7\tk7\tv7\norders\t0\t8\t\tv8\n");
@@ -122,7 +137,8 @@ fn bad_libraries_are_refused_and_the_good_ones_kept() {
 
     let registry = PluginRegistry::load(&[dir.path().to_path_buf()]);
     let wrong = find_rejection(&registry, "libwrong_abi.so");
-    assert!(wrong.contains("ABI version 999") && wrong.contains("ABI version 1"), "{wrong}");
+    assert!(wrong.contains("ABI version 1,") && wrong.contains("ABI version 2"), "{wrong}");
+    assert!(wrong.contains("what changed: version 2: sink records carry the key's and value's schema"), "{wrong}");
     let shown = registry.rejections().iter().find(|r| r.path.ends_with("libwrong_abi.so")).unwrap().to_string();
     assert!(shown.contains("libwrong_abi.so"), "the message names the file: {shown}");
     assert!(find_rejection(&registry, "libnot_a_plugin.so").contains("not a Sluice plugin"));
@@ -143,18 +159,21 @@ fn a_duplicate_class_is_refused_with_the_first_library_named() {
 fn a_panic_in_put_is_a_fatal_error_and_everything_else_keeps_running() {
     let (dir, registry) = registry_of(&["test-plugin-panicky", "example-file-sink"]);
     let panicky = registry.class("test-panicky-sink").unwrap();
-    let mut task = panicky.create_sink_task([], host("panicky")).unwrap();
-    let boom = [SinkRecord::new("t", 0, 0, None, None, Some(b"panic"), &[])];
+    let mut task = panicky.create_sink_task([], host("panicky"), context()).unwrap();
+    let boom = [SinkRecord::new("t", 0, 0).with_value(Some(b"panic"))];
     let err = task.put(boom.as_slice().into()).into_result().expect_err("the panic is reported");
     assert_eq!(err.kind(), ErrorKind::Fatal);
     assert!(err.message().contains("asked to panic by the record's value"), "{err}");
 
     // The process survived: the same library and another one still answer.
-    let fine = [SinkRecord::new("t", 0, 1, None, None, Some(b"fine"), &[])];
+    let fine = [SinkRecord::new("t", 0, 1).with_value(Some(b"fine"))];
     assert!(task.put(fine.as_slice().into()).is_ok());
     let out = dir.path().join("after-panic.txt").to_string_lossy().to_string();
-    let mut other =
-        registry.class("example-file-sink").unwrap().create_sink_task([("file", out.as_str())], host("files")).unwrap();
+    let mut other = registry
+        .class("example-file-sink")
+        .unwrap()
+        .create_sink_task([("file", out.as_str())], host("files"), context())
+        .unwrap();
     assert!(other.put(fine.as_slice().into()).is_ok());
 }
 
@@ -175,7 +194,9 @@ fn config_validation_names_the_offending_key() {
     // Creating a task with a config the connector cannot use is a Config error.
     let config = ConnectorConfig::new().with("file", "/nonexistent-dir/x");
     let entries: Vec<(&str, &str)> = config.iter().collect();
-    let Err(err) = sink.create_sink_task(entries, host("files")) else { panic!("a task was created for a bad path") };
+    let Err(err) = sink.create_sink_task(entries, host("files"), context()) else {
+        panic!("a task was created for a bad path")
+    };
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.message().contains("\"file\""), "{err}");
 }

@@ -27,7 +27,9 @@ pub mod tagging;
 pub mod upload;
 pub mod zone;
 
-use connector_api::{ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector};
+use connector_api::{
+    ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector, SinkContext,
+};
 
 pub use config::S3SinkConfig;
 pub use sink::S3SinkTask;
@@ -55,7 +57,7 @@ impl SinkConnector for S3Sink {
         config::validate(config)
     }
 
-    fn create_task(&self, config: &ConnectorConfig, host: Host) -> Result<S3SinkTask, ConnectorError> {
+    fn create_task(&self, config: &ConnectorConfig, host: Host, _: SinkContext) -> Result<S3SinkTask, ConnectorError> {
         let cfg = S3SinkConfig::from_config(config)?;
         host.info("S3 sink task starting", &[("bucket", &cfg.bucket), ("topics.dir", &cfg.topics_dir)]);
         S3SinkTask::new(cfg, host)

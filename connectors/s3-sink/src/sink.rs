@@ -520,7 +520,9 @@ impl SinkTask for S3SinkTask {
         Ok(outcome)
     }
 
-    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+    /// What completed objects cover (the sink keeps its own positions: a
+    /// record is durable only once its object completed, whatever was delivered).
+    fn pre_commit(&mut self, _delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
         // A transient failure only holds offsets back (they are computed from
         // what completed) and is retried. A refusal fails the task here: with
         // no new records, no put would report it.

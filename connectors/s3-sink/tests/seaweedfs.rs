@@ -65,7 +65,13 @@ fn config(dir: &str, extra: &[(&str, &str)]) -> ConnectorConfig {
 fn task(c: &ConnectorConfig) -> S3SinkTask {
     let issues = S3Sink.validate(c);
     assert!(issues.is_empty(), "{issues:?}");
-    S3Sink.create_task(c, Host::stderr()).unwrap()
+    S3Sink
+        .create_task(
+            c,
+            Host::stderr(),
+            connector_api::SinkContext::from_impl(connector_api::context::Recorded::default()),
+        )
+        .unwrap()
 }
 
 /// Test-side S3 access, with its own runtime.
@@ -156,7 +162,9 @@ fn owned(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Owned> {
 fn put(task: &mut S3SinkTask, batch: &[Owned]) -> connector_api::PutOutcome {
     let records: Vec<SinkRecord<'_>> = batch
         .iter()
-        .map(|r| SinkRecord::new(&r.topic, r.partition, r.offset, r.timestamp, None, r.value.as_deref(), &[]))
+        .map(|r| {
+            SinkRecord::new(&r.topic, r.partition, r.offset).with_timestamp(r.timestamp).with_value(r.value.as_deref())
+        })
         .collect();
     task.put(&records).unwrap()
 }
@@ -165,7 +173,7 @@ fn put(task: &mut S3SinkTask, batch: &[Owned]) -> connector_api::PutOutcome {
 /// runs in the background; `pre_commit` alone reports what is done so far).
 fn settled(task: &mut S3SinkTask) -> Vec<TopicPartitionOffset> {
     task.wait_for_completions().unwrap();
-    task.pre_commit().unwrap()
+    task.pre_commit(&[]).unwrap()
 }
 
 fn committed(offsets: &[TopicPartitionOffset], partition: i32) -> Option<i64> {
@@ -417,7 +425,7 @@ fn scheduled_rotation_flushes_idle_partitions() {
     // No more records arrive: pre_commit alone must rotate when the clock passes the boundary.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if committed(&t.pre_commit().unwrap(), 0) == Some(5) {
+        if committed(&t.pre_commit(&[]).unwrap(), 0) == Some(5) {
             break;
         }
         assert!(Instant::now() < deadline, "the idle partition was never flushed");
@@ -496,18 +504,20 @@ fn an_unreachable_store_is_a_retriable_error_and_commits_nothing() {
     let batch = owned(0, 0..2);
     let records: Vec<SinkRecord<'_>> = batch
         .iter()
-        .map(|r| SinkRecord::new(&r.topic, r.partition, r.offset, r.timestamp, None, r.value.as_deref(), &[]))
+        .map(|r| {
+            SinkRecord::new(&r.topic, r.partition, r.offset).with_timestamp(r.timestamp).with_value(r.value.as_deref())
+        })
         .collect();
     // The object completes in the background: its failure surfaces on the
     // next put or when the completions are waited for.
     let err = t.put(&records).and_then(|_| t.wait_for_completions()).unwrap_err();
     assert_eq!(err.kind(), connector_api::ErrorKind::Retriable, "{err:?}");
     assert!(err.message().contains("PutObject"), "{err:?}");
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0), "nothing is durable");
+    assert_eq!(committed(&t.pre_commit(&[]).unwrap(), 0), Some(0), "nothing is durable");
     // The batch comes again: the records are not taken twice, the object is retried first.
     let err = t.put(&records).unwrap_err();
     assert_eq!(err.kind(), connector_api::ErrorKind::Retriable);
-    assert_eq!(committed(&t.pre_commit().unwrap(), 0), Some(0));
+    assert_eq!(committed(&t.pre_commit(&[]).unwrap(), 0), Some(0));
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //! complete example of the commit-after-durable contract.
 
 use std::{
-    collections::BTreeMap,
     fs::{File, OpenOptions},
     io::{BufWriter, Write},
 };
@@ -17,8 +16,6 @@ pub struct FileSink;
 pub struct FileSinkTask {
     path: String,
     out: BufWriter<File>,
-    /// Next offset per partition of what has been written to `out`.
-    written: BTreeMap<(String, i32), i64>,
     host: Host,
 }
 
@@ -54,7 +51,12 @@ impl SinkConnector for FileSink {
         definition()
     }
 
-    fn create_task(&self, config: &ConnectorConfig, host: Host) -> Result<FileSinkTask, ConnectorError> {
+    fn create_task(
+        &self,
+        config: &ConnectorConfig,
+        host: Host,
+        _: SinkContext,
+    ) -> Result<FileSinkTask, ConnectorError> {
         let path = config.string(&definition(), "file")?;
         let file = OpenOptions::new()
             .create(true)
@@ -62,7 +64,7 @@ impl SinkConnector for FileSink {
             .open(&path)
             .map_err(|e| ConnectorError::config(format!("\"file\": cannot open {path} for appending: {e}")))?;
         host.info("file sink task started", &[("file", &path)]);
-        Ok(FileSinkTask { path, out: BufWriter::new(file), written: BTreeMap::new(), host })
+        Ok(FileSinkTask { path, out: BufWriter::new(file), host })
     }
 }
 
@@ -73,7 +75,6 @@ impl SinkTask for FileSinkTask {
             let value = r.value().map(String::from_utf8_lossy).unwrap_or_default();
             writeln!(self.out, "{}\t{}\t{}\t{}\t{}", r.topic(), r.partition(), r.offset(), key, value)
                 .map_err(|e| ConnectorError::retriable(format!("writing {}: {e}", self.path)))?;
-            self.written.insert((r.topic().to_string(), r.partition()), r.offset() + 1);
         }
         self.host.counter(
             "file_sink_lines_total",
@@ -84,17 +85,11 @@ impl SinkTask for FileSinkTask {
         Ok(PutOutcome::accepted())
     }
 
-    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+    /// Once flushed and synced, every line put is durable: so is what was delivered.
+    fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
         self.out.flush().map_err(|e| ConnectorError::retriable(format!("flushing {}: {e}", self.path)))?;
         self.out.get_ref().sync_data().map_err(|e| ConnectorError::retriable(format!("syncing {}: {e}", self.path)))?;
-        Ok(self.written.iter().map(|((t, p), o)| TopicPartitionOffset::new(t.clone(), *p, *o)).collect())
-    }
-
-    fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
-        for tp in partitions {
-            self.written.remove(&(tp.topic.to_string(), tp.partition));
-        }
-        Ok(())
+        Ok(delivered.to_vec())
     }
 
     fn stop(&mut self) -> Result<(), ConnectorError> {

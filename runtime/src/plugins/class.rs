@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use connector_api::{
     config::ConfigEntry,
+    context::FfiSinkContextBox,
     ffi::{ConnectorDescriptor, FfiSinkTaskBox, FfiSourceTaskBox, PluginModuleRef, KIND_SINK, KIND_SOURCE},
     host::FfiHostBox,
     ConfigIssue, ConfigKeyInfo, ConnectorError,
@@ -104,9 +105,10 @@ impl ConnectorClass {
         &self,
         config: impl IntoIterator<Item = (&'a str, &'a str)>,
         host: FfiHostBox,
+        context: FfiSinkContextBox,
     ) -> Result<FfiSinkTaskBox, ConnectorError> {
         let entries = entries(config);
-        self.module.create_sink_task()(self.name().into(), entries.as_slice().into(), host).into_result()
+        self.module.create_sink_task()(self.name().into(), entries.as_slice().into(), host, context).into_result()
     }
 
     pub fn create_source_task<'a>(

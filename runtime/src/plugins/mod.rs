@@ -15,7 +15,7 @@ use std::{
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use connector_api::ffi::{ConnectorDescriptor, PluginModuleRef, ABI_VERSION};
+use connector_api::ffi::{ConnectorDescriptor, PluginModuleRef, ABI_CHANGES, ABI_VERSION};
 
 pub use class::{ConnectorClass, Kind};
 
@@ -81,10 +81,7 @@ impl PluginRegistry {
         let module = header.init_root_module::<PluginModuleRef>().map_err(describe_library_error)?;
         let abi = module.abi_version();
         if abi != ABI_VERSION {
-            return Err(format!(
-                "it was built for plugin ABI version {abi}, but this worker supports ABI version {ABI_VERSION}; \
-                 rebuild it against this worker's connector-api"
-            ));
+            return Err(abi_mismatch(abi));
         }
         let descriptors: Vec<ConnectorDescriptor> = module.connectors()()
             .into_result()
@@ -132,6 +129,25 @@ fn describe_library_error(e: LibraryError) -> String {
         LibraryError::GetSymbolError { .. } => {
             "it is not a Sluice plugin (it exports no sluice_plugin root module)".to_string()
         }
-        other => format!("it is not compatible with this worker: {other}"),
+        // abi_stable compares the layouts before our version field can be
+        // read: a plugin built for another ABI version usually lands here.
+        other => format!(
+            "it is not compatible with this worker (most likely it was built for another plugin ABI version; this \
+             worker's is {ABI_VERSION}: {}; rebuild it against this worker's connector-api): {other}",
+            ABI_CHANGES.last().copied().unwrap_or_default()
+        ),
     }
+}
+
+/// The refusal of a plugin built for another ABI version: both versions,
+/// and what changed between them.
+fn abi_mismatch(abi: u32) -> String {
+    let changes: Vec<String> = (abi.min(ABI_VERSION) + 1..=abi.max(ABI_VERSION))
+        .filter_map(|v| ABI_CHANGES.get(v as usize - 1).map(|c| format!("version {v}: {c}")))
+        .collect();
+    let changed = if changes.is_empty() { String::new() } else { format!(" (what changed: {})", changes.join("; ")) };
+    format!(
+        "it was built for plugin ABI version {abi}, but this worker supports ABI version {ABI_VERSION}{changed}; \
+         rebuild it against this worker's connector-api"
+    )
 }

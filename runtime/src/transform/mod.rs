@@ -312,6 +312,21 @@ impl Chain {
         self.stages.iter().any(|s| matches!(s.transform, Transform::RegexRouter(_) | Transform::TimestampRouter(_)))
     }
 
+    /// Whether no transform of the chain rewrites keys or values, so the
+    /// converter's schemas still describe them. Sluice's transforms work on
+    /// schemaless JSON; only these leave key and value as they were.
+    pub fn keeps_values(&self) -> bool {
+        self.stages.iter().all(|s| {
+            matches!(
+                s.transform,
+                Transform::Filter
+                    | Transform::RegexRouter(_)
+                    | Transform::TimestampRouter(_)
+                    | Transform::RequireFields(_)
+            )
+        })
+    }
+
     /// Runs the chain: `Ok(None)` when a transform dropped the record; `Err`
     /// names the transform, the problem and the record's coordinates.
     pub fn apply(&self, mut record: Record) -> Result<Option<Record>, String> {

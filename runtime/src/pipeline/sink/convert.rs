@@ -19,6 +19,10 @@ pub(super) struct Transformed {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The converter's schemas (Kafka Connect JSON), kept only when no
+    /// transform of the chain rewrites keys or values.
+    pub key_schema: Option<String>,
+    pub value_schema: Option<String>,
 }
 
 /// `Ok(None)`: a transform dropped the record; `Err`: a bad record with its stage.
@@ -45,15 +49,18 @@ fn conversion_failed(m: &BorrowedMessage<'_>, part: Part, e: impl std::fmt::Disp
 
 pub(super) fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Converted {
     let convert = |part: Part, bytes: Option<&[u8]>| {
-        converter_for(runtime, part).to_data(bytes, part).map_err(|e| conversion_failed(m, part, e))
+        converter_for(runtime, part).to_data_with_schema(bytes, part).map_err(|e| conversion_failed(m, part, e))
     };
+    let (key, key_schema) = convert(Part::Key, m.key())?;
+    let (value, value_schema) = convert(Part::Value, m.payload())?;
+    let keep_schemas = runtime.transforms.keeps_values();
     let record = Record {
         topic: m.topic().to_string(),
         partition: Some(m.partition()),
         offset: Some(m.offset()),
         timestamp: m.timestamp().to_millis(),
-        key: convert(Part::Key, m.key())?,
-        value: convert(Part::Value, m.payload())?,
+        key,
+        value,
         headers: m
             .headers()
             .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
@@ -67,6 +74,8 @@ pub(super) fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Con
             key: runtime.key_converter.plugin_bytes(r.key),
             value: runtime.value_converter.plugin_bytes(r.value),
             headers: r.headers,
+            key_schema: key_schema.filter(|_| keep_schemas),
+            value_schema: value_schema.filter(|_| keep_schemas),
         })),
         Err(e) => Err((ConnectorError::bad_record(e), "TRANSFORMATION")),
     }

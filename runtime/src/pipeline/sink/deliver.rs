@@ -15,7 +15,7 @@ use rdkafka::{
 
 use super::{
     convert::{transform, view, Converted},
-    lock, partitions_of, SinkContext, SinkState, Stashed,
+    lock, partitions_of, ConsumerCallbacks, SinkState, Stashed,
 };
 use crate::{
     converter::Part,
@@ -34,7 +34,7 @@ use crate::{
 /// once), or the task fails.
 pub(super) fn deliver<'c>(
     ctx: &TaskContext,
-    consumer: &'c BaseConsumer<SinkContext>,
+    consumer: &'c BaseConsumer<ConsumerCallbacks>,
     state: &Mutex<SinkState>,
     batch: &[BorrowedMessage<'c>],
     stash: &mut Vec<Stashed<'c>>,
@@ -84,25 +84,22 @@ pub(super) fn deliver<'c>(
         let headers = &header_refs[spans[i].clone()];
         let outcome = match transformed.get(i) {
             None => view(runtime, m).map(|(key, value)| {
-                Some(SinkRecord::new(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.timestamp().to_millis(),
-                    key,
-                    value,
-                    headers,
-                ))
+                Some(
+                    SinkRecord::new(m.topic(), m.partition(), m.offset())
+                        .with_timestamp(m.timestamp().to_millis())
+                        .with_key(key)
+                        .with_value(value)
+                        .with_headers(headers),
+                )
             }),
-            Some(Ok(Some(t))) => Ok(Some(SinkRecord::new(
-                &t.topic,
-                m.partition(),
-                m.offset(),
-                t.timestamp,
-                t.key.as_deref(),
-                t.value.as_deref(),
-                headers,
-            ))),
+            Some(Ok(Some(t))) => Ok(Some(
+                SinkRecord::new(&t.topic, m.partition(), m.offset())
+                    .with_timestamp(t.timestamp)
+                    .with_key(t.key.as_deref())
+                    .with_value(t.value.as_deref())
+                    .with_headers(headers)
+                    .with_schemas(t.key_schema.as_deref(), t.value_schema.as_deref()),
+            )),
             Some(Ok(None)) => Ok(None),
             Some(Err((e, stage))) => Err((e.clone(), *stage)),
         };
@@ -150,6 +147,14 @@ pub(super) fn deliver<'c>(
         let put_started = Instant::now();
         let result = guard.task.put(subset.as_slice().into()).into_result();
         ctx.metrics.put_seconds.with_label_values(&labels).observe(put_started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            for &i in &pending {
+                if let Some(record) = records[i] {
+                    let m = batch[i];
+                    guard.delivered.handed(m.topic(), m.partition(), record.topic(), m.offset());
+                }
+            }
+        }
         let failures: Vec<(usize, ConnectorError)> = match result {
             Ok(outcome) => outcome_failures(&outcome, &pending),
             Err(e) if e.kind() == ErrorKind::Fatal || e.kind() == ErrorKind::Config => {
@@ -227,7 +232,7 @@ fn still_assigned(state: &SinkState, m: &BorrowedMessage<'_>) -> bool {
 /// callbacks run inside these polls. `None` when the task must stop instead.
 fn wait_to_retry<'a, 'c>(
     ctx: &TaskContext,
-    consumer: &'c BaseConsumer<SinkContext>,
+    consumer: &'c BaseConsumer<ConsumerCallbacks>,
     state: &'a Mutex<SinkState>,
     mut guard: MutexGuard<'a, SinkState>,
     stash: &mut Vec<Stashed<'c>>,
@@ -329,7 +334,11 @@ fn route_failures(
 
 /// The high watermark librdkafka cached from the last fetch of a partition
 /// (no request to the broker). rdkafka exposes only the querying variant.
-pub(super) fn cached_high_watermark(consumer: &BaseConsumer<SinkContext>, topic: &str, partition: i32) -> Option<i64> {
+pub(super) fn cached_high_watermark(
+    consumer: &BaseConsumer<ConsumerCallbacks>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     let topic = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives, the topic is

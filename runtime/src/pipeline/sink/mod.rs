@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use connector_api::{ffi::FfiSinkTaskBox, ErrorKind, TopicPartition};
+use abi_stable::sabi_trait::TD_Opaque;
+use connector_api::context::FfiSinkContext_TO;
+use connector_api::{ffi::FfiSinkTaskBox, ErrorKind, TopicPartition, TopicPartitionOffset};
 use rdkafka::{
     client::ClientContext,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
@@ -30,9 +32,11 @@ use crate::{
     transform::routing::RoutedOffsets,
 };
 
+mod context;
 mod convert;
 mod deliver;
 
+use context::ContextState;
 use deliver::{cached_high_watermark, deliver};
 
 /// The plugin task and the bookkeeping both the poll loop and the rebalance
@@ -55,6 +59,53 @@ struct SinkState {
     /// assigned again, the consumer re-reads from the committed offset, and
     /// the stale record handed first would start the watermark past it.
     revocations: BTreeMap<(String, i32), u64>,
+    /// Per consumed partition, the offset after the last record handed to
+    /// `put`, under each topic name the sink saw it (transforms may route
+    /// one partition's records to several names): `pre_commit`'s argument.
+    delivered: Delivered,
+    /// Partitions the plugin paused through its context.
+    plugin_paused: BTreeSet<(String, i32)>,
+    /// The plugin's context: its requests, notes and committed positions.
+    context: ContextState,
+}
+
+/// Consumed topic → partition → (topic the sink saw, next offset). Looked up
+/// by `&str` per record, so only a new partition allocates.
+#[derive(Default)]
+struct Delivered(std::collections::HashMap<String, std::collections::HashMap<i32, Vec<(String, i64)>>>);
+
+impl Delivered {
+    fn handed(&mut self, topic: &str, partition: i32, seen_as: &str, offset: i64) {
+        if !self.0.contains_key(topic) {
+            self.0.insert(topic.to_string(), Default::default());
+        }
+        let Some(partitions) = self.0.get_mut(topic) else { return };
+        let names = partitions.entry(partition).or_default();
+        match names.iter_mut().find(|(name, _)| name == seen_as) {
+            Some((_, next)) => *next = (*next).max(offset + 1),
+            None => names.push((seen_as.to_string(), offset + 1)),
+        }
+    }
+
+    fn forget(&mut self, topic: &str, partition: i32) {
+        if let Some(partitions) = self.0.get_mut(topic) {
+            partitions.remove(&partition);
+        }
+    }
+
+    /// Sorted, so the sink sees a stable order.
+    fn offsets(&self) -> Vec<TopicPartitionOffset> {
+        let mut out: Vec<TopicPartitionOffset> = self
+            .0
+            .values()
+            .flat_map(|ps| ps.iter())
+            .flat_map(|(p, names)| {
+                names.iter().map(move |(name, next)| TopicPartitionOffset::new(name.clone(), *p, *next))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.topic.as_str(), a.partition).cmp(&(b.topic.as_str(), b.partition)));
+        out
+    }
 }
 
 impl SinkState {
@@ -79,9 +130,22 @@ impl SinkState {
             routes.withdrawn(m.topic(), m.partition(), m.offset());
         }
     }
+
+    /// Forgets a partition's bookkeeping: it was revoked, or the plugin
+    /// sought it elsewhere. Records of it polled before are stale from now
+    /// on (the revocation count moves), and its unsettled records come again
+    /// from the committed offset (or the sought one).
+    fn forget_partition(&mut self, topic: &str, partition: i32) {
+        *self.revocations.entry((topic.to_string(), partition)).or_default() += 1;
+        self.marks.forget(topic, partition);
+        if let Some(routes) = self.routes.as_mut() {
+            routes.forget(topic, partition);
+        }
+        self.delivered.forget(topic, partition);
+    }
 }
 
-struct SinkContext {
+struct ConsumerCallbacks {
     state: Arc<Mutex<SinkState>>,
     stats: BrokerStats,
 }
@@ -94,13 +158,13 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
 }
 
-impl ClientContext for SinkContext {
+impl ClientContext for ConsumerCallbacks {
     fn stats(&self, statistics: Statistics) {
         self.stats.record(&statistics);
     }
 }
 
-impl ConsumerContext for SinkContext {
+impl ConsumerContext for ConsumerCallbacks {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Invariant 2: flush what can be flushed, commit exactly the
@@ -115,22 +179,29 @@ impl ConsumerContext for SinkContext {
                 state.failed = Some(failure("close", e));
             }
             for (t, p) in &only {
-                *state.revocations.entry((t.clone(), *p)).or_default() += 1;
-                state.marks.forget(t, *p);
-                if let Some(routes) = state.routes.as_mut() {
-                    routes.forget(t, *p);
-                }
+                state.forget_partition(t, *p);
                 state.assigned.remove(&(t.clone(), *p));
+                state.plugin_paused.remove(&(t.clone(), *p));
             }
+            state.context.revoked(&only);
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let mut state = lock(&self.state);
             let assigned = partitions_of(tpl);
             for tp in &assigned {
                 state.assigned.insert((tp.topic.to_string(), tp.partition));
+            }
+            // The plugin reads its notes in open: they must be known first,
+            // and a task that cannot learn them must not go on without them.
+            match consumer.committed_offsets((*tpl).clone(), COMMITTED_TIMEOUT) {
+                Ok(committed) => state.context.assigned(&committed),
+                Err(e) => {
+                    state.failed = Some(failure("reading the committed offsets of newly assigned partitions", e));
+                    return;
+                }
             }
             if let Err(e) = state.task.open(assigned.as_slice().into()).into_result() {
                 state.failed = Some(failure("open", e));
@@ -139,14 +210,19 @@ impl ConsumerContext for SinkContext {
     }
 }
 
+/// How long a newly assigned task waits for the broker's committed offsets.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Asks the plugin what is durable and commits the watermark (optionally
-/// only for `only`'s partitions). Synchronous: a returned Ok means committed.
+/// only for `only`'s partitions), each partition's note carried along.
+/// Synchronous: a returned Ok means committed.
 fn commit_settled(
     state: &mut SinkState,
-    consumer: &BaseConsumer<SinkContext>,
+    consumer: &BaseConsumer<ConsumerCallbacks>,
     only: Option<&BTreeSet<(String, i32)>>,
 ) -> anyhow::Result<usize> {
-    let durable = match state.task.pre_commit().into_result() {
+    let delivered = state.delivered.offsets();
+    let durable = match state.task.pre_commit(delivered.as_slice().into()).into_result() {
         Ok(durable) => durable,
         Err(e) => {
             // A refusal (not an outage) fails the task, as Kafka Connect's
@@ -180,9 +256,13 @@ fn commit_settled(
     let mut tpl = TopicPartitionList::new();
     for (t, p, o) in &commits {
         tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+        if let (Some(note), Some(mut e)) = (state.context.note_of(t, *p), tpl.find_partition(t, *p)) {
+            e.set_metadata(note);
+        }
     }
     consumer.commit(&tpl, CommitMode::Sync)?;
     state.marks.committed(&commits);
+    state.context.committed(&commits);
     Ok(commits.len())
 }
 
@@ -190,7 +270,9 @@ fn commit_settled(
 pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let host = TaskHost::new(&ctx.connector, ctx.task, ctx.stop.clone(), ctx.plugin_metrics.clone()).into_ffi();
     let config: Vec<(&str, &str)> = ctx.task_config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let task = ctx.class.create_sink_task(config, host).map_err(|e| failure("creating the task", e))?;
+    let context = ContextState::default();
+    let plugin_context = FfiSinkContext_TO::from_value(context.plugin_context(), TD_Opaque);
+    let task = ctx.class.create_sink_task(config, host, plugin_context).map_err(|e| failure("creating the task", e))?;
     let state = Arc::new(Mutex::new(SinkState {
         task,
         marks: Watermarks::default(),
@@ -199,16 +281,22 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         paused_for_retry: false,
         routes: ctx.runtime.transforms.changes_topic().then(RoutedOffsets::default),
         revocations: BTreeMap::new(),
+        delivered: Delivered::default(),
+        plugin_paused: BTreeSet::new(),
+        context: context.clone(),
     }));
     let kafka = ctx.cluster.kafka();
-    let consumer: BaseConsumer<SinkContext> = kafka
-        .consumer(&format!("connect-{}", ctx.connector))
-        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-        .create_with_context(SinkContext {
-            state: state.clone(),
-            stats: BrokerStats::task("consumer", &ctx.connector, ctx.task),
-        })
-        .map_err(|e| failure("creating the consumer", e))?;
+    let consumer: Arc<BaseConsumer<ConsumerCallbacks>> = Arc::new(
+        kafka
+            .consumer(&format!("connect-{}", ctx.connector))
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(ConsumerCallbacks {
+                state: state.clone(),
+                stats: BrokerStats::task("consumer", &ctx.connector, ctx.task),
+            })
+            .map_err(|e| failure("creating the consumer", e))?,
+    );
+    context.attach(&consumer);
     for topic in ctx.runtime.dlq_topic.iter().chain(&ctx.runtime.rejected_topic) {
         // Kafka Connect creates the DLQ with one partition; so do we.
         ensure_topic(kafka, topic, 1, false).map_err(|e| failure(&format!("creating topic {topic}"), e))?;
@@ -245,7 +333,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
 
 fn poll_loop(
     ctx: &TaskContext,
-    consumer: &BaseConsumer<SinkContext>,
+    consumer: &BaseConsumer<ConsumerCallbacks>,
     state: &Arc<Mutex<SinkState>>,
     producer: Option<&CountedProducer>,
 ) -> Result<(), String> {
@@ -254,6 +342,8 @@ fn poll_loop(
     let flush_every = Duration::from_millis(ctx.runtime.offset_flush_interval_ms);
     let mut last_commit = Instant::now();
     let mut paused = false;
+    let mut plugin_pauses_changed = false;
+    let mut commit_requested = false;
     let mut budget = ByteBudget::new(ctx.runtime.max_buffered_bytes, flush_every);
     // Records a retry wait polled while the partitions were paused; they
     // come before anything polled later.
@@ -283,9 +373,11 @@ fn poll_loop(
         };
         let want_pause = ctx.is_paused() || over_budget;
         let retry_paused = std::mem::take(&mut lock(state).paused_for_retry);
-        if want_pause != paused || retry_paused {
+        if want_pause != paused || retry_paused || std::mem::take(&mut plugin_pauses_changed) {
             if let Ok(assignment) = consumer.assignment() {
-                let _ = if want_pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+                let plan = pause_plan(&partitions_of(&assignment), want_pause, &lock(state).plugin_paused);
+                let _ = consumer.pause(&partition_list(&plan.pause));
+                let _ = consumer.resume(&partition_list(&plan.resume));
             }
             paused = want_pause;
         }
@@ -306,12 +398,22 @@ fn poll_loop(
             }
             wait = Duration::ZERO;
         }
+        // What the plugin asked through its context since the last look
+        // (in open, put or pre_commit): a sought partition's records polled
+        // so far are dropped, the consumer fetches them again from there.
+        let asked = plugin_requests(ctx, consumer, state)?;
+        plugin_pauses_changed |= asked.pauses_changed;
+        commit_requested |= asked.commit;
+        if !asked.sought.is_empty() {
+            batch.retain(|m| !asked.sought.contains(&(m.topic().to_string(), m.partition())));
+        }
         if !batch.is_empty() {
+            note_positions(&lock(state).context, &batch);
             ctx.metrics.records_read.with_label_values(&labels).inc_by(batch.len() as u64);
             ctx.note_active_topics(batch.iter().map(|m| m.topic()));
             deliver(ctx, consumer, state, &batch, &mut stash, producer)?;
         }
-        if last_commit.elapsed() >= flush_every || over_budget {
+        if last_commit.elapsed() >= flush_every || over_budget || std::mem::take(&mut commit_requested) {
             let started = Instant::now();
             let mut guard = lock(state);
             match commit_settled(&mut guard, consumer, None) {
@@ -341,4 +443,135 @@ fn poll_loop(
         }
     }
     Ok(())
+}
+
+/// Which partitions to pause and which to resume: all of them while the
+/// task is paused (the connector paused, or the byte budget spent), else
+/// exactly those the plugin paused.
+#[derive(Debug, PartialEq, Eq)]
+struct PausePlan {
+    pause: Vec<TopicPartition>,
+    resume: Vec<TopicPartition>,
+}
+
+fn pause_plan(assignment: &[TopicPartition], pause_all: bool, plugin_paused: &BTreeSet<(String, i32)>) -> PausePlan {
+    let (pause, resume) = assignment
+        .iter()
+        .cloned()
+        .partition(|tp| pause_all || plugin_paused.contains(&(tp.topic.to_string(), tp.partition)));
+    PausePlan { pause, resume }
+}
+
+fn partition_list(partitions: &[TopicPartition]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for tp in partitions {
+        tpl.add_partition(tp.topic.as_str(), tp.partition);
+    }
+    tpl
+}
+
+/// What the poll loop does next because of the plugin's requests.
+struct Asked {
+    sought: BTreeSet<(String, i32)>,
+    pauses_changed: bool,
+    commit: bool,
+}
+
+/// Applies the plugin's queued requests: seeks at once (forgetting the
+/// partition's bookkeeping, so the watermark restarts at the sought offset
+/// and never counts a record the sink has not seen; invariant 1), pause and
+/// resume into the set the pause plan reads. Only assigned partitions count.
+fn plugin_requests(
+    ctx: &TaskContext,
+    consumer: &BaseConsumer<ConsumerCallbacks>,
+    state: &Mutex<SinkState>,
+) -> Result<Asked, String> {
+    let mut guard = lock(state);
+    let requests = guard.context.take_requests();
+    let mut asked = Asked { sought: BTreeSet::new(), pauses_changed: false, commit: requests.commit };
+    for ((topic, partition), offset) in requests.seeks {
+        if !guard.assigned.contains(&(topic.clone(), partition)) {
+            continue;
+        }
+        guard.forget_partition(&topic, partition);
+        consumer.seek(&topic, partition, Offset::Offset(offset), SEEK_TIMEOUT).map_err(|e| {
+            failure(&format!("seeking topic {topic} partition {partition} to offset {offset} as the sink asked"), e)
+        })?;
+        tracing::info!(connector = %ctx.connector, task = ctx.task, %topic, partition, offset, "partition sought as the sink asked");
+        asked.sought.insert((topic, partition));
+    }
+    for k in requests.pause {
+        if guard.assigned.contains(&k) {
+            asked.pauses_changed |= guard.plugin_paused.insert(k);
+        }
+    }
+    for k in requests.resume {
+        asked.pauses_changed |= guard.plugin_paused.remove(&k);
+    }
+    Ok(asked)
+}
+
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Each partition's first offset in the batch stands for its committed
+/// position until it has one (what a note is committed with).
+fn note_positions(context: &ContextState, batch: &[BorrowedMessage<'_>]) {
+    let mut firsts: Vec<(&str, i32, i64)> = Vec::new();
+    for m in batch {
+        if !firsts.iter().any(|(t, p, _)| *p == m.partition() && *t == m.topic()) {
+            firsts.push((m.topic(), m.partition(), m.offset()));
+        }
+    }
+    for (t, p, o) in firsts {
+        context.seen(t, p, o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tps(names: &[(&str, i32)]) -> Vec<TopicPartition> {
+        names.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect()
+    }
+
+    #[test]
+    fn the_pause_plan_pauses_all_or_exactly_the_plugins_partitions() {
+        let assignment = tps(&[("a", 0), ("a", 1), ("b", 0)]);
+        let plugin: BTreeSet<(String, i32)> = [("a".to_string(), 1), ("gone".to_string(), 9)].into();
+        // (pause all?, expected paused, expected resumed)
+        let cases = [
+            (true, tps(&[("a", 0), ("a", 1), ("b", 0)]), tps(&[])),
+            (false, tps(&[("a", 1)]), tps(&[("a", 0), ("b", 0)])),
+        ];
+        for (pause_all, pause, resume) in cases {
+            assert_eq!(pause_plan(&assignment, pause_all, &plugin), PausePlan { pause, resume }, "{pause_all}");
+        }
+        let none = pause_plan(&assignment, false, &BTreeSet::new());
+        assert!(none.pause.is_empty() && none.resume.len() == 3, "a connector resumed resumes every partition");
+    }
+
+    #[test]
+    fn delivered_offsets_follow_each_name_the_sink_saw_and_forget_revoked_partitions() {
+        let mut d = Delivered::default();
+        d.handed("orders", 0, "orders", 4);
+        d.handed("orders", 0, "orders", 9);
+        d.handed("orders", 0, "orders", 7); // out of order never lowers it
+        d.handed("orders", 1, "orders-20261201", 3);
+        d.handed("orders", 1, "orders-20261202", 5);
+        d.handed("refunds", 0, "refunds", 0);
+        let got: Vec<(String, i32, i64)> =
+            d.offsets().into_iter().map(|t| (t.topic.to_string(), t.partition, t.offset)).collect();
+        assert_eq!(
+            got,
+            [
+                ("orders".to_string(), 0, 10),
+                ("orders-20261201".to_string(), 1, 4),
+                ("orders-20261202".to_string(), 1, 6),
+                ("refunds".to_string(), 0, 1),
+            ]
+        );
+        d.forget("orders", 1);
+        assert_eq!(d.offsets().len(), 2, "a revoked partition is no longer delivered");
+    }
 }

@@ -8,12 +8,13 @@
 //! `topic partition offset` lines to `file` (fsynced) before reporting the
 //! offsets: so the file is exactly the sink's durable set at every commit.
 //! Duplicates (re-deliveries) are appended again, so a test can count them.
+//! It reports durable what the worker says it delivered (failed records
+//! included: the worker must still not commit past one until it is routed).
+//!
+//! With `schemas.file`, `put` appends `topic partition offset<TAB>schema` for
+//! every record that carries a value schema, so a test sees what crossed the ABI.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    fs::OpenOptions,
-    io::Write,
-};
+use std::{collections::HashSet, fs::OpenOptions, io::Write};
 
 use connector_api::*;
 
@@ -25,7 +26,7 @@ pub struct FlakyTask {
     retriable_every: i64,
     retried: HashSet<(String, i32, i64)>,
     accepted: Vec<(String, i32, i64)>,
-    handed: BTreeMap<(String, i32), i64>,
+    schemas_file: String,
 }
 
 fn definition() -> ConfigDef {
@@ -33,6 +34,17 @@ fn definition() -> ConfigDef {
         .define(ConfigKey::new("file", ConfigType::String).validator(Validator::NonEmpty))
         .define(ConfigKey::new("fail.bad.every", ConfigType::Long).default_value("11"))
         .define(ConfigKey::new("fail.retriable.every", ConfigType::Long).default_value("7"))
+        .define(ConfigKey::new("schemas.file", ConfigType::String).default_value(""))
+}
+
+fn append(file: &str, text: &str) -> Result<(), ConnectorError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| ConnectorError::retriable(format!("{file}: {e}")))?;
+    f.write_all(text.as_bytes()).map_err(|e| ConnectorError::retriable(e.to_string()))?;
+    f.sync_data().map_err(|e| ConnectorError::retriable(e.to_string()))
 }
 
 impl SinkConnector for FlakySink {
@@ -43,7 +55,7 @@ impl SinkConnector for FlakySink {
     fn config_def(&self) -> ConfigDef {
         definition()
     }
-    fn create_task(&self, config: &ConnectorConfig, _: Host) -> Result<FlakyTask, ConnectorError> {
+    fn create_task(&self, config: &ConnectorConfig, _: Host, _: SinkContext) -> Result<FlakyTask, ConnectorError> {
         let def = definition();
         Ok(FlakyTask {
             file: config.string(&def, "file")?,
@@ -51,7 +63,7 @@ impl SinkConnector for FlakySink {
             retriable_every: config.long(&def, "fail.retriable.every")?.max(1),
             retried: HashSet::new(),
             accepted: Vec::new(),
-            handed: BTreeMap::new(),
+            schemas_file: config.string(&def, "schemas.file")?,
         })
     }
 }
@@ -59,10 +71,17 @@ impl SinkConnector for FlakySink {
 impl SinkTask for FlakyTask {
     fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
         let mut outcome = PutOutcome::accepted();
+        if !self.schemas_file.is_empty() {
+            let lines: String = records
+                .iter()
+                .filter_map(|r| {
+                    r.value_schema_json().map(|s| format!("{} {} {}\t{s}\n", r.topic(), r.partition(), r.offset()))
+                })
+                .collect();
+            append(&self.schemas_file, &lines)?;
+        }
         for (i, r) in records.iter().enumerate() {
             let id = (r.topic().to_string(), r.partition(), r.offset());
-            let next = self.handed.entry((id.0.clone(), id.1)).or_insert(0);
-            *next = (*next).max(r.offset() + 1);
             if (r.offset() + 1) % self.bad_every == 0 {
                 outcome.fail(i, ConnectorError::bad_record(format!("offset {} is bad by schedule", r.offset())));
             } else if (r.offset() + 1) % self.retriable_every == 0 && self.retried.insert(id.clone()) {
@@ -74,21 +93,10 @@ impl SinkTask for FlakyTask {
         Ok(outcome)
     }
 
-    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.file)
-            .map_err(|e| ConnectorError::retriable(format!("{}: {e}", self.file)))?;
-        let mut text = String::new();
-        for (t, p, o) in self.accepted.drain(..) {
-            text.push_str(&format!("{t} {p} {o}\n"));
-        }
-        file.write_all(text.as_bytes()).map_err(|e| ConnectorError::retriable(e.to_string()))?;
-        file.sync_data().map_err(|e| ConnectorError::retriable(e.to_string()))?;
-        // Reports everything handed over, failed records included: the worker
-        // must still not commit past a failure until it is routed.
-        Ok(self.handed.iter().map(|((t, p), o)| TopicPartitionOffset::new(t.clone(), *p, *o)).collect())
+    fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        let text: String = self.accepted.drain(..).map(|(t, p, o)| format!("{t} {p} {o}\n")).collect();
+        append(&self.file, &text)?;
+        Ok(delivered.to_vec())
     }
 }
 

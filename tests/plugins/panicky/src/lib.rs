@@ -14,7 +14,7 @@ impl SinkConnector for PanickySink {
     fn config_def(&self) -> ConfigDef {
         ConfigDef::new()
     }
-    fn create_task(&self, _: &ConnectorConfig, _: Host) -> Result<PanickyTask, ConnectorError> {
+    fn create_task(&self, _: &ConnectorConfig, _: Host, _: SinkContext) -> Result<PanickyTask, ConnectorError> {
         Ok(PanickyTask)
     }
 }
@@ -26,7 +26,7 @@ impl SinkTask for PanickyTask {
         }
         Ok(PutOutcome::accepted())
     }
-    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+    fn pre_commit(&mut self, _: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
         Ok(Vec::new())
     }
 }

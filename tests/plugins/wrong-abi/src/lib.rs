@@ -1,5 +1,5 @@
-//! A test plugin that declares ABI version 999: the loader must refuse it,
-//! naming the file and both versions.
+//! A test plugin that declares ABI version 1 (the one before this worker's): the
+//! loader must refuse it, naming the file, both versions and what changed.
 
 use connector_api::*;
 
@@ -14,7 +14,7 @@ impl SinkConnector for WrongAbiSink {
     fn config_def(&self) -> ConfigDef {
         ConfigDef::new()
     }
-    fn create_task(&self, _: &ConnectorConfig, _: Host) -> Result<NeverTask, ConnectorError> {
+    fn create_task(&self, _: &ConnectorConfig, _: Host, _: SinkContext) -> Result<NeverTask, ConnectorError> {
         Ok(NeverTask)
     }
 }
@@ -23,9 +23,9 @@ impl SinkTask for NeverTask {
     fn put(&mut self, _: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
         Ok(PutOutcome::accepted())
     }
-    fn pre_commit(&mut self) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+    fn pre_commit(&mut self, _: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
         Ok(Vec::new())
     }
 }
 
-connector_api::__export_plugin_with_abi_version! { abi_version: 999, sinks: [WrongAbiSink], sources: [] }
+connector_api::__export_plugin_with_abi_version! { abi_version: 1, sinks: [WrongAbiSink], sources: [] }
