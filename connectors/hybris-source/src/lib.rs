@@ -5,14 +5,15 @@
 //! product code), so every event of one order lands on one partition in order.
 //!
 //! Modules: [`config`] (keys and settings), [`schema`] (item type → table,
-//! key, type filter, entity set), [`db`] (the SQL layer over PostgreSQL and,
-//! in [`mysql_db`], MySQL/MariaDB), [`odata`] (the
-//! Integration API client of hybris.mode=odata), [`source`] (the task).
+//! key, type filter, entity set), [`rows`] (the row and cursor types both
+//! read paths give), [`db`] (jdbc mode's SQL layer: PostgreSQL and
+//! MySQL/MariaDB), [`odata`] (the Integration API client of
+//! hybris.mode=odata), [`source`] (the task).
 
 pub mod config;
 pub mod db;
-pub mod mysql_db;
 pub mod odata;
+pub mod rows;
 pub mod schema;
 pub mod source;
 
@@ -83,7 +84,7 @@ impl HybrisSource {
                 ));
                 continue;
             }
-            let probe = db::Cursor { ts: "1970-01-01T00:00:00.000000".into(), pk: 0, key: Some(String::new()) };
+            let probe = rows::Cursor { ts: "1970-01-01T00:00:00.000000".into(), pk: 0, key: Some(String::new()) };
             let filter = odata::delta_filter(Some(&probe), client.server_now_ms());
             if let Err(f) = client.fetch_page(&item.entity_set, &filter, 1, 0) {
                 let issue = match f {

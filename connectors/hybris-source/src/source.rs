@@ -23,8 +23,9 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     config::{Mode, Settings},
-    db::{self, ChangeRow, Cursor, Db, DeletionRow},
+    db::{self, Db},
     odata,
+    rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
 

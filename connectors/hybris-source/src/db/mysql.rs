@@ -1,4 +1,4 @@
-//! The MySQL/MariaDB half of the SQL layer ([`crate::db`] dispatches to it):
+//! MySQL/MariaDB's half of the SQL layer ([`crate::db`] dispatches to it):
 //! the same keyset queries as PostgreSQL's, written so that both databases
 //! give identical rows for identical data.
 //!
@@ -15,9 +15,10 @@
 
 use mysql::{prelude::Queryable, Column, Conn, Opts, OptsBuilder, Params, Row, Value};
 
+use super::url::{refuse_tls, ConnectFailure};
 use crate::{
     config::Settings,
-    db::{ChangeRow, ConnectFailure, Cursor, DeletionRow},
+    rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
 
@@ -45,7 +46,7 @@ fn opts(url: &str) -> Result<Opts, ConnectFailure> {
         .strip_prefix("mysql://")
         .or_else(|| url.strip_prefix("mariadb://"))
         .ok_or_else(|| ConnectFailure::Url(format!("\"{url}\" is not a MySQL/MariaDB URL")))?;
-    crate::db::refuse_tls(url)?;
+    refuse_tls(url)?;
     Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
         ConnectFailure::Url(format!(
             "cannot parse the URL: {e} (expected jdbc:mysql://host:3306/database or mysql://user@host:3306/database)"
