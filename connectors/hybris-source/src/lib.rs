@@ -20,7 +20,7 @@ pub mod source;
 use connector_api::*;
 
 use crate::{
-    config::{definition, Mode, ODataAuth, Settings},
+    config::{definition, Backend, JdbcSettings, ODataAuth, ODataSettings, Settings},
     db::{ConnectFailure, Db},
     odata::Failure,
 };
@@ -34,10 +34,7 @@ impl HybrisSource {
     /// item type its entity set, the properties the connector needs and one
     /// probe with the delta `$filter` (the Integration API supports a
     /// release-dependent subset of `$filter`; better to learn it at create).
-    fn validate_odata(&self, config: &ConnectorConfig, settings: &Settings) -> Vec<ConfigIssue> {
-        let Some(o) = &settings.odata else {
-            return Vec::new();
-        };
+    fn validate_odata(&self, config: &ConnectorConfig, settings: &Settings, o: &ODataSettings) -> Vec<ConfigIssue> {
         let mut client = odata::Client::new(o);
         let service = format!("{}/{}", o.url, o.integration_object);
         let metadata = match client.metadata() {
@@ -106,12 +103,13 @@ impl HybrisSource {
 
     /// Checks that need the database: reachable, credentials, tables,
     /// columns and type codes. Only runs once the keys themselves are valid.
-    fn validate_database(&self, config: &ConnectorConfig) -> Vec<ConfigIssue> {
-        let settings = match Settings::parse(config) {
-            Ok(s) => s,
-            Err(e) => return vec![ConfigIssue::new(guess_key(e.message()), e.message())],
-        };
-        let mut db = match Db::connect(&settings) {
+    fn validate_database(
+        &self,
+        config: &ConnectorConfig,
+        settings: &Settings,
+        jdbc: &JdbcSettings,
+    ) -> Vec<ConfigIssue> {
+        let mut db = match Db::connect(jdbc) {
             Ok(db) => db,
             Err(ConnectFailure::Password(m)) => {
                 return vec![ConfigIssue::new(
@@ -189,7 +187,7 @@ impl HybrisSource {
                     }
                 }
             }
-            if let Some(table) = &settings.deletions_table {
+            if let Some(table) = &jdbc.deletions_table {
                 if !db.table_exists(table)? {
                     issues.push(ConfigIssue::new(
                         config::DELETIONS_TABLE,
@@ -284,8 +282,10 @@ impl SourceConnector for HybrisSource {
         }
         match Settings::parse(config) {
             Err(e) => issues.push(ConfigIssue::new(guess_key(e.message()), e.message())),
-            Ok(settings) if settings.mode == Mode::OData => issues.extend(self.validate_odata(config, &settings)),
-            Ok(_) => issues.extend(self.validate_database(config)),
+            Ok(settings) => match &settings.backend {
+                Backend::OData(o) => issues.extend(self.validate_odata(config, &settings, o)),
+                Backend::Jdbc(jdbc) => issues.extend(self.validate_database(config, &settings, jdbc)),
+            },
         }
         issues
     }

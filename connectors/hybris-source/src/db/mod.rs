@@ -16,7 +16,7 @@ use connector_api::ConnectorError;
 use self::mysql::MyDb;
 pub use self::url::{dialect, refuse_tls, ConnectFailure, Dialect};
 use crate::{
-    config::Settings,
+    config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
@@ -84,7 +84,7 @@ pub fn describe(e: &DbError) -> String {
 }
 
 impl Db {
-    pub fn connect(settings: &Settings) -> Result<Db, ConnectFailure> {
+    pub fn connect(settings: &JdbcSettings) -> Result<Db, ConnectFailure> {
         let (url, dialect) = dialect(&settings.url)?;
         let conn = match dialect {
             Dialect::Postgres => Conn::Pg(Box::new(postgres::connect(settings, url)?)),

@@ -17,7 +17,7 @@ use mysql::{prelude::Queryable, Column, Conn, Opts, OptsBuilder, Params, Row, Va
 
 use super::url::{refuse_tls, ConnectFailure};
 use crate::{
-    config::Settings,
+    config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
@@ -178,7 +178,7 @@ fn json_value(v: Value, column: &Column) -> serde_json::Value {
 }
 
 impl MyDb {
-    pub fn connect(settings: &Settings, url: &str) -> Result<MyDb, ConnectFailure> {
+    pub fn connect(settings: &JdbcSettings, url: &str) -> Result<MyDb, ConnectFailure> {
         let mut builder = OptsBuilder::from_opts(opts(url)?)
             // The URL's host and port, never a socket the server reports
             // (the default for 127.0.0.1): that path is the server's, not ours.

@@ -9,7 +9,7 @@ use postgres::{types::ToSql, Client, Config, NoTls};
 
 use super::url::{refuse_tls, ConnectFailure};
 use crate::{
-    config::Settings,
+    config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
@@ -43,7 +43,7 @@ pub fn describe(e: &postgres::Error) -> String {
     }
 }
 
-pub fn connect(settings: &Settings, url: &str) -> Result<Client, ConnectFailure> {
+pub fn connect(settings: &JdbcSettings, url: &str) -> Result<Client, ConnectFailure> {
     {
         let (user, password) = (&settings.user, &settings.password);
         let mut config = config(url)?;
