@@ -6,9 +6,8 @@
 //!   the very format PostgreSQL's `to_char` gives; attribute timestamps in the
 //!   row document are formatted like PostgreSQL's `row_to_json` (fraction
 //!   without trailing zeros), decimals keep their text, so the JSON is the same.
-//! - The keyset predicate is the expanded form `ts >= ? AND (ts > ? OR pk > ?)`:
-//!   MySQL and MariaDB do not range-scan an index for a row-value comparison,
-//!   but do for a plain `>=` on its first column.
+//! - The keyset predicate is the expanded form `ts >= ? AND (ts > ? OR pk > ?)`
+//!   (why: docs/decisions/hybris-mysql-expanded-keyset-predicate.md).
 //! - The record timestamp is computed from the stored value, not through the
 //!   session zone (`UNIX_TIMESTAMP` would shift it), as PostgreSQL's `extract`
 //!   does on a timestamp without zone.
