@@ -14,8 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod plan;
+
+use plan::{Start, Sweep, Want};
+
 use crate::{
-    cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, Status, TargetState},
+    cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, Status},
     connector_config::{self, RuntimeConfig},
     host::PluginMetrics,
     metrics::Metrics,
@@ -31,9 +35,13 @@ type TaskKey = (String, i32);
 /// A connector's task configs, or why they could not be computed.
 type TaskConfigs = Result<Vec<BTreeMap<String, String>>, String>;
 
-/// What a task should run with: class, runtime config, task config, config
-/// version, restart epoch, paused.
-type DesiredTask = (Arc<ConnectorClass>, RuntimeConfig, BTreeMap<String, String>, i64, u64, bool);
+/// What a task should run with.
+struct DesiredTask {
+    class: Arc<ConnectorClass>,
+    runtime: RuntimeConfig,
+    task_config: BTreeMap<String, String>,
+    want: Want,
+}
 
 struct RunningTask {
     version: i64,
@@ -137,10 +145,6 @@ impl Worker {
         computed
     }
 
-    fn restart_epoch(spec: &ConnectorSpec, task: i32) -> u64 {
-        spec.restarts.get(&None).map_or(0, |r| r.0) + spec.restarts.get(&Some(task)).map_or(0, |r| r.0)
-    }
-
     fn publish(&self, key: String, status: Option<Status>) {
         {
             let local = self.local();
@@ -167,8 +171,36 @@ impl Worker {
     /// One pass: make the local tasks match what the cluster wants.
     pub fn reconcile(&self) {
         let connectors: BTreeMap<String, ConnectorSpec> = self.cluster.with_view(|v| v.connectors().clone());
-        let mut desired: BTreeMap<TaskKey, DesiredTask> = BTreeMap::new();
-        for (name, spec) in &connectors {
+        let desired = self.desired(&connectors);
+        for (key, version, epoch, result) in self.sweep(&desired) {
+            if let Err(trace) = result {
+                self.task_failed(key, version, epoch, &trace);
+            }
+        }
+        for (key, d) in &desired {
+            self.start_if_due(key, d);
+        }
+        // Publish the states of the tasks running here.
+        let states: Vec<(TaskKey, bool)> =
+            self.local().running.iter().map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst))).collect();
+        for ((name, id), paused) in states {
+            let state = if paused { "PAUSED" } else { "RUNNING" };
+            self.metrics.set_task_state(&name, id, state);
+            self.publish(task_status_key(&name, id), Some(self.status(state, None)));
+        }
+        // Forget the statuses of deleted connectors (the owner cleans up).
+        let names: Vec<&str> = connectors.keys().map(String::as_str).collect();
+        let gone = plan::forgotten(self.local().published.keys(), &names);
+        for key in gone {
+            self.publish(key, None);
+        }
+    }
+
+    /// The tasks that should run here, publishing the state of each
+    /// connector this worker owns on the way.
+    fn desired(&self, connectors: &BTreeMap<String, ConnectorSpec>) -> BTreeMap<TaskKey, DesiredTask> {
+        let mut desired = BTreeMap::new();
+        for (name, spec) in connectors {
             let owns_connector = self.cluster.placement.owns(name, CONNECTOR_SLOT);
             let prepared = class_and_runtime(&self.registry, &spec.config)
                 .and_then(|(class, runtime)| self.task_configs(name, spec).map(|tasks| (class, runtime, tasks)));
@@ -182,161 +214,114 @@ impl Worker {
                 }
             };
             if owns_connector {
-                let state = match spec.target {
-                    TargetState::Started => "RUNNING",
-                    TargetState::Paused => "PAUSED",
-                    TargetState::Stopped => "STOPPED",
-                };
+                let state = plan::connector_state(spec.target);
                 self.publish(connector_status_key(name), Some(self.status(state, None)));
             }
-            if spec.target == TargetState::Stopped {
-                continue;
-            }
-            for (id, task_config) in tasks.into_iter().enumerate() {
-                let id = id as i32;
-                if self.cluster.placement.owns(name, id) {
-                    let epoch = Self::restart_epoch(spec, id);
-                    let paused = spec.target == TargetState::Paused;
-                    desired.insert(
-                        (name.clone(), id),
-                        (class.clone(), runtime.clone(), task_config, spec.version, epoch, paused),
-                    );
-                }
+            let wanted = plan::wanted(spec, tasks.len(), |id| self.cluster.placement.owns(name, id));
+            let mut tasks: Vec<Option<BTreeMap<String, String>>> = tasks.into_iter().map(Some).collect();
+            for (id, want) in wanted {
+                let Some(task_config) = tasks.get_mut(id as usize).and_then(Option::take) else { continue };
+                let task = DesiredTask { class: class.clone(), runtime: runtime.clone(), task_config, want };
+                desired.insert((name.clone(), id), task);
             }
         }
+        desired
+    }
 
-        // Reap finished tasks, stop unwanted or outdated ones, apply pause.
-        let mut finished: Vec<(TaskKey, i64, u64, Result<(), String>)> = Vec::new();
-        {
-            let mut local = self.local();
-            let keys: Vec<TaskKey> = local.running.keys().cloned().collect();
-            for key in keys {
-                let Some(task) = local.running.get(&key) else { continue };
-                if task.handle.is_finished() {
+    /// Reaps finished tasks, stops unwanted or outdated ones, applies pause;
+    /// the finished ones with their version, epoch and result.
+    fn sweep(&self, desired: &BTreeMap<TaskKey, DesiredTask>) -> Vec<(TaskKey, i64, u64, Result<(), String>)> {
+        let mut finished = Vec::new();
+        let mut local = self.local();
+        let keys: Vec<TaskKey> = local.running.keys().cloned().collect();
+        for key in keys {
+            let Some(task) = local.running.get(&key) else { continue };
+            let want = desired.get(&key).map(|d| d.want);
+            match plan::sweep(task.handle.is_finished(), task.version, task.restart_epoch, want) {
+                Sweep::Reap => {
                     if let Some(task) = local.running.remove(&key) {
                         let result = task.handle.join().unwrap_or_else(|_| Err("the task thread panicked".to_string()));
                         finished.push((key, task.version, task.restart_epoch, result));
                     }
-                    continue;
                 }
-                let keep = desired.get(&key).is_some_and(|d| d.3 == task.version && d.4 == task.restart_epoch);
-                if !keep {
+                Sweep::Stop => {
                     if let Some(task) = local.running.remove(&key) {
                         task.stop.store(true, Ordering::SeqCst);
                         local.stopping.insert(key, task.handle);
                     }
-                } else if let Some(d) = desired.get(&key) {
-                    task.paused.store(d.5, Ordering::SeqCst);
                 }
-            }
-            local.stopping.retain(|_, h| !h.is_finished());
-        }
-        for (key, version, epoch, result) in finished {
-            match result {
-                Ok(()) => {}
-                Err(trace) => {
-                    tracing::error!(connector = %key.0, task = key.1, %trace, "task failed");
-                    self.metrics.set_task_state(&key.0, key.1, "FAILED");
-                    let attempts = self.local().failed.get(&key).map_or(0, |f| f.attempts) + 1;
-                    let retry_at = self.restart_backoff.map(|b| {
-                        Instant::now() + b.saturating_mul(1 << (attempts - 1).min(6)).min(Duration::from_secs(300))
-                    });
-                    let shown = match retry_at {
-                        Some(at) => format!(
-                            "{trace}\n(attempt {attempts}; next automatic restart in {} ms)",
-                            at.saturating_duration_since(Instant::now()).as_millis()
-                        ),
-                        None => format!("{trace}\n(attempt {attempts}; automatic restarts are off)"),
-                    };
-                    self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(shown))));
-                    self.local().failed.insert(key, FailedTask { version, restart_epoch: epoch, attempts, retry_at });
-                }
+                Sweep::Keep { paused } => task.paused.store(paused, Ordering::SeqCst),
             }
         }
+        local.stopping.retain(|_, h| !h.is_finished());
+        finished
+    }
 
-        // Start what should run here and does not.
-        for (key, (class, runtime, task_config, version, epoch, paused)) in desired.iter() {
-            let (running, stopping) = {
-                let local = self.local();
-                (local.running.contains_key(key), local.stopping.contains_key(key))
-            };
-            if running || stopping || self.shutting_down.load(Ordering::SeqCst) {
-                continue;
-            }
-            let failed = self.local().failed.get(key).map(|f| (f.version, f.restart_epoch, f.retry_at));
-            if let Some((fv, fe, retry_at)) = failed {
-                let changed = fv != *version || fe != *epoch;
-                let due = retry_at.is_some_and(|at| Instant::now() >= at);
-                if !changed && !due {
-                    continue;
+    /// A task's thread ended with an error: FAILED, with its next automatic restart.
+    fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, trace: &str) {
+        tracing::error!(connector = %key.0, task = key.1, %trace, "task failed");
+        self.metrics.set_task_state(&key.0, key.1, "FAILED");
+        let previous = self.local().failed.get(&key).map(|f| f.attempts);
+        let failure = plan::failure(previous, self.restart_backoff, Instant::now());
+        let shown = plan::failure_trace(trace, &failure, Instant::now());
+        self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(shown))));
+        let failed =
+            FailedTask { version, restart_epoch: epoch, attempts: failure.attempts, retry_at: failure.retry_at };
+        self.local().failed.insert(key, failed);
+    }
+
+    /// Starts a task that should run here and does not (unless it failed
+    /// and is not due for a restart).
+    fn start_if_due(&self, key: &TaskKey, d: &DesiredTask) {
+        let (busy, failed) = {
+            let local = self.local();
+            let busy = local.running.contains_key(key) || local.stopping.contains_key(key);
+            let failed = local.failed.get(key).map(|f| plan::Failed {
+                version: f.version,
+                restart_epoch: f.restart_epoch,
+                retry_at: f.retry_at,
+            });
+            (busy, failed)
+        };
+        let busy = busy || self.shutting_down.load(Ordering::SeqCst);
+        match plan::start(busy, failed, d.want, Instant::now()) {
+            Start::Skip => return,
+            Start::Go { restart, forget_failure } => {
+                if restart {
+                    self.metrics.task_restarts.with_label_values(&[&key.0, &key.1.to_string()]).inc();
                 }
-                self.metrics.task_restarts.with_label_values(&[&key.0, &key.1.to_string()]).inc();
-                if changed {
+                if forget_failure {
                     self.local().failed.remove(key);
                 }
             }
-            let task_config = match connector_config::resolve_secrets(task_config) {
-                Ok(c) => c,
-                Err(trace) => {
-                    self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(trace))));
-                    continue;
-                }
-            };
-            let stop = Arc::new(AtomicBool::new(false));
-            let paused_flag = Arc::new(AtomicBool::new(*paused));
-            let ctx = TaskContext {
-                connector: key.0.clone(),
-                task: key.1,
-                class: class.clone(),
-                task_config,
-                runtime: runtime.clone(),
-                cluster: self.cluster.clone(),
-                metrics: self.metrics.clone(),
-                plugin_metrics: self.plugin_metrics.clone(),
-                stop: stop.clone(),
-                paused: paused_flag.clone(),
-            };
-            let kind = class.kind();
-            let spawned = thread::Builder::new().name(format!("task-{}-{}", key.0, key.1)).spawn(move || {
-                let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.task);
-                let _entered = span.enter();
-                tracing::info!("task starting");
-                let result = match kind {
-                    Kind::Sink => pipeline::sink::run(&ctx),
-                    Kind::Source => pipeline::source::run(&ctx),
-                };
-                tracing::info!(ok = result.is_ok(), "task ended");
-                result
-            });
-            match spawned {
-                Ok(handle) => {
-                    self.local().running.insert(
-                        key.clone(),
-                        RunningTask { version: *version, restart_epoch: *epoch, stop, paused: paused_flag, handle },
-                    );
-                }
-                Err(e) => tracing::error!(connector = %key.0, task = key.1, error = %e, "cannot start a task thread"),
-            }
         }
-
-        // Publish the states of the tasks running here.
-        let states: Vec<(TaskKey, bool)> =
-            self.local().running.iter().map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst))).collect();
-        for ((name, id), paused) in states {
-            let state = if paused { "PAUSED" } else { "RUNNING" };
-            self.metrics.set_task_state(&name, id, state);
-            self.publish(task_status_key(&name, id), Some(self.status(state, None)));
-        }
-
-        // Forget the statuses of deleted connectors (the owner cleans up).
-        let published: Vec<String> = self.local().published.keys().cloned().collect();
-        for key in published {
-            let gone = connectors
-                .keys()
-                .all(|name| key != connector_status_key(name) && !key.starts_with(&format!("status-task-{name}-")));
-            if gone {
-                self.publish(key, None);
+        let task_config = match connector_config::resolve_secrets(&d.task_config) {
+            Ok(c) => c,
+            Err(trace) => {
+                self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(trace))));
+                return;
             }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(d.want.paused));
+        let ctx = TaskContext {
+            connector: key.0.clone(),
+            task: key.1,
+            class: d.class.clone(),
+            task_config,
+            runtime: d.runtime.clone(),
+            cluster: self.cluster.clone(),
+            metrics: self.metrics.clone(),
+            plugin_metrics: self.plugin_metrics.clone(),
+            stop: stop.clone(),
+            paused: paused.clone(),
+        };
+        match spawn_task(ctx, d.class.kind()) {
+            Ok(handle) => {
+                let (version, restart_epoch) = (d.want.version, d.want.restart_epoch);
+                self.local().running.insert(key.clone(), RunningTask { version, restart_epoch, stop, paused, handle });
+            }
+            Err(e) => tracing::error!(connector = %key.0, task = key.1, error = %e, "cannot start a task thread"),
         }
     }
 
@@ -371,4 +356,19 @@ impl Worker {
     pub fn runs(&self, connector: &str, task: i32) -> bool {
         self.local().running.contains_key(&(connector.to_string(), task))
     }
+}
+
+/// The task's own thread, running its pipeline.
+fn spawn_task(ctx: TaskContext, kind: Kind) -> std::io::Result<JoinHandle<Result<(), String>>> {
+    thread::Builder::new().name(format!("task-{}-{}", ctx.connector, ctx.task)).spawn(move || {
+        let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.task);
+        let _entered = span.enter();
+        tracing::info!("task starting");
+        let result = match kind {
+            Kind::Sink => pipeline::sink::run(&ctx),
+            Kind::Source => pipeline::source::run(&ctx),
+        };
+        tracing::info!(ok = result.is_ok(), "task ended");
+        result
+    })
 }

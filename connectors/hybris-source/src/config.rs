@@ -204,24 +204,52 @@ pub struct ODataSettings {
     pub keyset_paging: bool,
 }
 
-/// Everything a task needs, parsed once.
+/// hybris.mode=jdbc settings: the database and what is read from it besides items.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub mode: Mode,
-    /// Set with hybris.mode=odata.
-    pub odata: Option<ODataSettings>,
+pub struct JdbcSettings {
     pub url: String,
     pub user: String,
     pub password: String,
     pub connect_timeout: Duration,
     pub timezone: String,
+    pub deletions_table: Option<String>,
+}
+
+/// The read path with its own settings: one or the other, never a mix
+/// (odata mode has no database to read deletion markers from).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Jdbc(JdbcSettings),
+    OData(ODataSettings),
+}
+
+impl Backend {
+    pub fn mode(&self) -> Mode {
+        match self {
+            Backend::Jdbc(_) => Mode::Jdbc,
+            Backend::OData(_) => Mode::OData,
+        }
+    }
+
+    /// The deletions table (jdbc mode only).
+    pub fn deletions_table(&self) -> Option<&str> {
+        match self {
+            Backend::Jdbc(j) => j.deletions_table.as_deref(),
+            Backend::OData(_) => None,
+        }
+    }
+}
+
+/// Everything a task needs, parsed once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub backend: Backend,
     pub items: Vec<ItemMapping>,
     pub batch_max_rows: usize,
     pub poll_interval: Duration,
     pub lag_ms: i64,
     pub topic_prefix: String,
     pub route_field: Option<String>,
-    pub deletions_table: Option<String>,
 }
 
 impl Settings {
@@ -287,22 +315,22 @@ impl Settings {
                 })
             }
         };
-        Ok(Settings {
-            mode,
-            odata,
-            url: config.string(&def, JDBC_URL)?,
-            user: config.string(&def, JDBC_USER)?,
-            password: config.string(&def, JDBC_PASSWORD)?,
-            connect_timeout: Duration::from_millis(config.long(&def, CONNECT_TIMEOUT_MS)?.max(100) as u64),
-            timezone: config.string(&def, DB_TIMEZONE)?.trim().to_string(),
-            items,
-            batch_max_rows: config.long(&def, BATCH_MAX_ROWS)?.max(1) as usize,
-            poll_interval: Duration::from_millis(config.long(&def, POLL_INTERVAL_MS)?.max(0) as u64),
-            lag_ms: config.long(&def, POLL_LAG_MS)?.max(0),
-            topic_prefix: config.string(&def, TOPIC_PREFIX)?,
-            route_field: optional(TOPIC_ROUTE_FIELD)?.map(|f| f.to_ascii_lowercase()),
-            deletions_table: optional(DELETIONS_TABLE)?.map(|t| t.to_ascii_lowercase()),
-        })
+        // Read in the order they always were, so the first error reported stays the same.
+        let (url, user, password) =
+            (config.string(&def, JDBC_URL)?, config.string(&def, JDBC_USER)?, config.string(&def, JDBC_PASSWORD)?);
+        let connect_timeout = Duration::from_millis(config.long(&def, CONNECT_TIMEOUT_MS)?.max(100) as u64);
+        let timezone = config.string(&def, DB_TIMEZONE)?.trim().to_string();
+        let batch_max_rows = config.long(&def, BATCH_MAX_ROWS)?.max(1) as usize;
+        let poll_interval = Duration::from_millis(config.long(&def, POLL_INTERVAL_MS)?.max(0) as u64);
+        let lag_ms = config.long(&def, POLL_LAG_MS)?.max(0);
+        let topic_prefix = config.string(&def, TOPIC_PREFIX)?;
+        let route_field = optional(TOPIC_ROUTE_FIELD)?.map(|f| f.to_ascii_lowercase());
+        let deletions_table = optional(DELETIONS_TABLE)?.map(|t| t.to_ascii_lowercase());
+        let backend = match odata {
+            Some(o) => Backend::OData(o),
+            None => Backend::Jdbc(JdbcSettings { url, user, password, connect_timeout, timezone, deletions_table }),
+        };
+        Ok(Settings { backend, items, batch_max_rows, poll_interval, lag_ms, topic_prefix, route_field })
     }
 }
 
@@ -318,7 +346,9 @@ mod tests {
         let types: Vec<_> = s.items.iter().map(|i| i.type_name.as_str()).collect();
         assert_eq!(types, vec!["Order", "Customer", "Product"]);
         assert_eq!((s.lag_ms, s.topic_prefix.as_str(), s.batch_max_rows), (5000, "hybris.", 1000));
-        assert_eq!((s.route_field, s.deletions_table), (None, None));
+        assert_eq!((s.route_field, s.backend.deletions_table()), (None, None));
+        let Backend::Jdbc(jdbc) = &s.backend else { panic!("jdbc is the default mode") };
+        assert_eq!((jdbc.url.as_str(), jdbc.timezone.as_str()), ("postgres://h/db", "UTC"));
 
         let odata = Settings::parse(&base.clone().with(MODE, "odata")).unwrap_err();
         assert_eq!(odata.kind(), ErrorKind::Config);
@@ -334,8 +364,9 @@ mod tests {
             .with(ODATA_USER, "u")
             .with(ITEM_TYPES, "Order,Enrollment");
         let s = Settings::parse(&odata).unwrap();
-        assert_eq!(s.mode, Mode::OData);
-        assert_eq!(s.odata.as_ref().unwrap().url, "https://h/odata2webservices");
+        assert_eq!(s.backend.mode(), Mode::OData);
+        let Backend::OData(o) = &s.backend else { panic!("odata mode") };
+        assert_eq!(o.url, "https://h/odata2webservices");
         let sets: Vec<_> = s.items.iter().map(|i| i.entity_set.as_str()).collect();
         assert_eq!(sets, vec!["Orders", "Enrollments"], "custom types need no table in odata mode");
         let oauth = odata.clone().with(ODATA_AUTH, "oauth2").with(ODATA_TOKEN_URL, "https://h/token");

@@ -5,21 +5,22 @@
 //! product code), so every event of one order lands on one partition in order.
 //!
 //! Modules: [`config`] (keys and settings), [`schema`] (item type → table,
-//! key, type filter, entity set), [`db`] (the SQL layer over PostgreSQL and,
-//! in [`mysql_db`], MySQL/MariaDB), [`odata`] (the
-//! Integration API client of hybris.mode=odata), [`source`] (the task).
+//! key, type filter, entity set), [`rows`] (the row and cursor types both
+//! read paths give), [`db`] (jdbc mode's SQL layer: PostgreSQL and
+//! MySQL/MariaDB), [`odata`] (the Integration API client of
+//! hybris.mode=odata), [`source`] (the task).
 
 pub mod config;
 pub mod db;
-pub mod mysql_db;
 pub mod odata;
+pub mod rows;
 pub mod schema;
 pub mod source;
 
 use connector_api::*;
 
 use crate::{
-    config::{definition, Mode, ODataAuth, Settings},
+    config::{definition, Backend, JdbcSettings, ODataAuth, ODataSettings, Settings},
     db::{ConnectFailure, Db},
     odata::Failure,
 };
@@ -33,10 +34,7 @@ impl HybrisSource {
     /// item type its entity set, the properties the connector needs and one
     /// probe with the delta `$filter` (the Integration API supports a
     /// release-dependent subset of `$filter`; better to learn it at create).
-    fn validate_odata(&self, config: &ConnectorConfig, settings: &Settings) -> Vec<ConfigIssue> {
-        let Some(o) = &settings.odata else {
-            return Vec::new();
-        };
+    fn validate_odata(&self, config: &ConnectorConfig, settings: &Settings, o: &ODataSettings) -> Vec<ConfigIssue> {
         let mut client = odata::Client::new(o);
         let service = format!("{}/{}", o.url, o.integration_object);
         let metadata = match client.metadata() {
@@ -83,7 +81,7 @@ impl HybrisSource {
                 ));
                 continue;
             }
-            let probe = db::Cursor { ts: "1970-01-01T00:00:00.000000".into(), pk: 0, key: Some(String::new()) };
+            let probe = rows::Cursor { ts: "1970-01-01T00:00:00.000000".into(), pk: 0, key: Some(String::new()) };
             let filter = odata::delta_filter(Some(&probe), client.server_now_ms());
             if let Err(f) = client.fetch_page(&item.entity_set, &filter, 1, 0) {
                 let issue = match f {
@@ -105,12 +103,13 @@ impl HybrisSource {
 
     /// Checks that need the database: reachable, credentials, tables,
     /// columns and type codes. Only runs once the keys themselves are valid.
-    fn validate_database(&self, config: &ConnectorConfig) -> Vec<ConfigIssue> {
-        let settings = match Settings::parse(config) {
-            Ok(s) => s,
-            Err(e) => return vec![ConfigIssue::new(guess_key(e.message()), e.message())],
-        };
-        let mut db = match Db::connect(&settings) {
+    fn validate_database(
+        &self,
+        config: &ConnectorConfig,
+        settings: &Settings,
+        jdbc: &JdbcSettings,
+    ) -> Vec<ConfigIssue> {
+        let mut db = match Db::connect(jdbc) {
             Ok(db) => db,
             Err(ConnectFailure::Password(m)) => {
                 return vec![ConfigIssue::new(
@@ -188,7 +187,7 @@ impl HybrisSource {
                     }
                 }
             }
-            if let Some(table) = &settings.deletions_table {
+            if let Some(table) = &jdbc.deletions_table {
                 if !db.table_exists(table)? {
                     issues.push(ConfigIssue::new(
                         config::DELETIONS_TABLE,
@@ -283,8 +282,10 @@ impl SourceConnector for HybrisSource {
         }
         match Settings::parse(config) {
             Err(e) => issues.push(ConfigIssue::new(guess_key(e.message()), e.message())),
-            Ok(settings) if settings.mode == Mode::OData => issues.extend(self.validate_odata(config, &settings)),
-            Ok(_) => issues.extend(self.validate_database(config)),
+            Ok(settings) => match &settings.backend {
+                Backend::OData(o) => issues.extend(self.validate_odata(config, &settings, o)),
+                Backend::Jdbc(jdbc) => issues.extend(self.validate_database(config, &settings, jdbc)),
+            },
         }
         issues
     }

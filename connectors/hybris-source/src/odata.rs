@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     config::{ODataAuth, ODataSettings},
-    db::{ChangeRow, Cursor},
+    rows::{ChangeRow, Cursor},
 };
 
 /// Bodies above this are refused rather than buffered (a page of 1000

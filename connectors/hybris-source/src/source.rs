@@ -22,9 +22,10 @@ use connector_api::{ConnectorError, Host, SourceOffset, SourceRecord};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    config::{Mode, Settings},
-    db::{self, ChangeRow, Cursor, Db, DeletionRow},
+    config::{Backend, Settings},
+    db::{self, Db},
     odata,
+    rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
 
@@ -148,7 +149,7 @@ impl HybrisTask {
                 item: item.clone(),
                 changes: None,
                 deletions: None,
-                deletions_enabled: settings.deletions_table.is_some(),
+                deletions_enabled: settings.backend.deletions_table().is_some(),
                 scan: None,
             })
             .collect();
@@ -198,7 +199,9 @@ impl HybrisTask {
             self.db = None;
         }
         if self.db.is_none() {
-            let s = &self.settings;
+            let Backend::Jdbc(s) = &self.settings.backend else {
+                return Err(ConnectorError::fatal("hybris.mode=odata reads no database"));
+            };
             // Failing to connect while running is transient: the database may
             // be restarting; the runtime retries with backoff.
             let db = Db::connect(s).map_err(|e| {
@@ -259,11 +262,11 @@ impl HybrisTask {
     /// One query round for one type: up to `limit` records and whether more
     /// may be waiting.
     fn poll_type(&mut self, index: usize, limit: usize) -> Result<(Vec<SourceRecord>, bool), ConnectorError> {
-        if self.settings.mode == Mode::OData {
+        if let Backend::OData(_) = self.settings.backend {
             return self.poll_type_odata(index, limit);
         }
         let lag = self.settings.lag_ms;
-        let deletions_table = self.settings.deletions_table.clone();
+        let deletions_table = self.settings.backend.deletions_table().map(str::to_string);
         let poller = &self.pollers[index];
         let (item, changes_after, deletions_after) =
             (poller.item.clone(), poller.changes.clone(), poller.deletions.clone());
@@ -343,11 +346,11 @@ impl HybrisTask {
     /// hybris.mode=odata: one page of the type's scan.
     fn poll_type_odata(&mut self, index: usize, limit: usize) -> Result<(Vec<SourceRecord>, bool), ConnectorError> {
         let lag = self.settings.lag_ms;
-        let keyset_paging = self.settings.odata.as_ref().is_some_and(|o| o.keyset_paging);
+        let Backend::OData(settings) = &self.settings.backend else {
+            return Err(ConnectorError::fatal("hybris.mode=jdbc has no Integration API client"));
+        };
+        let keyset_paging = settings.keyset_paging;
         if self.odata.is_none() {
-            let settings = self.settings.odata.as_ref().ok_or_else(|| {
-                ConnectorError::config("hybris.mode=odata without hybris.odata.* settings".to_string())
-            })?;
             self.odata = Some(odata::Client::new(settings));
         }
         let Some(client) = self.odata.as_mut() else {
@@ -442,7 +445,7 @@ impl HybrisTask {
     fn enum_code(&mut self, pk: i64) -> Result<Option<String>, ConnectorError> {
         // The Integration API has no enumerationvalues table to look in: the
         // value routes as it is.
-        if self.settings.mode == Mode::OData {
+        if let Backend::OData(_) = self.settings.backend {
             return Ok(None);
         }
         if let Some(code) = self.enum_codes.get(&pk) {

@@ -1,6 +1,6 @@
 //! The per-task byte budget (`max.buffered.bytes`): bytes handed to the sink
 //! and not yet settled. Over the budget the task's partitions are paused
-//! until commits free room (invariant: bounded memory).
+//! until commits free room (ARCHITECTURE.md invariant 6: bounded memory).
 //!
 //! A sink may settle only when it gets more records (an S3 object completes
 //! when it is full): pausing it then would wait forever. So when the

@@ -1,24 +1,28 @@
 //! A source task: poll → idempotent producer (acks=all) → source offsets
 //! written to the offsets topic only after every record up to them was
-//! acknowledged (delivery invariant 3) → the plugin's `commit`. A record a
+//! acknowledged (ARCHITECTURE.md invariant 3) → the plugin's `commit`. A record a
 //! transform or converter fails goes, with `errors.tolerance=all` and a DLQ
 //! topic, to the DLQ as the plugin gave it (beyond Kafka Connect, which only
 //! skips it); its offset counts only once the DLQ acknowledged it.
+
+mod ledger;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
 };
 
-use connector_api::{ConnectorError, ErrorKind, SourceOffset, SourceRecord};
+use connector_api::{ffi::FfiSourceTaskBox, ConnectorError, SourceOffset, SourceRecord};
+use ledger::{Disposition, PollLedger, Settlement};
 use rdkafka::{
+    error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::FutureRecord,
+    producer::{DeliveryFuture, FutureRecord},
+    types::RDKafkaErrorCode,
 };
 
 use super::{
-    backoff,
-    dlq::{self, ErrorContext, FailedRecord, Route},
+    dlq::{self, ErrorContext, FailedRecord},
     failure, TaskContext,
 };
 use crate::{
@@ -26,6 +30,7 @@ use crate::{
     converter::Part,
     host::TaskHost,
     kafka::{ensure_topic, wait_delivery},
+    metrics::CountedProducer,
     transform::Record,
 };
 
@@ -86,20 +91,23 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         ctx.cluster.read_source_offsets(&ctx.connector).map_err(|e| failure("reading source offsets", e))?;
     let committed: Vec<SourceOffset> = committed.into_iter().map(|(p, o)| SourceOffset::new(p, o)).collect();
     task.start(committed.into()).into_result().map_err(|e| failure("start", e))?;
-    let producer = ctx.producer("producer")?;
+    let mut out = Output::new(ctx)?;
+    // An I/O failure producing or storing (the outer `Err`) ends the task
+    // without the plugin's `stop`, as it always has; the loop's own end
+    // (stopped, a failed poll, an untolerated record) stops the plugin.
+    let result = poll_loop(ctx, &mut task, &mut out)?;
+    let _ = task.stop();
+    result
+}
+
+/// Polls until the task stops or fails: `Ok(result)` ends with the plugin's
+/// `stop`, `Err` without it.
+fn poll_loop(ctx: &TaskContext, task: &mut FfiSourceTaskBox, out: &mut Output) -> Result<Result<(), String>, String> {
     let [connector, task_id] = ctx.labels();
-    let labels = [connector.as_str(), task_id.as_str()];
     let mut attempt = 0u32;
-    // Topics are created on first use with `topic.creation.default.partitions`
-    // (default 1), as Kafka Connect's topic creation does for sources.
-    let partitions = ctx.runtime.topic_creation_partitions;
-    let mut known_topics: BTreeSet<String> = BTreeSet::new();
-    let rewrite = !ctx.runtime.transforms.is_empty()
-        || ctx.runtime.key_converter.source_rewrites()
-        || ctx.runtime.value_converter.source_rewrites();
-    let result = loop {
+    loop {
         if ctx.stopping() {
-            break Ok(());
+            return Ok(Ok(()));
         }
         if ctx.is_paused() {
             ctx.pause_for(Duration::from_millis(100));
@@ -110,198 +118,251 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
                 attempt = 0;
                 r
             }
-            Err(e) if e.kind() == ErrorKind::Retriable => {
-                ctx.metrics.errors.with_label_values(&[&connector, &task_id, e.kind().name(), "TASK_POLL"]).inc();
-                tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "poll failed; retrying");
-                let wait = backoff(attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
-                attempt += 1;
-                ctx.pause_for(wait);
-                continue;
+            Err(e) => {
+                match ledger::poll_retry(e.kind(), attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms)) {
+                    Some(wait) => {
+                        ctx.metrics
+                            .errors
+                            .with_label_values(&[&connector, &task_id, e.kind().name(), "TASK_POLL"])
+                            .inc();
+                        tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "poll failed; retrying");
+                        attempt += 1;
+                        ctx.pause_for(wait);
+                        continue;
+                    }
+                    None => return Ok(Err(failure("poll", e))),
+                }
             }
-            Err(e) => break Err(failure("poll", e)),
         };
         if records.is_empty() {
             continue;
         }
-        let mut deliveries = Vec::with_capacity(records.len());
+        let (ledger, queued) = out.queue_poll(ctx, &records)?;
+        let produced = queued.wait(ctx)?;
+        match ledger.settle() {
+            // The records before the failed one are acknowledged but their
+            // offsets are not stored: a restart re-polls them (at least once).
+            Settlement::Fail(trace) => return Ok(Err(trace)),
+            Settlement::Store { offsets, filtered } => {
+                let labels = [connector.as_str(), task_id.as_str()];
+                ctx.metrics.records_written.with_label_values(&labels).inc_by(produced);
+                if filtered > 0 {
+                    ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
+                }
+                store_offsets(ctx, task, offsets)?;
+            }
+        }
+    }
+}
+
+/// Invariant 3: called only once every record of the poll was acknowledged;
+/// the plugin's `commit` comes after the offsets are stored.
+fn store_offsets(ctx: &TaskContext, task: &mut FfiSourceTaskBox, last: BTreeMap<String, String>) -> Result<(), String> {
+    let offsets: Vec<(String, Option<String>)> = last.iter().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
+    ctx.cluster.write_source_offsets(&ctx.connector, &offsets).map_err(|e| failure("storing source offsets", e))?;
+    let acked: Vec<SourceOffset> = last.into_iter().map(|(p, o)| SourceOffset::new(p, o)).collect();
+    if let Err(e) = task.commit(acked.into()).into_result() {
+        tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "the task's commit hook failed");
+    }
+    Ok(())
+}
+
+/// The deliveries one poll queued; its offsets count once all are acknowledged.
+struct Queued {
+    records: Vec<DeliveryFuture>,
+    /// DLQ'd records count like produced ones: the poll's offsets are
+    /// stored only after these are acknowledged too.
+    dlq: Vec<DeliveryFuture>,
+}
+
+impl Queued {
+    /// Waits for every acknowledgement; the number of records produced.
+    fn wait(self, ctx: &TaskContext) -> Result<u64, String> {
+        let produced = self.records.len() as u64;
+        for d in self.records {
+            wait_delivery(d).map_err(|e| failure("producing", e))?;
+        }
+        let dead = self.dlq.len() as u64;
+        for d in self.dlq {
+            wait_delivery(d).map_err(|e| failure("producing to the dead-letter queue", e))?;
+        }
+        if dead > 0 {
+            let [connector, task_id] = ctx.labels();
+            ctx.metrics.records_dlq.with_label_values(&[connector.as_str(), task_id.as_str()]).inc_by(dead);
+        }
+        Ok(produced)
+    }
+}
+
+/// The producer and the topics known to exist.
+struct Output {
+    producer: CountedProducer,
+    known_topics: BTreeSet<String>,
+    /// Whether transforms or converters may change records (else records are
+    /// produced as polled, without an owned copy).
+    rewrite: bool,
+}
+
+impl Output {
+    fn new(ctx: &TaskContext) -> Result<Output, String> {
+        Ok(Output {
+            producer: ctx.producer("producer")?,
+            known_topics: BTreeSet::new(),
+            rewrite: !ctx.runtime.transforms.is_empty()
+                || ctx.runtime.key_converter.source_rewrites()
+                || ctx.runtime.value_converter.source_rewrites(),
+        })
+    }
+
+    /// Creates `topic` on first use with `partitions`.
+    fn ensure(&mut self, ctx: &TaskContext, topic: &str, partitions: i32, what: &str) -> Result<(), String> {
+        if !self.known_topics.contains(topic) {
+            ensure_topic(ctx.cluster.kafka(), topic, partitions, false).map_err(|e| failure(what, e))?;
+            self.known_topics.insert(topic.to_string());
+        }
+        Ok(())
+    }
+
+    /// Queues every record of one poll (up to an untolerated failure) and
+    /// records what each one means for the poll's offsets.
+    fn queue_poll(&mut self, ctx: &TaskContext, records: &[SourceRecord]) -> Result<(PollLedger, Queued), String> {
+        let [connector, task_id] = ctx.labels();
+        let mut ledger = PollLedger::default();
+        let mut queued = Queued { records: Vec::with_capacity(records.len()), dlq: Vec::new() };
         // Checked once per run of records to the same topic and poll, so a
         // reset of the active topics is seen by the next poll.
         let mut noted_topic: Option<String> = None;
-        let mut last: BTreeMap<String, String> = BTreeMap::new();
-        let mut filtered = 0u64;
-        let mut failed: Option<String> = None;
-        // DLQ'd records count like produced ones: the poll's offsets are
-        // stored only after these are acknowledged too.
-        let mut dlq_deliveries = Vec::new();
-        for r in records.iter() {
-            // Every polled record's offset counts once the records before it
-            // are acknowledged, whether it was produced, dropped by a
-            // transform or skipped as a tolerated failure (as in Kafka Connect).
-            last.insert(r.source.partition.to_string(), r.source.offset.to_string());
-            let owned = if rewrite {
-                match transform(&ctx.runtime, r) {
-                    Ok(Some(t)) => Some(t),
-                    Ok(None) => {
-                        filtered += 1;
-                        continue;
-                    }
-                    Err((message, stage)) => {
-                        ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
-                        let error = ConnectorError::bad_record(message);
-                        let topic = match dlq::route(&error, &ctx.runtime) {
-                            Route::Fail => {
-                                failed = Some(format!(
-                                    "{error} (stage {stage}); errors.tolerance is none: fix the source data or the \
-                                     transform/converter config, or set errors.tolerance=all to skip such records \
-                                     (with errors.deadletterqueue.topic.name to keep them)"
-                                ));
-                                break;
-                            }
-                            Route::Drop => None,
-                            Route::Topic { topic, .. } => Some(topic),
-                        };
-                        if ctx.runtime.log_errors {
-                            let what = if topic.is_some() {
-                                "sending a source record to the DLQ"
-                            } else {
-                                "skipping a source record"
-                            };
-                            tracing::error!(connector = %ctx.connector, task = ctx.task, stage, "{what}: {error}");
-                        }
-                        if let Some(topic) = topic {
-                            if !known_topics.contains(&topic) {
-                                ensure_topic(ctx.cluster.kafka(), &topic, 1, false)
-                                    .map_err(|e| failure(&format!("creating the DLQ topic {topic}"), e))?;
-                                known_topics.insert(topic.clone());
-                            }
-                            // Source records have no Kafka offset, and a partition
-                            // only when the plugin chose one: -1 stands for none.
-                            let record = FailedRecord {
-                                topic: r.topic.as_str(),
-                                partition: r.partition.into_option().unwrap_or(-1),
-                                offset: -1,
-                                key: r.key.as_ref().map(|k| k.as_slice()).into_option(),
-                                value: r.value.as_ref().map(|v| v.as_slice()).into_option(),
-                                headers: r
-                                    .headers
-                                    .iter()
-                                    .map(|h| (h.key.as_str(), h.value.as_ref().map(|v| v.as_slice()).into_option()))
-                                    .collect(),
-                            };
-                            let context = ErrorContext {
-                                connector: &ctx.connector,
-                                task: ctx.task,
-                                class: ctx.class.name(),
-                                stage,
-                            };
-                            let delivery = dlq::send(
-                                &producer,
-                                &topic,
-                                &record,
-                                &error,
-                                &context,
-                                ctx.runtime.dlq_context_headers,
-                            )
-                            .map_err(|e| failure("routing a failed source record to the DLQ", e))?;
-                            dlq_deliveries.push(delivery);
-                        }
-                        continue;
-                    }
+        for r in records {
+            ledger.saw(r.source.partition.as_str(), r.source.offset.as_str());
+            let transformed = self.rewrite.then(|| transform(&ctx.runtime, r));
+            let owned = match ledger::dispose(transformed, |e| dlq::route(e, &ctx.runtime)) {
+                Disposition::Produce(owned) => owned,
+                Disposition::Filtered => {
+                    ledger.filtered();
+                    continue;
                 }
-            } else {
-                None
+                Disposition::Fail { stage, trace } => {
+                    ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
+                    ledger.fail(trace);
+                    break;
+                }
+                Disposition::Tolerated { error, stage, dlq } => {
+                    ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
+                    if let Some(d) = self.tolerate(ctx, r, &error, stage, dlq)? {
+                        queued.dlq.push(d);
+                    }
+                    continue;
+                }
             };
             let topic = owned.as_ref().map_or(r.topic.as_str(), |t| t.topic.as_str());
-            if !known_topics.contains(topic) {
-                ensure_topic(ctx.cluster.kafka(), topic, partitions, false)
-                    .map_err(|e| failure("creating the topic", e))?;
-                known_topics.insert(topic.to_string());
-            }
+            // Topics are created on first use with `topic.creation.default.partitions`
+            // (default 1), as Kafka Connect's topic creation does for sources.
+            self.ensure(ctx, topic, ctx.runtime.topic_creation_partitions, "creating the topic")?;
             if noted_topic.as_deref() != Some(topic) {
                 ctx.note_active_topics([topic]);
                 noted_topic = Some(topic.to_string());
             }
-            let mut headers = OwnedHeaders::new();
-            let (key, value, partition, timestamp) = match &owned {
-                Some(t) => {
-                    for (key, value) in &t.headers {
-                        headers = headers.insert(Header { key: key.as_str(), value: value.as_deref() });
-                    }
-                    (t.key.as_deref(), t.value.as_deref(), t.partition, t.timestamp)
-                }
-                None => {
-                    for h in r.headers.iter() {
-                        headers = headers.insert(Header {
-                            key: h.key.as_str(),
-                            value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
-                        });
-                    }
-                    (
-                        r.key.as_ref().map(|k| k.as_slice()).into_option(),
-                        r.value.as_ref().map(|v| v.as_slice()).into_option(),
-                        r.partition.into_option(),
-                        r.timestamp.into_option(),
-                    )
-                }
-            };
-            let mut out = FutureRecord::to(topic).headers(headers);
-            if let Some(k) = key {
-                out = out.key(k);
+            let delivery = send(&self.producer, future_record(topic, r, owned.as_ref()))
+                .map_err(|e| failure(&format!("producing to {topic}"), e))?;
+            queued.records.push(delivery);
+        }
+        Ok((ledger, queued))
+    }
+
+    /// A failed record under `errors.tolerance=all`: logged if asked, and
+    /// queued to the DLQ when there is one.
+    fn tolerate(
+        &mut self,
+        ctx: &TaskContext,
+        r: &SourceRecord,
+        error: &ConnectorError,
+        stage: &'static str,
+        topic: Option<String>,
+    ) -> Result<Option<DeliveryFuture>, String> {
+        if ctx.runtime.log_errors {
+            let what = if topic.is_some() { "sending a source record to the DLQ" } else { "skipping a source record" };
+            tracing::error!(connector = %ctx.connector, task = ctx.task, stage, "{what}: {error}");
+        }
+        let Some(topic) = topic else { return Ok(None) };
+        self.ensure(ctx, &topic, 1, &format!("creating the DLQ topic {topic}"))?;
+        // Source records have no Kafka offset, and a partition only when the
+        // plugin chose one: -1 stands for none.
+        let record = FailedRecord {
+            topic: r.topic.as_str(),
+            partition: r.partition.into_option().unwrap_or(-1),
+            offset: -1,
+            key: r.key.as_ref().map(|k| k.as_slice()).into_option(),
+            value: r.value.as_ref().map(|v| v.as_slice()).into_option(),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_ref().map(|v| v.as_slice()).into_option()))
+                .collect(),
+        };
+        let context = ErrorContext { connector: &ctx.connector, task: ctx.task, class: ctx.class.name(), stage };
+        let delivery = dlq::send(&self.producer, &topic, &record, error, &context, ctx.runtime.dlq_context_headers)
+            .map_err(|e| failure("routing a failed source record to the DLQ", e))?;
+        Ok(Some(delivery))
+    }
+}
+
+/// The Kafka record for a polled record: as transformed when `owned`, else
+/// as the plugin gave it.
+fn future_record<'a>(
+    topic: &'a str,
+    r: &'a SourceRecord,
+    owned: Option<&'a Transformed>,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new();
+    let (key, value, partition, timestamp) = match owned {
+        Some(t) => {
+            for (key, value) in &t.headers {
+                headers = headers.insert(Header { key: key.as_str(), value: value.as_deref() });
             }
-            if let Some(v) = value {
-                out = out.payload(v);
+            (t.key.as_deref(), t.value.as_deref(), t.partition, t.timestamp)
+        }
+        None => {
+            for h in r.headers.iter() {
+                headers = headers.insert(Header {
+                    key: h.key.as_str(),
+                    value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
+                });
             }
-            if let Some(p) = partition {
-                out = out.partition(p);
-            }
-            if let Some(ts) = timestamp {
-                out = out.timestamp(ts);
-            }
-            let delivery = loop {
-                match producer.send_result(out) {
-                    Ok(d) => break Ok(d),
-                    Err((e, back))
-                        if matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)) =>
-                    {
-                        // The local queue is full: let librdkafka drain it.
-                        std::thread::sleep(Duration::from_millis(5));
-                        out = back;
-                    }
-                    Err((e, _)) => break Err(e),
-                }
-            };
-            match delivery {
-                Ok(d) => deliveries.push(d),
-                Err(e) => return Err(failure(&format!("producing to {topic}"), e)),
-            }
-        }
-        let produced = deliveries.len() as u64;
-        for d in deliveries {
-            wait_delivery(d).map_err(|e| failure("producing", e))?;
-        }
-        let dead = dlq_deliveries.len() as u64;
-        for d in dlq_deliveries {
-            wait_delivery(d).map_err(|e| failure("producing to the dead-letter queue", e))?;
-        }
-        if dead > 0 {
-            ctx.metrics.records_dlq.with_label_values(&labels).inc_by(dead);
-        }
-        if let Some(f) = failed {
-            // The records before the failed one are acknowledged but their
-            // offsets are not stored: a restart re-polls them (at least once).
-            break Err(f);
-        }
-        ctx.metrics.records_written.with_label_values(&labels).inc_by(produced);
-        if filtered > 0 {
-            ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
-        }
-        let offsets: Vec<(String, Option<String>)> = last.iter().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
-        ctx.cluster.write_source_offsets(&ctx.connector, &offsets).map_err(|e| failure("storing source offsets", e))?;
-        let acked: Vec<SourceOffset> = last.into_iter().map(|(p, o)| SourceOffset::new(p, o)).collect();
-        if let Err(e) = task.commit(acked.into()).into_result() {
-            tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "the task's commit hook failed");
+            (
+                r.key.as_ref().map(|k| k.as_slice()).into_option(),
+                r.value.as_ref().map(|v| v.as_slice()).into_option(),
+                r.partition.into_option(),
+                r.timestamp.into_option(),
+            )
         }
     };
-    let _ = task.stop();
-    result
+    let mut out = FutureRecord::to(topic).headers(headers);
+    if let Some(k) = key {
+        out = out.key(k);
+    }
+    if let Some(v) = value {
+        out = out.payload(v);
+    }
+    if let Some(p) = partition {
+        out = out.partition(p);
+    }
+    if let Some(ts) = timestamp {
+        out = out.timestamp(ts);
+    }
+    out
+}
+
+/// Queues `out`, waiting while librdkafka's local queue is full.
+fn send(producer: &CountedProducer, mut out: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(out) {
+            Ok(d) => return Ok(d),
+            Err((e, back)) if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::QueueFull)) => {
+                // The local queue is full: let librdkafka drain it.
+                std::thread::sleep(Duration::from_millis(5));
+                out = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }

@@ -17,8 +17,10 @@
 //! a set of running replays, across workers by a lease in the offsets topic
 //! (`cluster/replay_lease.rs`).
 
+mod plan;
+
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -29,16 +31,17 @@ use axum::{
     extract::{Path, State},
     Json,
 };
+use plan::{Cursor, Decision, Progress};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
-    message::{Header, Headers, Message, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
     Offset, TopicPartitionList,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::{blocking, connectors::spec, ApiError, ApiResult, Shared};
 use crate::{cluster::replay_lease::ReplayLease, kafka::wait_delivery, worker::class_and_runtime};
@@ -56,31 +59,6 @@ struct ReplayRequest {
     stage: Option<String>,
     exception_class: Option<String>,
     max_records: Option<u64>,
-}
-
-/// A replay position's identity; serialized as the last element of its key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Cursor {
-    topic: String,
-    partition: i32,
-    stage: Option<String>,
-    exception_class: Option<String>,
-}
-
-impl Cursor {
-    /// Whether `record`'s stage and class pass this cursor's filter.
-    fn matches(&self, stage: Option<&str>, class: Option<&str>) -> bool {
-        self.stage.as_deref().is_none_or(|s| Some(s) == stage)
-            && self.exception_class.as_deref().is_none_or(|c| Some(c) == class)
-    }
-
-    /// Whether every record `other` selects is also selected by `self`.
-    fn covers(&self, other: &Cursor) -> bool {
-        self.topic == other.topic
-            && self.partition == other.partition
-            && (self.stage.is_none() || self.stage == other.stage)
-            && (self.exception_class.is_none() || self.exception_class == other.exception_class)
-    }
 }
 
 /// Connectors with a replay running on this worker.
@@ -172,14 +150,6 @@ fn context<M: Message>(message: &M) -> Context {
     c
 }
 
-#[derive(Default)]
-struct Counts {
-    replayed: u64,
-    by_filter: u64,
-    already: u64,
-    without_origin: u64,
-}
-
 fn run(
     worker: &crate::worker::Worker,
     name: &str,
@@ -202,50 +172,116 @@ fn run(
         .filter(|t| t.name() == dlq && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-
-    let stored: Vec<(Cursor, i64)> = lease
-        .positions
-        .iter()
-        .filter_map(|(cursor, next)| Some((serde_json::from_str(cursor).ok()?, next.trim().parse().ok()?)))
-        .collect();
+    let stored = plan::stored_positions(&lease.positions);
     let cursor_of = |partition: i32| Cursor {
         topic: dlq.to_string(),
         partition,
         stage: request.stage.clone(),
         exception_class: request.exception_class.clone(),
     };
-    // Start at the furthest stored cursor that covers this run's filter.
-    let mut from: BTreeMap<i32, i64> = BTreeMap::new();
+    let from = plan::start_offsets(&partitions, &stored, cursor_of);
     let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        let mine = cursor_of(p);
-        let start = stored.iter().filter(|(c, _)| c.covers(&mine)).map(|(_, next)| *next).max().unwrap_or(0);
-        from.insert(p, start);
+    for (&p, &start) in &from {
         let offset = if start > 0 { Offset::Offset(start) } else { Offset::Beginning };
         tpl.add_partition_offset(dlq, p, offset).map_err(ApiError::internal)?;
     }
-    let mut to = from.clone();
-    let mut counts = Counts::default();
-    let mut complete = true;
-    let mut deliveries = Vec::new();
-    let mut blocked: Option<String> = None;
     // Lives until every delivery below is awaited: dropping a producer
     // purges what it has not sent yet.
     let producer: FutureProducer = kafka.producer().create().map_err(ApiError::internal)?;
-    if !partitions.is_empty() {
+    let mut replay = Replay {
+        consumer: &consumer,
+        producer: &producer,
+        dlq,
+        stored: &stored,
+        cursor_of: &cursor_of,
+        progress: Progress::new(from),
+        deliveries: Vec::new(),
+        origin_partitions: HashMap::new(),
+    };
+    let (read_to_end, blocked) = if partitions.is_empty() {
+        (true, None)
+    } else {
         consumer.assign(&tpl).map_err(ApiError::internal)?;
+        replay.read(name, &partitions, request.max_records.unwrap_or(u64::MAX), lease)?
+    };
+    let Replay { deliveries, progress, .. } = replay;
+    for (p, offset, topic, delivery) in deliveries {
+        lease.check().map_err(ApiError::internal)?;
+        wait_delivery(delivery).map_err(|e| {
+            ApiError::internal(format!(
+                "replaying the DLQ record at {dlq} partition {p} offset {offset} to {topic}: {e}; no replay \
+                 position was stored, so a retry replays the records of this run again"
+            ))
+        })?;
+    }
+    store_positions(worker, name, &progress, cursor_of)?;
+    if let Some(message) = blocked {
+        return Err(ApiError::conflict(format!(
+            "{message}; {} records before it were replayed and the position stored",
+            progress.counts.replayed
+        )));
+    }
+    Ok(progress.answer(dlq, read_to_end, request.max_records))
+}
+
+/// Invariant 8: called only once every record the run produced was acknowledged.
+fn store_positions(
+    worker: &crate::worker::Worker,
+    name: &str,
+    progress: &Progress,
+    cursor_of: impl Fn(i32) -> Cursor,
+) -> ApiResult<()> {
+    let positions: Vec<(String, i64)> = progress
+        .positions(cursor_of)
+        .into_iter()
+        .map(|(cursor, next)| serde_json::to_string(&cursor).map(|c| (c, next)))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    worker.cluster.write_replay_positions(name, &positions).map_err(|e| {
+        ApiError::internal(anyhow!(
+            "{} records were replayed but storing the replay position failed ({e}); a retry replays them again",
+            progress.counts.replayed
+        ))
+    })
+}
+
+/// A delivery queued by a run: DLQ partition, DLQ offset, topic, future.
+type Queued = (i32, i64, String, DeliveryFuture);
+
+/// One run reading the DLQ and queueing what it replays.
+struct Replay<'a, F: Fn(i32) -> Cursor> {
+    consumer: &'a BaseConsumer,
+    producer: &'a FutureProducer,
+    dlq: &'a str,
+    stored: &'a [(Cursor, i64)],
+    cursor_of: &'a F,
+    progress: Progress,
+    deliveries: Vec<Queued>,
+    /// Partition counts of the origin topics (`None`: the topic does not exist).
+    origin_partitions: HashMap<String, Option<i32>>,
+}
+
+impl<F: Fn(i32) -> Cursor> Replay<'_, F> {
+    /// Reads every partition to its end (or `limit` records replayed, or no
+    /// progress for [`IDLE_TIMEOUT`]): whether it read to the end, and why
+    /// it stopped before a record it cannot replay.
+    fn read(
+        &mut self,
+        name: &str,
+        partitions: &[i32],
+        limit: u64,
+        lease: &ReplayLease<'_>,
+    ) -> ApiResult<(bool, Option<String>)> {
+        let dlq = self.dlq;
         let mut open: BTreeSet<i32> = partitions.iter().copied().collect();
-        let mut origin_partitions: HashMap<String, Option<i32>> = HashMap::new();
         let mut last_progress = Instant::now();
-        let limit = request.max_records.unwrap_or(u64::MAX);
-        while !open.is_empty() && counts.replayed < limit {
+        while !open.is_empty() && self.progress.counts.replayed < limit {
             lease.check().map_err(ApiError::internal)?;
             if last_progress.elapsed() > IDLE_TIMEOUT {
                 tracing::warn!(connector = name, dlq, "DLQ replay: no progress for {IDLE_TIMEOUT:?}; stopping early");
-                complete = false;
-                break;
+                return Ok((false, None));
             }
-            let message = match consumer.poll(Duration::from_millis(200)) {
+            let message = match self.consumer.poll(Duration::from_millis(200)) {
                 None => continue,
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     open.remove(&p);
@@ -256,125 +292,82 @@ fn run(
                 Some(Ok(m)) => m,
             };
             last_progress = Instant::now();
-            let (p, offset) = (message.partition(), message.offset());
-            if !open.contains(&p) {
+            if !open.contains(&message.partition()) {
                 continue;
             }
-            let c = context(&message);
-            let (stage, class) = (c.stage.as_deref(), c.class.as_deref());
-            if !cursor_of(p).matches(stage, class) {
-                counts.by_filter += 1;
-                to.insert(p, offset + 1);
-                continue;
+            if let Some(blocked) = self.one(&message)? {
+                return Ok((true, Some(blocked)));
             }
-            if stored
-                .iter()
-                .any(|(s, next)| s.topic == dlq && s.partition == p && offset < *next && s.matches(stage, class))
-            {
-                counts.already += 1;
-                to.insert(p, offset + 1);
-                continue;
-            }
-            let Some(topic) = c.topic else {
-                // Written without errors.deadletterqueue.context.headers.enable:
-                // nothing says where it came from.
-                counts.without_origin += 1;
-                to.insert(p, offset + 1);
-                continue;
-            };
-            let partition = match origin_partitions.get(&topic) {
-                Some(known) => *known,
-                None => {
-                    let count = partition_count(&consumer, &topic).map_err(ApiError::internal)?;
-                    origin_partitions.insert(topic.clone(), count);
-                    count
-                }
-            };
-            let Some(count) = partition else {
-                // Stop before this record: its cursor stays here, so a later
-                // run (once the topic exists) replays it.
-                blocked = Some(format!(
-                    "the DLQ record at {dlq} partition {p} offset {offset} comes from topic {topic}, which does not \
-                     exist: create it, or replay with a stage/exception_class filter that leaves that record out"
-                ));
-                break;
-            };
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &c.headers {
-                headers = headers.insert(Header { key, value: value.as_deref() });
-            }
-            let mut out = FutureRecord::to(&topic).headers(headers);
-            // The original partition when it still exists; otherwise the
-            // producer's partitioner picks one by key.
-            if let Some(original) = c.partition.filter(|o| (0..count).contains(o)) {
-                out = out.partition(original);
-            }
-            if let Some(k) = message.key() {
-                out = out.key(k);
-            }
-            if let Some(v) = message.payload() {
-                out = out.payload(v);
-            }
-            let delivery = loop {
-                match producer.send_result(out) {
-                    Ok(d) => break d,
-                    Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                        // The local queue is full: let librdkafka drain it.
-                        std::thread::sleep(Duration::from_millis(5));
-                        out = back;
-                    }
-                    Err((e, _)) => {
-                        return Err(ApiError::internal(format!(
-                            "queueing the DLQ record at {dlq} partition {p} offset {offset} to {topic}: {e}; \
-                             no replay position was stored, so a retry replays it again"
-                        )))
-                    }
-                }
-            };
-            deliveries.push((p, offset, topic, delivery));
-            counts.replayed += 1;
-            to.insert(p, offset + 1);
         }
+        Ok((true, None))
     }
-    for (p, offset, topic, delivery) in deliveries {
-        lease.check().map_err(ApiError::internal)?;
-        wait_delivery(delivery).map_err(|e| {
+
+    /// Decides on one DLQ record and queues it if it is replayed; `Some`:
+    /// its origin topic does not exist, and the run stops before it.
+    fn one(&mut self, message: &BorrowedMessage<'_>) -> ApiResult<Option<String>> {
+        let (dlq, p, offset) = (self.dlq, message.partition(), message.offset());
+        let c = context(message);
+        let (stage, class) = (c.stage.as_deref(), c.class.as_deref());
+        let decision = plan::decide(&(self.cursor_of)(p), self.stored, offset, stage, class, c.topic.is_some());
+        let (Decision::Replay, Some(topic)) = (&decision, c.topic) else {
+            self.progress.passed(p, offset, &decision);
+            return Ok(None);
+        };
+        let partition = match self.origin_partitions.get(&topic) {
+            Some(known) => *known,
+            None => {
+                let count = partition_count(self.consumer, &topic).map_err(ApiError::internal)?;
+                self.origin_partitions.insert(topic.clone(), count);
+                count
+            }
+        };
+        let Some(count) = partition else {
+            // Stop before this record: its cursor stays here, so a later
+            // run (once the topic exists) replays it.
+            return Ok(Some(format!(
+                "the DLQ record at {dlq} partition {p} offset {offset} comes from topic {topic}, which does not \
+                 exist: create it, or replay with a stage/exception_class filter that leaves that record out"
+            )));
+        };
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &c.headers {
+            headers = headers.insert(Header { key, value: value.as_deref() });
+        }
+        let mut out = FutureRecord::to(&topic).headers(headers);
+        if let Some(original) = plan::target_partition(c.partition, count) {
+            out = out.partition(original);
+        }
+        if let Some(k) = message.key() {
+            out = out.key(k);
+        }
+        if let Some(v) = message.payload() {
+            out = out.payload(v);
+        }
+        let delivery = send(self.producer, out).map_err(|e| {
             ApiError::internal(format!(
-                "replaying the DLQ record at {dlq} partition {p} offset {offset} to {topic}: {e}; no replay \
-                 position was stored, so a retry replays the records of this run again"
+                "queueing the DLQ record at {dlq} partition {p} offset {offset} to {topic}: {e}; \
+                 no replay position was stored, so a retry replays it again"
             ))
         })?;
+        self.deliveries.push((p, offset, topic, delivery));
+        self.progress.passed(p, offset, &decision);
+        Ok(None)
     }
-    let positions: Vec<(String, i64)> = to
-        .iter()
-        .filter(|(p, next)| from.get(p) != Some(next))
-        .map(|(p, next)| serde_json::to_string(&cursor_of(*p)).map(|c| (c, *next)))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::internal)?;
-    worker.cluster.write_replay_positions(name, &positions).map_err(|e| {
-        ApiError::internal(anyhow!(
-            "{} records were replayed but storing the replay position failed ({e}); a retry replays them again",
-            counts.replayed
-        ))
-    })?;
-    if let Some(message) = blocked {
-        return Err(ApiError::conflict(format!(
-            "{message}; {} records before it were replayed and the position stored",
-            counts.replayed
-        )));
+}
+
+/// Queues `out`, waiting while librdkafka's local queue is full.
+fn send(producer: &FutureProducer, mut out: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(out) {
+            Ok(d) => return Ok(d),
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                // The local queue is full: let librdkafka drain it.
+                std::thread::sleep(Duration::from_millis(5));
+                out = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
-    let offsets = |m: &BTreeMap<i32, i64>| -> Value { m.iter().map(|(p, o)| (p.to_string(), json!(o))).collect() };
-    Ok(json!({
-        "topic": dlq,
-        "replayed": counts.replayed,
-        "skipped": counts.by_filter + counts.already + counts.without_origin,
-        "skipped_by_filter": counts.by_filter,
-        "skipped_already_replayed": counts.already,
-        "skipped_without_origin": counts.without_origin,
-        "complete": complete && counts.replayed < request.max_records.unwrap_or(u64::MAX),
-        "from": offsets(&from),
-        "to": offsets(&to),
-    }))
 }
 
 /// The partition count of `topic`, `None` when it does not exist.
@@ -386,41 +379,4 @@ fn partition_count(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Optio
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().len() as i32)
         .filter(|n| *n > 0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Cursor;
-
-    fn cursor(stage: Option<&str>, class: Option<&str>) -> Cursor {
-        Cursor {
-            topic: "dlq".into(),
-            partition: 0,
-            stage: stage.map(String::from),
-            exception_class: class.map(String::from),
-        }
-    }
-
-    #[test]
-    fn an_unfiltered_cursor_covers_every_filter_and_a_filter_only_itself() {
-        let all = cursor(None, None);
-        let put = cursor(Some("TASK_PUT"), None);
-        let put_bad = cursor(Some("TASK_PUT"), Some("BadRecord"));
-        assert!(all.covers(&put) && all.covers(&put_bad) && put.covers(&put_bad));
-        assert!(!put.covers(&all) && !put_bad.covers(&put));
-        assert!(!put.covers(&cursor(Some("TRANSFORMATION"), None)));
-        let mut other_partition = put.clone();
-        other_partition.partition = 1;
-        assert!(!all.covers(&other_partition));
-    }
-
-    #[test]
-    fn a_filter_matches_on_stage_and_class() {
-        let put = cursor(Some("TASK_PUT"), None);
-        assert!(put.matches(Some("TASK_PUT"), Some("BadRecord")));
-        assert!(!put.matches(Some("TRANSFORMATION"), Some("BadRecord")));
-        assert!(!put.matches(None, None));
-        assert!(cursor(None, None).matches(None, None));
-        assert!(!cursor(None, Some("Retriable")).matches(Some("TASK_PUT"), Some("BadRecord")));
-    }
 }

@@ -1,4 +1,4 @@
-//! The MySQL/MariaDB half of the SQL layer ([`crate::db`] dispatches to it):
+//! MySQL/MariaDB's half of the SQL layer ([`crate::db`] dispatches to it):
 //! the same keyset queries as PostgreSQL's, written so that both databases
 //! give identical rows for identical data.
 //!
@@ -6,18 +6,18 @@
 //!   the very format PostgreSQL's `to_char` gives; attribute timestamps in the
 //!   row document are formatted like PostgreSQL's `row_to_json` (fraction
 //!   without trailing zeros), decimals keep their text, so the JSON is the same.
-//! - The keyset predicate is the expanded form `ts >= ? AND (ts > ? OR pk > ?)`:
-//!   MySQL and MariaDB do not range-scan an index for a row-value comparison,
-//!   but do for a plain `>=` on its first column.
+//! - The keyset predicate is the expanded form `ts >= ? AND (ts > ? OR pk > ?)`
+//!   (why: docs/decisions/hybris-mysql-expanded-keyset-predicate.md).
 //! - The record timestamp is computed from the stored value, not through the
 //!   session zone (`UNIX_TIMESTAMP` would shift it), as PostgreSQL's `extract`
 //!   does on a timestamp without zone.
 
 use mysql::{prelude::Queryable, Column, Conn, Opts, OptsBuilder, Params, Row, Value};
 
+use super::url::{refuse_tls, ConnectFailure};
 use crate::{
-    config::Settings,
-    db::{ChangeRow, ConnectFailure, Cursor, DeletionRow},
+    config::JdbcSettings,
+    rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
 };
 
@@ -45,7 +45,7 @@ fn opts(url: &str) -> Result<Opts, ConnectFailure> {
         .strip_prefix("mysql://")
         .or_else(|| url.strip_prefix("mariadb://"))
         .ok_or_else(|| ConnectFailure::Url(format!("\"{url}\" is not a MySQL/MariaDB URL")))?;
-    crate::db::refuse_tls(url)?;
+    refuse_tls(url)?;
     Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
         ConnectFailure::Url(format!(
             "cannot parse the URL: {e} (expected jdbc:mysql://host:3306/database or mysql://user@host:3306/database)"
@@ -177,7 +177,7 @@ fn json_value(v: Value, column: &Column) -> serde_json::Value {
 }
 
 impl MyDb {
-    pub fn connect(settings: &Settings, url: &str) -> Result<MyDb, ConnectFailure> {
+    pub fn connect(settings: &JdbcSettings, url: &str) -> Result<MyDb, ConnectFailure> {
         let mut builder = OptsBuilder::from_opts(opts(url)?)
             // The URL's host and port, never a socket the server reports
             // (the default for 127.0.0.1): that path is the server's, not ours.
