@@ -141,6 +141,7 @@ pub mod json;
 pub mod record;
 mod traits;
 
+pub use config::typed::{ConfigEnum, Issues, Key, Secret};
 pub use config::{
     ConfigDef, ConfigIssue, ConfigKey, ConfigKeyInfo, ConfigType, ConnectorConfig, Importance, Validator,
 };
