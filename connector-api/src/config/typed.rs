@@ -604,7 +604,7 @@ impl<F: Field> Key<F> {
         let value = F::Value::parse(text).map_err(|message| {
             if hidden {
                 format!("Invalid value [hidden]: must be {}", self.describe())
-            } else if F::OPTIONAL && self.off.is_none() {
+            } else if F::OPTIONAL && self.off.is_none() && F::Value::describe().is_some() {
                 format!("{message} (or empty)")
             } else {
                 message
@@ -626,15 +626,16 @@ impl<F: Field> Key<F> {
         self.off.as_deref().map(|s| format!("{s} (off) or ")).unwrap_or_default()
     }
 
-    /// The validator text of the definition: what a value must be.
+    /// The validator text of the definition: what a value must be beyond
+    /// its type (empty: any value of the type).
     fn describe(&self) -> String {
         let mut parts: Vec<String> = F::Value::describe().into_iter().collect();
         parts.extend(self.checks.iter().map(|c| c.description.clone()));
-        let what = if parts.is_empty() { F::Value::TYPE.name().to_lowercase() } else { parts.join("; ") };
+        let what = parts.join("; ");
         match (&self.off, F::OPTIONAL) {
             (Some(_), _) => format!("{}{what}", self.off_prefix()),
-            (None, true) => format!("empty or {what}"),
-            (None, false) => what,
+            (None, true) if !what.is_empty() => format!("empty or {what}"),
+            _ => what,
         }
     }
 
@@ -862,6 +863,12 @@ mod tests {
         assert_eq!((all.interval, all.comment, all.password), (None, None, None));
     }
 
+    macro_rules! codecs {
+        () => {
+            "snappy, zstd, none (uncompressed, io.example.NoCodec)"
+        };
+    }
+
     #[test]
     fn each_bad_value_is_one_issue_naming_its_key() {
         // (key, value, the whole message)
@@ -877,9 +884,9 @@ mod tests {
             ("flag", "yes", "Invalid value yes for configuration: expected type BOOLEAN"),
             ("items", "a,B", "Invalid value a,B: must be [a-z]+"),
             ("timeout.ms", "-1", "Invalid value -1: must be a non-negative number of milliseconds"),
-            ("codec", "lz4", "Invalid value lz4: supported values are snappy, zstd, none (uncompressed, io.example.NoCodec)"),
+            ("codec", "lz4", concat!("Invalid value lz4: supported values are ", codecs!())),
             // Aliases are exact, names any case.
-            ("codec", "Uncompressed", "Invalid value Uncompressed: supported values are snappy, zstd, none (uncompressed, io.example.NoCodec)"),
+            ("codec", "Uncompressed", concat!("Invalid value Uncompressed: supported values are ", codecs!())),
             ("mode", "A", "Invalid value A: must be [a, b]"),
             ("interval.ms", "0", "Invalid value 0: must be -1 (off) or [1,...]"),
             ("interval.ms", "-2", "Invalid value -2: must be [0,...,9223372036854775807]"),
@@ -986,12 +993,12 @@ mod tests {
         let table: &[Row] = &[
             ("name", "STRING", None, true, "HIGH", "Main", "non-empty string"),
             ("size", "INT", Some("10"), false, "MEDIUM", "Main", "[1,...,100]"),
-            ("long", "LONG", Some("-5"), false, "MEDIUM", "", "long"),
+            ("long", "LONG", Some("-5"), false, "MEDIUM", "", ""),
             ("ratio", "DOUBLE", Some("0.5"), false, "MEDIUM", "", "[0,...,1]"),
-            ("flag", "BOOLEAN", Some("false"), false, "MEDIUM", "", "boolean"),
+            ("flag", "BOOLEAN", Some("false"), false, "MEDIUM", "", ""),
             ("items", "LIST", Some("a,b"), false, "MEDIUM", "", "[a-z]+"),
-            ("password", "PASSWORD", Some(""), false, "LOW", "", "empty or password"),
-            ("timeout.ms", "LONG", Some("30000"), false, "MEDIUM", "", "long"),
+            ("password", "PASSWORD", Some(""), false, "LOW", "", ""),
+            ("timeout.ms", "LONG", Some("30000"), false, "MEDIUM", "", ""),
             (
                 "codec",
                 "CLASS",
@@ -1003,7 +1010,7 @@ mod tests {
             ),
             ("mode", "STRING", Some("a"), false, "MEDIUM", "", "[a, b]"),
             ("interval.ms", "LONG", Some("-1"), false, "MEDIUM", "", "-1 (off) or [1,...]"),
-            ("comment", "STRING", Some(""), false, "MEDIUM", "", "empty or string"),
+            ("comment", "STRING", Some(""), false, "MEDIUM", "", ""),
         ];
         for (name, ty, default, required, importance, group, validator) in table {
             let i = info(name);
@@ -1078,6 +1085,12 @@ mod tests {
         assert_eq!(batch.get(&ConnectorConfig::new()), Ok(1000));
         assert_eq!(batch.get(&ConnectorConfig::new().with("batch.max.rows", "5")), Ok(5));
         assert_eq!(batch.name(), "batch.max.rows");
+        let codec = Key::<Option<Codec>>::new("codec");
+        assert_eq!(codec.get(&ConnectorConfig::new().with("codec", "")), Ok(None));
+        assert_eq!(
+            codec.get(&ConnectorConfig::new().with("codec", "lz4")).unwrap_err().message.as_str(),
+            "Invalid value lz4: supported values are snappy, zstd, none (uncompressed, io.example.NoCodec) (or empty)"
+        );
         let required = Key::<Vec<String>>::new("tables").non_empty();
         assert_eq!(
             required.get(&ConnectorConfig::new().with("tables", " , ")).unwrap_err().message.as_str(),
