@@ -12,6 +12,8 @@ use abi_stable::{
 };
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
+pub mod typed;
+
 /// The type of a config value, with Kafka Connect's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
@@ -180,6 +182,11 @@ pub struct ConfigKey {
     importance: Importance,
     documentation: String,
     validators: Vec<Validator>,
+    group: String,
+    recommended: Vec<String>,
+    /// A check of the whole value that replaces the type check and the
+    /// validators (a typed key's own parser: see [`typed`]).
+    checked_by: Option<Validator>,
 }
 
 impl ConfigKey {
@@ -192,6 +199,9 @@ impl ConfigKey {
             importance: Importance::Medium,
             documentation: String::new(),
             validators: Vec::new(),
+            group: String::new(),
+            recommended: Vec::new(),
+            checked_by: None,
         }
     }
     pub fn default_value(mut self, value: impl Into<String>) -> Self {
@@ -210,8 +220,40 @@ impl ConfigKey {
         self.validators.push(validator);
         self
     }
+    /// The group the key is shown in (Kafka Connect's `group`); keys keep
+    /// their definition order within it.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+    /// Values to suggest (Kafka Connect's `recommended_values`); without
+    /// them, a `OneOf` validator's choices are suggested.
+    pub fn recommended_values<I: IntoIterator<Item = S>, S: Into<String>>(mut self, values: I) -> Self {
+        self.recommended = values.into_iter().map(Into::into).collect();
+        self
+    }
+    /// One check of the whole value (after the default is applied) that
+    /// replaces the type check and the validators: a typed key parses its
+    /// value once, range and all. The description is shown as the validator.
+    pub fn checked_by(
+        mut self,
+        description: impl Into<String>,
+        check: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.checked_by = Some(Validator::custom(description, check));
+        self
+    }
     pub fn name(&self) -> &str {
         &self.name
+    }
+    pub fn documentation(&self) -> &str {
+        &self.documentation
+    }
+    pub fn importance_level(&self) -> Importance {
+        self.importance
+    }
+    pub fn group_name(&self) -> &str {
+        &self.group
     }
     pub fn config_type(&self) -> ConfigType {
         self.ty
@@ -221,14 +263,21 @@ impl ConfigKey {
     }
 
     fn info(&self) -> ConfigKeyInfo {
-        let recommended = self
-            .validators
-            .iter()
-            .find_map(|v| match v {
-                Validator::OneOf(c) => Some(c.iter().map(|s| RString::from(s.as_str())).collect()),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let recommended = if self.recommended.is_empty() {
+            self.validators
+                .iter()
+                .find_map(|v| match v {
+                    Validator::OneOf(c) => Some(c.iter().map(|s| RString::from(s.as_str())).collect()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        } else {
+            self.recommended.iter().map(|s| RString::from(s.as_str())).collect()
+        };
+        let validator = match &self.checked_by {
+            Some(check) => check.describe(),
+            None => self.validators.iter().map(Validator::describe).collect::<Vec<_>>().join("; "),
+        };
         ConfigKeyInfo {
             name: self.name.as_str().into(),
             type_name: self.ty.name().into(),
@@ -236,8 +285,9 @@ impl ConfigKey {
             required: self.default.is_none(),
             importance: self.importance.name().into(),
             documentation: self.documentation.as_str().into(),
-            validator: self.validators.iter().map(Validator::describe).collect::<Vec<_>>().join("; ").into(),
+            validator: validator.into(),
             recommended_values: recommended,
+            group: self.group.as_str().into(),
         }
     }
 }
@@ -275,6 +325,15 @@ impl ConfigDef {
                 ));
                 continue;
             };
+            if let Some(check) = &key.checked_by {
+                if let Err(mut message) = check.check(value) {
+                    if key.ty == ConfigType::Password {
+                        message = format!("Invalid value [hidden]: must be {}", check.describe());
+                    }
+                    issues.push(ConfigIssue::new(&key.name, message));
+                }
+                continue;
+            }
             if let Err(e) = key.ty.check(value) {
                 issues.push(ConfigIssue::new(&key.name, e));
                 continue;
@@ -322,6 +381,9 @@ pub struct ConfigKeyInfo {
     /// Human-readable summary of the validators.
     pub validator: RString,
     pub recommended_values: RVec<RString>,
+    /// The group the key is shown in (empty: none); keys come in display
+    /// order. Appended last: the layout before it is unchanged.
+    pub group: RString,
 }
 
 impl ConfigKeyInfo {

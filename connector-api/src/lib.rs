@@ -144,6 +144,7 @@ pub mod record;
 pub mod schema;
 mod traits;
 
+pub use config::typed::{ConfigEnum, Issues, Key, Secret};
 pub use config::{
     ConfigDef, ConfigIssue, ConfigKey, ConfigKeyInfo, ConfigType, ConnectorConfig, Importance, Validator,
 };

@@ -49,7 +49,8 @@ pub async fn client(cfg: &S3SinkConfig) -> Client {
         .retry_config(retry)
         .timeout_config(timeouts);
     if let Some((id, secret)) = &cfg.access_key {
-        loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "sluice-s3-sink-config"));
+        loader =
+            loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "sluice-s3-sink-config"));
     }
     if let Some(url) = &cfg.endpoint {
         loader = loader.endpoint_url(url);
