@@ -309,12 +309,19 @@ pub fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) ->
 
 /// The committed offset of a consumer group on one partition.
 pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    committed_with_metadata(group, topic, partition).map(|(o, _)| o)
+}
+
+/// The committed offset of a consumer group on one partition, with the
+/// commit's metadata (empty when none).
+pub fn committed_with_metadata(group: &str, topic: &str, partition: i32) -> Option<(i64, String)> {
     let consumer: BaseConsumer = client_config().set("group.id", group).create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
-    match committed.elements().first()?.offset() {
-        Offset::Offset(o) => Some(o),
+    let e = committed.elements().into_iter().next()?;
+    match e.offset() {
+        Offset::Offset(o) => Some((o, e.metadata().to_string())),
         _ => None,
     }
 }

@@ -41,3 +41,58 @@ fn a_fetch_from_inside_a_record_batch_returns_the_rest_of_it() {
         assert_eq!(offsets, (start..100).collect::<Vec<i64>>());
     }
 }
+
+/// A sink task's durable note (`SinkContext::commit_note`) is an offset
+/// commit carrying metadata: the broker must keep the metadata, and must
+/// refuse a commit from a member the group has moved past (a paused worker
+/// waking up after another took its partitions), or a stale task could
+/// announce work it no longer owns.
+#[test]
+fn commit_metadata_is_kept_and_a_member_the_group_moved_past_cannot_commit() {
+    let topic = unique("broker-fence");
+    create_topic(&topic, 1);
+    produce(&topic, 0, &[(None, Some("v0")), (None, Some("v1"))]);
+    let group = unique("broker-fence-group");
+    let member = |name: &str| -> BaseConsumer {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", service_env("KAFKA_BOOTSTRAP"))
+            .set("group.id", &group)
+            .set("client.id", name)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            // A member that stops polling leaves the group after this long.
+            .set("max.poll.interval.ms", "6000")
+            .create()
+            .expect("consumer");
+        c.subscribe(&[&topic]).expect("subscribe");
+        c
+    };
+    let commit = |c: &BaseConsumer, offset: i64, note: &str| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(offset)).expect("partition");
+        for mut e in tpl.elements() {
+            e.set_metadata(note);
+        }
+        c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+    };
+    let assigned = |c: &BaseConsumer| {
+        let _ = c.poll(Duration::from_millis(100));
+        c.assignment().ok().filter(|a| a.count() > 0).map(|_| ())
+    };
+
+    let a = member("fence-a");
+    wait_until("the first member's assignment", Duration::from_secs(60), || assigned(&a));
+    commit(&a, 1, "stream-a@1").expect("the owner commits");
+    let (offset, note) = sluice_tests::committed_with_metadata(&group, &topic, 0).expect("committed");
+    assert_eq!((offset, note.as_str()), (1, "stream-a@1"), "the broker keeps commit metadata");
+
+    // `a` stops polling; `b` joins and, once `a` is out, owns the partition.
+    let b = member("fence-b");
+    wait_until("the second member to take the partition", Duration::from_secs(90), || assigned(&b));
+    commit(&b, 2, "stream-b@2").expect("the new owner commits");
+    let stale = commit(&a, 1, "stream-a@1-again");
+    assert!(stale.is_err(), "a member the group moved past must not commit: {stale:?}");
+    let (offset, note) = sluice_tests::committed_with_metadata(&group, &topic, 0).expect("committed");
+    assert_eq!((offset, note.as_str()), (2, "stream-b@2"), "the stale commit changed nothing");
+}

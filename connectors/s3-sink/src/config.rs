@@ -491,7 +491,7 @@ fn security(s: &Settings) -> Result<ObjectSecurity, ConfigIssue> {
         s.s3_sse_kms_key_id.as_deref().unwrap_or(""),
         s.s3_sse_customer_key.as_ref().map_or("", Secret::expose),
         s.s3_acl_canned.map(CannedAcl::config_name),
-        crate::upload::uses_tls(endpoint(&s.store_url).as_deref()),
+        uses_tls(endpoint(&s.store_url).as_deref()),
     )
     .map_err(|(key, message)| ConfigIssue::new(key, message))
 }
@@ -507,6 +507,15 @@ fn tagging(s: &Settings) -> Result<Option<Tagging>, ConfigIssue> {
         Err(ConfigIssue::new(pairs_key, "takes effect only with s3.object.tagging=true; set that, or remove the pairs"))
     } else {
         Ok(None)
+    }
+}
+
+/// Whether requests to `endpoint` (none: AWS) go over HTTPS. A URL without
+/// a scheme counts as plain HTTP.
+pub fn uses_tls(endpoint: Option<&str>) -> bool {
+    match endpoint {
+        None => true,
+        Some(url) => url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")),
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::{
 };
 
 use crate::{
-    config::S3SinkConfig,
+    config::{uses_tls, S3SinkConfig},
     object_security::ObjectSecurity,
     tagging::{OnTaggingError, Tagging},
 };
@@ -134,15 +134,6 @@ pub struct Uploader {
 /// only check that the server got the bytes that were sent, so it stays.
 pub fn signs_payloads(endpoint: Option<&str>) -> bool {
     !uses_tls(endpoint)
-}
-
-/// Whether requests to `endpoint` (none: AWS) go over HTTPS. A URL without
-/// a scheme counts as plain HTTP.
-pub fn uses_tls(endpoint: Option<&str>) -> bool {
-    match endpoint {
-        None => true,
-        Some(url) => url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")),
-    }
 }
 
 /// A background part upload: its ETag, or why it failed and the part's bytes

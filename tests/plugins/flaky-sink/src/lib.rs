@@ -11,6 +11,12 @@
 //! It reports durable what the worker says it delivered (failed records
 //! included: the worker must still not commit past one until it is routed).
 //!
+//! The sink context, for the ABI tests: with `probe.file`, `open` appends
+//! `open topic partition note=<note or ->` per partition and `pre_commit`
+//! commits the note `upto=<delivered offset>` for each delivered partition
+//! before reporting it; with `seek.on.open` ≥ 0, `open` seeks every
+//! partition there (as a sink that finds its target already holds records).
+//!
 //! With `schemas.file`, `put` appends `topic partition offset<TAB>schema` for
 //! every record that carries a value schema, so a test sees what crossed the ABI.
 
@@ -27,6 +33,9 @@ pub struct FlakyTask {
     retried: HashSet<(String, i32, i64)>,
     accepted: Vec<(String, i32, i64)>,
     schemas_file: String,
+    probe_file: String,
+    seek_on_open: i64,
+    context: SinkContext,
 }
 
 fn definition() -> ConfigDef {
@@ -35,6 +44,8 @@ fn definition() -> ConfigDef {
         .define(ConfigKey::new("fail.bad.every", ConfigType::Long).default_value("11"))
         .define(ConfigKey::new("fail.retriable.every", ConfigType::Long).default_value("7"))
         .define(ConfigKey::new("schemas.file", ConfigType::String).default_value(""))
+        .define(ConfigKey::new("probe.file", ConfigType::String).default_value(""))
+        .define(ConfigKey::new("seek.on.open", ConfigType::Long).default_value("-1"))
 }
 
 fn append(file: &str, text: &str) -> Result<(), ConnectorError> {
@@ -55,7 +66,12 @@ impl SinkConnector for FlakySink {
     fn config_def(&self) -> ConfigDef {
         definition()
     }
-    fn create_task(&self, config: &ConnectorConfig, _: Host, _: SinkContext) -> Result<FlakyTask, ConnectorError> {
+    fn create_task(
+        &self,
+        config: &ConnectorConfig,
+        _: Host,
+        context: SinkContext,
+    ) -> Result<FlakyTask, ConnectorError> {
         let def = definition();
         Ok(FlakyTask {
             file: config.string(&def, "file")?,
@@ -64,11 +80,33 @@ impl SinkConnector for FlakySink {
             retried: HashSet::new(),
             accepted: Vec::new(),
             schemas_file: config.string(&def, "schemas.file")?,
+            probe_file: config.string(&def, "probe.file")?,
+            seek_on_open: config.long(&def, "seek.on.open")?,
+            context,
         })
     }
 }
 
 impl SinkTask for FlakyTask {
+    fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        if !self.probe_file.is_empty() {
+            let lines: String = partitions
+                .iter()
+                .map(|tp| {
+                    let note = self.context.note(tp).unwrap_or_else(|| "-".to_string());
+                    format!("open {} {} note={note}\n", tp.topic, tp.partition)
+                })
+                .collect();
+            append(&self.probe_file, &lines)?;
+        }
+        if self.seek_on_open >= 0 {
+            for tp in partitions {
+                self.context.seek(tp, self.seek_on_open);
+            }
+        }
+        Ok(())
+    }
+
     fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
         let mut outcome = PutOutcome::accepted();
         if !self.schemas_file.is_empty() {
@@ -96,6 +134,12 @@ impl SinkTask for FlakyTask {
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
         let text: String = self.accepted.drain(..).map(|(t, p, o)| format!("{t} {p} {o}\n")).collect();
         append(&self.file, &text)?;
+        if !self.probe_file.is_empty() {
+            for d in delivered {
+                let tp = TopicPartition::new(d.topic.as_str(), d.partition);
+                self.context.commit_note(&tp, &format!("upto={}", d.offset))?;
+            }
+        }
         Ok(delivered.to_vec())
     }
 }
