@@ -10,12 +10,31 @@ plain rdkafka consumer assigned at offset 50 of one 100-record batch (0
 records). Apache Kafka returns the batch holding the offset and the client
 skips the records before it; the patch makes Tansu do the same.
 
-Usage: patch.py <tansu-storage source dir> <tansu source dir>
+It also makes consumer-group offset commits behave as Kafka's do where sluice's
+sink notes rely on them (connector_api::SinkContext::commit_note): Tansu kept
+the metadata committed with an offset in storage but answered OffsetFetch with
+an empty one, and committed whatever generation a member named. Measured with
+tests/tests/broker_contract.rs (metadata came back as ""). The patch returns
+the stored metadata (in-memory engine) and refuses, in a formed group, a commit
+from a member the group no longer has (UNKNOWN_MEMBER_ID) or from an older
+generation (ILLEGAL_GENERATION). While a group is forming it stays lenient:
+Tansu bumps the generation on every join, so a member committing on revoke
+would be refused where Kafka accepts it.
+
+Usage: patch.py <tansu-storage source dir> <tansu source dir> <tansu-broker source dir>
 """
 import pathlib
 import sys
 
-storage, tansu = (pathlib.Path(p) for p in sys.argv[1:3])
+storage, tansu, broker = (pathlib.Path(p) for p in sys.argv[1:4])
+
+
+def replace_once(path, old, new, what):
+    text = path.read_text()
+    if text.count(old) != 1:
+        sys.exit(f"patch.py: {what} was not found exactly once in {path}; is this Tansu 0.6.0?")
+    path.write_text(text.replace(old, new))
+
 
 dynostore = storage / "src" / "dynostore.rs"
 text = dynostore.read_text()
@@ -29,9 +48,159 @@ if text.count(old) != 1:
     sys.exit(f"patch.py: the fetch loop was not found exactly once in {dynostore}; is this Tansu 0.6.0?")
 dynostore.write_text(text.replace(old, new))
 
+# Commit metadata: a storage call that returns it (only the in-memory engine
+# answers; the others keep Tansu's empty metadata).
+lib = storage / "src" / "lib.rs"
+replace_once(
+    lib,
+    "    /// Fetch all committed offsets in a consumer group.\n"
+    "    async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>>;\n",
+    "    /// Fetch all committed offsets in a consumer group.\n"
+    "    async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>>;\n"
+    "\n"
+    "    /// sluice patch: the metadata committed with each offset (missing: none).\n"
+    "    async fn offset_fetch_metadata(\n"
+    "        &self,\n"
+    "        group_id: Option<&str>,\n"
+    "        topics: &[Topition],\n"
+    "    ) -> Result<BTreeMap<Topition, String>> {\n"
+    "        let _ = (group_id, topics);\n"
+    "        Ok(BTreeMap::new())\n"
+    "    }\n",
+    "the Storage trait's committed_offset_topitions",
+)
+replace_once(
+    lib,
+    "    #[instrument(skip_all)]\n    async fn offset_fetch(\n",
+    "    async fn offset_fetch_metadata(\n"
+    "        &self,\n"
+    "        group_id: Option<&str>,\n"
+    "        topics: &[Topition],\n"
+    "    ) -> Result<BTreeMap<Topition, String>> {\n"
+    "        match self {\n"
+    "            #[cfg(feature = \"dynostore\")]\n"
+    "            Self::DynoStore(engine) => engine.offset_fetch_metadata(group_id, topics).await,\n"
+    "            #[allow(unreachable_patterns)]\n"
+    "            _ => Ok(BTreeMap::new()),\n"
+    "        }\n"
+    "    }\n"
+    "\n"
+    "    #[instrument(skip_all)]\n    async fn offset_fetch(\n",
+    "StorageContainer's offset_fetch",
+)
+replace_once(
+    dynostore,
+    "    async fn offset_fetch(\n        &self,\n        group_id: Option<&str>,\n",
+    "    async fn offset_fetch_metadata(\n"
+    "        &self,\n"
+    "        group_id: Option<&str>,\n"
+    "        topics: &[Topition],\n"
+    "    ) -> Result<BTreeMap<Topition, String>> {\n"
+    "        let mut notes = BTreeMap::new();\n"
+    "        let Some(group_id) = group_id else { return Ok(notes) };\n"
+    "        for topition in topics {\n"
+    "            let location = Path::from(format!(\n"
+    "                \"clusters/{}/groups/consumers/{}/offsets/{}/partitions/{:0>10}.json\",\n"
+    "                self.cluster, group_id, topition.topic, topition.partition,\n"
+    "            ));\n"
+    "            if let Ok(get_result) = self.object_store.get(&location).await {\n"
+    "                if let Ok(encoded) = get_result.bytes().await {\n"
+    "                    if let Ok(commit) = serde_json::from_slice::<OffsetCommitRequest>(&encoded[..]) {\n"
+    "                        if let Some(metadata) = commit.metadata {\n"
+    "                            _ = notes.insert(topition.to_owned(), metadata);\n"
+    "                        }\n"
+    "                    }\n"
+    "                }\n"
+    "            }\n"
+    "        }\n"
+    "        Ok(notes)\n"
+    "    }\n"
+    "\n"
+    "    async fn offset_fetch(\n        &self,\n        group_id: Option<&str>,\n",
+    "dynostore's offset_fetch",
+)
+
+admin = broker / "src" / "coordinator" / "group" / "administrator.rs"
+# OffsetFetch before v8 (one group) and from v8 (groups): answer the metadata.
+replace_once(
+    admin,
+    "            self.storage\n                .offset_fetch(group_id, topics.deref(), require_stable)\n",
+    "            let notes = self\n"
+    "                .storage\n"
+    "                .offset_fetch_metadata(group_id, topics.deref())\n"
+    "                .await\n"
+    "                .unwrap_or_default();\n"
+    "            self.storage\n                .offset_fetch(group_id, topics.deref(), require_stable)\n",
+    "the OffsetFetch (before v8) storage call",
+)
+text = admin.read_text()
+old = '.metadata(Some("".into()))\n                                                        .error_code(ErrorCode::None.into()),'
+if text.count(old) != 1:
+    sys.exit(f"patch.py: the OffsetFetch (before v8) metadata was not found exactly once in {admin}")
+admin.write_text(text.replace(old, '.metadata(Some(notes.get(topition).cloned().unwrap_or_default()))\n                                                        .error_code(ErrorCode::None.into()),'))
+replace_once(
+    admin,
+    "                let response = if let Some(topics) = group.topics.as_ref().map(|topics| {\n",
+    "                let notes = match self.storage.committed_offset_topitions(&group.group_id).await {\n"
+    "                    Ok(all) => {\n"
+    "                        let all: Vec<Topition> = all.into_keys().collect();\n"
+    "                        self.storage\n"
+    "                            .offset_fetch_metadata(Some(group.group_id.as_str()), &all)\n"
+    "                            .await\n"
+    "                            .unwrap_or_default()\n"
+    "                    }\n"
+    "                    Err(_) => BTreeMap::new(),\n"
+    "                };\n"
+    "                let response = if let Some(topics) = group.topics.as_ref().map(|topics| {\n",
+    "the OffsetFetch (v8) group loop",
+)
+replace_once(admin, ".metadata(None)", ".metadata(notes.get(topition).cloned())", "the OffsetFetch (v8) metadata")
+
+# Fencing: a formed group refuses commits from members it no longer has or
+# from an older generation.
+text = admin.read_text()
+formed = text.index("impl<O> Group for Inner<O, Formed>")
+old = (
+    "        match self.commit_offset(detail).await {\n"
+    "            Ok(body) => (self, body),\n"
+    "            Err(reason) => {\n"
+    "                debug!(?reason);\n"
+)
+at = text.index(old, formed)
+new = (
+    "        // sluice patch: fence commits by member and generation, as Kafka does.\n"
+    "        let fence = match (detail.generation_id_or_member_epoch, detail.member_id) {\n"
+    "            (Some(generation), member) if generation >= 0 || !self.members.is_empty() => {\n"
+    "                if !self.members.contains_key(member.unwrap_or_default()) {\n"
+    "                    Some(ErrorCode::UnknownMemberId)\n"
+    "                } else if generation != self.generation_id {\n"
+    "                    Some(ErrorCode::IllegalGeneration)\n"
+    "                } else {\n"
+    "                    None\n"
+    "                }\n"
+    "            }\n"
+    "            _ => None,\n"
+    "        };\n"
+    "        let outcome = match fence {\n"
+    "            Some(code) => Err(code),\n"
+    "            None => self.commit_offset(detail).await.map_err(|reason| {\n"
+    "                debug!(?reason);\n"
+    "                ErrorCode::UnknownMemberId\n"
+    "            }),\n"
+    "        };\n"
+    "        match outcome {\n"
+    "            Ok(body) => (self, body),\n"
+    "            Err(code) => {\n"
+)
+text = text[:at] + new + text[at + len(old):]
+code_at = text.index("ErrorCode::UnknownMemberId.into(),", at + len(new))
+text = text[:code_at] + "code.into()," + text[code_at + len("ErrorCode::UnknownMemberId.into(),"):]
+admin.write_text(text)
+
 manifest = tansu / "Cargo.toml"
 manifest.write_text(
     manifest.read_text()
     + f'\n[patch.crates-io]\ntansu-storage = {{ path = "{storage.resolve()}" }}\n'
+    + f'tansu-broker = {{ path = "{broker.resolve()}" }}\n'
 )
-print("patched", dynostore, "and", manifest)
+print("patched", dynostore, lib, admin, "and", manifest)
