@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use connector_api::{
-    config::typed::{ConfigEnum, Issues, Secret},
+    config::typed::{config_error, ConfigEnum, Issues, Secret},
     config_enum, config_struct, ConfigIssue, ConnectorConfig, ConnectorError,
 };
 
@@ -184,7 +184,7 @@ pub struct Settings {
 impl Settings {
     /// Parses a config for a task; a `Config` error lists every issue as `key: message`.
     pub fn parse(config: &ConnectorConfig) -> Result<Settings, ConnectorError> {
-        Self::check(config).map_err(|issues| config_error(&issues))
+        Self::check(config).map_err(config_error)
     }
 
     /// Every key parsed and checked once, then the keys that only make
@@ -210,12 +210,6 @@ impl Settings {
             route_field: k.topic_route_field.map(|f| f.trim().to_ascii_lowercase()),
         })
     }
-}
-
-/// A `Config` error listing every issue as `key: message`.
-pub fn config_error(issues: &[ConfigIssue]) -> ConnectorError {
-    let all: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
-    ConnectorError::config(all.join("; "))
 }
 
 /// A key the mode needs: its trimmed value, or an issue blaming it.

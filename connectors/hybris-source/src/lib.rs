@@ -20,7 +20,7 @@ pub mod source;
 use connector_api::*;
 
 use crate::{
-    config::{config_error, Backend, JdbcSettings, Keys, ODataAuth, ODataSettings, Settings},
+    config::{Backend, JdbcSettings, Keys, ODataAuth, ODataSettings, Settings},
     db::{ConnectFailure, Db},
     odata::Failure,
 };
@@ -287,7 +287,7 @@ impl SourceConnector for HybrisSource {
     /// round-robin.
     fn task_configs(&self, config: &ConnectorConfig, max_tasks: usize) -> Result<Vec<ConnectorConfig>, ConnectorError> {
         // At least one: the key is declared non-empty.
-        let types = Keys::parse(config).map_err(|issues| config_error(&issues))?.item_types;
+        let types = Keys::parse(config).map_err(connector_api::config::typed::config_error)?.item_types;
         let tasks = types.len().min(max_tasks.max(1));
         let mut groups: Vec<Vec<String>> = vec![Vec::new(); tasks];
         for (i, t) in types.into_iter().enumerate() {
