@@ -29,12 +29,13 @@ pub struct FlakyTask {
     schemas_file: String,
 }
 
-fn definition() -> ConfigDef {
-    ConfigDef::new()
-        .define(ConfigKey::new("file", ConfigType::String).validator(Validator::NonEmpty))
-        .define(ConfigKey::new("fail.bad.every", ConfigType::Long).default_value("11"))
-        .define(ConfigKey::new("fail.retriable.every", ConfigType::Long).default_value("7"))
-        .define(ConfigKey::new("schemas.file", ConfigType::String).default_value(""))
+config_struct! {
+    struct Settings {
+        file: String = key("file").non_empty(),
+        bad_every: i64 = key("fail.bad.every").default(11),
+        retriable_every: i64 = key("fail.retriable.every").default(7),
+        schemas_file: String = key("schemas.file").default_text(""),
+    }
 }
 
 fn append(file: &str, text: &str) -> Result<(), ConnectorError> {
@@ -53,17 +54,17 @@ impl SinkConnector for FlakySink {
         ConnectorInfo { class: "test-flaky-sink", aliases: &[], version: "0.0.0", documentation: "Fails on schedule." }
     }
     fn config_def(&self) -> ConfigDef {
-        definition()
+        Settings::definition()
     }
     fn create_task(&self, config: &ConnectorConfig, _: Host, _: SinkContext) -> Result<FlakyTask, ConnectorError> {
-        let def = definition();
+        let s = Settings::parse(config).map_err(config::typed::config_error)?;
         Ok(FlakyTask {
-            file: config.string(&def, "file")?,
-            bad_every: config.long(&def, "fail.bad.every")?.max(1),
-            retriable_every: config.long(&def, "fail.retriable.every")?.max(1),
+            file: s.file,
+            bad_every: s.bad_every.max(1),
+            retriable_every: s.retriable_every.max(1),
             retried: HashSet::new(),
             accepted: Vec::new(),
-            schemas_file: config.string(&def, "schemas.file")?,
+            schemas_file: s.schemas_file,
         })
     }
 }
