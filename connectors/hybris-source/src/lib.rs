@@ -44,7 +44,7 @@ impl HybrisSource {
         let mut issues = Vec::new();
         for item in &settings.items {
             let set_key = schema::item_key(&item.type_name, "entity.set");
-            let key = if config.get(&set_key).is_some() { set_key.clone() } else { Keys::item_types.to_string() };
+            let key = item_issue_key(config, &item.type_name, "entity.set");
             let Some(entity) = metadata.sets.get(&item.entity_set) else {
                 let mut known: Vec<&str> = metadata.sets.keys().map(String::as_str).collect();
                 known.sort();
@@ -111,100 +111,17 @@ impl HybrisSource {
     ) -> Vec<ConfigIssue> {
         let mut db = match Db::connect(jdbc) {
             Ok(db) => db,
-            Err(ConnectFailure::Password(m)) => {
-                return vec![ConfigIssue::new(
-                    Keys::jdbc_password,
-                    format!("the database rejected the password ({m}): check hybris.jdbc.password"),
-                )]
-            }
-            Err(ConnectFailure::TimeZone(m)) => {
-                return vec![ConfigIssue::new(Keys::db_timezone, format!("unknown time zone: {m}"))]
-            }
-            Err(ConnectFailure::User(m)) => {
-                return vec![ConfigIssue::new(
-                    Keys::jdbc_user,
-                    format!("the database rejected the user ({m}): check hybris.jdbc.user and its right to log in"),
-                )]
-            }
-            Err(e) => {
-                return vec![ConfigIssue::new(
-                    Keys::jdbc_url,
-                    format!("cannot connect to the Hybris database: {}", e.message()),
-                )]
-            }
+            Err(failure) => return vec![connect_issue(failure)],
         };
         let mut issues = Vec::new();
         let mut check = |db: &mut Db| -> Result<(), db::DbError> {
             for item in &settings.items {
-                let custom_table = config.get(&schema::item_key(&item.type_name, "table")).is_some();
-                let table_key = if custom_table {
-                    schema::item_key(&item.type_name, "table")
-                } else {
-                    Keys::item_types.to_string()
-                };
-                if !db.table_exists(&item.table)? {
-                    issues.push(ConfigIssue::new(
-                        table_key,
-                        format!(
-                            "item type {}: table \"{}\" does not exist (or is not visible to this user); map it with {}",
-                            item.type_name,
-                            item.table,
-                            schema::item_key(&item.type_name, "table")
-                        ),
-                    ));
-                    continue;
-                }
-                for column in ["pk", "modifiedts", "createdts", "typepkstring"] {
-                    if !db.column_exists(&item.table, column)? {
-                        issues.push(ConfigIssue::new(
-                            table_key.clone(),
-                            format!("table \"{}\" has no column {column}: not a Hybris item table", item.table),
-                        ));
-                    }
-                }
-                if !db.column_exists(&item.table, &item.key_column)? {
-                    issues.push(ConfigIssue::new(
-                        schema::item_key(&item.type_name, "key"),
-                        format!("table \"{}\" has no business key column \"{}\"", item.table, item.key_column),
-                    ));
-                }
-                if !item.typecodes.is_empty() {
-                    let unknown = db.unknown_typecodes(&item.typecodes)?;
-                    if !unknown.is_empty() {
-                        let key = if config.get(&schema::item_key(&item.type_name, "typecode")).is_some() {
-                            schema::item_key(&item.type_name, "typecode")
-                        } else {
-                            Keys::item_types.to_string()
-                        };
-                        issues.push(ConfigIssue::new(
-                            key,
-                            format!(
-                                "unknown item type {}: composedtypes has no type {}",
-                                item.type_name,
-                                unknown.join(", ")
-                            ),
-                        ));
-                    }
-                }
+                check_item(db, config, item, &mut issues)?;
             }
-            if let Some(table) = &jdbc.deletions_table {
-                if !db.table_exists(table)? {
-                    issues.push(ConfigIssue::new(
-                        Keys::deletions_table,
-                        format!("deletions table \"{table}\" does not exist"),
-                    ));
-                } else {
-                    for column in ["pk", "modifiedts", "p_itemtype", "p_itempk", "p_businesskey"] {
-                        if !db.column_exists(table, column)? {
-                            issues.push(ConfigIssue::new(
-                                Keys::deletions_table,
-                                format!("deletions table \"{table}\" has no column {column}"),
-                            ));
-                        }
-                    }
-                }
+            match &jdbc.deletions_table {
+                Some(table) => check_deletions(db, table, &mut issues),
+                None => Ok(()),
             }
-            Ok(())
         };
         if let Err(e) = check(&mut db) {
             issues.push(ConfigIssue::new(
@@ -214,6 +131,96 @@ impl HybrisSource {
         }
         issues
     }
+}
+
+/// The key a problem with an item type's `attribute` is blamed on: its
+/// `hybris.item.<Type>.<attribute>` key when set, else `hybris.item.types`.
+fn item_issue_key(config: &ConnectorConfig, type_name: &str, attribute: &str) -> String {
+    let custom = schema::item_key(type_name, attribute);
+    if config.get(&custom).is_some() {
+        custom
+    } else {
+        Keys::item_types.to_string()
+    }
+}
+
+/// A refused connection, on the key to fix.
+fn connect_issue(failure: ConnectFailure) -> ConfigIssue {
+    match failure {
+        ConnectFailure::Password(m) => ConfigIssue::new(
+            Keys::jdbc_password,
+            format!("the database rejected the password ({m}): check hybris.jdbc.password"),
+        ),
+        ConnectFailure::TimeZone(m) => ConfigIssue::new(Keys::db_timezone, format!("unknown time zone: {m}")),
+        ConnectFailure::User(m) => ConfigIssue::new(
+            Keys::jdbc_user,
+            format!("the database rejected the user ({m}): check hybris.jdbc.user and its right to log in"),
+        ),
+        e => ConfigIssue::new(Keys::jdbc_url, format!("cannot connect to the Hybris database: {}", e.message())),
+    }
+}
+
+/// One item type's table, its Hybris columns, business key and type codes.
+fn check_item(
+    db: &mut Db,
+    config: &ConnectorConfig,
+    item: &schema::ItemMapping,
+    issues: &mut Vec<ConfigIssue>,
+) -> Result<(), db::DbError> {
+    let table_key = item_issue_key(config, &item.type_name, "table");
+    if !db.table_exists(&item.table)? {
+        issues.push(ConfigIssue::new(
+            table_key,
+            format!(
+                "item type {}: table \"{}\" does not exist (or is not visible to this user); map it with {}",
+                item.type_name,
+                item.table,
+                schema::item_key(&item.type_name, "table")
+            ),
+        ));
+        return Ok(());
+    }
+    for column in ["pk", "modifiedts", "createdts", "typepkstring"] {
+        if !db.column_exists(&item.table, column)? {
+            issues.push(ConfigIssue::new(
+                table_key.clone(),
+                format!("table \"{}\" has no column {column}: not a Hybris item table", item.table),
+            ));
+        }
+    }
+    if !db.column_exists(&item.table, &item.key_column)? {
+        issues.push(ConfigIssue::new(
+            schema::item_key(&item.type_name, "key"),
+            format!("table \"{}\" has no business key column \"{}\"", item.table, item.key_column),
+        ));
+    }
+    if !item.typecodes.is_empty() {
+        let unknown = db.unknown_typecodes(&item.typecodes)?;
+        if !unknown.is_empty() {
+            issues.push(ConfigIssue::new(
+                item_issue_key(config, &item.type_name, "typecode"),
+                format!("unknown item type {}: composedtypes has no type {}", item.type_name, unknown.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The deletion-marker table and its columns.
+fn check_deletions(db: &mut Db, table: &str, issues: &mut Vec<ConfigIssue>) -> Result<(), db::DbError> {
+    if !db.table_exists(table)? {
+        issues.push(ConfigIssue::new(Keys::deletions_table, format!("deletions table \"{table}\" does not exist")));
+        return Ok(());
+    }
+    for column in ["pk", "modifiedts", "p_itemtype", "p_itempk", "p_businesskey"] {
+        if !db.column_exists(table, column)? {
+            issues.push(ConfigIssue::new(
+                Keys::deletions_table,
+                format!("deletions table \"{table}\" has no column {column}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An Integration API failure at validation, on the key to fix.
