@@ -415,7 +415,8 @@ pub struct ConfigEntry {
 }
 
 /// The values a user submitted (secrets already resolved when a task is
-/// created), with typed getters.
+/// created); typed values come from [`typed::Key::get`] or a
+/// [`config_struct!`](crate::config_struct)'s `parse`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConnectorConfig {
     values: BTreeMap<String, String>,
@@ -453,29 +454,6 @@ impl ConnectorConfig {
     }
     pub fn into_map(self) -> BTreeMap<String, String> {
         self.values
-    }
-
-    /// The value, or the definition's default, or a `Config` error naming the key.
-    pub fn string(&self, def: &ConfigDef, key: &str) -> Result<String, crate::ConnectorError> {
-        self.get(key)
-            .or_else(|| def.key(key).and_then(ConfigKey::default))
-            .map(str::to_string)
-            .ok_or_else(|| crate::ConnectorError::config(format!("Missing required configuration \"{key}\"")))
-    }
-    pub fn long(&self, def: &ConfigDef, key: &str) -> Result<i64, crate::ConnectorError> {
-        let v = self.string(def, key)?;
-        v.trim().parse().map_err(|_| crate::ConnectorError::config(format!("\"{key}\": {v} is not a whole number")))
-    }
-    pub fn boolean(&self, def: &ConfigDef, key: &str) -> Result<bool, crate::ConnectorError> {
-        let v = self.string(def, key)?;
-        match v.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(crate::ConnectorError::config(format!("\"{key}\": {v} is not true or false"))),
-        }
-    }
-    pub fn list(&self, def: &ConfigDef, key: &str) -> Result<Vec<String>, crate::ConnectorError> {
-        Ok(self.string(def, key)?.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
     pub(crate) fn to_entries(&self) -> RVec<ConfigEntry> {

@@ -7,6 +7,11 @@ use prometheus::{
 };
 use rdkafka::{client::ClientContext, consumer::ConsumerContext, statistics::Statistics};
 
+use crate::cluster::RunState;
+
+/// The states `sluice_task_state` has a series for, per task.
+const TASK_STATES: [RunState; 4] = [RunState::Running, RunState::Paused, RunState::Failed, RunState::Unassigned];
+
 pub struct Metrics {
     pub registry: Registry,
     /// Records consumed from Kafka by sink tasks.
@@ -208,10 +213,26 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
-    pub fn set_task_state(&self, connector: &str, task: i32, state: &str) {
+    pub fn set_task_state(&self, connector: &str, task: i32, state: RunState) {
         let task = task.to_string();
-        for s in ["RUNNING", "PAUSED", "FAILED", "UNASSIGNED"] {
-            self.task_state.with_label_values(&[connector, &task, s]).set(i64::from(s == state));
+        for s in TASK_STATES {
+            self.task_state.with_label_values(&[connector, &task, s.name()]).set(i64::from(s == state));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_state_is_one_series_per_state_with_kafka_connects_name() {
+        let metrics = Metrics::new().unwrap();
+        metrics.set_task_state("c", 0, RunState::Paused);
+        let shown = metrics.render();
+        for (state, value) in [("RUNNING", 0), ("PAUSED", 1), ("FAILED", 0), ("UNASSIGNED", 0)] {
+            let line = format!("sluice_task_state{{connector=\"c\",state=\"{state}\",task=\"0\"}} {value}");
+            assert!(shown.contains(&line), "{line} not in {shown}");
         }
     }
 }

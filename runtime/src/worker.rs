@@ -19,7 +19,7 @@ mod plan;
 use plan::{Start, Sweep, Want};
 
 use crate::{
-    cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, Status},
+    cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, RunState, Status},
     connector_config::{self, RuntimeConfig},
     host::PluginMetrics,
     metrics::Metrics,
@@ -164,8 +164,8 @@ impl Worker {
         }
     }
 
-    fn status(&self, state: &str, trace: Option<String>) -> Status {
-        Status { state: state.to_string(), worker_id: self.cluster.worker_id.clone(), trace, time_ms: None }
+    fn status(&self, state: RunState, trace: Option<String>) -> Status {
+        Status { state, worker_id: self.cluster.worker_id.clone(), trace }
     }
 
     /// One pass: make the local tasks match what the cluster wants.
@@ -184,7 +184,7 @@ impl Worker {
         let states: Vec<(TaskKey, bool)> =
             self.local().running.iter().map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst))).collect();
         for ((name, id), paused) in states {
-            let state = if paused { "PAUSED" } else { "RUNNING" };
+            let state = if paused { RunState::Paused } else { RunState::Running };
             self.metrics.set_task_state(&name, id, state);
             self.publish(task_status_key(&name, id), Some(self.status(state, None)));
         }
@@ -208,7 +208,7 @@ impl Worker {
                 Ok(p) => p,
                 Err(trace) => {
                     if owns_connector {
-                        self.publish(connector_status_key(name), Some(self.status("FAILED", Some(trace))));
+                        self.publish(connector_status_key(name), Some(self.status(RunState::Failed, Some(trace))));
                     }
                     continue;
                 }
@@ -260,11 +260,11 @@ impl Worker {
     /// A task's thread ended with an error: FAILED, with its next automatic restart.
     fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, trace: &str) {
         tracing::error!(connector = %key.0, task = key.1, %trace, "task failed");
-        self.metrics.set_task_state(&key.0, key.1, "FAILED");
+        self.metrics.set_task_state(&key.0, key.1, RunState::Failed);
         let previous = self.local().failed.get(&key).map(|f| f.attempts);
         let failure = plan::failure(previous, self.restart_backoff, Instant::now());
         let shown = plan::failure_trace(trace, &failure, Instant::now());
-        self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(shown))));
+        self.publish(task_status_key(&key.0, key.1), Some(self.status(RunState::Failed, Some(shown))));
         let failed =
             FailedTask { version, restart_epoch: epoch, attempts: failure.attempts, retry_at: failure.retry_at };
         self.local().failed.insert(key, failed);
@@ -298,7 +298,7 @@ impl Worker {
         let task_config = match connector_config::resolve_secrets(&d.task_config) {
             Ok(c) => c,
             Err(trace) => {
-                self.publish(task_status_key(&key.0, key.1), Some(self.status("FAILED", Some(trace))));
+                self.publish(task_status_key(&key.0, key.1), Some(self.status(RunState::Failed, Some(trace))));
                 return;
             }
         };

@@ -692,6 +692,13 @@ impl Issues {
     }
 }
 
+/// A `Config` error listing every issue as `key: message`, for a task
+/// whose config does not parse (`Settings::parse(config).map_err(config_error)?`).
+pub fn config_error(issues: Vec<ConfigIssue>) -> crate::ConnectorError {
+    let all: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
+    crate::ConnectorError::config(all.join("; "))
+}
+
 /// Declares a connector's settings once: the struct, its
 /// `definition() -> ConfigDef`, `parse(&ConnectorConfig) -> Result<Self,
 /// Vec<ConfigIssue>>` (every bad key), `validate(&ConnectorConfig) ->
@@ -1069,6 +1076,18 @@ mod tests {
         assert_eq!(keys(&check(&c).unwrap_err()), ["fields", "password"]);
         assert_eq!(check(&c.with("fields", "a").with("password", "p")), Ok(Partitioning::Field(vec!["a".into()])));
         assert_eq!(keys(&check(&ConnectorConfig::new().with("kind", "x")).unwrap_err()), ["kind"]);
+    }
+
+    #[test]
+    fn a_task_error_lists_every_issue_by_key() {
+        let issues = All::parse(&ConnectorConfig::new().with("size", "0")).unwrap_err();
+        let err = config_error(issues);
+        assert_eq!(err.kind(), crate::ErrorKind::Config);
+        assert_eq!(
+            err.message(),
+            "name: Missing required configuration \"name\" which has no default value.; \
+             size: Invalid value 0: must be [1,...,100]"
+        );
     }
 
     #[test]

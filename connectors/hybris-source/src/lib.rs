@@ -20,7 +20,7 @@ pub mod source;
 use connector_api::*;
 
 use crate::{
-    config::{definition, Backend, JdbcSettings, ODataAuth, ODataSettings, Settings},
+    config::{Backend, JdbcSettings, Keys, ODataAuth, ODataSettings, Settings},
     db::{ConnectFailure, Db},
     odata::Failure,
 };
@@ -44,7 +44,7 @@ impl HybrisSource {
         let mut issues = Vec::new();
         for item in &settings.items {
             let set_key = schema::item_key(&item.type_name, "entity.set");
-            let key = if config.get(&set_key).is_some() { set_key.clone() } else { config::ITEM_TYPES.to_string() };
+            let key = item_issue_key(config, &item.type_name, "entity.set");
             let Some(entity) = metadata.sets.get(&item.entity_set) else {
                 let mut known: Vec<&str> = metadata.sets.keys().map(String::as_str).collect();
                 known.sort();
@@ -111,104 +111,21 @@ impl HybrisSource {
     ) -> Vec<ConfigIssue> {
         let mut db = match Db::connect(jdbc) {
             Ok(db) => db,
-            Err(ConnectFailure::Password(m)) => {
-                return vec![ConfigIssue::new(
-                    config::JDBC_PASSWORD,
-                    format!("the database rejected the password ({m}): check hybris.jdbc.password"),
-                )]
-            }
-            Err(ConnectFailure::TimeZone(m)) => {
-                return vec![ConfigIssue::new(config::DB_TIMEZONE, format!("unknown time zone: {m}"))]
-            }
-            Err(ConnectFailure::User(m)) => {
-                return vec![ConfigIssue::new(
-                    config::JDBC_USER,
-                    format!("the database rejected the user ({m}): check hybris.jdbc.user and its right to log in"),
-                )]
-            }
-            Err(e) => {
-                return vec![ConfigIssue::new(
-                    config::JDBC_URL,
-                    format!("cannot connect to the Hybris database: {}", e.message()),
-                )]
-            }
+            Err(failure) => return vec![connect_issue(failure)],
         };
         let mut issues = Vec::new();
         let mut check = |db: &mut Db| -> Result<(), db::DbError> {
             for item in &settings.items {
-                let custom_table = config.get(&schema::item_key(&item.type_name, "table")).is_some();
-                let table_key = if custom_table {
-                    schema::item_key(&item.type_name, "table")
-                } else {
-                    config::ITEM_TYPES.to_string()
-                };
-                if !db.table_exists(&item.table)? {
-                    issues.push(ConfigIssue::new(
-                        table_key,
-                        format!(
-                            "item type {}: table \"{}\" does not exist (or is not visible to this user); map it with {}",
-                            item.type_name,
-                            item.table,
-                            schema::item_key(&item.type_name, "table")
-                        ),
-                    ));
-                    continue;
-                }
-                for column in ["pk", "modifiedts", "createdts", "typepkstring"] {
-                    if !db.column_exists(&item.table, column)? {
-                        issues.push(ConfigIssue::new(
-                            table_key.clone(),
-                            format!("table \"{}\" has no column {column}: not a Hybris item table", item.table),
-                        ));
-                    }
-                }
-                if !db.column_exists(&item.table, &item.key_column)? {
-                    issues.push(ConfigIssue::new(
-                        schema::item_key(&item.type_name, "key"),
-                        format!("table \"{}\" has no business key column \"{}\"", item.table, item.key_column),
-                    ));
-                }
-                if !item.typecodes.is_empty() {
-                    let unknown = db.unknown_typecodes(&item.typecodes)?;
-                    if !unknown.is_empty() {
-                        let key = if config.get(&schema::item_key(&item.type_name, "typecode")).is_some() {
-                            schema::item_key(&item.type_name, "typecode")
-                        } else {
-                            config::ITEM_TYPES.to_string()
-                        };
-                        issues.push(ConfigIssue::new(
-                            key,
-                            format!(
-                                "unknown item type {}: composedtypes has no type {}",
-                                item.type_name,
-                                unknown.join(", ")
-                            ),
-                        ));
-                    }
-                }
+                check_item(db, config, item, &mut issues)?;
             }
-            if let Some(table) = &jdbc.deletions_table {
-                if !db.table_exists(table)? {
-                    issues.push(ConfigIssue::new(
-                        config::DELETIONS_TABLE,
-                        format!("deletions table \"{table}\" does not exist"),
-                    ));
-                } else {
-                    for column in ["pk", "modifiedts", "p_itemtype", "p_itempk", "p_businesskey"] {
-                        if !db.column_exists(table, column)? {
-                            issues.push(ConfigIssue::new(
-                                config::DELETIONS_TABLE,
-                                format!("deletions table \"{table}\" has no column {column}"),
-                            ));
-                        }
-                    }
-                }
+            match &jdbc.deletions_table {
+                Some(table) => check_deletions(db, table, &mut issues),
+                None => Ok(()),
             }
-            Ok(())
         };
         if let Err(e) = check(&mut db) {
             issues.push(ConfigIssue::new(
-                config::JDBC_URL,
+                Keys::jdbc_url,
                 format!("checking the Hybris tables failed: {}", db::describe(&e)),
             ));
         }
@@ -216,46 +133,131 @@ impl HybrisSource {
     }
 }
 
+/// The key a problem with an item type's `attribute` is blamed on: its
+/// `hybris.item.<Type>.<attribute>` key when set, else `hybris.item.types`.
+fn item_issue_key(config: &ConnectorConfig, type_name: &str, attribute: &str) -> String {
+    let custom = schema::item_key(type_name, attribute);
+    if config.get(&custom).is_some() {
+        custom
+    } else {
+        Keys::item_types.to_string()
+    }
+}
+
+/// A refused connection, on the key to fix.
+fn connect_issue(failure: ConnectFailure) -> ConfigIssue {
+    match failure {
+        ConnectFailure::Password(m) => ConfigIssue::new(
+            Keys::jdbc_password,
+            format!("the database rejected the password ({m}): check hybris.jdbc.password"),
+        ),
+        ConnectFailure::TimeZone(m) => ConfigIssue::new(Keys::db_timezone, format!("unknown time zone: {m}")),
+        ConnectFailure::User(m) => ConfigIssue::new(
+            Keys::jdbc_user,
+            format!("the database rejected the user ({m}): check hybris.jdbc.user and its right to log in"),
+        ),
+        e => ConfigIssue::new(Keys::jdbc_url, format!("cannot connect to the Hybris database: {}", e.message())),
+    }
+}
+
+/// One item type's table, its Hybris columns, business key and type codes.
+fn check_item(
+    db: &mut Db,
+    config: &ConnectorConfig,
+    item: &schema::ItemMapping,
+    issues: &mut Vec<ConfigIssue>,
+) -> Result<(), db::DbError> {
+    let table_key = item_issue_key(config, &item.type_name, "table");
+    if !db.table_exists(&item.table)? {
+        issues.push(ConfigIssue::new(
+            table_key,
+            format!(
+                "item type {}: table \"{}\" does not exist (or is not visible to this user); map it with {}",
+                item.type_name,
+                item.table,
+                schema::item_key(&item.type_name, "table")
+            ),
+        ));
+        return Ok(());
+    }
+    for column in ["pk", "modifiedts", "createdts", "typepkstring"] {
+        if !db.column_exists(&item.table, column)? {
+            issues.push(ConfigIssue::new(
+                table_key.clone(),
+                format!("table \"{}\" has no column {column}: not a Hybris item table", item.table),
+            ));
+        }
+    }
+    if !db.column_exists(&item.table, &item.key_column)? {
+        issues.push(ConfigIssue::new(
+            schema::item_key(&item.type_name, "key"),
+            format!("table \"{}\" has no business key column \"{}\"", item.table, item.key_column),
+        ));
+    }
+    if !item.typecodes.is_empty() {
+        let unknown = db.unknown_typecodes(&item.typecodes)?;
+        if !unknown.is_empty() {
+            issues.push(ConfigIssue::new(
+                item_issue_key(config, &item.type_name, "typecode"),
+                format!("unknown item type {}: composedtypes has no type {}", item.type_name, unknown.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The deletion-marker table and its columns.
+fn check_deletions(db: &mut Db, table: &str, issues: &mut Vec<ConfigIssue>) -> Result<(), db::DbError> {
+    if !db.table_exists(table)? {
+        issues.push(ConfigIssue::new(Keys::deletions_table, format!("deletions table \"{table}\" does not exist")));
+        return Ok(());
+    }
+    for column in ["pk", "modifiedts", "p_itemtype", "p_itempk", "p_businesskey"] {
+        if !db.column_exists(table, column)? {
+            issues.push(ConfigIssue::new(
+                Keys::deletions_table,
+                format!("deletions table \"{table}\" has no column {column}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An Integration API failure at validation, on the key to fix.
-fn odata_issue(o: &config::ODataSettings, service: &str, f: Failure) -> ConfigIssue {
+fn odata_issue(o: &ODataSettings, service: &str, f: Failure) -> ConfigIssue {
     match (f, &o.auth) {
         (Failure::Auth(m), ODataAuth::Basic { .. }) => ConfigIssue::new(
-            config::ODATA_USER,
+            Keys::odata_user,
             format!(
                 "the Integration API rejected the credentials ({m}): check hybris.odata.user and \
                  hybris.odata.password (a user in integrationadmingroup)"
             ),
         ),
         (Failure::Auth(m), ODataAuth::OAuth2 { .. }) => ConfigIssue::new(
-            config::ODATA_CLIENT_ID,
+            Keys::odata_oauth_client_id,
             format!(
                 "the Integration API refused the OAuth token ({m}): check the authorities of \
                  hybris.odata.oauth.client.id"
             ),
         ),
         (Failure::TokenClient(m), _) => ConfigIssue::new(
-            config::ODATA_CLIENT_ID,
+            Keys::odata_oauth_client_id,
             format!(
                 "the token endpoint rejected the client ({m}): check hybris.odata.oauth.client.id and \
                  hybris.odata.oauth.client.secret"
             ),
         ),
         (Failure::TokenUnavailable(m), _) => {
-            ConfigIssue::new(config::ODATA_TOKEN_URL, format!("cannot get an OAuth token: {m}"))
+            ConfigIssue::new(Keys::odata_oauth_token_url, format!("cannot get an OAuth token: {m}"))
         }
         (Failure::NotFound(m), _) => ConfigIssue::new(
-            config::ODATA_INTEGRATION_OBJECT,
+            Keys::odata_integration_object,
             format!("no integration object at {service} ({m}): check hybris.odata.integration.object"),
         ),
         (Failure::Transient(m) | Failure::Other(m), _) => {
-            ConfigIssue::new(config::ODATA_URL, format!("cannot read {service}/$metadata: {m}"))
+            ConfigIssue::new(Keys::odata_url, format!("cannot read {service}/$metadata: {m}"))
         }
     }
-}
-
-/// A settings error message starts with the quoted key it is about.
-fn guess_key(message: &str) -> String {
-    message.strip_prefix('"').and_then(|m| m.split('"').next()).unwrap_or(config::ITEM_TYPES).to_string()
 }
 
 impl SourceConnector for HybrisSource {
@@ -272,38 +274,33 @@ impl SourceConnector for HybrisSource {
     }
 
     fn config_def(&self) -> ConfigDef {
-        definition()
+        Keys::definition()
     }
 
+    /// Every key and combination first (each issue naming its key); the
+    /// database or the Integration API only once they are valid.
     fn validate(&self, config: &ConnectorConfig) -> Vec<ConfigIssue> {
-        let mut issues = self.config_def().validate(config);
-        if !issues.is_empty() {
-            return issues;
-        }
-        match Settings::parse(config) {
-            Err(e) => issues.push(ConfigIssue::new(guess_key(e.message()), e.message())),
+        match Settings::check(config) {
+            Err(issues) => issues,
             Ok(settings) => match &settings.backend {
-                Backend::OData(o) => issues.extend(self.validate_odata(config, &settings, o)),
-                Backend::Jdbc(jdbc) => issues.extend(self.validate_database(config, &settings, jdbc)),
+                Backend::OData(o) => self.validate_odata(config, &settings, o),
+                Backend::Jdbc(jdbc) => self.validate_database(config, &settings, jdbc),
             },
         }
-        issues
     }
 
     /// One task per item type, so types poll in parallel and move between
     /// workers independently; with fewer tasks than types, types are dealt
     /// round-robin.
     fn task_configs(&self, config: &ConnectorConfig, max_tasks: usize) -> Result<Vec<ConnectorConfig>, ConnectorError> {
-        let types = config.list(&definition(), config::ITEM_TYPES)?;
-        if types.is_empty() {
-            return Err(ConnectorError::config(format!("\"{}\": name at least one item type", config::ITEM_TYPES)));
-        }
+        // At least one: the key is declared non-empty.
+        let types = Keys::parse(config).map_err(connector_api::config::typed::config_error)?.item_types;
         let tasks = types.len().min(max_tasks.max(1));
         let mut groups: Vec<Vec<String>> = vec![Vec::new(); tasks];
         for (i, t) in types.into_iter().enumerate() {
             groups[i % tasks].push(t);
         }
-        Ok(groups.into_iter().map(|g| config.clone().with(config::ITEM_TYPES, g.join(","))).collect())
+        Ok(groups.into_iter().map(|g| config.clone().with(Keys::item_types, g.join(","))).collect())
     }
 
     fn create_task(&self, config: &ConnectorConfig, host: Host) -> Result<HybrisTask, ConnectorError> {

@@ -121,7 +121,7 @@ impl Client {
     fn authorization(&mut self, refresh: bool) -> Result<String, Failure> {
         let (token_url, client_id, client_secret) = match &self.settings.auth {
             ODataAuth::Basic { user, password } => {
-                return Ok(format!("Basic {}", base64(&format!("{user}:{password}"))))
+                return Ok(format!("Basic {}", base64(&format!("{user}:{}", password.expose()))))
             }
             ODataAuth::OAuth2 { token_url, client_id, client_secret } => (token_url, client_id, client_secret),
         };
@@ -136,7 +136,7 @@ impl Client {
         let response = self
             .agent
             .post(token_url)
-            .header("Authorization", &format!("Basic {}", base64(&format!("{client_id}:{client_secret}"))))
+            .header("Authorization", &format!("Basic {}", base64(&format!("{client_id}:{}", client_secret.expose()))))
             .header("Accept", "application/json")
             .send_form([("grant_type", "client_credentials")]);
         let (status, body) = read(response).map_err(|f| match f {
@@ -590,6 +590,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use connector_api::config::typed::Secret;
 
     #[test]
     fn dates_round_trip() {
@@ -660,6 +661,20 @@ mod tests {
         assert_eq!(row.doc["p_count"], "3", "not in $metadata: as written");
         assert_eq!(row.doc["p_user"], 42);
         assert!(!row.doc.contains_key("p_entries") && !row.doc.contains_key("p___metadata"));
+    }
+
+    #[test]
+    fn basic_auth_sends_the_password_itself_not_its_hidden_form() {
+        let settings = ODataSettings {
+            url: "http://127.0.0.1:1/odata2webservices".into(),
+            integration_object: "Sluice".into(),
+            auth: ODataAuth::Basic { user: "integrationadmin".into(), password: Secret::new("nimda") },
+            timeout: std::time::Duration::from_secs(1),
+            keyset_paging: false,
+        };
+        let header = Client::new(&settings).authorization(false).unwrap();
+        assert_eq!(header, format!("Basic {}", base64("integrationadmin:nimda")));
+        assert!(!format!("{settings:?}").contains("nimda"));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! both live in `users`), so a type's rows are the rows of its table whose
 //! `typepkstring` points at a `composedtypes` row with that `internalcode`.
 
-use connector_api::ConnectorConfig;
+use connector_api::{ConfigIssue, ConnectorConfig};
+
+use crate::config::Keys;
 
 /// How one item type is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,20 +59,23 @@ pub fn item_key(type_name: &str, attribute: &str) -> String {
 /// Resolves one item type from the built-ins and the `hybris.item.<Type>.*`
 /// keys (which override them). Errors name the key to fix. In odata mode a
 /// type needs no table: the integration object's entity set stands for it.
-pub fn resolve(config: &ConnectorConfig, type_name: &str, odata: bool) -> Result<ItemMapping, (String, String)> {
+pub fn resolve(config: &ConnectorConfig, type_name: &str, odata: bool) -> Result<ItemMapping, ConfigIssue> {
     let custom = |attr: &str| config.get(&item_key(type_name, attr)).map(str::trim).filter(|v| !v.is_empty());
     let base = builtin(type_name);
     let entity_set = custom("entity.set").map(str::to_string).unwrap_or_else(|| format!("{type_name}s"));
     if !entity_set.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err((item_key(type_name, "entity.set"), format!("\"{entity_set}\" is not an entity set name")));
+        return Err(ConfigIssue::new(
+            item_key(type_name, "entity.set"),
+            format!("\"{entity_set}\" is not an entity set name"),
+        ));
     }
     let table = match (custom("table"), base) {
         (Some(t), _) => t.to_ascii_lowercase(),
         (None, Some((t, _, _))) => t.to_string(),
         (None, None) if odata => type_name.to_ascii_lowercase(),
         (None, None) => {
-            return Err((
-                "hybris.item.types".to_string(),
+            return Err(ConfigIssue::new(
+                Keys::item_types,
                 format!(
                     "unknown item type \"{type_name}\": it has no built-in mapping (Order, OrderEntry, Customer, \
                      Employee, User, Product, Address, Catalog, CatalogVersion); map it with {}",
@@ -80,12 +85,15 @@ pub fn resolve(config: &ConnectorConfig, type_name: &str, odata: bool) -> Result
         }
     };
     if !is_identifier(&table) {
-        return Err((item_key(type_name, "table"), format!("\"{table}\" is not a plain table name")));
+        return Err(ConfigIssue::new(item_key(type_name, "table"), format!("\"{table}\" is not a plain table name")));
     }
     let key_column = custom("key").map(str::to_ascii_lowercase).or(base.map(|(_, k, _)| k.to_string()));
     let key_column = key_column.unwrap_or_else(|| "pk".to_string());
     if !is_identifier(&key_column) {
-        return Err((item_key(type_name, "key"), format!("\"{key_column}\" is not a plain column name")));
+        return Err(ConfigIssue::new(
+            item_key(type_name, "key"),
+            format!("\"{key_column}\" is not a plain column name"),
+        ));
     }
     // `*` switches the composed-type filter off (a table holding one type only).
     let typecodes = match custom("typecode") {
@@ -118,8 +126,8 @@ mod tests {
         let e = resolve(&c, "Enrollment", false).unwrap();
         assert_eq!((e.table.as_str(), e.key_column.as_str()), ("eventregistrations", "p_code"));
         assert_eq!(resolve(&c, "Customer", false).unwrap().typecodes, vec!["Customer", "B2BCustomer"]);
-        assert_eq!(resolve(&c, "Nope", false).unwrap_err().0, "hybris.item.types");
+        assert_eq!(resolve(&c, "Nope", false).unwrap_err().key, "hybris.item.types");
         let bad = ConnectorConfig::new().with("hybris.item.X.table", "x; drop table y");
-        assert_eq!(resolve(&bad, "X", false).unwrap_err().0, "hybris.item.X.table");
+        assert_eq!(resolve(&bad, "X", false).unwrap_err().key, "hybris.item.X.table");
     }
 }

@@ -19,32 +19,19 @@ pub struct CounterTask {
     interval: Duration,
 }
 
-fn definition() -> ConfigDef {
-    ConfigDef::new()
-        .define(
-            ConfigKey::new("topic", ConfigType::String)
-                .importance(Importance::High)
-                .doc("Topic the numbers are written to.")
-                .validator(Validator::NonEmpty),
-        )
-        .define(
-            ConfigKey::new("counter.batch.size", ConfigType::Int)
-                .default_value("100")
-                .doc("Numbers per poll.")
-                .validator(Validator::range(Some(1.0), Some(100000.0))),
-        )
-        .define(
-            ConfigKey::new("counter.interval.ms", ConfigType::Long)
-                .default_value("10")
-                .doc("Pause between polls.")
-                .validator(Validator::range(Some(0.0), Some(60000.0))),
-        )
-        .define(
-            ConfigKey::new("counter.max", ConfigType::Long)
-                .default_value("0")
-                .doc("Stop emitting after this many numbers; 0 never stops.")
-                .validator(Validator::range(Some(0.0), None)),
-        )
+config_struct! {
+    /// The source's keys: each declared once, for the definition and the parser.
+    struct Settings {
+        /// Topic the numbers are written to.
+        topic: String = key("topic").high().non_empty(),
+        /// Numbers per poll.
+        batch: u32 = key("counter.batch.size").default(100).range(1..=100_000),
+        /// Pause between polls.
+        interval: Duration =
+            key("counter.interval.ms").default(Duration::from_millis(10)).range(Duration::ZERO..=Duration::from_secs(60)),
+        /// Stop emitting after this many numbers; 0 never stops.
+        max: u64 = key("counter.max").default(0).range(0..),
+    }
 }
 
 impl SourceConnector for CounterSource {
@@ -60,19 +47,18 @@ impl SourceConnector for CounterSource {
     }
 
     fn config_def(&self) -> ConfigDef {
-        definition()
+        Settings::definition()
     }
 
     fn create_task(&self, config: &ConnectorConfig, _host: Host) -> Result<CounterTask, ConnectorError> {
-        let def = definition();
-        let topic = config.string(&def, "topic")?;
+        let Settings { topic, batch, interval, max } = Settings::parse(config).map_err(config::typed::config_error)?;
         Ok(CounterTask {
             source_partition: serde_json::json!({ "counter": topic }).to_string(),
             topic,
             next: 0,
-            max: config.long(&def, "counter.max")? as u64,
-            batch: config.long(&def, "counter.batch.size")? as usize,
-            interval: Duration::from_millis(config.long(&def, "counter.interval.ms")? as u64),
+            max,
+            batch: batch as usize,
+            interval,
         })
     }
 }

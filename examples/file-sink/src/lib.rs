@@ -19,20 +19,14 @@ pub struct FileSinkTask {
     host: Host,
 }
 
-fn definition() -> ConfigDef {
-    ConfigDef::new()
-        .define(
-            ConfigKey::new("file", ConfigType::String)
-                .importance(Importance::High)
-                .doc("Path of the file records are appended to.")
-                .validator(Validator::NonEmpty),
-        )
-        .define(
-            ConfigKey::new("file.token", ConfigType::Password)
-                .default_value("")
-                .importance(Importance::Low)
-                .doc("A secret the sink does not use; it shows how password values are hidden."),
-        )
+config_struct! {
+    /// The sink's keys: each declared once, for the definition and the parser.
+    struct Settings {
+        /// Path of the file records are appended to.
+        file: String = key("file").high().non_empty(),
+        /// A secret the sink does not use; it shows how password values are hidden.
+        _token: Secret = key("file.token").low().default_text(""),
+    }
 }
 
 impl SinkConnector for FileSink {
@@ -48,7 +42,7 @@ impl SinkConnector for FileSink {
     }
 
     fn config_def(&self) -> ConfigDef {
-        definition()
+        Settings::definition()
     }
 
     fn create_task(
@@ -57,7 +51,7 @@ impl SinkConnector for FileSink {
         host: Host,
         _: SinkContext,
     ) -> Result<FileSinkTask, ConnectorError> {
-        let path = config.string(&definition(), "file")?;
+        let path = Settings::parse(config).map_err(config::typed::config_error)?.file;
         let file = OpenOptions::new()
             .create(true)
             .append(true)

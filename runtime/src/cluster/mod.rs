@@ -57,16 +57,64 @@ impl Topics {
     }
 }
 
+/// What a connector or task is doing (what it should be doing is its
+/// connector's [`TargetState`]), with Kafka Connect's names on the wire (the
+/// status topic and the REST API: `"RUNNING"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RunState {
+    /// No worker has published a state for it (yet).
+    Unassigned,
+    Running,
+    Paused,
+    Failed,
+    /// What a restart request answers for the tasks it restarts.
+    Restarting,
+    Stopped,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 6] = [
+        RunState::Unassigned,
+        RunState::Running,
+        RunState::Paused,
+        RunState::Failed,
+        RunState::Restarting,
+        RunState::Stopped,
+    ];
+
+    /// Kafka Connect's name, as the wire carries it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RunState::Unassigned => "UNASSIGNED",
+            RunState::Running => "RUNNING",
+            RunState::Paused => "PAUSED",
+            RunState::Failed => "FAILED",
+            RunState::Restarting => "RESTARTING",
+            RunState::Stopped => "STOPPED",
+        }
+    }
+}
+
 /// A connector's or task's state as the status topic carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
-    pub state: String,
+    pub state: RunState,
     pub worker_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
-    /// Heartbeats only: when it was sent (ms since the epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_ms: Option<i64>,
+}
+
+/// A worker's heartbeat on the status topic (key `worker-<id>`):
+/// `{"state":"ALIVE","worker_id":..,"time_ms":..}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Heartbeat {
+    /// Always `ALIVE`: the record is about a worker, not a connector or task.
+    state: String,
+    worker_id: String,
+    /// When it was sent (ms since the epoch).
+    #[serde(default)]
+    time_ms: i64,
 }
 
 fn heartbeat_key(worker_id: &str) -> String {
@@ -154,13 +202,12 @@ impl Cluster {
         thread::Builder::new().name("heartbeat".into()).spawn(move || {
             let key = heartbeat_key(&cluster.worker_id);
             while cluster.heartbeating.load(std::sync::atomic::Ordering::SeqCst) {
-                let beat = Status {
+                let beat = Heartbeat {
                     state: "ALIVE".into(),
                     worker_id: cluster.worker_id.clone(),
-                    trace: None,
-                    time_ms: Some(placement::now_ms()),
+                    time_ms: placement::now_ms(),
                 };
-                match cluster.put_status(&key, Some(&beat)) {
+                match cluster.put_record(&key, Some(&beat)) {
                     // The broker acknowledged it: this worker is live whether or
                     // not its reader has caught up yet (a slow read must not
                     // make a worker give up its own tasks).
@@ -177,7 +224,7 @@ impl Cluster {
     /// others take its tasks over at once.
     pub fn leave(&self) {
         self.heartbeating.store(false, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = self.put_status(&heartbeat_key(&self.worker_id), None) {
+        if let Err(e) = self.put_record::<Heartbeat>(&heartbeat_key(&self.worker_id), None) {
             tracing::warn!(error = %e, "withdrawing the heartbeat failed");
         }
     }
@@ -241,7 +288,12 @@ impl Cluster {
 
     /// Publishes a connector's or task's state (`None`: remove it).
     pub fn put_status(&self, key: &str, status: Option<&Status>) -> anyhow::Result<()> {
-        let payload = status.map(serde_json::to_vec).transpose()?;
+        self.put_record(key, status)
+    }
+
+    /// Writes a record of the status topic (`None`: a tombstone).
+    fn put_record<T: Serialize>(&self, key: &str, value: Option<&T>) -> anyhow::Result<()> {
+        let payload = value.map(serde_json::to_vec).transpose()?;
         let mut record = FutureRecord::to(&self.topics.status).key(key);
         if let Some(p) = payload.as_ref() {
             record = record.payload(p);
@@ -474,8 +526,8 @@ fn spawn_reader(
             }
             guard.configs_next = message.offset() + 1;
         } else if message.topic() == status && key.starts_with("worker-") {
-            match message.payload().map(serde_json::from_slice::<Status>) {
-                Some(Ok(beat)) => placement.heard(&beat.worker_id, beat.time_ms.unwrap_or(0)),
+            match message.payload().map(serde_json::from_slice::<Heartbeat>) {
+                Some(Ok(beat)) => placement.heard(&beat.worker_id, beat.time_ms),
                 Some(Err(_)) => {}
                 None => placement.left(key.trim_start_matches("worker-")),
             }
@@ -502,4 +554,38 @@ fn spawn_reader(
         shared.1.notify_all();
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_carry_kafka_connects_names_on_the_wire() {
+        let names = ["UNASSIGNED", "RUNNING", "PAUSED", "FAILED", "RESTARTING", "STOPPED"];
+        for (state, name) in RunState::ALL.into_iter().zip(names) {
+            assert_eq!(state.name(), name);
+            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(name));
+            assert_eq!(serde_json::from_value::<RunState>(serde_json::json!(name)).unwrap(), state);
+        }
+        assert!(serde_json::from_str::<RunState>(r#""running""#).is_err(), "the wire spells them in capitals");
+    }
+
+    #[test]
+    fn status_and_heartbeat_records_keep_their_wire_format() {
+        let failed = Status { state: RunState::Failed, worker_id: "http://w1:8083".into(), trace: Some("boom".into()) };
+        let text = serde_json::to_string(&failed).unwrap();
+        assert_eq!(text, r#"{"state":"FAILED","worker_id":"http://w1:8083","trace":"boom"}"#);
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), failed);
+        let running = Status { state: RunState::Running, worker_id: "w".into(), trace: None };
+        assert_eq!(serde_json::to_string(&running).unwrap(), r#"{"state":"RUNNING","worker_id":"w"}"#);
+        // Heartbeats share the topic with their own record.
+        let beat = Heartbeat { state: "ALIVE".into(), worker_id: "w".into(), time_ms: 42 };
+        let text = serde_json::to_string(&beat).unwrap();
+        assert_eq!(text, r#"{"state":"ALIVE","worker_id":"w","time_ms":42}"#);
+        assert_eq!(serde_json::from_str::<Heartbeat>(&text).unwrap(), beat);
+        // A status record written with the former optional time_ms still reads.
+        let older = r#"{"state":"PAUSED","worker_id":"w","time_ms":null}"#;
+        assert_eq!(serde_json::from_str::<Status>(older).unwrap().state, RunState::Paused);
+    }
 }

@@ -18,7 +18,8 @@ use serde_json::{json, Map, Value};
 use super::{blocking, ApiError, ApiResult, Shared};
 use crate::{
     cluster::{
-        connector_status_key, new_request_id, task_status_key, Applied, ConfigRecord, ConnectorSpec, TargetState,
+        connector_status_key, new_request_id, task_status_key, Applied, ConfigRecord, ConnectorSpec, RunState,
+        TargetState,
     },
     connector_config::{self, masked},
     plugins::Kind,
@@ -70,7 +71,7 @@ fn info_json(worker: &Worker, name: &str, spec: &ConnectorSpec) -> Value {
 fn status_json(worker: &Worker, name: &str, spec: &ConnectorSpec) -> Value {
     let entry = |key: String| {
         worker.cluster.status(&key).map_or_else(
-            || json!({"state": "UNASSIGNED", "worker_id": ""}),
+            || json!({"state": RunState::Unassigned, "worker_id": ""}),
             |s| {
                 let mut v = json!({"state": s.state, "worker_id": s.worker_id});
                 if let Some(t) = s.trace {
@@ -390,8 +391,8 @@ pub async fn restart(
         let mut status = status_json(worker, &name, &spec);
         if let Some(tasks) = status["tasks"].as_array_mut() {
             for t in tasks.iter_mut() {
-                if !only_failed || t["state"] == "FAILED" {
-                    t["state"] = json!("RESTARTING");
+                if !only_failed || t["state"] == json!(RunState::Failed) {
+                    t["state"] = json!(RunState::Restarting);
                 }
             }
         }

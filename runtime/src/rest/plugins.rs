@@ -28,6 +28,8 @@ fn class(state: &Shared, name: &str) -> ApiResult<std::sync::Arc<ConnectorClass>
     state.worker.registry.class(name).ok_or_else(|| ApiError::not_found(format!("Unknown plugin {name}")))
 }
 
+/// A key as Kafka Connect's `ConfigKeyInfo` shows it; `group` is null for
+/// a key in no group.
 fn definition(key: &ConfigKeyInfo, order: usize) -> Value {
     json!({
         "name": key.name.as_str(),
@@ -36,13 +38,26 @@ fn definition(key: &ConfigKeyInfo, order: usize) -> Value {
         "default_value": key.default_value.as_ref().map(|d| d.as_str()).into_option(),
         "importance": key.importance.as_str(),
         "documentation": key.documentation.as_str(),
-        "group": null,
+        "group": Some(key.group.as_str()).filter(|g| !g.is_empty()),
         "width": "NONE",
         "display_name": key.name.as_str(),
         "dependents": [],
         "order": order,
         "validator": key.validator.as_str(),
     })
+}
+
+/// The validate response's groups: the runtime's, then the connector's in
+/// the order their first key comes (as Kafka Connect lists them).
+fn groups(keys: &[ConfigKeyInfo]) -> Vec<&str> {
+    let mut groups = vec!["Common"];
+    for key in keys {
+        let group = key.group.as_str();
+        if !group.is_empty() && !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    groups
 }
 
 pub async fn config(State(state): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
@@ -98,9 +113,29 @@ pub async fn validate(State(state): State<Shared>, Path(name): Path<String>, bod
         Ok(Json(json!({
             "name": class.name(),
             "error_count": issues.len(),
-            "groups": ["Common"],
+            "groups": groups(class.config_keys()),
             "configs": configs,
         })))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_api::{ConfigDef, ConfigKey, ConfigType};
+
+    #[test]
+    fn keys_show_their_group_and_the_validate_response_lists_the_groups() {
+        let infos = ConfigDef::new()
+            .define(ConfigKey::new("a", ConfigType::String).group("Database"))
+            .define(ConfigKey::new("b", ConfigType::String))
+            .define(ConfigKey::new("c", ConfigType::Int).group("Connector"))
+            .define(ConfigKey::new("d", ConfigType::Int).group("Database"))
+            .infos();
+        assert_eq!(definition(&infos[0], 0)["group"], "Database");
+        assert_eq!(definition(&infos[1], 1)["group"], Value::Null);
+        assert_eq!(definition(&infos[2], 2)["group"], "Connector");
+        assert_eq!(groups(&infos), ["Common", "Database", "Connector"]);
+    }
 }

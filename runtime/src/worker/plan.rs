@@ -6,17 +6,17 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{connector_status_key, ConnectorSpec, TargetState};
+use crate::cluster::{connector_status_key, ConnectorSpec, RunState, TargetState};
 
 /// The longest wait before a failed task's automatic restart.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
 
 /// The state a connector's owner publishes for it.
-pub fn connector_state(target: TargetState) -> &'static str {
+pub fn connector_state(target: TargetState) -> RunState {
     match target {
-        TargetState::Started => "RUNNING",
-        TargetState::Paused => "PAUSED",
-        TargetState::Stopped => "STOPPED",
+        TargetState::Started => RunState::Running,
+        TargetState::Paused => RunState::Paused,
+        TargetState::Stopped => RunState::Stopped,
     }
 }
 
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(wanted(&spec(TargetState::Started, 7, &[]), 3, |_| false), vec![]);
         assert_eq!(
             [TargetState::Started, TargetState::Paused, TargetState::Stopped].map(connector_state),
-            ["RUNNING", "PAUSED", "STOPPED"]
+            [RunState::Running, RunState::Paused, RunState::Stopped]
         );
     }
 

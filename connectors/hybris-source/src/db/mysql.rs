@@ -188,7 +188,7 @@ impl MyDb {
             builder = builder.user(Some(settings.user.clone()));
         }
         if !settings.password.is_empty() {
-            builder = builder.pass(Some(settings.password.clone()));
+            builder = builder.pass(Some(settings.password.expose().to_string()));
         }
         let opts = Opts::from(builder);
         let has_password = opts.get_pass().is_some_and(|p| !p.is_empty());

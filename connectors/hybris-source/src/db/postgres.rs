@@ -51,7 +51,7 @@ pub fn connect(settings: &JdbcSettings, url: &str) -> Result<Client, ConnectFail
             config.user(user);
         }
         if !password.is_empty() {
-            config.password(password);
+            config.password(password.expose());
         }
         config.connect_timeout(settings.connect_timeout);
         config.application_name("sluice-hybris-source");

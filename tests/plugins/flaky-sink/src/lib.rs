@@ -38,14 +38,15 @@ pub struct FlakyTask {
     context: SinkContext,
 }
 
-fn definition() -> ConfigDef {
-    ConfigDef::new()
-        .define(ConfigKey::new("file", ConfigType::String).validator(Validator::NonEmpty))
-        .define(ConfigKey::new("fail.bad.every", ConfigType::Long).default_value("11"))
-        .define(ConfigKey::new("fail.retriable.every", ConfigType::Long).default_value("7"))
-        .define(ConfigKey::new("schemas.file", ConfigType::String).default_value(""))
-        .define(ConfigKey::new("probe.file", ConfigType::String).default_value(""))
-        .define(ConfigKey::new("seek.on.open", ConfigType::Long).default_value("-1"))
+config_struct! {
+    struct Settings {
+        file: String = key("file").non_empty(),
+        bad_every: i64 = key("fail.bad.every").default(11),
+        retriable_every: i64 = key("fail.retriable.every").default(7),
+        schemas_file: String = key("schemas.file").default_text(""),
+        probe_file: String = key("probe.file").default_text(""),
+        seek_on_open: i64 = key("seek.on.open").default(-1),
+    }
 }
 
 fn append(file: &str, text: &str) -> Result<(), ConnectorError> {
@@ -64,7 +65,7 @@ impl SinkConnector for FlakySink {
         ConnectorInfo { class: "test-flaky-sink", aliases: &[], version: "0.0.0", documentation: "Fails on schedule." }
     }
     fn config_def(&self) -> ConfigDef {
-        definition()
+        Settings::definition()
     }
     fn create_task(
         &self,
@@ -72,16 +73,16 @@ impl SinkConnector for FlakySink {
         _: Host,
         context: SinkContext,
     ) -> Result<FlakyTask, ConnectorError> {
-        let def = definition();
+        let s = Settings::parse(config).map_err(config::typed::config_error)?;
         Ok(FlakyTask {
-            file: config.string(&def, "file")?,
-            bad_every: config.long(&def, "fail.bad.every")?.max(1),
-            retriable_every: config.long(&def, "fail.retriable.every")?.max(1),
+            file: s.file,
+            bad_every: s.bad_every.max(1),
+            retriable_every: s.retriable_every.max(1),
             retried: HashSet::new(),
             accepted: Vec::new(),
-            schemas_file: config.string(&def, "schemas.file")?,
-            probe_file: config.string(&def, "probe.file")?,
-            seek_on_open: config.long(&def, "seek.on.open")?,
+            schemas_file: s.schemas_file,
+            probe_file: s.probe_file,
+            seek_on_open: s.seek_on_open,
             context,
         })
     }
