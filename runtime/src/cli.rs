@@ -1,4 +1,5 @@
-//! The command line: `sluice worker …` and `sluice plugins list …`.
+//! The command line: `sluice worker …`, `sluice plugins list …` and
+//! `sluice new connector …`.
 
 use std::{io::Write, path::PathBuf};
 
@@ -21,6 +22,30 @@ pub enum Command {
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// Create things: a connector plugin crate.
+    New {
+        #[command(subcommand)]
+        command: NewCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NewCommand {
+    /// Write a plugin crate for a new connector (a working sink or source,
+    /// with unit tests and a README) into a new directory.
+    Connector {
+        /// What the connector does: read Kafka into a target, or a source into Kafka.
+        #[arg(long, value_enum)]
+        kind: crate::new_connector::Kind,
+        /// The crate name, also the connector class (e.g. orders-sink).
+        name: String,
+        /// The crate's directory; it must not exist or be empty [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The connector-api crate to depend on [default: the one this sluice was built from].
+        #[arg(long, value_name = "PATH")]
+        connector_api: Option<PathBuf>,
     },
 }
 
@@ -53,6 +78,22 @@ pub fn plugins_list(plugin_path: &[PathBuf], out: &mut impl Write, err: &mut imp
     for rejection in registry.rejections() {
         writeln!(err, "warning: {rejection}")?;
     }
+    Ok(())
+}
+
+/// Writes a new connector crate and says what to do next.
+pub fn new_connector(
+    kind: crate::new_connector::Kind,
+    name: &str,
+    dir: Option<&std::path::Path>,
+    connector_api: Option<&std::path::Path>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let dir = crate::new_connector::create(kind, name, dir, connector_api)?;
+    let lib = format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
+    writeln!(out, "created the {kind:?} connector {name} in {}", dir.display())?;
+    writeln!(out, "next: cd {} && cargo test && cargo build --release", dir.display())?;
+    writeln!(out, "then: sluice plugins list --plugin-path <a directory holding target/release/{lib}>")?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod converter;
 pub mod host;
 pub mod kafka;
 pub mod metrics;
+pub mod new_connector;
 pub mod pipeline;
 pub mod plugins;
 pub mod rest;

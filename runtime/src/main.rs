@@ -1,6 +1,6 @@
 use clap::Parser;
 use sluice_runtime::{
-    cli::{self, Cli, Command, PluginsCommand},
+    cli::{self, Cli, Command, NewCommand, PluginsCommand},
     settings::Settings,
 };
 use tracing_subscriber::EnvFilter;
@@ -43,6 +43,10 @@ fn main() -> anyhow::Result<()> {
         Command::Plugins { command: PluginsCommand::List { plugin_path } } => {
             init_logging(false, "error");
             cli::plugins_list(&plugin_path, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        Command::New { command: NewCommand::Connector { kind, name, dir, connector_api } } => {
+            init_logging(false, "error");
+            cli::new_connector(kind, &name, dir.as_deref(), connector_api.as_deref(), &mut std::io::stdout())
         }
         Command::Worker(args) => {
             let settings = Settings::resolve(*args)?;
