@@ -116,7 +116,7 @@ pub enum Request {
 pub struct Recorded {
     pub requests: Arc<Mutex<Vec<Request>>>,
     pub notes: Arc<Mutex<std::collections::BTreeMap<TopicPartition, String>>>,
-    /// When set, `commit_note` fails with this message (a fenced task).
+    /// When set, `commit_note` fails (retriable) with this message: a fenced task.
     pub fenced: Arc<Mutex<Option<String>>>,
     pub incarnation: u64,
 }
@@ -152,7 +152,9 @@ impl FfiSinkContext for Recorded {
     }
     fn commit_note(&self, partition: &TopicPartition, note: RStr<'_>) -> RResult<(), ConnectorError> {
         if let Some(why) = self.fenced.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return RResult::RErr(ConnectorError::fatal(why));
+            // As the worker answers a refused commit: retriable, the next
+            // poll revokes what the task lost.
+            return RResult::RErr(ConnectorError::retriable(why));
         }
         self.notes.lock().unwrap_or_else(|p| p.into_inner()).insert(partition.clone(), note.to_string());
         self.push(Request::Note(partition.clone(), note.to_string()));
