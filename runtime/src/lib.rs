@@ -13,5 +13,6 @@ pub mod pipeline;
 pub mod plugins;
 pub mod rest;
 pub mod settings;
+pub mod state;
 pub mod transform;
 pub mod worker;

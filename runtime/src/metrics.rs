@@ -7,7 +7,7 @@ use prometheus::{
 };
 use rdkafka::{client::ClientContext, consumer::ConsumerContext, statistics::Statistics};
 
-use crate::cluster::RunState;
+use crate::state::RunState;
 
 /// The states `sluice_task_state` has a series for, per task.
 const TASK_STATES: [RunState; 4] = [RunState::Running, RunState::Paused, RunState::Failed, RunState::Unassigned];

@@ -269,6 +269,12 @@ fn odata_settings(k: &Keys, issues: &mut Issues) -> Option<ODataSettings> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_schema_blames_the_item_types_key_by_its_declared_name() {
+        assert_eq!(crate::schema::ITEM_TYPES, Keys::item_types);
+    }
+
     use super::*;
 
     fn keys(issues: &[ConfigIssue]) -> Vec<&str> {

@@ -7,7 +7,9 @@
 
 use connector_api::{ConfigIssue, ConnectorConfig};
 
-use crate::config::Keys;
+/// The key naming the item types (declared in `config.rs`; its tests check
+/// the two agree). An unknown type is blamed on it.
+pub const ITEM_TYPES: &str = "hybris.item.types";
 
 /// How one item type is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +77,7 @@ pub fn resolve(config: &ConnectorConfig, type_name: &str, odata: bool) -> Result
         (None, None) if odata => type_name.to_ascii_lowercase(),
         (None, None) => {
             return Err(ConfigIssue::new(
-                Keys::item_types,
+                ITEM_TYPES,
                 format!(
                     "unknown item type \"{type_name}\": it has no built-in mapping (Order, OrderEntry, Customer, \
                      Employee, User, Product, Address, Catalog, CatalogVersion); map it with {}",
