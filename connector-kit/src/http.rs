@@ -26,6 +26,10 @@
 
 use std::{
     fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -214,8 +218,7 @@ pub struct ClientCredentials {
     client_basic: String,
     scope: Option<String>,
     cached: Option<(String, Instant)>,
-    /// Tokens fetched so far (for logs and tests of the refresh path).
-    pub fetched: u64,
+    fetched: Arc<AtomicU64>,
 }
 
 impl ClientCredentials {
@@ -225,8 +228,13 @@ impl ClientCredentials {
             client_basic: format!("Basic {}", base64(format!("{client_id}:{client_secret}"))),
             scope: None,
             cached: None,
-            fetched: 0,
+            fetched: Arc::new(AtomicU64::new(0)),
         }
+    }
+    /// Tokens fetched so far, shared (it can be read once the source is
+    /// inside a client): for logs and tests of the refresh path.
+    pub fn fetched(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.fetched)
     }
     pub fn scope(mut self, scope: &str) -> Self {
         self.scope = Some(scope.to_string());
@@ -279,7 +287,7 @@ impl TokenSource for ClientCredentials {
         let refresh_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(lifetime / 10 + 1));
         let header = format!("Bearer {token}");
         self.cached = Some((header.clone(), refresh_at));
-        self.fetched += 1;
+        self.fetched.fetch_add(1, Ordering::Relaxed);
         Ok(header)
     }
 }
@@ -402,13 +410,15 @@ impl HttpClientBuilder {
         self.timeout = Some(d);
         self
     }
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = Some(d);
+    /// Connecting (default 10 s; `None`: only the global timeout).
+    pub fn connect_timeout(mut self, d: Option<Duration>) -> Self {
+        self.connect_timeout = d;
         self
     }
-    /// Waiting for the answer's head, and then for its body.
-    pub fn read_timeout(mut self, d: Duration) -> Self {
-        self.read_timeout = Some(d);
+    /// Waiting for the answer's head, and then for its body (default 60 s
+    /// each; `None`: only the global timeout).
+    pub fn read_timeout(mut self, d: Option<Duration>) -> Self {
+        self.read_timeout = d;
         self
     }
     pub fn user_agent(mut self, ua: &str) -> Self {
@@ -554,10 +564,13 @@ impl HttpClient {
             Some(body) => self.agent.run(builder.body(body.as_slice()).map_err(invalid)?),
             None => self.agent.run(builder.body(()).map_err(invalid)?),
         };
-        let response = Response::read(url, result.map_err(|e| transport_error(url, e))?, self.max_body)?;
-        if let Some(ms) = response.date_ms() {
+        let response = result.map_err(|e| transport_error(url, e))?;
+        // The clock first: an answer whose body cannot be read still tells the time.
+        let date = response.headers().get("date").and_then(|v| parse_http_date(v.to_str().ok()?));
+        if let Some(ms) = date {
             self.server_clock = Some((ms, Instant::now()));
         }
+        let response = Response::read(url, response, self.max_body)?;
         if (200..300).contains(&response.status) {
             return Ok(response);
         }
@@ -773,7 +786,7 @@ mod tests {
         assert_eq!(source.authorization(&agent, false).unwrap(), "Bearer abc");
         assert_eq!(source.authorization(&agent, false).unwrap(), "Bearer abc", "cached");
         assert_eq!(source.authorization(&agent, true).unwrap(), "Bearer def", "renewed");
-        assert_eq!(source.fetched, 2);
+        assert_eq!(source.fetched().load(Ordering::Relaxed), 2);
         assert_eq!(source.authorization(&agent, true).unwrap_err().status(), Some(401));
         let requests = server.requests();
         assert!(requests[0].starts_with("POST /token"), "{}", requests[0]);
