@@ -518,6 +518,15 @@ impl HttpClient {
         }
     }
 
+    /// The `Authorization` header the next request would carry (`None`
+    /// without a token source); `refresh` asks the source for a new one.
+    pub fn authorization(&mut self, refresh: bool) -> Result<Option<String>, HttpError> {
+        match self.token.as_mut() {
+            Some(token) => token.authorization(&self.agent, refresh).map(Some),
+            None => Ok(None),
+        }
+    }
+
     pub fn get(&mut self, url: &str) -> Result<Response, HttpError> {
         self.send(Request::get(url))
     }
@@ -759,6 +768,7 @@ mod tests {
             answer("401 Unauthorized", &[], "still"),
         ]);
         let mut client = HttpClient::builder(&server.url).token_source(Counting(Arc::clone(&asked))).build();
+        assert_eq!(HttpClient::builder("").build().authorization(false).unwrap(), None);
         assert_eq!(client.get("a").unwrap().text(), "fine");
         let e = client.get("b").unwrap_err();
         assert_eq!(e.status(), Some(401), "refreshed once, then given up");
