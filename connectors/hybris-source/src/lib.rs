@@ -17,6 +17,9 @@ pub mod rows;
 pub mod schema;
 pub mod source;
 
+#[cfg(test)]
+mod harness_tests;
+
 use connector_api::*;
 
 use crate::{

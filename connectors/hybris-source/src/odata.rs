@@ -2,8 +2,8 @@
 //! `/odata2webservices/<IntegrationObject>/<EntitySet>`), the only read path
 //! on Commerce Cloud.
 //!
-//! One blocking `ureq` agent per task (a plugin owns no async runtime of the
-//! worker's). Entities become the same [`ChangeRow`]s the SQL layer returns,
+//! One blocking HTTP client per task (connector-kit's, over ureq: a plugin
+//! owns no async runtime of the worker's). Entities become the same [`ChangeRow`]s the SQL layer returns,
 //! so both modes share the record builder and produce identical records: the
 //! `$metadata` types drive the conversion, because OData v2 JSON writes
 //! `Edm.Int64` and `Edm.Decimal` as strings and `Edm.DateTime` as
@@ -25,9 +25,18 @@
 
 use std::{
     collections::HashMap,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
+use chrono::{DateTime, NaiveDateTime, Timelike};
+use connector_kit::{
+    classify::excerpt as cut,
+    http::{self, BasicAuth, ClientCredentials, HttpClient, HttpError, Request},
+};
+use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -93,113 +102,63 @@ pub struct Page {
 
 pub struct Client {
     settings: ODataSettings,
-    agent: ureq::Agent,
-    /// The OAuth `Authorization` value and when to fetch a new one.
-    token: Option<(String, Instant)>,
-    /// The server's clock: the `Date` of its latest answer (ms) and when it came.
-    server_clock: Option<(i64, Instant)>,
+    /// connector-kit's blocking client: the global timeout, the user agent,
+    /// Basic or OAuth2 client-credentials authorization (a token refused
+    /// with 401 is renewed once), the server's clock from `Date`; no retries
+    /// of its own (the worker retries a poll).
+    http: HttpClient,
     metadata: Option<Metadata>,
-    /// Tokens fetched so far (for logs and tests of the refresh path).
-    pub tokens_fetched: u64,
+    /// Tokens fetched so far (OAuth2; for logs and tests of the refresh path).
+    tokens: Option<Arc<AtomicU64>>,
 }
 
 impl Client {
     pub fn new(settings: &ODataSettings) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(settings.timeout))
-            .http_status_as_error(false)
+        let builder = HttpClient::builder("")
+            .timeout(settings.timeout)
+            .connect_timeout(None)
+            .read_timeout(None)
             .user_agent("sluice-hybris-source")
-            .build()
-            .into();
-        Client { settings: settings.clone(), agent, token: None, server_clock: None, metadata: None, tokens_fetched: 0 }
+            .max_body(MAX_BODY);
+        let (http, tokens) = match &settings.auth {
+            ODataAuth::Basic { user, password } => {
+                (builder.token_source(BasicAuth::new(user, password.expose())).build(), None)
+            }
+            // client_secret_basic (RFC 6749 §2.3.1), what Hybris' authorization
+            // server accepts for the client_credentials grant.
+            ODataAuth::OAuth2 { token_url, client_id, client_secret } => {
+                let source = ClientCredentials::new(token_url, client_id, client_secret.expose());
+                let tokens = source.fetched();
+                (builder.token_source(source).build(), Some(tokens))
+            }
+        };
+        Client { settings: settings.clone(), http, metadata: None, tokens }
     }
 
     fn service_url(&self) -> String {
         format!("{}/{}", self.settings.url, self.settings.integration_object)
     }
 
+    /// The `Authorization` header value the next request carries
+    /// (`refresh`: a new OAuth token).
+    #[cfg(test)]
     fn authorization(&mut self, refresh: bool) -> Result<String, Failure> {
-        let (token_url, client_id, client_secret) = match &self.settings.auth {
-            ODataAuth::Basic { user, password } => {
-                return Ok(format!("Basic {}", base64(&format!("{user}:{}", password.expose()))))
-            }
-            ODataAuth::OAuth2 { token_url, client_id, client_secret } => (token_url, client_id, client_secret),
-        };
-        if let Some((header, refresh_at)) = &self.token {
-            if !refresh && Instant::now() < *refresh_at {
-                return Ok(header.clone());
-            }
+        match self.http.authorization(refresh) {
+            Ok(header) => Ok(header.unwrap_or_default()),
+            Err(e) => Err(failure(HttpError::Token(Box::new(e)))),
         }
-        self.token = None;
-        // client_secret_basic (RFC 6749 §2.3.1), what Hybris' authorization
-        // server accepts for the client_credentials grant.
-        let response = self
-            .agent
-            .post(token_url)
-            .header("Authorization", &format!("Basic {}", base64(&format!("{client_id}:{}", client_secret.expose()))))
-            .header("Accept", "application/json")
-            .send_form([("grant_type", "client_credentials")]);
-        let (status, body) = read(response).map_err(|f| match f {
-            Failure::Transient(m) | Failure::Other(m) => Failure::TokenUnavailable(format!("{token_url}: {m}")),
-            other => other,
-        })?;
-        match status {
-            200..=299 => {}
-            400 | 401 | 403 => {
-                return Err(Failure::TokenClient(format!("{token_url} answered HTTP {status}: {}", excerpt(&body))))
-            }
-            _ => {
-                return Err(Failure::TokenUnavailable(format!(
-                    "{token_url} answered HTTP {status}: {}",
-                    excerpt(&body)
-                )))
-            }
-        }
-        let reply: Value = serde_json::from_str(&body)
-            .map_err(|e| Failure::TokenUnavailable(format!("{token_url}: the token answer is not JSON ({e})")))?;
-        let Some(token) = reply["access_token"].as_str() else {
-            return Err(Failure::TokenUnavailable(format!("{token_url}: no access_token in {}", excerpt(&body))));
-        };
-        let lifetime = match &reply["expires_in"] {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        }
-        .unwrap_or(3600);
-        // Renew a little early so a request never leaves with a token that
-        // expires on the way; a 401 renews it anyway.
-        let refresh_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(lifetime / 10 + 1));
-        let header = format!("Bearer {token}");
-        self.token = Some((header.clone(), refresh_at));
-        self.tokens_fetched += 1;
-        Ok(header)
+    }
+
+    /// OAuth tokens fetched so far (0 with Basic authentication).
+    pub fn tokens_fetched(&self) -> u64 {
+        self.tokens.as_ref().map_or(0, |t| t.load(Ordering::Relaxed))
     }
 
     /// A GET with authentication; an OAuth token refused with 401 is renewed
     /// once (it may have expired or been revoked early).
     fn get(&mut self, url: &str, accept: &str) -> Result<String, Failure> {
-        let mut refreshed = false;
-        loop {
-            let authorization = self.authorization(refreshed)?;
-            let response = self.agent.get(url).header("Authorization", &authorization).header("Accept", accept).call();
-            let date = response.as_ref().ok().and_then(|r| r.headers().get("date")?.to_str().ok()?.parse_http_date());
-            if let Some(ms) = date {
-                self.server_clock = Some((ms, Instant::now()));
-            }
-            let (status, body) = read(response)?;
-            let oauth = matches!(self.settings.auth, ODataAuth::OAuth2 { .. });
-            return match status {
-                200..=299 => Ok(body),
-                401 if oauth && !refreshed => {
-                    refreshed = true;
-                    continue;
-                }
-                401 | 403 => Err(Failure::Auth(format!("HTTP {status}: {}", excerpt(&body)))),
-                404 => Err(Failure::NotFound(format!("HTTP 404 for {url}: {}", excerpt(&body)))),
-                408 | 429 | 500..=599 => Err(Failure::Transient(format!("HTTP {status}: {}", excerpt(&body)))),
-                _ => Err(Failure::Other(format!("HTTP {status} for {url}: {}", excerpt(&body)))),
-            };
-        }
+        let response = self.http.send(Request::get(url).header("Accept", accept)).map_err(failure)?;
+        String::from_utf8(response.body).map_err(|e| Failure::Transient(format!("{url}: {e}")))
     }
 
     /// `$metadata`, read once per client.
@@ -215,10 +174,7 @@ impl Client {
     /// The server's clock now: its latest `Date` plus the time since, or
     /// this machine's clock before any answer carried one.
     pub fn server_now_ms(&self) -> i64 {
-        match self.server_clock {
-            Some((ms, at)) => ms + at.elapsed().as_millis() as i64,
-            None => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
-        }
+        self.http.server_now_ms()
     }
 
     /// One page of `entity_set` matching `filter`, in (modifiedtime,
@@ -263,33 +219,42 @@ impl Client {
     }
 }
 
-/// Status and body of a response, or why there is none.
-fn read(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(u16, String), Failure> {
-    let mut response = response.map_err(transport)?;
-    let status = response.status().as_u16();
-    let body = response.body_mut().with_config().limit(MAX_BODY).read_to_string().map_err(transport)?;
-    Ok((status, body))
-}
-
-fn transport(e: ureq::Error) -> Failure {
+/// The client's error as this module's [`Failure`] (what validation and
+/// the task act on), with the messages the hand-written client had.
+fn failure(e: HttpError) -> Failure {
     match e {
-        ureq::Error::Timeout(_)
-        | ureq::Error::Io(_)
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::BodyStalled
-        | ureq::Error::Protocol(_) => Failure::Transient(e.to_string()),
-        other => Failure::Other(other.to_string()),
+        HttpError::Token(inner) => match *inner {
+            HttpError::Status { status: status @ (400 | 401 | 403), url, body, .. } => {
+                Failure::TokenClient(format!("{url} answered HTTP {status}: {}", excerpt(&body)))
+            }
+            HttpError::Status { status, url, body, .. } => {
+                Failure::TokenUnavailable(format!("{url} answered HTTP {status}: {}", excerpt(&body)))
+            }
+            HttpError::Transport { url, message, .. } | HttpError::Invalid { url, message } => {
+                Failure::TokenUnavailable(format!("{url}: {message}"))
+            }
+            HttpError::Token(inner) => Failure::TokenUnavailable(inner.message()),
+        },
+        HttpError::Status { status: status @ (401 | 403), body, .. } => {
+            Failure::Auth(format!("HTTP {status}: {}", excerpt(&body)))
+        }
+        HttpError::Status { status: 404, url, body, .. } => {
+            Failure::NotFound(format!("HTTP 404 for {url}: {}", excerpt(&body)))
+        }
+        HttpError::Status { status: status @ (408 | 429 | 500..=599), body, .. } => {
+            Failure::Transient(format!("HTTP {status}: {}", excerpt(&body)))
+        }
+        HttpError::Status { status, url, body, .. } => {
+            Failure::Other(format!("HTTP {status} for {url}: {}", excerpt(&body)))
+        }
+        HttpError::Transport { message, transient: true, .. } => Failure::Transient(message),
+        HttpError::Transport { message, .. } | HttpError::Invalid { message, .. } => Failure::Other(message),
     }
 }
 
 /// The start of a body for an error message.
 fn excerpt(body: &str) -> String {
-    let body = body.trim();
-    match body.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &body[..i]),
-        None => body.to_string(),
-    }
+    cut(body, 300)
 }
 
 /// The `$filter` of a scan after `after`, below `upper_ms`. A cursor without
@@ -386,167 +351,110 @@ pub fn parse_odata_date(v: &Value) -> Option<i64> {
     s[..digits_end].parse().ok()
 }
 
-// Civil calendar (proleptic Gregorian) <-> days since 1970-01-01, after
-// Howard Hinnant's well-known algorithms: no date crate for three formats.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
-}
-
-/// (date, h, m, s, ms) of epoch milliseconds.
-fn split_ms(ms: i64) -> ((i64, i64, i64), i64, i64, i64, i64) {
-    let days = ms.div_euclid(86_400_000);
-    let rest = ms.rem_euclid(86_400_000);
-    (civil_from_days(days), rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000)
+/// Epoch milliseconds as a UTC date-time (chrono covers ±262,000 years;
+/// beyond, the epoch).
+fn utc(ms: i64) -> NaiveDateTime {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default().naive_utc()
 }
 
 /// The offsets' and values' format, as jdbc mode writes it: `…T10:00:00.123000`.
 pub fn format_ts(ms: i64) -> String {
-    let ((y, mo, d), h, mi, s, milli) = split_ms(ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}000")
+    utc(ms).format("%Y-%m-%dT%H:%M:%S%.3f000").to_string()
 }
 
 /// An attribute timestamp as PostgreSQL's JSON writes it (jdbc mode):
 /// no fraction when whole seconds, else without trailing zeros.
 fn format_json_ts(ms: i64) -> String {
-    let ((y, mo, d), h, mi, s, milli) = split_ms(ms);
-    let base = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-    if milli == 0 {
-        base
-    } else {
-        format!("{base}.{}", format!("{milli:03}").trim_end_matches('0'))
+    let t = utc(ms);
+    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    match t.nanosecond() / 1_000_000 {
+        0 => base,
+        milli => format!("{base}.{}", format!("{milli:03}").trim_end_matches('0')),
     }
 }
 
 /// An OData v2 `datetime'…'` literal: `2025-03-03T10:00:00.123`.
 fn datetime_literal(ms: i64) -> String {
-    let ((y, mo, d), h, mi, s, milli) = split_ms(ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}")
+    utc(ms).format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.ffffff]` → epoch ms (sub-millisecond digits dropped).
 pub fn parse_ts(ts: &str) -> Option<i64> {
-    let (date, time) = ts.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
-    let milli = format!("{frac:0<3}").get(..3)?.parse::<i64>().ok()?;
-    Some(days_from_civil(y, mo, day) * 86_400_000 + ((h * 60 + mi) * 60 + s) * 1000 + milli)
-}
-
-trait HttpDate {
-    fn parse_http_date(&self) -> Option<i64>;
-}
-
-impl HttpDate for str {
-    /// IMF-fixdate, the only form HTTP/1.1 servers send:
-    /// `Sun, 06 Nov 1994 08:49:37 GMT`.
-    fn parse_http_date(&self) -> Option<i64> {
-        let parts: Vec<&str> = self.split_whitespace().collect();
-        let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-            return None;
-        };
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-        let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
-        parse_ts(&format!("{year}-{month:02}-{day}T{time}"))
-    }
+    let t = NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    Some(t.and_utc().timestamp_millis())
 }
 
 /// Percent-encoding of a query value (everything but RFC 3986 unreserved).
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    http::encode(s)
 }
 
+#[cfg(test)]
 fn base64(s: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (chunk.get(1).copied().unwrap_or(0) as u32) << 8
-            | chunk.get(2).copied().unwrap_or(0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    http::base64(s)
 }
 
-/// The attributes of the XML tags of `$metadata` this connector needs:
-/// `EntityType` (with its `Property` children) and `EntitySet`. EDMX is
-/// machine-written and flat enough for a tag scanner; no XML crate needed.
+#[cfg(test)]
+trait HttpDate {
+    fn parse_http_date(&self) -> Option<i64>;
+}
+
+#[cfg(test)]
+impl HttpDate for str {
+    fn parse_http_date(&self) -> Option<i64> {
+        http::parse_http_date(self)
+    }
+}
+
+/// The `EntityType`s (with their `Property` and `NavigationProperty`
+/// children) and `EntitySet`s of `$metadata`, by local name (tags may carry
+/// a namespace prefix, `edm:EntityType`). A document that stops being
+/// well-formed is read up to there.
 pub fn parse_metadata(xml: &str) -> Metadata {
     let mut types: HashMap<String, EntityType> = HashMap::new();
     let mut sets: Vec<(String, String)> = Vec::new();
     let mut current: Option<EntityType> = None;
-    let mut rest = xml;
-    while let Some(start) = rest.find('<') {
-        let Some(end) = rest[start..].find('>') else { break };
-        let tag = &rest[start + 1..start + end];
-        rest = &rest[start + end + 1..];
-        let closing = tag.starts_with('/');
-        let body = tag.trim_start_matches('/').trim_end_matches('/');
-        let name = body.split_whitespace().next().unwrap_or("");
-        // Tags may carry a namespace prefix (edm:EntityType).
-        let local = name.rsplit(':').next().unwrap_or(name);
-        match (local, closing) {
-            ("EntityType", false) => {
-                current = Some(EntityType { name: attribute(body, "Name").unwrap_or_default(), ..Default::default() });
-                if tag.ends_with('/') {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    // Lenient as EDMX readers are: a mismatched end tag does not end the scan.
+    reader.config_mut().check_end_names = false;
+    loop {
+        let (tag, empty) = match reader.read_event() {
+            Ok(Event::Start(tag)) => (tag, false),
+            Ok(Event::Empty(tag)) => (tag, true),
+            Ok(Event::End(end)) => {
+                if end.local_name().as_ref() == b"EntityType" {
+                    if let Some(t) = current.take() {
+                        types.insert(t.name.clone(), t);
+                    }
+                }
+                continue;
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        match tag.local_name().as_ref() {
+            b"EntityType" => {
+                current = Some(EntityType { name: attribute(&tag, "Name").unwrap_or_default(), ..Default::default() });
+                if empty {
                     if let Some(t) = current.take() {
                         types.insert(t.name.clone(), t);
                     }
                 }
             }
-            ("EntityType", true) => {
-                if let Some(t) = current.take() {
-                    types.insert(t.name.clone(), t);
-                }
-            }
-            ("Property", false) => {
+            b"Property" => {
                 if let (Some(t), Some(n), Some(ty)) =
-                    (current.as_mut(), attribute(body, "Name"), attribute(body, "Type"))
+                    (current.as_mut(), attribute(&tag, "Name"), attribute(&tag, "Type"))
                 {
                     t.properties.insert(n, ty);
                 }
             }
-            ("NavigationProperty", false) => {
-                if let (Some(t), Some(n)) = (current.as_mut(), attribute(body, "Name")) {
+            b"NavigationProperty" => {
+                if let (Some(t), Some(n)) = (current.as_mut(), attribute(&tag, "Name")) {
                     t.properties.insert(n, "Navigation".to_string());
                 }
             }
-            ("EntitySet", false) => {
-                if let (Some(n), Some(ty)) = (attribute(body, "Name"), attribute(body, "EntityType")) {
+            b"EntitySet" => {
+                if let (Some(n), Some(ty)) = (attribute(&tag, "Name"), attribute(&tag, "EntityType")) {
                     sets.push((n, ty));
                 }
             }
@@ -563,28 +471,10 @@ pub fn parse_metadata(xml: &str) -> Metadata {
     Metadata { sets }
 }
 
-/// `Name="x"` of a tag body, XML entities decoded.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let needle = format!("{name}=\"");
-    let mut search = tag;
-    loop {
-        let at = search.find(&needle)?;
-        // A whole attribute name, not the end of another (EntityType vs Type).
-        let whole = at == 0 || search.as_bytes()[at - 1].is_ascii_whitespace();
-        let value_start = at + needle.len();
-        if whole {
-            let len = search[value_start..].find('"')?;
-            return Some(
-                search[value_start..value_start + len]
-                    .replace("&quot;", "\"")
-                    .replace("&apos;", "'")
-                    .replace("&lt;", "<")
-                    .replace("&gt;", ">")
-                    .replace("&amp;", "&"),
-            );
-        }
-        search = &search[value_start..];
-    }
+/// Attribute `name` of a tag, XML entities decoded.
+fn attribute(tag: &BytesStart<'_>, name: &str) -> Option<String> {
+    let a = tag.try_get_attribute(name).ok()??;
+    Some(a.unescape_value().ok()?.into_owned())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::{
 };
 
 use connector_api::{ConnectorError, Host, SourceOffset, SourceRecord};
+use connector_kit::metrics::Counter;
 use serde_json::{json, Map, Value};
 
 use crate::{
@@ -56,6 +57,8 @@ struct TypePoller {
     key_attribute: String,
     /// hybris.mode=odata: the `$skip` scan in progress.
     scan: Option<Scan>,
+    /// `hybris_rows_read_total` of this item type.
+    rows_read: Counter,
 }
 
 /// hybris.mode=odata: one keyset query paged with `$skip`. The filter is
@@ -151,6 +154,12 @@ impl HybrisTask {
                 deletions: None,
                 deletions_enabled: settings.backend.deletions_table().is_some(),
                 scan: None,
+                rows_read: Counter::new(
+                    &host,
+                    "hybris_rows_read_total",
+                    "Hybris rows (changes and deletions) turned into records",
+                )
+                .label("itemtype", &item.type_name),
             })
             .collect();
         HybrisTask {
@@ -333,12 +342,7 @@ impl HybrisTask {
             });
         }
         if !records.is_empty() {
-            self.host.counter(
-                "hybris_rows_read_total",
-                "Hybris rows (changes and deletions) turned into records",
-                &[("itemtype", &self.pollers[index].item.type_name)],
-                records.len() as f64,
-            );
+            self.pollers[index].rows_read.add(records.len() as f64);
         }
         Ok((records, changes_full || deletions_full))
     }
@@ -405,12 +409,7 @@ impl HybrisTask {
             records.push(change_record(poller, row, topic));
         }
         if !records.is_empty() {
-            self.host.counter(
-                "hybris_rows_read_total",
-                "Hybris rows (changes and deletions) turned into records",
-                &[("itemtype", &type_name)],
-                records.len() as f64,
-            );
+            self.pollers[index].rows_read.add(records.len() as f64);
         }
         Ok((records, more))
     }

@@ -100,12 +100,7 @@ impl S3SinkTask {
     pub fn new(cfg: S3SinkConfig, host: Host) -> Result<Self, ConnectorError> {
         // The task owns its runtime (never the worker's): two workers run the
         // background part uploads while `put` blocks on the rest.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("s3-sink-io")
-            .enable_all()
-            .build()
-            .map_err(|e| ConnectorError::fatal(format!("cannot start the S3 sink's I/O runtime: {e}")))?;
+        let rt = connector_kit::runtime::multi_thread("s3-sink-io", 2)?;
         let client = rt.block_on(upload::client(&cfg));
         let deterministic = cfg.deterministic();
         let up = Uploader {

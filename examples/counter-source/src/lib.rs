@@ -97,3 +97,39 @@ impl SourceTask for CounterTask {
 }
 
 connector_api::export_plugin! { sinks: [], sources: [CounterSource] }
+
+#[cfg(test)]
+mod tests {
+    use connector_kit::harness::SourceHarness;
+
+    use super::*;
+
+    fn config() -> ConnectorConfig {
+        ConnectorConfig::new().with("topic", "numbers").with("counter.interval.ms", "0").with("counter.batch.size", "3")
+    }
+
+    #[test]
+    fn a_crash_resumes_after_the_committed_number_and_loses_none() {
+        let mut h = SourceHarness::new(CounterSource, config(), &[]).unwrap();
+        h.poll(100).unwrap();
+        h.commit().unwrap();
+        h.poll(100).unwrap(); // 3, 4, 5: produced, never acknowledged
+        h.crash().unwrap();
+        h.poll_until(3, 100, 5).unwrap();
+        h.assert_no_record_lost();
+        assert_eq!(h.values(), ["0", "1", "2", "3", "4", "5", "3", "4", "5"]);
+        assert_eq!(h.committed_offsets(), [SourceOffset::new(r#"{"counter":"numbers"}"#, r#"{"n":2}"#)]);
+    }
+
+    #[test]
+    fn a_partial_acknowledgement_commits_only_the_acknowledged_numbers() {
+        let mut h = SourceHarness::new(CounterSource, config().with("counter.max", "5"), &[]).unwrap();
+        h.poll_until(5, 100, 5).unwrap();
+        h.commit_first(4).unwrap();
+        h.crash().unwrap();
+        let again = h.poll_until(1, 100, 5).unwrap();
+        assert_eq!(again.len(), 1, "only number 4 is left below counter.max");
+        assert_eq!(h.values().last().map(String::as_str), Some("4"));
+        h.assert_no_record_lost();
+    }
+}

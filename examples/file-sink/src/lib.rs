@@ -92,3 +92,89 @@ impl SinkTask for FileSinkTask {
 }
 
 connector_api::export_plugin! { sinks: [FileSink], sources: [] }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use connector_kit::harness::{OwnedRecord, RecordBuilder, SinkHarness};
+
+    use super::*;
+
+    fn harness() -> (tempfile::TempDir, std::path::PathBuf, SinkHarness<FileSink>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.tsv");
+        let config = ConnectorConfig::new().with("file", path.to_str().unwrap());
+        let h = SinkHarness::new(FileSink, config).unwrap();
+        (dir, path, h)
+    }
+
+    fn records(partition: i32, from: i64, n: usize) -> Vec<OwnedRecord> {
+        RecordBuilder::new("orders", partition).at(from).records(n, |b, o| {
+            b.key(format!("k{o}")).value(format!("v{o}"));
+        })
+    }
+
+    /// (partition, offset) → lines holding it.
+    fn lines(path: &std::path::Path) -> BTreeMap<(i32, i64), usize> {
+        let mut seen = BTreeMap::new();
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert_eq!(f.len(), 5, "{line}");
+            *seen.entry((f[1].parse().unwrap(), f[2].parse().unwrap())).or_insert(0) += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn after_a_crash_the_lines_not_synced_come_back_from_the_committed_offset() {
+        let (_dir, path, mut h) = harness();
+        h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+        h.put(&records(0, 0, 4)).unwrap();
+        h.commit().unwrap();
+        h.assert_durable("orders", 0, 4);
+        // Buffered but never synced when the process dies.
+        h.put(&records(0, 4, 3)).unwrap();
+        h.crash_without_destructors().unwrap();
+        h.commit().unwrap();
+        h.assert_durable("orders", 0, 7);
+        let lines = lines(&path);
+        assert_eq!(lines.values().copied().collect::<Vec<_>>(), [1; 7], "{lines:?}");
+        for r in h.durable_records() {
+            assert!(lines.contains_key(&(r.partition, r.offset)));
+        }
+        h.never_past_unsettled();
+    }
+
+    #[test]
+    fn a_partition_revoked_mid_batch_keeps_only_what_was_committed_and_comes_back_whole() {
+        let (_dir, path, mut h) = harness();
+        let (p0, p1) = (TopicPartition::new("orders", 0), TopicPartition::new("orders", 1));
+        h.open(&[p0.clone(), p1.clone()]).unwrap();
+        let (a, b) = (records(0, 0, 4), records(1, 0, 4));
+        h.put(&[&a[..2], &b[..2]].concat()).unwrap();
+        h.revoke(std::slice::from_ref(&p1)).unwrap();
+        h.put(&[&a[2..], &b[2..]].concat()).unwrap();
+        h.commit().unwrap();
+        assert_eq!(h.durable(), BTreeMap::from([(p0.clone(), 4), (p1.clone(), 2)]));
+        assert!(!lines(&path).contains_key(&(1, 2)), "records of a revoked partition are not put");
+        h.open(std::slice::from_ref(&p1)).unwrap();
+        h.redeliver().unwrap();
+        h.commit().unwrap();
+        assert_eq!(h.durable(), BTreeMap::from([(p0, 4), (p1, 4)]));
+        assert_eq!(lines(&path).values().copied().collect::<Vec<_>>(), [1; 8]);
+        h.never_past_unsettled();
+    }
+
+    #[test]
+    fn lines_carry_key_and_value_and_a_tombstone_is_empty() {
+        let (_dir, path, mut h) = harness();
+        h.open(&[TopicPartition::new("t", 2)]).unwrap();
+        let mut b = RecordBuilder::new("t", 2).at(9);
+        b.key("k").value("v").header("h", "x").push().tombstone().push();
+        h.put(&b.build()).unwrap();
+        h.stop().unwrap();
+        h.assert_durable("t", 2, 11);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "t\t2\t9\tk\tv\nt\t2\t10\t\t\n");
+    }
+}

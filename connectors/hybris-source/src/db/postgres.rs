@@ -25,14 +25,10 @@ pub fn is_transient(e: &postgres::Error) -> bool {
     match e.code() {
         // No SQLSTATE: I/O, a closed connection, a timeout.
         None => true,
-        Some(state) => {
-            let code = state.code();
-            code.starts_with("08") // connection exception
-                || code.starts_with("53") // insufficient resources
-                || code.starts_with("57") // operator intervention (shutdown, cancel)
-                || code.starts_with("40") // serialization failure, deadlock
-                || code == "55P03" // lock not available
-        }
+        // 08 connection exception, 53 insufficient resources, 57 operator
+        // intervention (shutdown, cancel), 40 serialization failure and
+        // deadlock, 55P03 lock not available: connector-kit's table.
+        Some(state) => connector_kit::classify::sqlstate_is_transient(state.code()),
     }
 }
 
