@@ -154,6 +154,7 @@ fn the_rest_api_speaks_kafka_connect() {
     assert_eq!(w.request("POST", &format!("/connectors/{name}/restart"), None).0, 204);
     let (code, body) = w.request("POST", &format!("/connectors/{name}/restart?includeTasks=true"), None);
     assert_eq!(code, 202);
+    assert_eq!(body["connector"]["state"], "RESTARTING");
     assert_eq!(body["tasks"][0]["state"], "RESTARTING");
     assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 202);
     wait_until("the connector to be STOPPED", Duration::from_secs(30), || {
@@ -303,4 +304,86 @@ fn topic_tracking_settings_turn_the_topics_endpoints_off_with_a_403() {
     assert_eq!(answer["message"], "Topic tracking is disabled.");
     let (code, answer) = off.request("PUT", &format!("/connectors/{sink}/topics/reset"), None);
     assert_eq!((code, &answer["message"]), (403, &json!("Topic tracking is disabled.")), "{answer}");
+}
+
+/// A log line without its ANSI colours.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How many times task `task` of `connector` started in the worker's log.
+fn task_starts(w: &WorkerProcess, connector: &str, task: i32) -> usize {
+    let span = format!("task{{connector={connector} task={task}}}");
+    w.log_text().lines().map(plain).filter(|l| l.contains(&span) && l.contains("task starting")).count()
+}
+
+/// `POST /connectors/{name}/restart` for the four flag combinations, on a
+/// connector whose task 0 is FAILED and task 1 RUNNING. Reproduces Kafka
+/// Connect's `ConnectorsResource.restartConnector` (204 with neither flag,
+/// else 202 with the status) and `RestartRequest.shouldRestartConnector` /
+/// `shouldRestartTask` as `AbstractHerder.buildRestartPlan` applies them.
+#[test]
+fn restart_restarts_what_include_tasks_and_only_failed_select() {
+    // No automatic restarts: task 0 stays FAILED until a request restarts it.
+    let w = WorkerProcess::start(&unique("restart"), &["--task-restart-backoff-ms", "0"], &[]);
+    let topic = unique("restart-in");
+    create_topic(&topic, 1);
+    let name = unique("restart-matrix");
+    let body = json!({"name": name, "config": {
+        "connector.class": "test-panicky-sink", "topics": topic, "tasks.max": "2", "fail.task": "0",
+    }});
+    assert_eq!(w.request("POST", "/connectors", Some(&body.to_string())).0, 201);
+    let settled = |starts: (usize, usize)| {
+        wait_until(
+            &format!("task 0 FAILED, task 1 RUNNING, started {starts:?} times"),
+            Duration::from_secs(60),
+            || {
+                let (_, s) = w.get(&format!("/connectors/{name}/status"));
+                (s["connector"]["state"] == "RUNNING"
+                    && s["tasks"][0]["state"] == "FAILED"
+                    && s["tasks"][1]["state"] == "RUNNING"
+                    && (task_starts(&w, &name, 0), task_starts(&w, &name, 1)) >= starts)
+                    .then_some(())
+            },
+        );
+    };
+    settled((1, 1));
+    let restart = |query: &str| w.request("POST", &format!("/connectors/{name}/restart{query}"), None);
+    let states = |body: &serde_json::Value| {
+        (body["connector"]["state"].clone(), body["tasks"][0]["state"].clone(), body["tasks"][1]["state"].clone())
+    };
+
+    // onlyFailed alone: the connector is not FAILED and tasks are not included.
+    let (code, body) = restart("?onlyFailed=true");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(states(&body), (json!("RUNNING"), json!("FAILED"), json!("RUNNING")), "{body}");
+
+    // includeTasks & onlyFailed: the FAILED task alone.
+    let (code, body) = restart("?includeTasks=true&onlyFailed=true");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(states(&body), (json!("RUNNING"), json!("RESTARTING"), json!("RUNNING")), "{body}");
+    settled((2, 1));
+
+    // Neither flag: the connector object alone, 204 and no body.
+    assert_eq!(restart(""), (204, serde_json::Value::Null));
+    assert_eq!(restart("?includeTasks=false&onlyFailed=false").0, 204);
+
+    // includeTasks alone: the connector and every task.
+    let (code, body) = restart("?includeTasks=true");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(states(&body), (json!("RESTARTING"), json!("RESTARTING"), json!("RESTARTING")), "{body}");
+    settled((3, 2));
+    // Each task started once per request that selected it, no more.
+    assert_eq!((task_starts(&w, &name, 0), task_starts(&w, &name, 1)), (3, 2), "log:\n{}", w.log_text());
+
+    assert_eq!(w.request("POST", "/connectors/nope/restart?includeTasks=true", None).0, 404);
 }

@@ -22,7 +22,7 @@ use crate::{
     },
     connector_config::{self, masked},
     plugins::Kind,
-    worker::{class_and_runtime, Worker},
+    worker::{class_and_runtime, Worker, CONNECTOR_SLOT},
 };
 
 pub(super) fn spec(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
@@ -380,19 +380,41 @@ pub async fn restart(
     blocking(move || {
         let worker = &state.worker;
         let spec = spec(worker, &name)?;
-        if !include_tasks && !only_failed {
-            // Connectors are stateless factories here: restarting the
-            // connector object alone has nothing to restart.
+        let mut status = status_json(worker, &name, &spec);
+        let connector_state = status["connector"]["state"].as_str().unwrap_or_default().to_string();
+        let task_states: Vec<(i32, String)> = status["tasks"]
+            .as_array()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .filter_map(|t| {
+                        Some((t["id"].as_i64()? as i32, t["state"].as_str().unwrap_or_default().to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let borrowed: Vec<(i32, &str)> = task_states.iter().map(|(id, s)| (*id, s.as_str())).collect();
+        let plan = super::restart::plan(include_tasks, only_failed, &connector_state, &borrowed);
+        // One restart record per part: the connector object (which computes
+        // its task configs again) and each restarting task.
+        let parts = plan.connector.then_some(CONNECTOR_SLOT).into_iter().chain(plan.tasks.iter().copied());
+        for part in parts {
+            let record = ConfigRecord::Restart { request_id: new_request_id(), task: Some(part), only_failed: false };
+            match write(worker, &name, record)? {
+                Applied::Done => {}
+                Applied::NotFound(m) => return Err(ApiError::not_found(m)),
+                other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+            }
+        }
+        if plan.no_content {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        let record = ConfigRecord::Restart { request_id: new_request_id(), task: None, only_failed };
-        write(worker, &name, record)?;
-        let mut status = status_json(worker, &name, &spec);
+        if plan.connector {
+            status["connector"]["state"] = json!("RESTARTING");
+        }
         if let Some(tasks) = status["tasks"].as_array_mut() {
-            for t in tasks.iter_mut() {
-                if !only_failed || t["state"] == "FAILED" {
-                    t["state"] = json!("RESTARTING");
-                }
+            for t in tasks.iter_mut().filter(|t| t["id"].as_i64().is_some_and(|id| plan.tasks.contains(&(id as i32)))) {
+                t["state"] = json!("RESTARTING");
             }
         }
         Ok((StatusCode::ACCEPTED, Json(status)).into_response())

@@ -8,6 +8,7 @@ mod dlq_replay;
 mod error;
 mod openapi;
 mod plugins;
+mod restart;
 
 use std::sync::Arc;
 

@@ -22,7 +22,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/connectors/{name}/tasks", "Task configs", "200"),
     ("get", "/connectors/{name}/tasks/{task}/status", "One task's state", "200"),
     ("post", "/connectors/{name}/tasks/{task}/restart", "Restart one task", "204"),
-    ("post", "/connectors/{name}/restart", "Restart; ?includeTasks=&onlyFailed=", "204"),
+    (
+        "post",
+        "/connectors/{name}/restart",
+        "Restart; ?includeTasks=&onlyFailed= (202 with the status unless neither is given)",
+        "204",
+    ),
     ("put", "/connectors/{name}/pause", "Pause", "202"),
     ("put", "/connectors/{name}/resume", "Resume", "202"),
     ("put", "/connectors/{name}/stop", "Stop (frees task resources)", "202"),
