@@ -75,11 +75,12 @@ pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(crate::metrics::Metrics::new()?);
     let worker = crate::worker::Worker::new(cluster, registry, metrics, settings.restart_backoff);
     worker.spawn()?;
-    let state = Arc::new(crate::rest::AppState {
-        worker: worker.clone(),
-        cluster_id: settings.cluster_id.clone(),
-        auth: settings.auth.clone(),
+    let kafka_cluster_id = crate::kafka::cluster_id(&settings.kafka).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read the Kafka cluster id; GET / reports it as unknown");
+        "unknown".to_string()
     });
+    let state =
+        Arc::new(crate::rest::AppState { worker: worker.clone(), kafka_cluster_id, auth: settings.auth.clone() });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&settings.rest_listen)

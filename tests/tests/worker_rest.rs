@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{consume, create_topic, produce, unique, wait_until, WorkerProcess};
+use sluice_tests::{consume, create_topic, kafka_cluster_id, produce, unique, wait_until, WorkerProcess};
 
 fn file_sink(name: &str, topic: &str, file: &str) -> String {
     json!({
@@ -26,9 +26,14 @@ fn the_rest_api_speaks_kafka_connect() {
     let out = dir.path().join("out.txt").to_string_lossy().to_string();
     let w = WorkerProcess::start(&unique("rest"), &[], &[]);
 
+    // `RootResource.serverInfo`: the version, the build's commit and the
+    // Kafka cluster's id (not Sluice's cluster name).
     let (code, root) = w.get("/");
     assert_eq!(code, 200);
-    assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string(), "{root}");
+    assert!(root["version"].is_string(), "{root}");
+    assert_eq!(root["kafka_cluster_id"], kafka_cluster_id().as_str(), "{root}");
+    let commit = root["commit"].as_str().unwrap_or_default();
+    assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{root}");
     assert_eq!(
         w.get("/health"),
         (200, json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}))
@@ -106,7 +111,9 @@ fn the_rest_api_speaks_kafka_connect() {
     assert_eq!(config["file.token"], "[hidden]");
     let status = w.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(30));
     assert_eq!(status["connector"]["state"], "RUNNING");
-    assert_eq!(status["tasks"][0]["worker_id"], w.url.as_str());
+    // `host:port`, as Kafka Connect's (`RestServer.advertisedUrl`).
+    assert_eq!(status["tasks"][0]["worker_id"], w.worker_id().as_str());
+    assert_eq!(status["connector"]["worker_id"], w.worker_id().as_str());
     let (code, tasks) = w.get(&format!("/connectors/{name}/tasks"));
     assert_eq!(code, 200);
     assert_eq!(tasks[0]["id"], json!({"connector": name, "task": 0}));
@@ -129,17 +136,16 @@ fn the_rest_api_speaks_kafka_connect() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(body["config"].get("offset.flush.interval.ms").is_none(), "{body}");
-    let (code, _) = w.request(
+    // `ConnectorsResource.putConnectorConfig`: 201 + Location when it created.
+    let put_created = unique("put-created");
+    let (code, headers, _) = w.exchange(
         "PUT",
-        &format!("/connectors/{}/config", unique("put-created")),
-        Some(
-            &json!({
-                "connector.class": "example-file-sink", "topics": topic, "file": out,
-            })
-            .to_string(),
-        ),
+        &format!("/connectors/{put_created}/config"),
+        Some(&json!({"connector.class": "example-file-sink", "topics": topic, "file": out}).to_string()),
+        Some("application/json"),
     );
     assert_eq!(code, 201);
+    assert!(headers.contains(&("location".to_string(), format!("/connectors/{put_created}"))), "{headers:?}");
 
     // Lifecycle: pause, resume, stop; offsets change only while STOPPED.
     assert_eq!(w.request("PUT", &format!("/connectors/{name}/pause"), None).0, 202);
@@ -156,7 +162,8 @@ fn the_rest_api_speaks_kafka_connect() {
     assert_eq!(code, 202);
     assert_eq!(body["connector"]["state"], "RESTARTING");
     assert_eq!(body["tasks"][0]["state"], "RESTARTING");
-    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 202);
+    // `ConnectorsResource.stopConnector` returns nothing: 204.
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 204);
     wait_until("the connector to be STOPPED", Duration::from_secs(30), || {
         let (_, s) = w.get(&format!("/connectors/{name}/status"));
         (s["connector"]["state"] == "STOPPED" && s["tasks"] == json!([])).then_some(())
@@ -386,4 +393,57 @@ fn restart_restarts_what_include_tasks_and_only_failed_select() {
     assert_eq!((task_starts(&w, &name, 0), task_starts(&w, &name, 1)), (3, 2), "log:\n{}", w.log_text());
 
     assert_eq!(w.request("POST", "/connectors/nope/restart?includeTasks=true", None).0, 404);
+}
+
+/// Kafka Connect's smaller rules: connector names trimmed
+/// (`ConnectorsResource.createConnector`) and refused with control characters
+/// (`ConfigDef.NonEmptyStringWithoutControlChars`), `initial_state` in any
+/// case (`CreateConnectorRequest.InitialState.forValue`), 415 for a body that
+/// is not JSON (Jersey's `@Consumes(APPLICATION_JSON)`), and every error,
+/// routing ones included, with the `{error_code, message}` body
+/// (`ConnectExceptionMapper`).
+#[test]
+fn names_states_media_types_and_errors_follow_kafka_connect() {
+    let w = WorkerProcess::start(&unique("rules"), &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt").to_string_lossy().to_string();
+    let topic = unique("rules-topic");
+    create_topic(&topic, 1);
+
+    let name = unique("trimmed");
+    let body = json!({"name": format!("  {name}\t"), "initial_state": "paused",
+        "config": {"connector.class": "example-file-sink", "topics": topic, "file": out}});
+    let (code, created) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["name"], name.as_str());
+    w.wait_tasks_state(&name, 1, "PAUSED", Duration::from_secs(30));
+    let body = json!({"name": "bad\u{7}name", "config": {"connector.class": "example-file-sink", "topics": topic, "file": out}});
+    let (code, refused) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!((code, &refused["error_code"]), (400, &json!(400)), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("control characters"), "{refused}");
+    assert_eq!(w.get("/connectors/bad%0Aname/config").0, 404);
+    let (code, _) =
+        w.request("PUT", "/connectors/bad%0Aname/config", Some(r#"{"connector.class":"example-file-sink"}"#));
+    assert_eq!(code, 400);
+
+    // Not JSON: 415, whatever the body.
+    let (code, _, body) = w.exchange("POST", "/connectors", Some("name=x"), Some("application/x-www-form-urlencoded"));
+    assert_eq!((code, &body["error_code"]), (415, &json!(415)), "{body}");
+    let (code, _, body) = w.exchange("PUT", &format!("/connectors/{name}/config"), Some("{}"), None);
+    assert_eq!((code, &body["error_code"]), (415, &json!(415)), "{body}");
+    let (code, _, body) = w.exchange("POST", "/connectors", Some("{not json"), Some("application/json; charset=utf-8"));
+    assert_eq!((code, &body["error_code"]), (400, &json!(400)), "{body}");
+
+    // Routing errors carry the error body too.
+    for (method, path, expected) in [
+        ("GET", "/no/such/route", 404),
+        ("DELETE", "/connectors", 405),
+        ("POST", &format!("/connectors/{name}/pause") as &str, 405),
+        ("GET", &format!("/connectors/{name}/tasks/abc/status") as &str, 400),
+    ] {
+        let (code, _, body) = w.exchange(method, path, None, None);
+        assert_eq!(code, expected, "{method} {path}: {body}");
+        assert_eq!(body["error_code"], expected, "{method} {path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {body}");
+    }
 }

@@ -150,11 +150,20 @@ fn write(worker: &Worker, name: &str, record: ConfigRecord) -> ApiResult<Applied
     worker.cluster.write(name, record).map_err(ApiError::internal)
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || name.contains('/') || name.starts_with("__") {
+/// A connector name as Kafka Connect takes it: trimmed
+/// (`ConnectorsResource.createConnector`) and without control characters
+/// (`ConfigDef.NonEmptyStringWithoutControlChars`, the validator of
+/// `ConnectorConfig`'s `name`); `/` and a leading `__` are Sluice's own
+/// refusals (paths; the offsets topic's internal keys).
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!("name: the connector name {name:?} contains control characters")));
+    }
+    if name.is_empty() || name.contains('/') || name.starts_with("__") {
         return Err(ApiError::bad_request(format!("name: invalid connector name {name:?}")));
     }
-    Ok(())
+    Ok(name.to_string())
 }
 
 fn query_values(query: &Option<String>, key: &str) -> Vec<String> {
@@ -194,14 +203,14 @@ pub async fn list(State(state): State<Shared>, RawQuery(query): RawQuery) -> Api
 
 pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Response> {
     let body = parse_json(&body)?;
-    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    check_name(&name)?;
+    let name = check_name(body.get("name").and_then(Value::as_str).unwrap_or_default())?;
     let mut config = config_map(body.get("config").unwrap_or(&Value::Null), "config")?;
     if config.get("name").is_some_and(|n| *n != name) {
         return Err(ApiError::bad_request("name: the connector name in the config differs from the request's name"));
     }
     config.insert("name".into(), name.clone());
-    let target = match body.get("initial_state").and_then(Value::as_str) {
+    // Any case, as `CreateConnectorRequest.InitialState.forValue` reads it.
+    let target = match body.get("initial_state").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
         None | Some("RUNNING") => TargetState::Started,
         Some("PAUSED") => TargetState::Paused,
         Some("STOPPED") => TargetState::Stopped,
@@ -243,8 +252,14 @@ async fn replace_config(state: Shared, name: String, config: BTreeMap<String, St
         let record = ConfigRecord::Put { request_id: new_request_id(), create_only: false, config, target: None };
         let applied = write(worker, &name, record)?;
         let spec = spec(worker, &name)?;
-        let code = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok((code, Json(info_json(worker, &name, &spec))).into_response())
+        let info = Json(info_json(worker, &name, &spec));
+        // `ConnectorsResource.putConnectorConfig`: 201 with a Location when
+        // the PUT created the connector, 200 when it replaced one.
+        Ok(if applied == Applied::Created {
+            (StatusCode::CREATED, [(header::LOCATION, format!("/connectors/{name}"))], info).into_response()
+        } else {
+            (StatusCode::OK, info).into_response()
+        })
     })
     .await
 }
@@ -263,7 +278,7 @@ fn keep_hidden(stored: Option<&ConnectorSpec>, config: &mut BTreeMap<String, Str
 }
 
 pub async fn put_config(State(state): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
-    check_name(&name)?;
+    let name = check_name(&name)?;
     let mut config = config_map(&parse_json(&body)?, "the config")?;
     if config.get("name").is_some_and(|n| *n != name) {
         return Err(ApiError::bad_request("name: the connector name in the config differs from the URL's name"));
@@ -422,10 +437,13 @@ pub async fn restart(
     .await
 }
 
+/// Pause and resume answer 202 (`ConnectorsResource.pauseConnector`,
+/// `resumeConnector`); stop 204 (`stopConnector` returns nothing).
 async fn set_target(state: Shared, name: String, target: TargetState) -> ApiResult<StatusCode> {
+    let answer = if target == TargetState::Stopped { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED };
     blocking(move || {
         match write(&state.worker, &name, ConfigRecord::Target { request_id: new_request_id(), state: target })? {
-            Applied::Done => Ok(StatusCode::ACCEPTED),
+            Applied::Done => Ok(answer),
             Applied::NotFound(m) => Err(ApiError::not_found(m)),
             other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
         }
