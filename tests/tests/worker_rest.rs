@@ -169,7 +169,15 @@ fn the_rest_api_speaks_kafka_connect() {
         (s["connector"]["state"] == "STOPPED" && s["tasks"] == json!([])).then_some(())
     });
     let patch = json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]});
-    assert_eq!(w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&patch.to_string())).0, 200);
+    // Taken once the stopped task has left the consumer group.
+    wait_until("the offsets to be alterable", Duration::from_secs(60), || {
+        let (code, body) = w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&patch.to_string()));
+        match code {
+            200 => Some(()),
+            400 if body["message"].as_str().is_some_and(|m| m.contains("still stopping")) => None,
+            _ => panic!("{code}: {body}"),
+        }
+    });
     let (_, offsets) = w.get(&format!("/connectors/{name}/offsets"));
     assert_eq!(offsets["offsets"][0]["offset"]["kafka_offset"], 0, "{offsets}");
     let (code, body) = w.request("DELETE", &format!("/connectors/{name}/offsets"), None);
@@ -446,4 +454,79 @@ fn names_states_media_types_and_errors_follow_kafka_connect() {
         assert_eq!(body["error_code"], expected, "{method} {path}: {body}");
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {body}");
     }
+}
+
+/// The offsets API as Kafka Connect's (KIP-875): a `topics.regex` sink's
+/// committed offsets in GET (`Worker.sinkConnectorOffsets`), changes only
+/// while STOPPED (`modifyConnectorOffsetsChecks`: 400), an empty list refused
+/// (`ConnectorsResource.alterConnectorOffsets`), offsets given as strings
+/// (`SinkUtils.parseSinkConnectorOffsets`), and `"offset": null` resetting
+/// that one partition (`Worker.alterSinkConnectorOffsets`).
+#[test]
+fn sink_offsets_follow_kafka_connect() {
+    let w = WorkerProcess::start(&unique("offsets"), &[], &[]);
+    let prefix = unique("offsets-rx");
+    let topic = format!("{prefix}-a");
+    create_topic(&topic, 2);
+    for p in 0..2 {
+        produce(&topic, p, &[(None, Some("a")), (None, Some("b")), (None, Some("c"))]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("offsets-sink");
+    let body = json!({"name": name, "config": {
+        "connector.class": "example-file-sink", "topics.regex": format!("{prefix}-.*"),
+        "file": dir.path().join("out.txt").to_string_lossy(), "offset.flush.interval.ms": "200",
+    }});
+    assert_eq!(w.request("POST", "/connectors", Some(&body.to_string())).0, 201);
+    let offsets = |w: &WorkerProcess| {
+        let (_, body) = w.get(&format!("/connectors/{name}/offsets"));
+        let mut list: Vec<(String, i64, i64)> = body["offsets"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|e| {
+                        let p = &e["partition"];
+                        (
+                            p["kafka_topic"].as_str().unwrap_or_default().to_string(),
+                            p["kafka_partition"].as_i64().unwrap_or(-1),
+                            e["offset"]["kafka_offset"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.sort();
+        list
+    };
+    wait_until("the regex sink's committed offsets in GET", Duration::from_secs(60), || {
+        (offsets(&w) == vec![(topic.clone(), 0, 3), (topic.clone(), 1, 3)]).then_some(())
+    });
+
+    let patch =
+        |body: serde_json::Value| w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&body.to_string()));
+    let one = |partition: i32, offset: serde_json::Value| json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": partition}, "offset": offset}]});
+    let (code, body) = patch(one(0, json!({"kafka_offset": 1})));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("STOPPED"), "{body}");
+
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 204);
+    // Once its tasks have left the group, a change is taken; "1" as a string.
+    wait_until("the stopped connector's offsets to be alterable", Duration::from_secs(60), || {
+        let (code, body) = patch(one(0, json!({"kafka_offset": "1"})));
+        match code {
+            200 => Some(()),
+            400 if body["message"].as_str().is_some_and(|m| m.contains("still stopping")) => None,
+            _ => panic!("{code}: {body}"),
+        }
+    });
+    assert_eq!(offsets(&w), vec![(topic.clone(), 0, 1), (topic.clone(), 1, 3)]);
+
+    let (code, body) = patch(json!({"offsets": []}));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(patch(json!({})).0, 400);
+
+    // null resets partition 1 alone (to where the task would start: the log start).
+    let (code, body) = patch(one(1, serde_json::Value::Null));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(offsets(&w), vec![(topic.clone(), 0, 1), (topic.clone(), 1, 0)]);
 }

@@ -463,18 +463,31 @@ pub async fn stop(State(state): State<Shared>, Path(name): Path<String>) -> ApiR
     set_target(state, name, TargetState::Stopped).await
 }
 
-/// The committed offsets of a sink connector's consumer group.
-fn sink_offsets(worker: &Worker, name: &str, topics: &[String]) -> ApiResult<Vec<Value>> {
+/// The committed offsets of a sink connector's consumer group, over its
+/// `topics` or the topics its `topics.regex` matches now (Kafka Connect
+/// lists the group's committed offsets, whatever the subscription:
+/// `Worker.sinkConnectorOffsets`).
+fn sink_offsets(worker: &Worker, name: &str, topics: &[String], regex: Option<&str>) -> ApiResult<Vec<Value>> {
     let consumer: BaseConsumer =
         worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
     let mut tpl = TopicPartitionList::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(ApiError::internal)?;
-        for t in metadata.topics() {
+    let mut add = |metadata: rdkafka::metadata::Metadata, matches: &dyn Fn(&str) -> bool| {
+        for t in metadata.topics().iter().filter(|t| matches(t.name())) {
             for p in t.partitions() {
                 tpl.add_partition(t.name(), p.id());
             }
         }
+    };
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(ApiError::internal)?;
+        add(metadata, &|_| true);
+    }
+    if let Some(pattern) = regex {
+        // The whole name must match, as a Java Pattern's matches() does.
+        let pattern =
+            regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(ApiError::internal)?;
+        add(metadata, &|t| pattern.is_match(t) && !topics.iter().any(|x| x == t));
     }
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(ApiError::internal)?;
     Ok(committed
@@ -496,7 +509,7 @@ pub async fn get_offsets(State(state): State<Shared>, Path(name): Path<String>) 
         let spec = spec(worker, &name)?;
         let (class, runtime) = class_and_runtime(&worker.registry, &spec.config).map_err(ApiError::bad_request)?;
         let offsets = match class.kind() {
-            Kind::Sink => sink_offsets(worker, &name, &runtime.topics)?,
+            Kind::Sink => sink_offsets(worker, &name, &runtime.topics, runtime.topics_regex.as_deref())?,
             Kind::Source => worker
                 .cluster
                 .read_source_offsets(&name)
@@ -514,16 +527,48 @@ pub async fn get_offsets(State(state): State<Shared>, Path(name): Path<String>) 
     .await
 }
 
+/// Kafka Connect's `modifyConnectorOffsetsChecks` (Standalone- and
+/// DistributedHerder): offsets change only while the connector is STOPPED
+/// and has no tasks, else 400. Here a stopped sink's tasks may still be
+/// stopping on some worker: its consumer group must have no members left.
 fn require_stopped(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
     let spec = spec(worker, name)?;
-    if spec.target != TargetState::Stopped {
-        return Err(ApiError::bad_request(
-            "Connectors must be in the STOPPED state before their offsets can be modified. \
+    let refusal = |why: &str| {
+        ApiError::bad_request(format!(
+            "Connectors must be in the STOPPED state before their offsets can be modified{why}. \
              This can be done for the specified connector by issuing a 'PUT' request to the \
-             '/connectors/{name}/stop' endpoint",
-        ));
+             '/connectors/{name}/stop' endpoint"
+        ))
+    };
+    if spec.target != TargetState::Stopped {
+        return Err(refusal(""));
+    }
+    if !is_source(worker, &spec)? {
+        let members = group_members(worker, name)?;
+        if members > 0 {
+            return Err(refusal(&format!(" (its tasks are still stopping: {members} consumer(s) in its group)")));
+        }
     }
     Ok(spec)
+}
+
+/// Members of a sink connector's consumer group (`connect-<name>`).
+fn group_members(worker: &Worker, name: &str) -> ApiResult<usize> {
+    let group = format!("connect-{name}");
+    let consumer: BaseConsumer = worker.cluster.kafka().consumer(&group).create().map_err(ApiError::internal)?;
+    let groups = consumer.fetch_group_list(Some(&group), Duration::from_secs(10)).map_err(ApiError::internal)?;
+    Ok(groups.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum())
+}
+
+/// A `kafka_partition` or `kafka_offset`: a number or a string holding one
+/// (`SinkUtils.parseSinkConnectorOffsets` takes both).
+fn sink_number(value: &Value, what: &str) -> ApiResult<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad_request(format!("{what} must be an integer, or a string holding one; got {value}")))
 }
 
 fn is_source(worker: &Worker, spec: &ConnectorSpec) -> ApiResult<bool> {
@@ -540,7 +585,10 @@ pub async fn patch_offsets(
     blocking(move || {
         let worker = &state.worker;
         let spec = require_stopped(worker, &name)?;
-        let entries = body["offsets"].as_array().ok_or_else(|| ApiError::bad_request("offsets: a list is required"))?;
+        // `ConnectorsResource.alterConnectorOffsets`: no list, or an empty one, is a 400.
+        let entries = body["offsets"].as_array().filter(|list| !list.is_empty()).ok_or_else(|| {
+            ApiError::bad_request("Partitions / offsets need to be provided for an alter offsets request")
+        })?;
         if is_source(worker, &spec)? {
             let offsets: Vec<(String, Option<String>)> = entries
                 .iter()
@@ -548,22 +596,29 @@ pub async fn patch_offsets(
                 .collect();
             worker.cluster.write_source_offsets(&name, &offsets).map_err(ApiError::internal)?;
         } else {
+            let consumer: BaseConsumer =
+                worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
             let mut tpl = TopicPartitionList::new();
             for e in entries {
                 let topic = e["partition"]["kafka_topic"]
                     .as_str()
                     .ok_or_else(|| ApiError::bad_request("partition.kafka_topic is required"))?;
-                let partition = e["partition"]["kafka_partition"]
-                    .as_i64()
-                    .ok_or_else(|| ApiError::bad_request("partition.kafka_partition is required"))?;
-                let offset = match e["offset"]["kafka_offset"].as_i64() {
-                    Some(o) => Offset::Offset(o),
-                    None => Offset::Beginning,
+                let partition = sink_number(&e["partition"]["kafka_partition"], "partition.kafka_partition")? as i32;
+                let offset = if e["offset"].is_null() {
+                    // `"offset": null` resets this one partition: Kafka
+                    // Connect deletes its committed offset, so the task
+                    // starts per auto.offset.reset (earliest, forced by
+                    // the worker); committing the partition's log start
+                    // is the same start.
+                    let (low, _) = consumer
+                        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                        .map_err(ApiError::internal)?;
+                    low
+                } else {
+                    sink_number(&e["offset"]["kafka_offset"], "offset.kafka_offset")?
                 };
-                tpl.add_partition_offset(topic, partition as i32, offset).map_err(ApiError::internal)?;
+                tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).map_err(ApiError::internal)?;
             }
-            let consumer: BaseConsumer =
-                worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
             // Commit as a simple (assigned, not subscribed) member of the
             // connector's group, which has no live members while STOPPED.
             for e in tpl.elements() {

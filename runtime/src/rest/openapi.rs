@@ -32,7 +32,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("put", "/connectors/{name}/resume", "Resume", "202"),
     ("put", "/connectors/{name}/stop", "Stop (frees task resources)", "204"),
     ("get", "/connectors/{name}/offsets", "Committed offsets (KIP-875 shapes)", "200"),
-    ("patch", "/connectors/{name}/offsets", "Alter offsets (connector must be STOPPED)", "200"),
+    ("patch", "/connectors/{name}/offsets", "Alter offsets (connector STOPPED, its tasks gone; offset null resets one partition)", "200"),
     ("delete", "/connectors/{name}/offsets", "Reset offsets (connector must be STOPPED)", "200"),
     (
         "get",
