@@ -58,7 +58,10 @@ pub fn plugins_list(plugin_path: &[PathBuf], out: &mut impl Write, err: &mut imp
 
 /// Runs a worker until SIGTERM or Ctrl-C, then stops its tasks (committing
 /// what is settled) and returns.
-pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
+pub fn run_worker(
+    settings: crate::settings::Settings,
+    loggers: std::sync::Arc<crate::logging::Loggers>,
+) -> anyhow::Result<()> {
     use std::sync::Arc;
 
     use anyhow::Context;
@@ -79,8 +82,12 @@ pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not read the Kafka cluster id; GET / reports it as unknown");
         "unknown".to_string()
     });
-    let state =
-        Arc::new(crate::rest::AppState { worker: worker.clone(), kafka_cluster_id, auth: settings.auth.clone() });
+    let state = Arc::new(crate::rest::AppState {
+        worker: worker.clone(),
+        kafka_cluster_id,
+        auth: settings.auth.clone(),
+        loggers,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&settings.rest_listen)

@@ -192,8 +192,12 @@ fn the_rest_api_speaks_kafka_connect() {
     // The OpenAPI document lists every route exercised above.
     let (code, doc) = w.get("/openapi.json");
     assert_eq!(code, 200);
-    for path in ["/connectors/{name}/offsets", "/connector-plugins/{class}/config/validate", "/connectors/{name}/stop"]
-    {
+    for path in [
+        "/connectors/{name}/offsets",
+        "/connector-plugins/{class}/config/validate",
+        "/connectors/{name}/stop",
+        "/admin/loggers/{logger}",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from /openapi.json");
     }
 
@@ -529,4 +533,48 @@ fn sink_offsets_follow_kafka_connect() {
     let (code, body) = patch(one(1, serde_json::Value::Null));
     assert_eq!(code, 200, "{body}");
     assert_eq!(offsets(&w), vec![(topic.clone(), 0, 1), (topic.clone(), 1, 0)]);
+}
+
+/// `/admin/loggers` as Kafka Connect's `LoggingResource`: list, one logger,
+/// and a PUT that changes what the running worker logs (a logger here is a
+/// module path; `root` the default level).
+#[test]
+fn admin_loggers_change_what_a_running_worker_logs() {
+    let w = WorkerProcess::start(&unique("loggers"), &[], &[]);
+    let (code, all) = w.get("/admin/loggers");
+    assert_eq!(code, 200);
+    assert_eq!(all["root"], json!({"level": "INFO", "last_modified": null}), "{all}");
+    let logged = |path: &str| {
+        w.log_text().lines().map(plain).any(|l| l.contains("REST request") && l.contains(&format!("path={path} ")))
+    };
+
+    // At INFO, requests are not logged.
+    assert_eq!(w.get("/connectors/before-marker").0, 404);
+    assert!(!logged("/connectors/before-marker"), "{}", w.log_text());
+
+    // `LoggingResource.setLevel`, worker scope: 200 with the loggers set.
+    let (code, affected) = w.request("PUT", "/admin/loggers/sluice_runtime::rest", Some(r#"{"level":"debug"}"#));
+    assert_eq!((code, affected), (200, json!(["sluice_runtime::rest"])));
+    assert_eq!(w.get("/connectors/debug-marker").0, 404);
+    wait_until("the request logged at DEBUG", Duration::from_secs(10), || {
+        logged("/connectors/debug-marker").then_some(())
+    });
+    let (code, one) = w.get("/admin/loggers/sluice_runtime::rest");
+    assert_eq!(code, 200);
+    assert_eq!(one["level"], "DEBUG");
+    assert!(one["last_modified"].is_u64(), "{one}");
+    assert_eq!(w.get("/admin/loggers/sluice_runtime::rest::loggers").1["level"], "DEBUG", "inherited");
+    assert_eq!(w.get("/admin/loggers").1["sluice_runtime::rest"]["level"], "DEBUG");
+
+    // Refusals, as Kafka Connect's.
+    let put =
+        |body: &str, query: &str| w.request("PUT", &format!("/admin/loggers/sluice_runtime::rest{query}"), Some(body));
+    assert_eq!(put(r#"{"level":"LOUD"}"#, "").0, 400);
+    assert_eq!(put(r#"{}"#, "").0, 400);
+    assert_eq!(put(r#"{"level":"INFO"}"#, "?scope=galaxy").0, 400);
+
+    // Cluster scope: 204, applied on this worker.
+    assert_eq!(put(r#"{"level":"INFO"}"#, "?scope=cluster"), (204, serde_json::Value::Null));
+    assert_eq!(w.get("/connectors/after-marker").0, 404);
+    assert!(!logged("/connectors/after-marker"), "back at INFO");
 }

@@ -6,6 +6,7 @@
 mod connectors;
 mod dlq_replay;
 mod error;
+mod loggers;
 mod openapi;
 mod plugins;
 mod restart;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// The Kafka cluster's id, as the brokers report it.
     pub kafka_cluster_id: String,
     pub auth: Auth,
+    /// The worker's log levels (`/admin/loggers`).
+    pub loggers: Arc<crate::logging::Loggers>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -70,6 +73,8 @@ pub fn router(state: Shared) -> Router {
         .route("/connectors/{name}/topics", get(connectors::topics))
         .route("/connectors/{name}/topics/reset", put(connectors::reset_topics))
         .route("/connectors/{name}/dlq/replay", post(dlq_replay::replay))
+        .route("/admin/loggers", get(loggers::list))
+        .route("/admin/loggers/{logger}", get(loggers::get).put(loggers::put))
         .route("/connector-plugins", get(plugins::list))
         .route("/connector-plugins/{class}/config", get(plugins::config))
         .route("/connector-plugins/{class}/config/validate", put(plugins::validate))
@@ -140,7 +145,9 @@ async fn count_requests(State(state): State<Shared>, request: Request, next: Nex
     let method = request.method().to_string();
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let path = request.uri().path().to_string();
     let response = next.run(request).await;
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "REST request");
     state.worker.metrics.rest_requests.with_label_values(&[&method, &route, response.status().as_str()]).inc();
     response
 }

@@ -47,6 +47,14 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Re-produce DLQ records to their original topic {stage, exception_class, max_records}; each once",
         "200",
     ),
+    ("get", "/admin/loggers", "Every logger with a level of its own (root: the default) and when it was set", "200"),
+    ("get", "/admin/loggers/{logger}", "A logger's level (a module path; its own or inherited)", "200"),
+    (
+        "put",
+        "/admin/loggers/{logger}",
+        "Set a logger's level {level} and those below it; ?scope=worker (200, the loggers set) or cluster (204; applied on this worker)",
+        "200",
+    ),
     ("get", "/connector-plugins", "Installed connector classes", "200"),
     ("get", "/connector-plugins/{class}/config", "A class's config definition", "200"),
     ("put", "/connector-plugins/{class}/config/validate", "Validate a config", "200"),
@@ -80,4 +88,25 @@ pub async fn document() -> Json<Value> {
             "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"}},
         }}},
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+
+    /// Every path `router` routes is documented, and nothing else (read from
+    /// the router's source: axum does not list its routes).
+    #[test]
+    fn the_document_lists_the_routers_paths() {
+        let source = include_str!("mod.rs");
+        let routed: BTreeSet<&str> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        let documented: BTreeSet<&str> = ROUTES.iter().map(|(_, path, _, _)| *path).collect();
+        assert_eq!(routed, documented);
+    }
 }
