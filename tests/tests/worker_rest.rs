@@ -572,6 +572,8 @@ fn admin_loggers_change_what_a_running_worker_logs() {
     assert_eq!(put(r#"{"level":"LOUD"}"#, "").0, 400);
     assert_eq!(put(r#"{}"#, "").0, 400);
     assert_eq!(put(r#"{"level":"INFO"}"#, "?scope=galaxy").0, 400);
+    let (code, body) = w.request("PUT", "/admin/loggers/a,b=trace", Some(r#"{"level":"INFO"}"#));
+    assert_eq!(code, 400, "a name that would read as several directives: {body}");
 
     // Cluster scope: 204, applied on this worker.
     assert_eq!(put(r#"{"level":"INFO"}"#, "?scope=cluster"), (204, serde_json::Value::Null));

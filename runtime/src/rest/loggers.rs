@@ -41,6 +41,11 @@ pub async fn put(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // A module path (or a Java-style dotted name); anything else could
+    // read as more than one filter directive.
+    if logger.is_empty() || !logger.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-')) {
+        return Err(ApiError::bad_request(format!("Invalid logger name {logger:?}: a module path is expected")));
+    }
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Malformed JSON in the request body: {e}")))?;
     let level = body
