@@ -99,7 +99,10 @@ pub fn new_connector(
 
 /// Runs a worker until SIGTERM or Ctrl-C, then stops its tasks (committing
 /// what is settled) and returns.
-pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
+pub fn run_worker(
+    settings: crate::settings::Settings,
+    loggers: std::sync::Arc<crate::logging::Loggers>,
+) -> anyhow::Result<()> {
     use std::sync::Arc;
 
     use anyhow::Context;
@@ -116,10 +119,15 @@ pub fn run_worker(settings: crate::settings::Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(crate::metrics::Metrics::new()?);
     let worker = crate::worker::Worker::new(cluster, registry, metrics, settings.restart_backoff);
     worker.spawn()?;
+    let kafka_cluster_id = crate::kafka::cluster_id(&settings.kafka).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read the Kafka cluster id; GET / reports it as unknown");
+        "unknown".to_string()
+    });
     let state = Arc::new(crate::rest::AppState {
         worker: worker.clone(),
-        cluster_id: settings.cluster_id.clone(),
+        kafka_cluster_id,
         auth: settings.auth.clone(),
+        loggers,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {

@@ -103,6 +103,16 @@ pub fn ensure_topic(settings: &KafkaSettings, name: &str, partitions: i32, compa
 
 /// Deletes a consumer group and its committed offsets (Kafka Connect's reset
 /// of a sink connector's offsets); a group that does not exist is no error.
+/// The Kafka cluster's id from the broker's metadata (Kafka Connect's
+/// `ConnectUtils.lookupKafkaClusterId`, which its `GET /` reports).
+pub fn cluster_id(settings: &KafkaSettings) -> anyhow::Result<String> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .base()
+        .create()
+        .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
+    admin.inner().fetch_cluster_id(Duration::from_secs(30)).ok_or_else(|| anyhow!("the brokers reported no cluster id"))
+}
+
 pub fn delete_group(settings: &KafkaSettings, group: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = settings
         .base()

@@ -7,6 +7,7 @@ pub mod connector_config;
 pub mod converter;
 pub mod host;
 pub mod kafka;
+pub mod logging;
 pub mod metrics;
 pub mod new_connector;
 pub mod pipeline;

@@ -1,19 +1,9 @@
 use clap::Parser;
 use sluice_runtime::{
     cli::{self, Cli, Command, NewCommand, PluginsCommand},
+    logging,
     settings::Settings,
 };
-use tracing_subscriber::EnvFilter;
-
-fn init_logging(json: bool, default_level: &str) {
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| default_level.into());
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 /// glibc raises its mmap threshold to the size of each large block freed (up
 /// to 32 MiB), so after the first S3 part is uploaded later parts come from
@@ -41,17 +31,17 @@ fn main() -> anyhow::Result<()> {
     tune_allocator();
     match Cli::parse().command {
         Command::Plugins { command: PluginsCommand::List { plugin_path } } => {
-            init_logging(false, "error");
+            logging::init(false, "error");
             cli::plugins_list(&plugin_path, &mut std::io::stdout(), &mut std::io::stderr())
         }
         Command::New { command: NewCommand::Connector { kind, name, dir, connector_api } } => {
-            init_logging(false, "error");
+            logging::init(false, "error");
             cli::new_connector(kind, &name, dir.as_deref(), connector_api.as_deref(), &mut std::io::stdout())
         }
         Command::Worker(args) => {
             let settings = Settings::resolve(*args)?;
-            init_logging(settings.json_logs, "info");
-            cli::run_worker(settings)
+            let loggers = logging::init(settings.json_logs, "info");
+            cli::run_worker(settings, loggers)
         }
     }
 }

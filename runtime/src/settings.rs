@@ -23,7 +23,7 @@ pub struct WorkerArgs {
     /// Address of the REST API. Default: 127.0.0.1:8083.
     #[arg(long, env = "SLUICE_REST_LISTEN")]
     pub rest_listen: Option<String>,
-    /// URL other workers and operators see this worker as (status `worker_id`). Default: the listen address.
+    /// Address other workers and operators see this worker at; its `host:port` is the status `worker_id` (as Kafka Connect's). Default: the listen address.
     #[arg(long, env = "SLUICE_ADVERTISED_URL")]
     pub advertised_url: Option<String>,
     /// Directories holding connector plugin libraries, comma-separated.
@@ -126,7 +126,7 @@ impl Settings {
             .or(file.bootstrap_servers)
             .context("bootstrap servers are required: --bootstrap-servers, SLUICE_BOOTSTRAP_SERVERS or bootstrap_servers in the file")?;
         let rest_listen = args.rest_listen.or(file.rest_listen).unwrap_or_else(|| "127.0.0.1:8083".to_string());
-        let worker_id = args.advertised_url.or(file.advertised_url).unwrap_or_else(|| format!("http://{rest_listen}"));
+        let worker_id = worker_id(args.advertised_url.or(file.advertised_url).as_deref().unwrap_or(&rest_listen));
         let plugin_path =
             if args.plugin_path.is_empty() { file.plugin_path.unwrap_or_default() } else { args.plugin_path };
         let backoff = args.task_restart_backoff_ms.or(file.task_restart_backoff_ms).unwrap_or(1000);
@@ -168,9 +168,23 @@ impl Settings {
     }
 }
 
+/// Kafka Connect's `worker_id`, `host:port` (`RestServer.advertisedUrl`'s
+/// host and port): an advertised URL loses its scheme and path.
+fn worker_id(address: &str) -> String {
+    let without_scheme = address.split_once("://").map_or(address, |(_, rest)| rest);
+    without_scheme.split('/').next().unwrap_or_default().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_id_is_host_and_port() {
+        assert_eq!(worker_id("127.0.0.1:8083"), "127.0.0.1:8083");
+        assert_eq!(worker_id("http://connect-1.internal:8083/"), "connect-1.internal:8083");
+        assert_eq!(worker_id("https://connect-1:443"), "connect-1:443");
+    }
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {

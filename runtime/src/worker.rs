@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The connector object itself is placed like a task with this id.
-const CONNECTOR_SLOT: i32 = -1;
+pub const CONNECTOR_SLOT: i32 = -1;
 
 type TaskKey = (String, i32);
 
@@ -63,8 +63,9 @@ struct Local {
     running: HashMap<TaskKey, RunningTask>,
     stopping: HashMap<TaskKey, JoinHandle<Result<(), String>>>,
     failed: HashMap<TaskKey, FailedTask>,
-    /// Task configs per connector, computed once per config version.
-    task_configs: HashMap<String, (i64, TaskConfigs)>,
+    /// Task configs per connector, computed once per config version and
+    /// connector restart.
+    task_configs: HashMap<String, ((i64, u64), TaskConfigs)>,
     /// Last status this worker published per key, to publish only changes.
     published: HashMap<String, Status>,
 }
@@ -127,10 +128,12 @@ impl Worker {
         })?)
     }
 
-    /// Task configs of a connector (cached per config version).
+    /// Task configs of a connector (cached per config version; a restart of
+    /// the connector computes them again).
     pub fn task_configs(&self, name: &str, spec: &ConnectorSpec) -> Result<Vec<BTreeMap<String, String>>, String> {
-        if let Some((version, configs)) = self.local().task_configs.get(name) {
-            if *version == spec.version {
+        let version = (spec.version, plan::restart_epoch(spec, CONNECTOR_SLOT));
+        if let Some((cached, configs)) = self.local().task_configs.get(name) {
+            if *cached == version {
                 return configs.clone();
             }
         }
@@ -141,7 +144,7 @@ impl Worker {
                 .map(|tasks| tasks.into_iter().map(|t| t.into_iter().collect()).collect())
                 .map_err(|e| e.to_string())
         });
-        self.local().task_configs.insert(name.to_string(), (spec.version, computed.clone()));
+        self.local().task_configs.insert(name.to_string(), (version, computed.clone()));
         computed
     }
 

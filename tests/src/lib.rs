@@ -193,6 +193,38 @@ impl WorkerProcess {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Sends a request with any content type; returns the status, the
+    /// headers (names in lower case) and the JSON body (Null if none).
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}{path}", self.url);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = content_type {
+            builder = builder.header("Content-Type", t);
+        }
+        let request = builder.body(body.unwrap_or("").to_string()).expect("request");
+        let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// This worker's id in statuses: `host:port`, as Kafka Connect's.
+    pub fn worker_id(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.request("GET", path, None)
     }
@@ -217,6 +249,12 @@ fn client_config() -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", service_env("KAFKA_BOOTSTRAP"));
     c
+}
+
+/// The Kafka cluster's id, as the brokers report it.
+pub fn kafka_cluster_id() -> String {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    admin.inner().fetch_cluster_id(Duration::from_secs(30)).expect("the broker's cluster id")
 }
 
 /// Creates a topic (if missing) with `partitions`.

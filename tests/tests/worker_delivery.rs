@@ -222,7 +222,7 @@ fn two_workers_share_a_cluster_and_take_over_from_a_dead_one() {
     wait_until("every task to run on the surviving worker", Duration::from_secs(30), || {
         let (_, s) = b.get(&format!("/connectors/{name}/status"));
         let tasks = s["tasks"].as_array()?.clone();
-        (tasks.len() == 4 && tasks.iter().all(|t| t["state"] == "RUNNING" && t["worker_id"] == b.url.as_str()))
+        (tasks.len() == 4 && tasks.iter().all(|t| t["state"] == "RUNNING" && t["worker_id"] == b.worker_id().as_str()))
             .then_some(())
     });
     // Nothing lost: every (partition, offset) appears.

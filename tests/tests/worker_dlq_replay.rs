@@ -150,7 +150,7 @@ fn a_replay_reproduces_dlq_records_to_their_origin_once_and_filters_by_stage() {
     // Stopped, the sink does not consume the replayed records again, so the
     // topic shows exactly what the replays produced.
     let (code, _) = w.request("PUT", &format!("/connectors/{name}/stop"), None);
-    assert_eq!(code, 202);
+    assert_eq!(code, 204, "Kafka Connect's stopConnector answers 204");
     wait_until("the sink task to end", Duration::from_secs(60), || {
         w.log_text().lines().any(|l| l.contains(&name) && l.contains("task ended")).then_some(())
     });
@@ -245,7 +245,7 @@ fn stopped_sink_with_five_dead_records(dir: &std::path::Path) -> (WorkerProcess,
     assert_eq!(code, 201, "{created}");
     consume(&dlq, 1, 5, Duration::from_secs(90));
     let (code, _) = w.request("PUT", &format!("/connectors/{name}/stop"), None);
-    assert_eq!(code, 202);
+    assert_eq!(code, 204, "Kafka Connect's stopConnector answers 204");
     wait_until("the sink task to end", Duration::from_secs(60), || {
         w.log_text().lines().any(|l| l.contains(&name) && l.contains("task ended")).then_some(())
     });

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{consume, create_topic, produce, unique, wait_until, WorkerProcess};
+use sluice_tests::{consume, create_topic, kafka_cluster_id, produce, unique, wait_until, WorkerProcess};
 
 fn file_sink(name: &str, topic: &str, file: &str) -> String {
     json!({
@@ -26,9 +26,14 @@ fn the_rest_api_speaks_kafka_connect() {
     let out = dir.path().join("out.txt").to_string_lossy().to_string();
     let w = WorkerProcess::start(&unique("rest"), &[], &[]);
 
+    // `RootResource.serverInfo`: the version, the build's commit and the
+    // Kafka cluster's id (not Sluice's cluster name).
     let (code, root) = w.get("/");
     assert_eq!(code, 200);
-    assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string(), "{root}");
+    assert!(root["version"].is_string(), "{root}");
+    assert_eq!(root["kafka_cluster_id"], kafka_cluster_id().as_str(), "{root}");
+    let commit = root["commit"].as_str().unwrap_or_default();
+    assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{root}");
     assert_eq!(
         w.get("/health"),
         (200, json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}))
@@ -106,7 +111,9 @@ fn the_rest_api_speaks_kafka_connect() {
     assert_eq!(config["file.token"], "[hidden]");
     let status = w.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(30));
     assert_eq!(status["connector"]["state"], "RUNNING");
-    assert_eq!(status["tasks"][0]["worker_id"], w.url.as_str());
+    // `host:port`, as Kafka Connect's (`RestServer.advertisedUrl`).
+    assert_eq!(status["tasks"][0]["worker_id"], w.worker_id().as_str());
+    assert_eq!(status["connector"]["worker_id"], w.worker_id().as_str());
     let (code, tasks) = w.get(&format!("/connectors/{name}/tasks"));
     assert_eq!(code, 200);
     assert_eq!(tasks[0]["id"], json!({"connector": name, "task": 0}));
@@ -129,17 +136,16 @@ fn the_rest_api_speaks_kafka_connect() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(body["config"].get("offset.flush.interval.ms").is_none(), "{body}");
-    let (code, _) = w.request(
+    // `ConnectorsResource.putConnectorConfig`: 201 + Location when it created.
+    let put_created = unique("put-created");
+    let (code, headers, _) = w.exchange(
         "PUT",
-        &format!("/connectors/{}/config", unique("put-created")),
-        Some(
-            &json!({
-                "connector.class": "example-file-sink", "topics": topic, "file": out,
-            })
-            .to_string(),
-        ),
+        &format!("/connectors/{put_created}/config"),
+        Some(&json!({"connector.class": "example-file-sink", "topics": topic, "file": out}).to_string()),
+        Some("application/json"),
     );
     assert_eq!(code, 201);
+    assert!(headers.contains(&("location".to_string(), format!("/connectors/{put_created}"))), "{headers:?}");
 
     // Lifecycle: pause, resume, stop; offsets change only while STOPPED.
     assert_eq!(w.request("PUT", &format!("/connectors/{name}/pause"), None).0, 202);
@@ -154,14 +160,24 @@ fn the_rest_api_speaks_kafka_connect() {
     assert_eq!(w.request("POST", &format!("/connectors/{name}/restart"), None).0, 204);
     let (code, body) = w.request("POST", &format!("/connectors/{name}/restart?includeTasks=true"), None);
     assert_eq!(code, 202);
+    assert_eq!(body["connector"]["state"], "RESTARTING");
     assert_eq!(body["tasks"][0]["state"], "RESTARTING");
-    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 202);
+    // `ConnectorsResource.stopConnector` returns nothing: 204.
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 204);
     wait_until("the connector to be STOPPED", Duration::from_secs(30), || {
         let (_, s) = w.get(&format!("/connectors/{name}/status"));
         (s["connector"]["state"] == "STOPPED" && s["tasks"] == json!([])).then_some(())
     });
     let patch = json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]});
-    assert_eq!(w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&patch.to_string())).0, 200);
+    // Taken once the stopped task has left the consumer group.
+    wait_until("the offsets to be alterable", Duration::from_secs(60), || {
+        let (code, body) = w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&patch.to_string()));
+        match code {
+            200 => Some(()),
+            400 if body["message"].as_str().is_some_and(|m| m.contains("still stopping")) => None,
+            _ => panic!("{code}: {body}"),
+        }
+    });
     let (_, offsets) = w.get(&format!("/connectors/{name}/offsets"));
     assert_eq!(offsets["offsets"][0]["offset"]["kafka_offset"], 0, "{offsets}");
     let (code, body) = w.request("DELETE", &format!("/connectors/{name}/offsets"), None);
@@ -176,8 +192,12 @@ fn the_rest_api_speaks_kafka_connect() {
     // The OpenAPI document lists every route exercised above.
     let (code, doc) = w.get("/openapi.json");
     assert_eq!(code, 200);
-    for path in ["/connectors/{name}/offsets", "/connector-plugins/{class}/config/validate", "/connectors/{name}/stop"]
-    {
+    for path in [
+        "/connectors/{name}/offsets",
+        "/connector-plugins/{class}/config/validate",
+        "/connectors/{name}/stop",
+        "/admin/loggers/{logger}",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from /openapi.json");
     }
 
@@ -303,4 +323,260 @@ fn topic_tracking_settings_turn_the_topics_endpoints_off_with_a_403() {
     assert_eq!(answer["message"], "Topic tracking is disabled.");
     let (code, answer) = off.request("PUT", &format!("/connectors/{sink}/topics/reset"), None);
     assert_eq!((code, &answer["message"]), (403, &json!("Topic tracking is disabled.")), "{answer}");
+}
+
+/// A log line without its ANSI colours.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How many times task `task` of `connector` started in the worker's log.
+fn task_starts(w: &WorkerProcess, connector: &str, task: i32) -> usize {
+    let span = format!("task{{connector={connector} task={task}}}");
+    w.log_text().lines().map(plain).filter(|l| l.contains(&span) && l.contains("task starting")).count()
+}
+
+/// `POST /connectors/{name}/restart` for the four flag combinations, on a
+/// connector whose task 0 is FAILED and task 1 RUNNING. Reproduces Kafka
+/// Connect's `ConnectorsResource.restartConnector` (204 with neither flag,
+/// else 202 with the status) and `RestartRequest.shouldRestartConnector` /
+/// `shouldRestartTask` as `AbstractHerder.buildRestartPlan` applies them.
+#[test]
+fn restart_restarts_what_include_tasks_and_only_failed_select() {
+    // No automatic restarts: task 0 stays FAILED until a request restarts it.
+    let w = WorkerProcess::start(&unique("restart"), &["--task-restart-backoff-ms", "0"], &[]);
+    let topic = unique("restart-in");
+    create_topic(&topic, 1);
+    let name = unique("restart-matrix");
+    let body = json!({"name": name, "config": {
+        "connector.class": "test-panicky-sink", "topics": topic, "tasks.max": "2", "fail.task": "0",
+    }});
+    assert_eq!(w.request("POST", "/connectors", Some(&body.to_string())).0, 201);
+    let settled = |starts: (usize, usize)| {
+        wait_until(
+            &format!("task 0 FAILED, task 1 RUNNING, started {starts:?} times"),
+            Duration::from_secs(60),
+            || {
+                let (_, s) = w.get(&format!("/connectors/{name}/status"));
+                (s["connector"]["state"] == "RUNNING"
+                    && s["tasks"][0]["state"] == "FAILED"
+                    && s["tasks"][1]["state"] == "RUNNING"
+                    && (task_starts(&w, &name, 0), task_starts(&w, &name, 1)) >= starts)
+                    .then_some(())
+            },
+        );
+    };
+    settled((1, 1));
+    let restart = |query: &str| w.request("POST", &format!("/connectors/{name}/restart{query}"), None);
+    let states = |body: &serde_json::Value| {
+        (body["connector"]["state"].clone(), body["tasks"][0]["state"].clone(), body["tasks"][1]["state"].clone())
+    };
+
+    // onlyFailed alone: the connector is not FAILED and tasks are not included.
+    let (code, body) = restart("?onlyFailed=true");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(states(&body), (json!("RUNNING"), json!("FAILED"), json!("RUNNING")), "{body}");
+
+    // includeTasks & onlyFailed: the FAILED task alone.
+    let (code, body) = restart("?includeTasks=true&onlyFailed=true");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(states(&body), (json!("RUNNING"), json!("RESTARTING"), json!("RUNNING")), "{body}");
+    settled((2, 1));
+
+    // Neither flag: the connector object alone, 204 and no body.
+    assert_eq!(restart(""), (204, serde_json::Value::Null));
+    assert_eq!(restart("?includeTasks=false&onlyFailed=false").0, 204);
+
+    // includeTasks alone: the connector and every task.
+    let (code, body) = restart("?includeTasks=true");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(states(&body), (json!("RESTARTING"), json!("RESTARTING"), json!("RESTARTING")), "{body}");
+    settled((3, 2));
+    // Each task started once per request that selected it, no more.
+    assert_eq!((task_starts(&w, &name, 0), task_starts(&w, &name, 1)), (3, 2), "log:\n{}", w.log_text());
+
+    assert_eq!(w.request("POST", "/connectors/nope/restart?includeTasks=true", None).0, 404);
+}
+
+/// Kafka Connect's smaller rules: connector names trimmed
+/// (`ConnectorsResource.createConnector`) and refused with control characters
+/// (`ConfigDef.NonEmptyStringWithoutControlChars`), `initial_state` in any
+/// case (`CreateConnectorRequest.InitialState.forValue`), 415 for a body that
+/// is not JSON (Jersey's `@Consumes(APPLICATION_JSON)`), and every error,
+/// routing ones included, with the `{error_code, message}` body
+/// (`ConnectExceptionMapper`).
+#[test]
+fn names_states_media_types_and_errors_follow_kafka_connect() {
+    let w = WorkerProcess::start(&unique("rules"), &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt").to_string_lossy().to_string();
+    let topic = unique("rules-topic");
+    create_topic(&topic, 1);
+
+    let name = unique("trimmed");
+    let body = json!({"name": format!("  {name}\t"), "initial_state": "paused",
+        "config": {"connector.class": "example-file-sink", "topics": topic, "file": out}});
+    let (code, created) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["name"], name.as_str());
+    w.wait_tasks_state(&name, 1, "PAUSED", Duration::from_secs(30));
+    let body = json!({"name": "bad\u{7}name", "config": {"connector.class": "example-file-sink", "topics": topic, "file": out}});
+    let (code, refused) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!((code, &refused["error_code"]), (400, &json!(400)), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("control characters"), "{refused}");
+    assert_eq!(w.get("/connectors/bad%0Aname/config").0, 404);
+    let (code, _) =
+        w.request("PUT", "/connectors/bad%0Aname/config", Some(r#"{"connector.class":"example-file-sink"}"#));
+    assert_eq!(code, 400);
+
+    // Not JSON: 415, whatever the body.
+    let (code, _, body) = w.exchange("POST", "/connectors", Some("name=x"), Some("application/x-www-form-urlencoded"));
+    assert_eq!((code, &body["error_code"]), (415, &json!(415)), "{body}");
+    let (code, _, body) = w.exchange("PUT", &format!("/connectors/{name}/config"), Some("{}"), None);
+    assert_eq!((code, &body["error_code"]), (415, &json!(415)), "{body}");
+    let (code, _, body) = w.exchange("POST", "/connectors", Some("{not json"), Some("application/json; charset=utf-8"));
+    assert_eq!((code, &body["error_code"]), (400, &json!(400)), "{body}");
+
+    // Routing errors carry the error body too.
+    for (method, path, expected) in [
+        ("GET", "/no/such/route", 404),
+        ("DELETE", "/connectors", 405),
+        ("POST", &format!("/connectors/{name}/pause") as &str, 405),
+        ("GET", &format!("/connectors/{name}/tasks/abc/status") as &str, 400),
+    ] {
+        let (code, _, body) = w.exchange(method, path, None, None);
+        assert_eq!(code, expected, "{method} {path}: {body}");
+        assert_eq!(body["error_code"], expected, "{method} {path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {body}");
+    }
+}
+
+/// The offsets API as Kafka Connect's (KIP-875): a `topics.regex` sink's
+/// committed offsets in GET (`Worker.sinkConnectorOffsets`), changes only
+/// while STOPPED (`modifyConnectorOffsetsChecks`: 400), an empty list refused
+/// (`ConnectorsResource.alterConnectorOffsets`), offsets given as strings
+/// (`SinkUtils.parseSinkConnectorOffsets`), and `"offset": null` resetting
+/// that one partition (`Worker.alterSinkConnectorOffsets`).
+#[test]
+fn sink_offsets_follow_kafka_connect() {
+    let w = WorkerProcess::start(&unique("offsets"), &[], &[]);
+    let prefix = unique("offsets-rx");
+    let topic = format!("{prefix}-a");
+    create_topic(&topic, 2);
+    for p in 0..2 {
+        produce(&topic, p, &[(None, Some("a")), (None, Some("b")), (None, Some("c"))]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("offsets-sink");
+    let body = json!({"name": name, "config": {
+        "connector.class": "example-file-sink", "topics.regex": format!("{prefix}-.*"),
+        "file": dir.path().join("out.txt").to_string_lossy(), "offset.flush.interval.ms": "200",
+    }});
+    assert_eq!(w.request("POST", "/connectors", Some(&body.to_string())).0, 201);
+    let offsets = |w: &WorkerProcess| {
+        let (_, body) = w.get(&format!("/connectors/{name}/offsets"));
+        let mut list: Vec<(String, i64, i64)> = body["offsets"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|e| {
+                        let p = &e["partition"];
+                        (
+                            p["kafka_topic"].as_str().unwrap_or_default().to_string(),
+                            p["kafka_partition"].as_i64().unwrap_or(-1),
+                            e["offset"]["kafka_offset"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.sort();
+        list
+    };
+    wait_until("the regex sink's committed offsets in GET", Duration::from_secs(60), || {
+        (offsets(&w) == vec![(topic.clone(), 0, 3), (topic.clone(), 1, 3)]).then_some(())
+    });
+
+    let patch =
+        |body: serde_json::Value| w.request("PATCH", &format!("/connectors/{name}/offsets"), Some(&body.to_string()));
+    let one = |partition: i32, offset: serde_json::Value| json!({"offsets": [{"partition": {"kafka_topic": topic, "kafka_partition": partition}, "offset": offset}]});
+    let (code, body) = patch(one(0, json!({"kafka_offset": 1})));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("STOPPED"), "{body}");
+
+    assert_eq!(w.request("PUT", &format!("/connectors/{name}/stop"), None).0, 204);
+    // Once its tasks have left the group, a change is taken; "1" as a string.
+    wait_until("the stopped connector's offsets to be alterable", Duration::from_secs(60), || {
+        let (code, body) = patch(one(0, json!({"kafka_offset": "1"})));
+        match code {
+            200 => Some(()),
+            400 if body["message"].as_str().is_some_and(|m| m.contains("still stopping")) => None,
+            _ => panic!("{code}: {body}"),
+        }
+    });
+    assert_eq!(offsets(&w), vec![(topic.clone(), 0, 1), (topic.clone(), 1, 3)]);
+
+    let (code, body) = patch(json!({"offsets": []}));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(patch(json!({})).0, 400);
+
+    // null resets partition 1 alone (to where the task would start: the log start).
+    let (code, body) = patch(one(1, serde_json::Value::Null));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(offsets(&w), vec![(topic.clone(), 0, 1), (topic.clone(), 1, 0)]);
+}
+
+/// `/admin/loggers` as Kafka Connect's `LoggingResource`: list, one logger,
+/// and a PUT that changes what the running worker logs (a logger here is a
+/// module path; `root` the default level).
+#[test]
+fn admin_loggers_change_what_a_running_worker_logs() {
+    let w = WorkerProcess::start(&unique("loggers"), &[], &[]);
+    let (code, all) = w.get("/admin/loggers");
+    assert_eq!(code, 200);
+    assert_eq!(all["root"], json!({"level": "INFO", "last_modified": null}), "{all}");
+    let logged = |path: &str| {
+        w.log_text().lines().map(plain).any(|l| l.contains("REST request") && l.contains(&format!("path={path} ")))
+    };
+
+    // At INFO, requests are not logged.
+    assert_eq!(w.get("/connectors/before-marker").0, 404);
+    assert!(!logged("/connectors/before-marker"), "{}", w.log_text());
+
+    // `LoggingResource.setLevel`, worker scope: 200 with the loggers set.
+    let (code, affected) = w.request("PUT", "/admin/loggers/sluice_runtime::rest", Some(r#"{"level":"debug"}"#));
+    assert_eq!((code, affected), (200, json!(["sluice_runtime::rest"])));
+    assert_eq!(w.get("/connectors/debug-marker").0, 404);
+    wait_until("the request logged at DEBUG", Duration::from_secs(10), || {
+        logged("/connectors/debug-marker").then_some(())
+    });
+    let (code, one) = w.get("/admin/loggers/sluice_runtime::rest");
+    assert_eq!(code, 200);
+    assert_eq!(one["level"], "DEBUG");
+    assert!(one["last_modified"].is_u64(), "{one}");
+    assert_eq!(w.get("/admin/loggers/sluice_runtime::rest::loggers").1["level"], "DEBUG", "inherited");
+    assert_eq!(w.get("/admin/loggers").1["sluice_runtime::rest"]["level"], "DEBUG");
+
+    // Refusals, as Kafka Connect's.
+    let put =
+        |body: &str, query: &str| w.request("PUT", &format!("/admin/loggers/sluice_runtime::rest{query}"), Some(body));
+    assert_eq!(put(r#"{"level":"LOUD"}"#, "").0, 400);
+    assert_eq!(put(r#"{}"#, "").0, 400);
+    assert_eq!(put(r#"{"level":"INFO"}"#, "?scope=galaxy").0, 400);
+    let (code, body) = w.request("PUT", "/admin/loggers/a,b=trace", Some(r#"{"level":"INFO"}"#));
+    assert_eq!(code, 400, "a name that would read as several directives: {body}");
+
+    // Cluster scope: 204, applied on this worker.
+    assert_eq!(put(r#"{"level":"INFO"}"#, "?scope=cluster"), (204, serde_json::Value::Null));
+    assert_eq!(w.get("/connectors/after-marker").0, 404);
+    assert!(!logged("/connectors/after-marker"), "back at INFO");
 }

@@ -34,7 +34,11 @@ pub enum ConfigRecord {
     Delete {
         request_id: String,
     },
-    /// Restart the connector's tasks: one (`task`) or all.
+    /// Restart the connector's tasks: one (`task`) or all (`None`, written
+    /// by older workers); `Some(-1)` is the connector object itself
+    /// (`worker::CONNECTOR_SLOT`). `only_failed` is kept for records
+    /// already in the topic: the REST API decides which parts restart when
+    /// it handles the request and writes one record per part.
     Restart {
         request_id: String,
         task: Option<i32>,

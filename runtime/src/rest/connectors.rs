@@ -23,7 +23,7 @@ use crate::{
     },
     connector_config::{self, masked},
     plugins::Kind,
-    worker::{class_and_runtime, Worker},
+    worker::{class_and_runtime, Worker, CONNECTOR_SLOT},
 };
 
 pub(super) fn spec(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
@@ -151,11 +151,20 @@ fn write(worker: &Worker, name: &str, record: ConfigRecord) -> ApiResult<Applied
     worker.cluster.write(name, record).map_err(ApiError::internal)
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || name.contains('/') || name.starts_with("__") {
+/// A connector name as Kafka Connect takes it: trimmed
+/// (`ConnectorsResource.createConnector`) and without control characters
+/// (`ConfigDef.NonEmptyStringWithoutControlChars`, the validator of
+/// `ConnectorConfig`'s `name`); `/` and a leading `__` are Sluice's own
+/// refusals (paths; the offsets topic's internal keys).
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!("name: the connector name {name:?} contains control characters")));
+    }
+    if name.is_empty() || name.contains('/') || name.starts_with("__") {
         return Err(ApiError::bad_request(format!("name: invalid connector name {name:?}")));
     }
-    Ok(())
+    Ok(name.to_string())
 }
 
 fn query_values(query: &Option<String>, key: &str) -> Vec<String> {
@@ -195,14 +204,14 @@ pub async fn list(State(state): State<Shared>, RawQuery(query): RawQuery) -> Api
 
 pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Response> {
     let body = parse_json(&body)?;
-    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    check_name(&name)?;
+    let name = check_name(body.get("name").and_then(Value::as_str).unwrap_or_default())?;
     let mut config = config_map(body.get("config").unwrap_or(&Value::Null), "config")?;
     if config.get("name").is_some_and(|n| *n != name) {
         return Err(ApiError::bad_request("name: the connector name in the config differs from the request's name"));
     }
     config.insert("name".into(), name.clone());
-    let target = match body.get("initial_state").and_then(Value::as_str) {
+    // Any case, as `CreateConnectorRequest.InitialState.forValue` reads it.
+    let target = match body.get("initial_state").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
         None | Some("RUNNING") => TargetState::Started,
         Some("PAUSED") => TargetState::Paused,
         Some("STOPPED") => TargetState::Stopped,
@@ -244,8 +253,14 @@ async fn replace_config(state: Shared, name: String, config: BTreeMap<String, St
         let record = ConfigRecord::Put { request_id: new_request_id(), create_only: false, config, target: None };
         let applied = write(worker, &name, record)?;
         let spec = spec(worker, &name)?;
-        let code = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok((code, Json(info_json(worker, &name, &spec))).into_response())
+        let info = Json(info_json(worker, &name, &spec));
+        // `ConnectorsResource.putConnectorConfig`: 201 with a Location when
+        // the PUT created the connector, 200 when it replaced one.
+        Ok(if applied == Applied::Created {
+            (StatusCode::CREATED, [(header::LOCATION, format!("/connectors/{name}"))], info).into_response()
+        } else {
+            (StatusCode::OK, info).into_response()
+        })
     })
     .await
 }
@@ -264,7 +279,7 @@ fn keep_hidden(stored: Option<&ConnectorSpec>, config: &mut BTreeMap<String, Str
 }
 
 pub async fn put_config(State(state): State<Shared>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
-    check_name(&name)?;
+    let name = check_name(&name)?;
     let mut config = config_map(&parse_json(&body)?, "the config")?;
     if config.get("name").is_some_and(|n| *n != name) {
         return Err(ApiError::bad_request("name: the connector name in the config differs from the URL's name"));
@@ -381,19 +396,41 @@ pub async fn restart(
     blocking(move || {
         let worker = &state.worker;
         let spec = spec(worker, &name)?;
-        if !include_tasks && !only_failed {
-            // Connectors are stateless factories here: restarting the
-            // connector object alone has nothing to restart.
+        let mut status = status_json(worker, &name, &spec);
+        let connector_state = status["connector"]["state"].as_str().unwrap_or_default().to_string();
+        let task_states: Vec<(i32, String)> = status["tasks"]
+            .as_array()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .filter_map(|t| {
+                        Some((t["id"].as_i64()? as i32, t["state"].as_str().unwrap_or_default().to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let borrowed: Vec<(i32, &str)> = task_states.iter().map(|(id, s)| (*id, s.as_str())).collect();
+        let plan = super::restart::plan(include_tasks, only_failed, &connector_state, &borrowed);
+        // One restart record per part: the connector object (which computes
+        // its task configs again) and each restarting task.
+        let parts = plan.connector.then_some(CONNECTOR_SLOT).into_iter().chain(plan.tasks.iter().copied());
+        for part in parts {
+            let record = ConfigRecord::Restart { request_id: new_request_id(), task: Some(part), only_failed: false };
+            match write(worker, &name, record)? {
+                Applied::Done => {}
+                Applied::NotFound(m) => return Err(ApiError::not_found(m)),
+                other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+            }
+        }
+        if plan.no_content {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        let record = ConfigRecord::Restart { request_id: new_request_id(), task: None, only_failed };
-        write(worker, &name, record)?;
-        let mut status = status_json(worker, &name, &spec);
+        if plan.connector {
+            status["connector"]["state"] = json!(RunState::Restarting);
+        }
         if let Some(tasks) = status["tasks"].as_array_mut() {
-            for t in tasks.iter_mut() {
-                if !only_failed || t["state"] == json!(RunState::Failed) {
-                    t["state"] = json!(RunState::Restarting);
-                }
+            for t in tasks.iter_mut().filter(|t| t["id"].as_i64().is_some_and(|id| plan.tasks.contains(&(id as i32)))) {
+                t["state"] = json!(RunState::Restarting);
             }
         }
         Ok((StatusCode::ACCEPTED, Json(status)).into_response())
@@ -401,10 +438,13 @@ pub async fn restart(
     .await
 }
 
+/// Pause and resume answer 202 (`ConnectorsResource.pauseConnector`,
+/// `resumeConnector`); stop 204 (`stopConnector` returns nothing).
 async fn set_target(state: Shared, name: String, target: TargetState) -> ApiResult<StatusCode> {
+    let answer = if target == TargetState::Stopped { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED };
     blocking(move || {
         match write(&state.worker, &name, ConfigRecord::Target { request_id: new_request_id(), state: target })? {
-            Applied::Done => Ok(StatusCode::ACCEPTED),
+            Applied::Done => Ok(answer),
             Applied::NotFound(m) => Err(ApiError::not_found(m)),
             other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
         }
@@ -424,18 +464,31 @@ pub async fn stop(State(state): State<Shared>, Path(name): Path<String>) -> ApiR
     set_target(state, name, TargetState::Stopped).await
 }
 
-/// The committed offsets of a sink connector's consumer group.
-fn sink_offsets(worker: &Worker, name: &str, topics: &[String]) -> ApiResult<Vec<Value>> {
+/// The committed offsets of a sink connector's consumer group, over its
+/// `topics` or the topics its `topics.regex` matches now (Kafka Connect
+/// lists the group's committed offsets, whatever the subscription:
+/// `Worker.sinkConnectorOffsets`).
+fn sink_offsets(worker: &Worker, name: &str, topics: &[String], regex: Option<&str>) -> ApiResult<Vec<Value>> {
     let consumer: BaseConsumer =
         worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
     let mut tpl = TopicPartitionList::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(ApiError::internal)?;
-        for t in metadata.topics() {
+    let mut add = |metadata: rdkafka::metadata::Metadata, matches: &dyn Fn(&str) -> bool| {
+        for t in metadata.topics().iter().filter(|t| matches(t.name())) {
             for p in t.partitions() {
                 tpl.add_partition(t.name(), p.id());
             }
         }
+    };
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(ApiError::internal)?;
+        add(metadata, &|_| true);
+    }
+    if let Some(pattern) = regex {
+        // The whole name must match, as a Java Pattern's matches() does.
+        let pattern =
+            regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(ApiError::internal)?;
+        add(metadata, &|t| pattern.is_match(t) && !topics.iter().any(|x| x == t));
     }
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(ApiError::internal)?;
     Ok(committed
@@ -457,7 +510,7 @@ pub async fn get_offsets(State(state): State<Shared>, Path(name): Path<String>) 
         let spec = spec(worker, &name)?;
         let (class, runtime) = class_and_runtime(&worker.registry, &spec.config).map_err(ApiError::bad_request)?;
         let offsets = match class.kind() {
-            Kind::Sink => sink_offsets(worker, &name, &runtime.topics)?,
+            Kind::Sink => sink_offsets(worker, &name, &runtime.topics, runtime.topics_regex.as_deref())?,
             Kind::Source => worker
                 .cluster
                 .read_source_offsets(&name)
@@ -475,16 +528,48 @@ pub async fn get_offsets(State(state): State<Shared>, Path(name): Path<String>) 
     .await
 }
 
+/// Kafka Connect's `modifyConnectorOffsetsChecks` (Standalone- and
+/// DistributedHerder): offsets change only while the connector is STOPPED
+/// and has no tasks, else 400. Here a stopped sink's tasks may still be
+/// stopping on some worker: its consumer group must have no members left.
 fn require_stopped(worker: &Worker, name: &str) -> ApiResult<ConnectorSpec> {
     let spec = spec(worker, name)?;
-    if spec.target != TargetState::Stopped {
-        return Err(ApiError::bad_request(
-            "Connectors must be in the STOPPED state before their offsets can be modified. \
+    let refusal = |why: &str| {
+        ApiError::bad_request(format!(
+            "Connectors must be in the STOPPED state before their offsets can be modified{why}. \
              This can be done for the specified connector by issuing a 'PUT' request to the \
-             '/connectors/{name}/stop' endpoint",
-        ));
+             '/connectors/{name}/stop' endpoint"
+        ))
+    };
+    if spec.target != TargetState::Stopped {
+        return Err(refusal(""));
+    }
+    if !is_source(worker, &spec)? {
+        let members = group_members(worker, name)?;
+        if members > 0 {
+            return Err(refusal(&format!(" (its tasks are still stopping: {members} consumer(s) in its group)")));
+        }
     }
     Ok(spec)
+}
+
+/// Members of a sink connector's consumer group (`connect-<name>`).
+fn group_members(worker: &Worker, name: &str) -> ApiResult<usize> {
+    let group = format!("connect-{name}");
+    let consumer: BaseConsumer = worker.cluster.kafka().consumer(&group).create().map_err(ApiError::internal)?;
+    let groups = consumer.fetch_group_list(Some(&group), Duration::from_secs(10)).map_err(ApiError::internal)?;
+    Ok(groups.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum())
+}
+
+/// A `kafka_partition` or `kafka_offset`: a number or a string holding one
+/// (`SinkUtils.parseSinkConnectorOffsets` takes both).
+fn sink_number(value: &Value, what: &str) -> ApiResult<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad_request(format!("{what} must be an integer, or a string holding one; got {value}")))
 }
 
 fn is_source(worker: &Worker, spec: &ConnectorSpec) -> ApiResult<bool> {
@@ -501,7 +586,10 @@ pub async fn patch_offsets(
     blocking(move || {
         let worker = &state.worker;
         let spec = require_stopped(worker, &name)?;
-        let entries = body["offsets"].as_array().ok_or_else(|| ApiError::bad_request("offsets: a list is required"))?;
+        // `ConnectorsResource.alterConnectorOffsets`: no list, or an empty one, is a 400.
+        let entries = body["offsets"].as_array().filter(|list| !list.is_empty()).ok_or_else(|| {
+            ApiError::bad_request("Partitions / offsets need to be provided for an alter offsets request")
+        })?;
         if is_source(worker, &spec)? {
             let offsets: Vec<(String, Option<String>)> = entries
                 .iter()
@@ -509,22 +597,29 @@ pub async fn patch_offsets(
                 .collect();
             worker.cluster.write_source_offsets(&name, &offsets).map_err(ApiError::internal)?;
         } else {
+            let consumer: BaseConsumer =
+                worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
             let mut tpl = TopicPartitionList::new();
             for e in entries {
                 let topic = e["partition"]["kafka_topic"]
                     .as_str()
                     .ok_or_else(|| ApiError::bad_request("partition.kafka_topic is required"))?;
-                let partition = e["partition"]["kafka_partition"]
-                    .as_i64()
-                    .ok_or_else(|| ApiError::bad_request("partition.kafka_partition is required"))?;
-                let offset = match e["offset"]["kafka_offset"].as_i64() {
-                    Some(o) => Offset::Offset(o),
-                    None => Offset::Beginning,
+                let partition = sink_number(&e["partition"]["kafka_partition"], "partition.kafka_partition")? as i32;
+                let offset = if e["offset"].is_null() {
+                    // `"offset": null` resets this one partition: Kafka
+                    // Connect deletes its committed offset, so the task
+                    // starts per auto.offset.reset (earliest, forced by
+                    // the worker); committing the partition's log start
+                    // is the same start.
+                    let (low, _) = consumer
+                        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                        .map_err(ApiError::internal)?;
+                    low
+                } else {
+                    sink_number(&e["offset"]["kafka_offset"], "offset.kafka_offset")?
                 };
-                tpl.add_partition_offset(topic, partition as i32, offset).map_err(ApiError::internal)?;
+                tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).map_err(ApiError::internal)?;
             }
-            let consumer: BaseConsumer =
-                worker.cluster.kafka().consumer(&format!("connect-{name}")).create().map_err(ApiError::internal)?;
             // Commit as a simple (assigned, not subscribed) member of the
             // connector's group, which has no live members while STOPPED.
             for e in tpl.elements() {

@@ -6,8 +6,10 @@
 mod connectors;
 mod dlq_replay;
 mod error;
+mod loggers;
 mod openapi;
 mod plugins;
+mod restart;
 
 use std::sync::Arc;
 
@@ -34,8 +36,11 @@ pub struct Auth {
 
 pub struct AppState {
     pub worker: Arc<Worker>,
-    pub cluster_id: String,
+    /// The Kafka cluster's id, as the brokers report it.
+    pub kafka_cluster_id: String,
     pub auth: Auth,
+    /// The worker's log levels (`/admin/loggers`).
+    pub loggers: Arc<crate::logging::Loggers>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -68,20 +73,81 @@ pub fn router(state: Shared) -> Router {
         .route("/connectors/{name}/topics", get(connectors::topics))
         .route("/connectors/{name}/topics/reset", put(connectors::reset_topics))
         .route("/connectors/{name}/dlq/replay", post(dlq_replay::replay))
+        .route("/admin/loggers", get(loggers::list))
+        .route("/admin/loggers/{logger}", get(loggers::get).put(loggers::put))
         .route("/connector-plugins", get(plugins::list))
         .route("/connector-plugins/{class}/config", get(plugins::config))
         .route("/connector-plugins/{class}/config/validate", put(plugins::validate))
-        .fallback(|| async { ApiError::not_found("Not found") })
+        .fallback(|| async { ApiError::not_found("HTTP 404 Not Found") })
+        .layer(middleware::from_fn(require_json))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
+}
+
+/// A request body must be JSON: Kafka Connect's resources consume only
+/// `application/json` (Jersey answers any other type with 415).
+async fn require_json(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if has_body && !json {
+        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "HTTP 415 Unsupported Media Type").into_response();
+    }
+    next.run(request).await
+}
+
+/// Every error answers with Kafka Connect's `{error_code, message}` body
+/// (`ConnectExceptionMapper`), axum's own too (an unknown method: 405, a
+/// path parameter that does not parse: 400): those come as plain text or
+/// empty and are rewritten here, keeping their status and headers (`Allow`).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        format!("HTTP {} {}", status.as_u16(), status.canonical_reason().unwrap_or_default())
+    } else {
+        text
+    };
+    let mut rewritten = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 async fn count_requests(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let path = request.uri().path().to_string();
     let response = next.run(request).await;
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "REST request");
     state.worker.metrics.rest_requests.with_label_values(&[&method, &route, response.status().as_str()]).inc();
     response
 }
@@ -118,8 +184,8 @@ async fn authenticate(State(state): State<Shared>, request: Request, next: Next)
 async fn root(State(state): State<Shared>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": option_env!("SLUICE_GIT_COMMIT").unwrap_or("unknown"),
-        "kafka_cluster_id": state.cluster_id,
+        "commit": env!("SLUICE_GIT_COMMIT"),
+        "kafka_cluster_id": state.kafka_cluster_id,
     }))
 }
 

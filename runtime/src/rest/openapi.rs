@@ -16,18 +16,23 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/connectors/{name}", "Connector info", "200"),
     ("delete", "/connectors/{name}", "Delete a connector", "204"),
     ("get", "/connectors/{name}/config", "Connector config (passwords hidden)", "200"),
-    ("put", "/connectors/{name}/config", "Create or replace a connector's config", "200"),
+    ("put", "/connectors/{name}/config", "Create (201 + Location) or replace (200) a connector's config", "200"),
     ("patch", "/connectors/{name}/config", "Merge into a connector's config (null removes)", "200"),
     ("get", "/connectors/{name}/status", "Connector and task states", "200"),
     ("get", "/connectors/{name}/tasks", "Task configs", "200"),
     ("get", "/connectors/{name}/tasks/{task}/status", "One task's state", "200"),
     ("post", "/connectors/{name}/tasks/{task}/restart", "Restart one task", "204"),
-    ("post", "/connectors/{name}/restart", "Restart; ?includeTasks=&onlyFailed=", "204"),
+    (
+        "post",
+        "/connectors/{name}/restart",
+        "Restart; ?includeTasks=&onlyFailed= (202 with the status unless neither is given)",
+        "204",
+    ),
     ("put", "/connectors/{name}/pause", "Pause", "202"),
     ("put", "/connectors/{name}/resume", "Resume", "202"),
-    ("put", "/connectors/{name}/stop", "Stop (frees task resources)", "202"),
+    ("put", "/connectors/{name}/stop", "Stop (frees task resources)", "204"),
     ("get", "/connectors/{name}/offsets", "Committed offsets (KIP-875 shapes)", "200"),
-    ("patch", "/connectors/{name}/offsets", "Alter offsets (connector must be STOPPED)", "200"),
+    ("patch", "/connectors/{name}/offsets", "Alter offsets (connector STOPPED, its tasks gone; offset null resets one partition)", "200"),
     ("delete", "/connectors/{name}/offsets", "Reset offsets (connector must be STOPPED)", "200"),
     (
         "get",
@@ -40,6 +45,14 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "post",
         "/connectors/{name}/dlq/replay",
         "Re-produce DLQ records to their original topic {stage, exception_class, max_records}; each once",
+        "200",
+    ),
+    ("get", "/admin/loggers", "Every logger with a level of its own (root: the default) and when it was set", "200"),
+    ("get", "/admin/loggers/{logger}", "A logger's level (a module path; its own or inherited)", "200"),
+    (
+        "put",
+        "/admin/loggers/{logger}",
+        "Set a logger's level {level} and those below it; ?scope=worker (200, the loggers set) or cluster (204; applied on this worker)",
         "200",
     ),
     ("get", "/connector-plugins", "Installed connector classes", "200"),
@@ -75,4 +88,25 @@ pub async fn document() -> Json<Value> {
             "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"}},
         }}},
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+
+    /// Every path `router` routes is documented, and nothing else (read from
+    /// the router's source: axum does not list its routes).
+    #[test]
+    fn the_document_lists_the_routers_paths() {
+        let source = include_str!("mod.rs");
+        let routed: BTreeSet<&str> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        let documented: BTreeSet<&str> = ROUTES.iter().map(|(_, path, _, _)| *path).collect();
+        assert_eq!(routed, documented);
+    }
 }
