@@ -175,7 +175,7 @@ fn mark_intake(state: &mut SinkState, batch: &[&BorrowedMessage<'_>], incoming: 
 /// Puts the pending records until every one is taken or routed: a
 /// whole-batch `Retriable` error puts the same records again, a per-record
 /// one only those (invariants 5, 7); after each wait, records of partitions
-/// revoked meanwhile are dropped (invariant 2).
+/// revoked meanwhile, even if assigned again, are dropped (invariant 2).
 fn put_until_settled<'a>(
     ctx: &TaskContext,
     wait: &mut RetryWait<'a, '_, '_>,
@@ -213,9 +213,11 @@ fn put_until_settled<'a>(
                 }
             }
         }
+        let before: Vec<u64> = pending.iter().map(|&i| guard.revocations_of(batch[i])).collect();
         let Some(relocked) = wait_to_retry(ctx, wait, guard, &mut attempt) else { return Ok(()) };
         guard = relocked;
-        pending = plan::survivors(&pending, |i| (batch[i].topic(), batch[i].partition()), &guard.assigned);
+        let partition_of = |i: usize| (batch[i].topic(), batch[i].partition());
+        pending = plan::survivors(&pending, partition_of, &before, &guard.revocations, &guard.assigned);
         if pending.is_empty() {
             return Ok(());
         }

@@ -4,7 +4,10 @@
 //! (ARCHITECTURE.md invariants 1, 2, 6, 7). `deliver.rs` and `mod.rs` do the
 //! I/O around these.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use connector_api::{ConnectorError, ErrorKind, PutOutcome};
 
@@ -140,19 +143,27 @@ pub fn is_assigned(assigned: &BTreeSet<(String, i32)>, topic: &str, partition: i
 }
 
 /// The pending records that survive a retry wait: those of partitions still
-/// assigned; a revoked partition's belong to its next owner (invariants 2, 7).
+/// assigned and not revoked during the wait (`before[k]`: the revocation
+/// count of `pending[k]`'s partition when the wait began). A partition
+/// revoked and assigned again is re-read from its committed offset, so its
+/// stale records are dropped too: put first, they would let the watermark
+/// pass the re-read ones (invariants 1, 2, 7).
 pub fn survivors<'a>(
     pending: &[usize],
     partition_of: impl Fn(usize) -> (&'a str, i32),
+    before: &[u64],
+    revocations: &BTreeMap<(String, i32), u64>,
     assigned: &BTreeSet<(String, i32)>,
 ) -> Vec<usize> {
     pending
         .iter()
-        .copied()
-        .filter(|&i| {
+        .zip(before)
+        .filter(|(&i, &seen)| {
             let (topic, partition) = partition_of(i);
             is_assigned(assigned, topic, partition)
+                && revocations.get(&(topic.to_string(), partition)).copied().unwrap_or(0) == seen
         })
+        .map(|(&i, _)| i)
         .collect()
 }
 
@@ -212,8 +223,6 @@ pub fn first_offsets<'a>(records: impl IntoIterator<Item = (&'a str, i32, i64)>)
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn err(kind: ErrorKind) -> ConnectorError {
@@ -355,24 +364,42 @@ mod tests {
         }
     }
 
-    /// Invariants 2 and 7: a revoke during a retry wait drops the revoked
-    /// partition's pending records (the next owner re-reads them from the
-    /// committed offset), so the watermark never passes a re-read record.
+    /// Invariants 1, 2 and 7: a revoke during a retry wait drops the revoked
+    /// partition's pending records, also when the partition is assigned
+    /// again (it is re-read from the committed offset), so the watermark
+    /// never passes a re-read record.
     #[test]
-    fn a_revoke_during_a_retry_wait_drops_only_the_revoked_partitions_records() {
+    fn a_revoke_during_a_retry_wait_drops_the_revoked_partitions_records() {
         let batch = [("a", 0), ("a", 1), ("b", 0), ("a", 0), ("b", 1)];
         let set =
             |v: &[(&str, i32)]| -> BTreeSet<(String, i32)> { v.iter().map(|(t, p)| (t.to_string(), *p)).collect() };
-        type Case = (&'static [usize], BTreeSet<(String, i32)>, Vec<usize>);
-        let table: [Case; 4] = [
-            (&[0, 1, 2, 3, 4], set(&[("a", 0), ("a", 1), ("b", 0), ("b", 1)]), vec![0, 1, 2, 3, 4]),
-            (&[0, 1, 2, 3, 4], set(&[("a", 1), ("b", 1)]), vec![1, 4]),
-            (&[0, 3], set(&[("a", 1), ("b", 0)]), vec![]),
+        let counts = |v: &[(&str, i32, u64)]| -> BTreeMap<(String, i32), u64> {
+            v.iter().map(|(t, p, n)| ((t.to_string(), *p), *n)).collect()
+        };
+        let all = set(&[("a", 0), ("a", 1), ("b", 0), ("b", 1)]);
+        // (pending, counts before the wait, counts after, assigned after) → survivors
+        type Case =
+            (&'static [usize], &'static [u64], BTreeMap<(String, i32), u64>, BTreeSet<(String, i32)>, Vec<usize>);
+        let table: [Case; 6] = [
+            (&[0, 1, 2, 3, 4], &[0, 0, 0, 0, 0], counts(&[]), all.clone(), vec![0, 1, 2, 3, 4]),
+            // a/0 and b/0 revoked and gone.
+            (
+                &[0, 1, 2, 3, 4],
+                &[0, 0, 0, 0, 0],
+                counts(&[("a", 0, 1), ("b", 0, 1)]),
+                set(&[("a", 1), ("b", 1)]),
+                vec![1, 4],
+            ),
+            // a/0 revoked and assigned again during the wait: its records are stale.
+            (&[0, 1, 3], &[0, 0, 0], counts(&[("a", 0, 1)]), all.clone(), vec![1]),
+            // Revoked before this batch (count 2 then), not during the wait.
+            (&[0, 3], &[2, 2], counts(&[("a", 0, 2)]), all.clone(), vec![0, 3]),
+            (&[0, 3], &[0, 0], counts(&[]), set(&[("a", 1), ("b", 0)]), vec![]),
             // Same partition number, other topic: not assigned.
-            (&[2], set(&[("a", 0)]), vec![]),
+            (&[2], &[0], counts(&[]), set(&[("a", 0)]), vec![]),
         ];
-        for (pending, assigned, expected) in table {
-            assert_eq!(survivors(pending, |i| batch[i], &assigned), expected, "{assigned:?}");
+        for (pending, before, after, assigned, expected) in table {
+            assert_eq!(survivors(pending, |i| batch[i], before, &after, &assigned), expected, "{pending:?} {after:?}");
         }
     }
 
