@@ -24,6 +24,7 @@ pub mod partitioner;
 pub mod rotation;
 pub mod sink;
 pub mod tagging;
+pub mod take;
 pub mod upload;
 pub mod zone;
 

@@ -22,20 +22,31 @@ use tokio::{runtime::Runtime, sync::Semaphore};
 
 use crate::{
     completion::Completing,
-    config::{Compression, Format, NullBehavior, S3SinkConfig},
+    config::{Compression, Format, S3SinkConfig},
     format::{Body, RecordEncoder, Stream},
     gzip::GzipPool,
     naming::Naming,
-    parquet_format::{ParquetObject, Schema},
+    parquet_format::ParquetObject,
     partitioner::{Partitioner, RecordView, TimestampExtractor},
     rotation,
+    take::{self, Again, Fill, Limits, Taken},
     upload::{self, ObjectUpload, Uploader},
 };
 
 type Tp = (String, i32);
 
-/// S3's limit of parts per multipart upload.
-const MAX_PARTS: usize = 10_000;
+/// Why a record was not taken: a bad record (reported failed, the object
+/// unchanged) or a task-level failure.
+enum Refusal {
+    Bad(String),
+    Task(ConnectorError),
+}
+
+impl From<ConnectorError> for Refusal {
+    fn from(e: ConnectorError) -> Self {
+        Refusal::Task(e)
+    }
+}
 
 /// One object being written.
 struct Writer {
@@ -158,29 +169,31 @@ impl S3SinkTask {
         Some(rotation::schedule_deadline(now, interval, &self.cfg.zone))
     }
 
-    /// Takes one record: Ok(()) accepted or ignored, Err(msg) a bad record.
-    /// An `Err` of the outer result is a task-level failure.
-    /// `now` is the wall clock of the batch (read once per put: per record it
-    /// was a few percent of the task's CPU).
-    fn take(&mut self, r: &SinkRecord<'_>, now: i64) -> Result<Result<(), String>, ConnectorError> {
+    /// Takes one record; an `Err` is a task-level failure. `now` is the wall
+    /// clock of the batch (read once per put: per record it was a few
+    /// percent of the task's CPU).
+    fn take(&mut self, r: &SinkRecord<'_>, now: i64) -> Result<Taken, ConnectorError> {
+        match self.write_record(r, now) {
+            Ok(taken) => Ok(taken),
+            Err(Refusal::Bad(message)) => Ok(Taken::Bad(message)),
+            Err(Refusal::Task(e)) => Err(e),
+        }
+    }
+
+    fn write_record(&mut self, r: &SinkRecord<'_>, now: i64) -> Result<Taken, Refusal> {
         let cfg = Arc::clone(&self.cfg);
         let value = r.value();
         if value.is_none() {
-            match cfg.null_behavior {
-                NullBehavior::Fail => {
-                    return Ok(Err("null value (tombstone) with behavior.on.null.values=fail; set it to ignore or write to accept tombstones".into()))
-                }
-                NullBehavior::Ignore => return Ok(Ok(())),
-                NullBehavior::Write => {}
+            if let Some(taken) = take::on_null(cfg.null_behavior) {
+                return Ok(taken);
             }
         }
         // Parquet rows are parsed into their columns directly; a `Value` is
         // built only for a partitioner reading fields (or a schema to infer).
         let json = match (value, cfg.partitioner.needs_json()) {
-            (Some(v), true) => match serde_json::from_slice::<Value>(v) {
-                Ok(j) => Some(j),
-                Err(e) => return Ok(Err(format!("value is not JSON ({e}) but partitioner.class needs a JSON value"))),
-            },
+            (Some(v), true) => Some(serde_json::from_slice::<Value>(v).map_err(|e| {
+                Refusal::Bad(format!("value is not JSON ({e}) but partitioner.class needs a JSON value"))
+            })?),
             _ => None,
         };
         let encoded = if value.is_none() {
@@ -188,15 +201,10 @@ impl S3SinkTask {
         } else {
             let view =
                 RecordView { partition: r.partition(), timestamp: r.timestamp(), json: json.as_ref(), now_ms: now };
-            match cfg.partitioner.encode(&view, &cfg.directory_delim) {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
-            }
+            cfg.partitioner.encode(&view, &cfg.directory_delim).map_err(Refusal::Bad)?
         };
         self.line.clear();
-        if let Err(e) = self.encoder.encode(value, &mut self.line) {
-            return Ok(Err(e));
-        }
+        self.encoder.encode(value, &mut self.line).map_err(Refusal::Bad)?;
         let time = self.record_time(r, json.as_ref());
         let tp: Tp = (r.topic().to_string(), r.partition());
 
@@ -209,66 +217,81 @@ impl S3SinkTask {
         if due {
             self.rotate(&tp, &encoded)?;
         }
-
         let exists = self.partitions.get(&tp).is_some_and(|s| s.writers.contains_key(&encoded));
         if !exists {
-            if let Some(max) = cfg.max_open_files {
-                while self.open_files() >= max {
-                    let Some((otp, oenc)) = self.oldest() else { break };
-                    self.rotate(&otp, &oenc)?;
-                }
-            }
-            let body = match cfg.format {
-                Format::Parquet => {
-                    // Explicit columns, or those of the object's first record
-                    // (deterministic: the same first record after a re-delivery).
-                    let inferred = match (&cfg.parquet_schema, json.as_ref(), value) {
-                        (Some(s), _, _) => Ok(s.clone()),
-                        (None, Some(j), _) => Schema::infer(j),
-                        (None, None, Some(v)) => serde_json::from_slice::<Value>(v)
-                            .map_err(|e| format!("value is not JSON ({e}); format.class=parquet needs JSON objects"))
-                            .and_then(|j| Schema::infer(&j)),
-                        (None, None, None) => Err("a null value cannot be a parquet row".into()),
-                    };
-                    let schema = match inferred {
-                        Ok(s) => s,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    // Row groups of half a part of values: an open object holds
-                    // its buffered rows and its encoded bytes until a part is
-                    // full, and eight of them had to fit in the worker's memory.
-                    let object = ParquetObject::new(schema, cfg.parquet_codec, cfg.part_size / 2)
-                        .map_err(|e| ConnectorError::config(format!("parquet.schema: {e}")))?;
-                    Body::Parquet(Box::new(object))
-                }
-                _ => Body::Lines(Box::new(
-                    Stream::new(cfg.compression, cfg.compression_level, self.gzip.as_ref()).map_err(|e| {
-                        ConnectorError::fatal(format!("cannot start the s3.compression.type compressor: {e}"))
-                    })?,
-                )),
-            };
-            self.seq += 1;
-            let writer = Writer {
-                start_offset: r.offset(),
-                end_offset: r.offset(),
-                records: 0,
-                raw_bytes: 0,
-                first_time: time,
-                deadline: self.schedule_deadline(now),
-                seq: self.seq,
-                body: Some(body),
-                upload: ObjectUpload::new(self.naming.object_key(&encoded, r.topic(), r.partition(), r.offset())),
-            };
-            self.partitions.entry(tp.clone()).or_default().writers.insert(encoded.clone(), writer);
+            self.open_object(r, &tp, &encoded, json.as_ref(), time, now)?;
         }
+        self.write_into(r, &tp, &encoded)?;
+        Ok(Taken::Accepted)
+    }
 
-        let part_size = cfg.part_size;
+    /// Opens the object `r` starts (rotating the oldest first at `s3.max.open.files`).
+    fn open_object(
+        &mut self,
+        r: &SinkRecord<'_>,
+        tp: &Tp,
+        encoded: &str,
+        json: Option<&Value>,
+        time: Option<i64>,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        if let Some(max) = self.cfg.max_open_files {
+            while self.open_files() >= max {
+                let Some((otp, oenc)) = self.oldest() else { break };
+                self.rotate(&otp, &oenc)?;
+            }
+        }
+        let body = self.new_body(json, r.value())?;
+        self.seq += 1;
+        let writer = Writer {
+            start_offset: r.offset(),
+            end_offset: r.offset(),
+            records: 0,
+            raw_bytes: 0,
+            first_time: time,
+            deadline: self.schedule_deadline(now),
+            seq: self.seq,
+            body: Some(body),
+            upload: ObjectUpload::new(self.naming.object_key(encoded, r.topic(), r.partition(), r.offset())),
+        };
+        self.partitions.entry(tp.clone()).or_default().writers.insert(encoded.to_string(), writer);
+        Ok(())
+    }
+
+    fn new_body(&self, json: Option<&Value>, value: Option<&[u8]>) -> Result<Body, Refusal> {
+        let cfg = &self.cfg;
+        Ok(match cfg.format {
+            Format::Parquet => {
+                let schema = take::parquet_schema(cfg.parquet_schema.as_ref(), json, value).map_err(Refusal::Bad)?;
+                // Row groups of half a part of values: an open object holds
+                // its buffered rows and its encoded bytes until a part is
+                // full, and eight of them had to fit in the worker's memory.
+                let object = ParquetObject::new(schema, cfg.parquet_codec, cfg.part_size / 2)
+                    .map_err(|e| ConnectorError::config(format!("parquet.schema: {e}")))?;
+                Body::Parquet(Box::new(object))
+            }
+            _ => {
+                Body::Lines(Box::new(Stream::new(cfg.compression, cfg.compression_level, self.gzip.as_ref()).map_err(
+                    |e| ConnectorError::fatal(format!("cannot start the s3.compression.type compressor: {e}")),
+                )?))
+            }
+        })
+    }
+
+    /// Writes the encoded record into its open object; cuts a part or
+    /// closes the object when it is due (invariant 4).
+    fn write_into(&mut self, r: &SinkRecord<'_>, tp: &Tp, encoded: &str) -> Result<(), Refusal> {
+        let limits = Limits {
+            part_size: self.cfg.part_size,
+            flush_size: self.cfg.flush_size,
+            max_object_bytes: self.cfg.max_object_bytes,
+        };
         let state = self.partitions.entry(tp.clone()).or_default();
-        let Some(w) = state.writers.get_mut(&encoded) else {
-            return Err(ConnectorError::fatal("internal: open object vanished"));
+        let Some(w) = state.writers.get_mut(encoded) else {
+            return Err(ConnectorError::fatal("internal: open object vanished").into());
         };
         let Some(body) = w.body.as_mut() else {
-            return Err(ConnectorError::fatal("internal: open object has no body"));
+            return Err(ConnectorError::fatal("internal: open object has no body").into());
         };
         let raw = match body {
             Body::Lines(stream) => {
@@ -278,10 +301,12 @@ impl S3SinkTask {
                 self.line.len()
             }
             Body::Parquet(object) => {
-                let Some(v) = value else { return Ok(Err("a null value cannot be a parquet row".into())) };
+                let Some(v) = r.value() else {
+                    return Err(Refusal::Bad("a null value cannot be a parquet row".into()));
+                };
                 if let Err(e) = object.push_json(v) {
                     // Nothing was added: the record is bad, the object unchanged.
-                    return Ok(Err(format!("value is not a parquet row of this object: {e}")));
+                    return Err(Refusal::Bad(format!("value is not a parquet row of this object: {e}")));
                 }
                 v.len()
             }
@@ -291,24 +316,23 @@ impl S3SinkTask {
         w.end_offset = r.offset();
         let pending =
             body.pending().map_err(|e| ConnectorError::fatal(format!("compressing into {}: {e}", w.upload.key)))?;
-        if pending >= part_size {
+        let fill = Fill { records: w.records, raw_bytes: w.raw_bytes, pending, parts: w.upload.parts() };
+        let next = take::after_write(fill, limits);
+        if next.push_part {
             w.upload.push_part(body.take());
         }
-        // S3 refuses a 10 001st part: close the object one part before.
-        let full = rotation::due_after(w.records, w.raw_bytes, cfg.flush_size, cfg.max_object_bytes)
-            || w.upload.parts() >= MAX_PARTS - 1;
         // From here on the record is accepted: a failure below is retried
         // without taking it again.
         state.next_offset = Some(r.offset() + 1);
-        if full {
+        if next.rotate {
             // Rotation moves the object to `completing` even when it fails, so
-            // no later record can join a full object (boundaries stay
-            // deterministic); finishing sends the queued parts too.
-            self.rotate(&tp, &encoded)?;
+            // no later record can join a full object (invariant 4); finishing
+            // sends the queued parts too.
+            self.rotate(tp, encoded)?;
         } else {
             w.upload.pump(&self.rt, &self.up)?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     fn open_files(&self) -> usize {
@@ -482,27 +506,34 @@ impl SinkTask for S3SinkTask {
         for (i, r) in records.iter().enumerate() {
             let tp: Tp = (r.topic().to_string(), r.partition());
             let state = self.partitions.entry(tp.clone()).or_default();
-            if state.next_offset.is_some_and(|n| r.offset() < n) {
-                // Already taken (a batch re-delivered after a retriable error).
-                if let Some(e) = state.failed.get(&r.offset()) {
-                    outcome.fail(i, e.clone());
+            match take::again(state.next_offset, r.offset(), &state.failed) {
+                Again::New => {}
+                // Re-delivered after a retriable error (invariant 7).
+                Again::Taken => continue,
+                Again::Failed(e) => {
+                    outcome.fail(i, e);
+                    continue;
                 }
-                continue;
             }
-            if let Err(message) = self.take(r, now)? {
-                let error = ConnectorError::bad_record(format!(
-                    "{}/{} offset {}: {message}",
-                    r.topic(),
-                    r.partition(),
-                    r.offset()
-                ));
-                let state = self.partitions.entry(tp).or_default();
-                state.next_offset = Some(r.offset() + 1);
-                state.failed.insert(r.offset(), error.clone());
-                outcome.fail(i, error);
-            } else if let Some(state) = self.partitions.get_mut(&tp) {
-                // Ignored records (null values with `ignore`) move the offset too.
-                state.next_offset = Some(r.offset() + 1);
+            match self.take(r, now)? {
+                Taken::Bad(message) => {
+                    let error = ConnectorError::bad_record(format!(
+                        "{}/{} offset {}: {message}",
+                        r.topic(),
+                        r.partition(),
+                        r.offset()
+                    ));
+                    let state = self.partitions.entry(tp).or_default();
+                    state.next_offset = Some(r.offset() + 1);
+                    state.failed.insert(r.offset(), error.clone());
+                    outcome.fail(i, error);
+                }
+                Taken::Accepted | Taken::Ignored => {
+                    // Ignored records (null values with `ignore`) move the offset too.
+                    if let Some(state) = self.partitions.get_mut(&tp) {
+                        state.next_offset = Some(r.offset() + 1);
+                    }
+                }
             }
         }
         // The failure memory only needs records the runtime may re-deliver.

@@ -27,6 +27,7 @@ pub struct FailedRecord<'a> {
 }
 
 /// Where a failed record goes.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Topic {
         topic: String,
@@ -40,13 +41,20 @@ pub enum Route {
 
 /// Decides per `errors.tolerance` and the topics configured.
 pub fn route(error: &ConnectorError, runtime: &crate::connector_config::RuntimeConfig) -> Route {
-    if !runtime.tolerance_all {
+    route_for(error.kind(), runtime.tolerance_all, runtime.rejected_topic.as_deref(), runtime.dlq_topic.as_deref())
+}
+
+/// `Fatal` and `Config` always fail the task, as does any failure with
+/// `errors.tolerance=none`; a rejection goes to the rejected topic when one
+/// is configured, anything else to the DLQ, else it is dropped.
+pub fn route_for(kind: ErrorKind, tolerance_all: bool, rejected: Option<&str>, dlq: Option<&str>) -> Route {
+    if !tolerance_all {
         return Route::Fail;
     }
-    match (error.kind(), &runtime.rejected_topic, &runtime.dlq_topic) {
+    match (kind, rejected, dlq) {
         (ErrorKind::Fatal | ErrorKind::Config, _, _) => Route::Fail,
-        (ErrorKind::Rejected, Some(t), _) => Route::Topic { topic: t.clone(), rejected: true },
-        (_, _, Some(t)) => Route::Topic { topic: t.clone(), rejected: false },
+        (ErrorKind::Rejected, Some(t), _) => Route::Topic { topic: t.to_string(), rejected: true },
+        (_, _, Some(t)) => Route::Topic { topic: t.to_string(), rejected: false },
         _ => Route::Drop,
     }
 }
@@ -100,4 +108,35 @@ pub fn send(
         out = out.payload(v);
     }
     producer.send_result(out).map_err(|(e, _)| anyhow!("queueing a record to {topic}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Invariants 1 and 7: a failed record settles only by a route the
+    /// tolerance allows; Fatal and Config never go to a topic.
+    #[test]
+    fn a_failure_is_routed_by_its_kind_the_tolerance_and_the_topics() {
+        use ErrorKind::*;
+        let dlq = || Route::Topic { topic: "dlq".into(), rejected: false };
+        let rej = || Route::Topic { topic: "rej".into(), rejected: true };
+        // (kind, tolerance all, rejected topic, dlq topic) → route
+        let table = [
+            ((BadRecord, false, Some("rej"), Some("dlq")), Route::Fail),
+            ((Retriable, false, None, None), Route::Fail),
+            ((Fatal, true, Some("rej"), Some("dlq")), Route::Fail),
+            ((Config, true, None, Some("dlq")), Route::Fail),
+            ((BadRecord, true, Some("rej"), Some("dlq")), dlq()),
+            ((Retriable, true, None, Some("dlq")), dlq()),
+            ((Rejected, true, Some("rej"), Some("dlq")), rej()),
+            ((Rejected, true, None, Some("dlq")), dlq()),
+            ((Rejected, true, Some("rej"), None), rej()),
+            ((BadRecord, true, Some("rej"), None), Route::Drop),
+            ((Rejected, true, None, None), Route::Drop),
+        ];
+        for ((kind, all, rejected, dlq), expected) in table {
+            assert_eq!(route_for(kind, all, rejected, dlq), expected, "{kind:?} {all} {rejected:?} {dlq:?}");
+        }
+    }
 }

@@ -3,11 +3,12 @@
 
 use std::{
     collections::BTreeSet,
+    ops::Range,
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use connector_api::{ConnectorError, ErrorKind, HeaderRef, PutOutcome, SinkRecord, TopicPartition};
+use connector_api::{ConnectorError, HeaderRef, PutOutcome, SinkRecord, TopicPartition};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::{BorrowedMessage, Headers, Message},
@@ -15,10 +16,12 @@ use rdkafka::{
 
 use super::{
     convert::{transform, view, Converted},
-    lock, partitions_of, ConsumerCallbacks, SinkState, Stashed,
+    lock, partitions_of,
+    plan::{self, Intake, PutVerdict, Settlement, Standing},
+    ConsumerCallbacks, SinkState, Stashed,
 };
 use crate::{
-    converter::Part,
+    connector_config::RuntimeConfig,
     kafka::wait_delivery,
     metrics::CountedProducer,
     pipeline::{
@@ -27,6 +30,17 @@ use crate::{
         failure, TaskContext,
     },
 };
+
+/// A consumed record on its way in: for the sink, dropped by a transform
+/// (`Ok(None)`), or failed at a stage.
+type Incoming<'a> = Result<Option<SinkRecord<'a>>, (ConnectorError, &'static str)>;
+
+/// What a retry wait polls with, and where it keeps what it polled.
+struct RetryWait<'a, 'c, 's> {
+    consumer: &'c BaseConsumer<ConsumerCallbacks>,
+    state: &'a Mutex<SinkState>,
+    stash: &'s mut Vec<Stashed<'c>>,
+}
 
 /// Hands one batch to the plugin (dropping records of partitions revoked
 /// meanwhile), retrying and routing failures; every record ends up in the
@@ -41,17 +55,48 @@ pub(super) fn deliver<'c>(
     producer: Option<&CountedProducer>,
 ) -> Result<(), String> {
     let mut guard = lock(state);
-    let batch: Vec<&BorrowedMessage<'_>> = batch.iter().filter(|m| still_assigned(&guard, m)).collect();
+    let batch: Vec<&BorrowedMessage<'_>> =
+        batch.iter().filter(|m| plan::is_assigned(&guard.assigned, m.topic(), m.partition())).collect();
     let runtime = &ctx.runtime;
     // Without transforms the records borrow the consumer's buffers; with
-    // them, they borrow this batch's transformed copies.
+    // them, they borrow this batch's transformed copies (invariant 15).
     let owned = !runtime.transforms.is_empty()
         || runtime.key_converter.sink_needs_owned()
         || runtime.value_converter.sink_needs_owned();
     let transformed: Vec<Converted> =
         if owned { batch.iter().map(|m| transform(runtime, m)).collect() } else { Vec::new() };
-    // One header array for the whole batch; records borrow slices of it.
-    let mut header_refs: Vec<HeaderRef<'_>> = Vec::new();
+    let (header_refs, spans) = batch_headers(&batch, &transformed);
+    let incoming: Vec<Incoming<'_>> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| sink_record(runtime, m, transformed.get(i), &header_refs[spans[i].clone()]))
+        .collect();
+    let intake = plan::batch_intake(&incoming.iter().map(Intake::of).collect::<Vec<_>>());
+    mark_intake(&mut guard, &batch, &incoming);
+    if intake.filtered > 0 {
+        let [connector, task] = ctx.labels();
+        ctx.metrics.records_filtered.with_label_values(&[&connector, &task]).inc_by(intake.filtered);
+    }
+    // Records a converter or transform failed go where failed puts go (invariant 1).
+    for (stage, failed) in &intake.failed_by_stage {
+        let of_stage: Vec<(usize, ConnectorError)> =
+            failed.iter().filter_map(|&i| incoming[i].as_ref().err().map(|(e, _)| (i, e.clone()))).collect();
+        route_failures(ctx, &mut guard, &batch, &of_stage, producer, stage)?;
+    }
+    if intake.pending.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<Option<SinkRecord<'_>>> = incoming.into_iter().map(|r| r.ok().flatten()).collect();
+    let mut wait = RetryWait { consumer, state, stash };
+    put_until_settled(ctx, &mut wait, guard, &batch, &records, intake.pending, producer)
+}
+
+/// One header array for the whole batch, and each record's slice of it.
+fn batch_headers<'a>(
+    batch: &[&'a BorrowedMessage<'_>],
+    transformed: &'a [Converted],
+) -> (Vec<HeaderRef<'a>>, Vec<Range<usize>>) {
+    let mut header_refs: Vec<HeaderRef<'a>> = Vec::new();
     let mut spans = Vec::with_capacity(batch.len());
     for (i, m) in batch.iter().enumerate() {
         let start = header_refs.len();
@@ -73,156 +118,163 @@ pub(super) fn deliver<'c>(
         }
         spans.push(start..header_refs.len());
     }
-    let bytes_of = |m: &BorrowedMessage<'_>| (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
-    // `records[i]` is the record the sink gets, if it gets one. Bookkeeping
-    // in offset order: handed, dropped by a transform (settled now), or
-    // failed in a converter or transform (unsettled until routed).
-    let mut records: Vec<Option<SinkRecord<'_>>> = Vec::with_capacity(batch.len());
-    let mut converted_failures: Vec<(usize, ConnectorError, &'static str)> = Vec::new();
-    let mut filtered = 0u64;
-    for (i, m) in batch.iter().enumerate() {
-        let headers = &header_refs[spans[i].clone()];
-        let outcome = match transformed.get(i) {
-            None => view(runtime, m).map(|(key, value)| {
-                Some(
-                    SinkRecord::new(m.topic(), m.partition(), m.offset())
-                        .with_timestamp(m.timestamp().to_millis())
-                        .with_key(key)
-                        .with_value(value)
-                        .with_headers(headers),
-                )
-            }),
-            Some(Ok(Some(t))) => Ok(Some(
-                SinkRecord::new(&t.topic, m.partition(), m.offset())
-                    .with_timestamp(t.timestamp)
-                    .with_key(t.key.as_deref())
-                    .with_value(t.value.as_deref())
-                    .with_headers(headers)
-                    .with_schemas(t.key_schema.as_deref(), t.value_schema.as_deref()),
-            )),
-            Some(Ok(None)) => Ok(None),
-            Some(Err((e, stage))) => Err((e.clone(), *stage)),
-        };
-        match outcome {
-            Ok(Some(record)) => {
-                guard.marks.handed(m.topic(), m.partition(), m.offset(), bytes_of(m));
-                guard.route_handed(m, record.topic());
-                records.push(Some(record));
+    (header_refs, spans)
+}
+
+/// The record the sink gets for `m`: borrowed from the message, or from its
+/// transformed copy when there is one.
+fn sink_record<'a>(
+    runtime: &RuntimeConfig,
+    m: &'a BorrowedMessage<'_>,
+    transformed: Option<&'a Converted>,
+    headers: &'a [HeaderRef<'a>],
+) -> Incoming<'a> {
+    match transformed {
+        None => view(runtime, m).map(|(key, value)| {
+            Some(
+                SinkRecord::new(m.topic(), m.partition(), m.offset())
+                    .with_timestamp(m.timestamp().to_millis())
+                    .with_key(key)
+                    .with_value(value)
+                    .with_headers(headers),
+            )
+        }),
+        Some(Ok(Some(t))) => Ok(Some(
+            SinkRecord::new(&t.topic, m.partition(), m.offset())
+                .with_timestamp(t.timestamp)
+                .with_key(t.key.as_deref())
+                .with_value(t.value.as_deref())
+                .with_headers(headers)
+                .with_schemas(t.key_schema.as_deref(), t.value_schema.as_deref()),
+        )),
+        Some(Ok(None)) => Ok(None),
+        Some(Err((e, stage))) => Err((e.clone(), *stage)),
+    }
+}
+
+fn bytes_of(m: &BorrowedMessage<'_>) -> u64 {
+    (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64
+}
+
+/// Tells the watermark about each record, in offset order (invariant 1).
+fn mark_intake(state: &mut SinkState, batch: &[&BorrowedMessage<'_>], incoming: &[Incoming<'_>]) {
+    for (m, r) in batch.iter().zip(incoming) {
+        match Intake::of(r) {
+            Intake::Hand => {
+                state.marks.handed(m.topic(), m.partition(), m.offset(), bytes_of(m));
+                if let Ok(Some(record)) = r {
+                    state.route_handed(m, record.topic());
+                }
             }
-            Ok(None) => {
-                guard.marks.skipped(m.topic(), m.partition(), m.offset());
-                filtered += 1;
-                records.push(None);
-            }
-            Err((e, stage)) => {
-                guard.marks.failed(m.topic(), m.partition(), m.offset());
-                converted_failures.push((i, e, stage));
-                records.push(None);
-            }
+            Intake::Skip => state.marks.skipped(m.topic(), m.partition(), m.offset()),
+            Intake::Fail(_) => state.marks.failed(m.topic(), m.partition(), m.offset()),
         }
     }
+}
+
+/// Puts the pending records until every one is taken or routed: a
+/// whole-batch `Retriable` error puts the same records again, a per-record
+/// one only those (invariants 5, 7); after each wait, records of partitions
+/// revoked meanwhile, even if assigned again, are dropped (invariant 2).
+fn put_until_settled<'a>(
+    ctx: &TaskContext,
+    wait: &mut RetryWait<'a, '_, '_>,
+    mut guard: MutexGuard<'a, SinkState>,
+    batch: &[&BorrowedMessage<'_>],
+    records: &[Option<SinkRecord<'_>>],
+    mut pending: Vec<usize>,
+    producer: Option<&CountedProducer>,
+) -> Result<(), String> {
     let [connector, task] = ctx.labels();
-    let labels = [connector.as_str(), task.as_str()];
-    if filtered > 0 {
-        ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
-    }
-    // Records a converter or transform failed go where failed puts go.
-    for stage in [Part::Key.stage(), Part::Value.stage(), "TRANSFORMATION"] {
-        let of_stage: Vec<(usize, ConnectorError)> =
-            converted_failures.iter().filter(|(_, _, s)| *s == stage).map(|(i, e, _)| (*i, e.clone())).collect();
-        if !of_stage.is_empty() {
-            route_failures(ctx, &mut guard, &batch, &of_stage, producer, stage)?;
-        }
-    }
-    let mut pending: Vec<usize> = (0..records.len()).filter(|&i| records[i].is_some()).collect();
-    if pending.is_empty() {
-        return Ok(());
-    }
     // Records that failed retriably and wait for a retry (not in the sink's hands).
     let mut awaiting_retry: BTreeSet<usize> = BTreeSet::new();
     let mut attempt = 0u32;
     let started = Instant::now();
     loop {
-        let subset: Vec<SinkRecord<'_>> = pending.iter().filter_map(|&i| records[i]).collect();
-        let put_started = Instant::now();
-        let result = guard.task.put(subset.as_slice().into()).into_result();
-        ctx.metrics.put_seconds.with_label_values(&labels).observe(put_started.elapsed().as_secs_f64());
-        if result.is_ok() {
-            for &i in &pending {
-                if let Some(record) = records[i] {
-                    let m = batch[i];
-                    guard.delivered.handed(m.topic(), m.partition(), record.topic(), m.offset());
-                }
-            }
-        }
-        let failures: Vec<(usize, ConnectorError)> = match result {
-            Ok(outcome) => outcome_failures(&outcome, &pending),
-            Err(e) if e.kind() == ErrorKind::Fatal || e.kind() == ErrorKind::Config => {
-                return Err(failure("put", e));
-            }
-            Err(e) if e.kind() == ErrorKind::Retriable => {
-                // The whole batch failed transiently (the target is down):
-                // re-deliver the same batch until it is taken, as Kafka
-                // Connect does; records never go to the DLQ for an outage.
+        let result = put_pending(ctx, &mut guard, batch, records, &pending);
+        match plan::put_verdict(result, &pending) {
+            PutVerdict::FailTask(e) => return Err(failure("put", e)),
+            PutVerdict::RetryBatch(e) => {
+                // Invariant 7: an outage never sends records to the DLQ.
                 ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
                 tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "put failed; retrying the batch");
-                let Some(relocked) = wait_to_retry(ctx, consumer, state, guard, stash, &mut attempt) else {
-                    return Ok(());
-                };
-                guard = relocked;
-                pending.retain(|&i| still_assigned(&guard, batch[i]));
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                continue;
             }
-            Err(e) => pending.iter().map(|&i| (i, e.clone())).collect(),
-        };
-        ctx.metrics.records_written.with_label_values(&labels).inc_by((pending.len() - failures.len()) as u64);
-        // A failed record is unsettled until it is routed or a retry takes
-        // it: the sink's later pre_commit must not carry the commit past it.
-        let failed: BTreeSet<usize> = failures.iter().map(|(i, _)| *i).collect();
-        for &i in &pending {
-            let m = batch[i];
-            if failed.contains(&i) {
-                if awaiting_retry.insert(i) {
-                    guard.marks.failed(m.topic(), m.partition(), m.offset());
-                    guard.route_withdrawn(m);
+            PutVerdict::Failures(failures) => {
+                let allowed = plan::retry_allowed(ctx.runtime.retry_timeout_ms, started.elapsed());
+                let settlement = plan::settle(&pending, failures, &mut awaiting_retry, allowed);
+                apply_settlement(ctx, &mut guard, batch, records, &settlement);
+                route_failures(ctx, &mut guard, batch, &settlement.give_up, producer, "TASK_PUT")?;
+                if settlement.retry.is_empty() {
+                    return Ok(());
                 }
-            } else if awaiting_retry.remove(&i) {
-                guard.marks.retaken(m.topic(), m.partition(), m.offset(), bytes_of(m));
-                if let Some(record) = records[i] {
-                    guard.route_handed(m, record.topic());
+                pending = settlement.retry.iter().map(|(i, _)| *i).collect();
+                for (_, e) in &settlement.retry {
+                    ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
                 }
             }
         }
-        let retry_allowed = ctx.runtime.retry_timeout_ms < 0
-            || started.elapsed() < Duration::from_millis(ctx.runtime.retry_timeout_ms as u64);
-        let (retry, give_up): (Vec<_>, Vec<_>) =
-            failures.into_iter().partition(|(_, e)| e.kind() == ErrorKind::Retriable && retry_allowed);
-        route_failures(ctx, &mut guard, &batch, &give_up, producer, "TASK_PUT")?;
-        if retry.is_empty() {
-            return Ok(());
-        }
-        pending = retry.iter().map(|(i, _)| *i).collect();
-        for (_, e) in &retry {
-            ctx.metrics.errors.with_label_values(&[&connector, &task, e.kind().name(), "TASK_PUT"]).inc();
-        }
-        let Some(relocked) = wait_to_retry(ctx, consumer, state, guard, stash, &mut attempt) else { return Ok(()) };
+        let before: Vec<u64> = pending.iter().map(|&i| guard.revocations_of(batch[i])).collect();
+        let Some(relocked) = wait_to_retry(ctx, wait, guard, &mut attempt) else { return Ok(()) };
         guard = relocked;
-        // A rebalance during the wait may have revoked partitions: their
-        // records belong to the next owner now.
-        pending.retain(|&i| still_assigned(&guard, batch[i]));
+        let partition_of = |i: usize| (batch[i].topic(), batch[i].partition());
+        pending = plan::survivors(&pending, partition_of, &before, &guard.revocations, &guard.assigned);
         if pending.is_empty() {
             return Ok(());
         }
     }
 }
 
-fn still_assigned(state: &SinkState, m: &BorrowedMessage<'_>) -> bool {
-    // Per record: the partition number first, the topic name only when it matches.
-    let partition = m.partition();
-    state.assigned.iter().any(|(t, p)| *p == partition && t == m.topic())
+/// One `put` of the pending records; on success they count as delivered
+/// (`pre_commit`'s argument).
+fn put_pending(
+    ctx: &TaskContext,
+    state: &mut SinkState,
+    batch: &[&BorrowedMessage<'_>],
+    records: &[Option<SinkRecord<'_>>],
+    pending: &[usize],
+) -> Result<PutOutcome, ConnectorError> {
+    let subset: Vec<SinkRecord<'_>> = pending.iter().filter_map(|&i| records[i]).collect();
+    let put_started = Instant::now();
+    let result = state.task.put(subset.as_slice().into()).into_result();
+    let [connector, task] = ctx.labels();
+    ctx.metrics.put_seconds.with_label_values(&[&connector, &task]).observe(put_started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        for &i in pending {
+            if let Some(record) = records[i] {
+                let m = batch[i];
+                state.delivered.handed(m.topic(), m.partition(), record.topic(), m.offset());
+            }
+        }
+    }
+    result
+}
+
+/// A failed record is unsettled until routed or retaken, so a later
+/// `pre_commit` never carries the commit past it (invariant 1).
+fn apply_settlement(
+    ctx: &TaskContext,
+    state: &mut SinkState,
+    batch: &[&BorrowedMessage<'_>],
+    records: &[Option<SinkRecord<'_>>],
+    settlement: &Settlement,
+) {
+    let [connector, task] = ctx.labels();
+    ctx.metrics.records_written.with_label_values(&[&connector, &task]).inc_by(settlement.written);
+    for &(i, standing) in &settlement.changes {
+        let m = batch[i];
+        match standing {
+            Standing::Failed => {
+                state.marks.failed(m.topic(), m.partition(), m.offset());
+                state.route_withdrawn(m);
+            }
+            Standing::Retaken => {
+                state.marks.retaken(m.topic(), m.partition(), m.offset(), bytes_of(m));
+                if let Some(record) = records[i] {
+                    state.route_handed(m, record.topic());
+                }
+            }
+        }
+    }
 }
 
 /// Backs off before a retry with the state released. Meanwhile the consumer
@@ -230,19 +282,17 @@ fn still_assigned(state: &SinkState, m: &BorrowedMessage<'_>) -> bool {
 /// batch is retried from memory, and the group must not take the task for
 /// dead (`max.poll.interval.ms`) however long the target is down; rebalance
 /// callbacks run inside these polls. `None` when the task must stop instead.
-fn wait_to_retry<'a, 'c>(
+fn wait_to_retry<'a>(
     ctx: &TaskContext,
-    consumer: &'c BaseConsumer<ConsumerCallbacks>,
-    state: &'a Mutex<SinkState>,
+    wait: &mut RetryWait<'a, '_, '_>,
     mut guard: MutexGuard<'a, SinkState>,
-    stash: &mut Vec<Stashed<'c>>,
     attempt: &mut u32,
 ) -> Option<MutexGuard<'a, SinkState>> {
-    let wait = backoff(*attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
+    let backoff = backoff(*attempt, Duration::from_millis(ctx.runtime.retry_delay_max_ms));
     *attempt += 1;
     guard.paused_for_retry = true;
     drop(guard);
-    let deadline = Instant::now() + wait;
+    let deadline = Instant::now() + backoff;
     let mut paused: Option<Vec<TopicPartition>> = None;
     loop {
         if ctx.stopping() {
@@ -250,28 +300,24 @@ fn wait_to_retry<'a, 'c>(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Some(lock(state));
+            return Some(lock(wait.state));
         }
         // Paused again when a rebalance changed the assignment (each pause
         // also drops what librdkafka had fetched, so not on every poll).
-        if let Ok(assignment) = consumer.assignment() {
+        if let Ok(assignment) = wait.consumer.assignment() {
             let now = partitions_of(&assignment);
             if paused.as_ref() != Some(&now) {
-                let _ = consumer.pause(&assignment);
+                let _ = wait.consumer.pause(&assignment);
                 paused = Some(now);
             }
         }
         // Records fetched before the pause may still arrive; they are kept,
         // in order, for after this batch.
-        if let Some(Ok(m)) = consumer.poll(left.min(Duration::from_millis(100))) {
-            let seen = lock(state).revocations_of(&m);
-            stash.push((seen, m));
+        if let Some(Ok(m)) = wait.consumer.poll(left.min(Duration::from_millis(100))) {
+            let seen = lock(wait.state).revocations_of(&m);
+            wait.stash.push((seen, m));
         }
     }
-}
-
-fn outcome_failures(outcome: &PutOutcome, pending: &[usize]) -> Vec<(usize, ConnectorError)> {
-    outcome.failures().iter().filter_map(|f| pending.get(f.index as usize).map(|&i| (i, f.error.clone()))).collect()
 }
 
 fn route_failures(

@@ -35,6 +35,7 @@ use crate::{
 mod context;
 mod convert;
 mod deliver;
+mod plan;
 
 use context::ContextState;
 use deliver::{cached_high_watermark, deliver};
@@ -352,52 +353,15 @@ fn poll_loop(
         if let Some(f) = lock(state).failed.take() {
             return Err(f);
         }
-        // Pause when the connector is paused or the byte budget is spent
-        // (invariant 6); keep polling so the group membership stays alive.
-        let buffered = lock(state).marks.buffered_bytes();
-        let over_budget = match budget.check(buffered, Instant::now()) {
-            Budget::Free => false,
-            Budget::Hold => true,
-            Budget::JustWaived => {
-                tracing::warn!(
-                    connector = %ctx.connector,
-                    task = ctx.task,
-                    buffered,
-                    limit = budget.limit(),
-                    "max.buffered.bytes exceeded and nothing settled for offset.flush.interval.ms while paused: \
-                     the sink settles only when it gets more records (an S3 object completes when full), so the \
-                     task goes on; set max.buffered.bytes above what the sink holds before it settles"
-                );
-                false
-            }
-        };
-        let want_pause = ctx.is_paused() || over_budget;
-        let retry_paused = std::mem::take(&mut lock(state).paused_for_retry);
-        if want_pause != paused || retry_paused || std::mem::take(&mut plugin_pauses_changed) {
-            if let Ok(assignment) = consumer.assignment() {
-                let plan = pause_plan(&partitions_of(&assignment), want_pause, &lock(state).plugin_paused);
-                let _ = consumer.pause(&partition_list(&plan.pause));
-                let _ = consumer.resume(&partition_list(&plan.resume));
-            }
-            paused = want_pause;
-        }
+        // Invariant 6: paused while the budget is spent, still polling so
+        // the group membership stays alive.
+        let pause = pause_step(ctx, consumer, state, &mut budget, paused, &mut plugin_pauses_changed);
+        paused = pause.all;
         let mut batch: Vec<BorrowedMessage<'_>> = {
             let guard = lock(state);
-            let stashed = std::mem::take(&mut stash).into_iter();
-            stashed.filter(|(seen, m)| guard.revocations_of(m) == *seen).map(|(_, m)| m).collect()
+            plan::unstash(std::mem::take(&mut stash), |m| guard.revocations_of(m))
         };
-        let mut wait = Duration::from_millis(100);
-        while batch.len() < ctx.runtime.batch_max_records {
-            match consumer.poll(wait) {
-                None => break,
-                Some(Ok(m)) => batch.push(m),
-                Some(Err(e)) => {
-                    tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "consumer error");
-                    break;
-                }
-            }
-            wait = Duration::ZERO;
-        }
+        poll_batch(ctx, consumer, &mut batch);
         // What the plugin asked through its context since the last look
         // (in open, put or pre_commit): a sought partition's records polled
         // so far are dropped, the consumer fetches them again from there.
@@ -413,36 +377,98 @@ fn poll_loop(
             ctx.note_active_topics(batch.iter().map(|m| m.topic()));
             deliver(ctx, consumer, state, &batch, &mut stash, producer)?;
         }
-        if last_commit.elapsed() >= flush_every || over_budget || std::mem::take(&mut commit_requested) {
-            let started = Instant::now();
-            let mut guard = lock(state);
-            match commit_settled(&mut guard, consumer, None) {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "offset commit failed; will retry")
-                }
-            }
-            ctx.metrics.buffered_bytes.with_label_values(&labels).set(guard.marks.buffered_bytes() as i64);
-            // Lag from the high watermarks the last fetches carried (cached by
-            // librdkafka; ListOffsets is not trusted: some brokers answer it
-            // in batches rather than records).
-            for (topic, partition) in guard.assigned.iter() {
-                let Some(watermark) = guard.marks.watermark(topic, *partition) else { continue };
-                if let Some(high) = cached_high_watermark(consumer, topic, *partition) {
-                    if high >= 0 {
-                        ctx.metrics
-                            .consumer_lag
-                            .with_label_values(&[&connector, &task, topic, &partition.to_string()])
-                            .set((high - watermark).max(0));
-                    }
-                }
-            }
-            drop(guard);
-            ctx.metrics.commit_seconds.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+        if plan::commit_due(last_commit.elapsed(), flush_every, pause.over_budget, &mut commit_requested) {
+            commit_and_measure(ctx, consumer, state);
             last_commit = Instant::now();
         }
     }
     Ok(())
+}
+
+/// Checks the byte budget and applies the pause plan when it is due.
+fn pause_step(
+    ctx: &TaskContext,
+    consumer: &BaseConsumer<ConsumerCallbacks>,
+    state: &Mutex<SinkState>,
+    budget: &mut ByteBudget,
+    paused: bool,
+    plugin_pauses_changed: &mut bool,
+) -> plan::Pause {
+    let buffered = lock(state).marks.buffered_bytes();
+    let checked = budget.check(buffered, Instant::now());
+    if checked == Budget::JustWaived {
+        tracing::warn!(
+            connector = %ctx.connector,
+            task = ctx.task,
+            buffered,
+            limit = budget.limit(),
+            "max.buffered.bytes exceeded and nothing settled for offset.flush.interval.ms while paused: \
+             the sink settles only when it gets more records (an S3 object completes when full), so the \
+             task goes on; set max.buffered.bytes above what the sink holds before it settles"
+        );
+    }
+    let retry_paused = std::mem::take(&mut lock(state).paused_for_retry);
+    let pause = plan::pause(ctx.is_paused(), &checked, paused, retry_paused, plugin_pauses_changed);
+    if pause.apply {
+        if let Ok(assignment) = consumer.assignment() {
+            let plan = pause_plan(&partitions_of(&assignment), pause.all, &lock(state).plugin_paused);
+            let _ = consumer.pause(&partition_list(&plan.pause));
+            let _ = consumer.resume(&partition_list(&plan.resume));
+        }
+    }
+    pause
+}
+
+/// Polls up to `batch.max.records` in all, waiting only for the first.
+fn poll_batch<'c>(
+    ctx: &TaskContext,
+    consumer: &'c BaseConsumer<ConsumerCallbacks>,
+    batch: &mut Vec<BorrowedMessage<'c>>,
+) {
+    let mut wait = Duration::from_millis(100);
+    while batch.len() < ctx.runtime.batch_max_records {
+        match consumer.poll(wait) {
+            None => break,
+            Some(Ok(m)) => batch.push(m),
+            Some(Err(e)) => {
+                tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "consumer error");
+                break;
+            }
+        }
+        wait = Duration::ZERO;
+    }
+}
+
+/// Commits the settled watermark (a failure is retried at the next one) and
+/// updates the buffered-bytes, lag and commit-time metrics.
+fn commit_and_measure(ctx: &TaskContext, consumer: &BaseConsumer<ConsumerCallbacks>, state: &Mutex<SinkState>) {
+    let [connector, task] = ctx.labels();
+    let labels = [connector.as_str(), task.as_str()];
+    let started = Instant::now();
+    let mut guard = lock(state);
+    match commit_settled(&mut guard, consumer, None) {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "offset commit failed; will retry")
+        }
+    }
+    ctx.metrics.buffered_bytes.with_label_values(&labels).set(guard.marks.buffered_bytes() as i64);
+    // Lag from the high watermarks the last fetches carried (cached by
+    // librdkafka; ListOffsets is not trusted: some brokers answer it in
+    // batches rather than records).
+    for (topic, partition) in guard.assigned.iter() {
+        let Some(watermark) = guard.marks.watermark(topic, *partition) else { continue };
+        if let Some(high) = cached_high_watermark(consumer, topic, *partition) {
+            if high >= 0 {
+                ctx.metrics
+                    .consumer_lag
+                    .with_label_values(&[&connector, &task, topic, &partition.to_string()])
+                    .set((high - watermark).max(0));
+            }
+        }
+    }
+    drop(guard);
+    ctx.metrics.commit_seconds.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
 }
 
 /// Which partitions to pause and which to resume: all of them while the
@@ -516,13 +542,7 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each partition's first offset in the batch stands for its committed
 /// position until it has one (what a note is committed with).
 fn note_positions(context: &ContextState, batch: &[BorrowedMessage<'_>]) {
-    let mut firsts: Vec<(&str, i32, i64)> = Vec::new();
-    for m in batch {
-        if !firsts.iter().any(|(t, p, _)| *p == m.partition() && *t == m.topic()) {
-            firsts.push((m.topic(), m.partition(), m.offset()));
-        }
-    }
-    for (t, p, o) in firsts {
+    for (t, p, o) in plan::first_offsets(batch.iter().map(|m| (m.topic(), m.partition(), m.offset()))) {
         context.seen(t, p, o);
     }
 }
