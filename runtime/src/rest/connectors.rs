@@ -397,20 +397,15 @@ pub async fn restart(
         let worker = &state.worker;
         let spec = spec(worker, &name)?;
         let mut status = status_json(worker, &name, &spec);
-        let connector_state = status["connector"]["state"].as_str().unwrap_or_default().to_string();
-        let task_states: Vec<(i32, String)> = status["tasks"]
+        // The states as this worker's status view has them (a missing or
+        // unknown one reads as UNASSIGNED, which restarts only without onlyFailed).
+        let state_of = |v: &Value| serde_json::from_value::<RunState>(v.clone()).unwrap_or(RunState::Unassigned);
+        let connector_state = state_of(&status["connector"]["state"]);
+        let task_states: Vec<(i32, RunState)> = status["tasks"]
             .as_array()
-            .map(|tasks| {
-                tasks
-                    .iter()
-                    .filter_map(|t| {
-                        Some((t["id"].as_i64()? as i32, t["state"].as_str().unwrap_or_default().to_string()))
-                    })
-                    .collect()
-            })
+            .map(|tasks| tasks.iter().filter_map(|t| Some((t["id"].as_i64()? as i32, state_of(&t["state"])))).collect())
             .unwrap_or_default();
-        let borrowed: Vec<(i32, &str)> = task_states.iter().map(|(id, s)| (*id, s.as_str())).collect();
-        let plan = super::restart::plan(include_tasks, only_failed, &connector_state, &borrowed);
+        let plan = super::restart::plan(include_tasks, only_failed, connector_state, &task_states);
         // One restart record per part: the connector object (which computes
         // its task configs again) and each restarting task.
         let parts = plan.connector.then_some(CONNECTOR_SLOT).into_iter().chain(plan.tasks.iter().copied());

@@ -3,6 +3,8 @@
 //! restart, from their states when the request is handled, and what the
 //! answer is. Pure; `connectors.rs` reads the states and writes the restarts.
 
+use crate::state::RunState;
+
 /// What one restart request restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartPlan {
@@ -21,11 +23,16 @@ pub struct RestartPlan {
 /// unless only failed ones should and it is not FAILED), applied to every
 /// task as `AbstractHerder.buildRestartPlan` does; the 204/202 split is
 /// `ConnectorsResource.restartConnector`'s.
-pub fn plan(include_tasks: bool, only_failed: bool, connector_state: &str, tasks: &[(i32, &str)]) -> RestartPlan {
-    let restarts = |state: &str| !only_failed || state == "FAILED";
+pub fn plan(
+    include_tasks: bool,
+    only_failed: bool,
+    connector_state: RunState,
+    tasks: &[(i32, RunState)],
+) -> RestartPlan {
+    let restarts = |state: RunState| !only_failed || state == RunState::Failed;
     RestartPlan {
         connector: restarts(connector_state),
-        tasks: tasks.iter().filter(|(_, state)| include_tasks && restarts(state)).map(|(id, _)| *id).collect(),
+        tasks: tasks.iter().filter(|(_, state)| include_tasks && restarts(*state)).map(|(id, _)| *id).collect(),
         no_content: !include_tasks && !only_failed,
     }
 }
@@ -38,7 +45,8 @@ mod tests {
     /// FAILED and task 1 RUNNING, and against a FAILED connector.
     #[test]
     fn restarts_follow_kafka_connects_rule() {
-        let tasks = [(0, "FAILED"), (1, "RUNNING")];
+        use RunState::*;
+        let tasks = [(0, Failed), (1, Running)];
         // includeTasks, onlyFailed → connector restarts, tasks, 204?
         type Row = (bool, bool, bool, &'static [i32], bool);
         let table: [Row; 4] = [
@@ -50,16 +58,16 @@ mod tests {
         for (include_tasks, only_failed, connector, restarted, no_content) in table {
             let expected = RestartPlan { connector, tasks: restarted.to_vec(), no_content };
             assert_eq!(
-                plan(include_tasks, only_failed, "RUNNING", &tasks),
+                plan(include_tasks, only_failed, Running, &tasks),
                 expected,
                 "includeTasks={include_tasks} onlyFailed={only_failed}"
             );
         }
         // A FAILED connector restarts whatever onlyFailed says.
         for (include_tasks, only_failed) in [(false, false), (false, true), (true, false), (true, true)] {
-            assert!(plan(include_tasks, only_failed, "FAILED", &tasks).connector);
+            assert!(plan(include_tasks, only_failed, Failed, &tasks).connector);
         }
         // Other states are not FAILED.
-        assert_eq!(plan(true, true, "PAUSED", &[(0, "PAUSED"), (1, "UNASSIGNED")]).tasks, Vec::<i32>::new());
+        assert_eq!(plan(true, true, Paused, &[(0, Paused), (1, Unassigned)]).tasks, Vec::<i32>::new());
     }
 }
