@@ -4,122 +4,19 @@
 //! the worker's books, crashes the task and revokes a partition mid-batch,
 //! and the objects are read back. Each test writes under its own `topics.dir`.
 
-use std::{
-    collections::BTreeMap,
-    time::{SystemTime, UNIX_EPOCH},
-};
+mod common;
 
-use aws_sdk_s3::{
-    config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation},
-    Client,
-};
+use std::collections::BTreeMap;
+
+use common::{config, json, lines, unique_dir, Bucket};
 use connector_api::{ConnectorConfig, SinkConnector, TopicPartition};
 use connector_kit::harness::{OwnedRecord, RecordBuilder, SinkHarness};
 use sluice_s3_sink::S3Sink;
-
-struct Env {
-    endpoint: String,
-    access: String,
-    secret: String,
-    bucket: String,
-    region: String,
-}
-
-fn env() -> Env {
-    let get = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!("{k} is not set: run `dev/services up` and then `eval \"$(dev/services env)\"` before these tests")
-        })
-    };
-    Env {
-        endpoint: get("S3_ENDPOINT"),
-        access: get("S3_ACCESS_KEY"),
-        secret: get("S3_SECRET_KEY"),
-        bucket: get("S3_BUCKET"),
-        region: get("S3_REGION"),
-    }
-}
-
-/// A unique prefix per test run and test.
-fn unique_dir(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("it-harness-{test}-{nanos}")
-}
-
-fn config(dir: &str, extra: &[(&str, &str)]) -> ConnectorConfig {
-    let e = env();
-    let mut c = ConnectorConfig::new()
-        .with("connector.class", "io.confluent.connect.s3.S3SinkConnector")
-        .with("topics", "orders")
-        .with("s3.bucket.name", e.bucket)
-        .with("s3.region", e.region)
-        .with("store.url", e.endpoint)
-        .with("aws.access.key.id", e.access)
-        .with("aws.secret.access.key", e.secret)
-        .with("topics.dir", dir)
-        .with("format.class", "io.confluent.connect.s3.format.json.JsonFormat")
-        .with("flush.size", "3");
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    c
-}
 
 fn harness(c: &ConnectorConfig) -> SinkHarness<S3Sink> {
     let issues = S3Sink.validate(c);
     assert!(issues.is_empty(), "{issues:?}");
     SinkHarness::new(S3Sink, c.clone()).unwrap()
-}
-
-/// Test-side S3 access, with its own runtime.
-struct Bucket {
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    bucket: String,
-}
-
-impl Bucket {
-    fn new() -> Self {
-        let e = env();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new(e.region))
-            .endpoint_url(e.endpoint)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(e.access, e.secret, None, None, "test"))
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
-        Bucket { rt, client: Client::from_conf(conf), bucket: e.bucket }
-    }
-
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let out = self.rt.block_on(self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).send()).unwrap();
-        let mut keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
-        keys.sort();
-        keys
-    }
-
-    fn text(&self, key: &str) -> String {
-        let out = self.rt.block_on(self.client.get_object().bucket(&self.bucket).key(key).send()).unwrap();
-        let body = self.rt.block_on(out.body.collect()).unwrap().into_bytes().to_vec();
-        String::from_utf8(body).unwrap()
-    }
-
-    fn open_uploads(&self, prefix: &str) -> Vec<String> {
-        let out =
-            self.rt.block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(prefix).send()).unwrap();
-        out.uploads().iter().filter_map(|u| u.key().map(str::to_string)).collect()
-    }
-}
-
-fn json(n: i64) -> String {
-    format!("{{\"id\":{n},\"name\":\"order-{n}\"}}")
-}
-
-fn lines(range: std::ops::Range<i64>) -> String {
-    range.map(|o| json(o) + "\n").collect()
 }
 
 fn records(partition: i32, range: std::ops::Range<i64>) -> Vec<OwnedRecord> {
@@ -142,7 +39,7 @@ fn key(dir: &str, partition: i32, start: i64) -> String {
 
 #[test]
 fn harness_a_crash_redelivers_from_the_committed_offset_into_the_same_objects() {
-    let dir = unique_dir("crash");
+    let dir = unique_dir("harness-crash");
     let s3 = Bucket::new();
     let mut h = harness(&config(&dir, &[("flush.size", "4")]));
     h.open(&[TopicPartition::new("orders", 0)]).unwrap();
@@ -169,7 +66,7 @@ fn harness_a_crash_redelivers_from_the_committed_offset_into_the_same_objects() 
 
 #[test]
 fn harness_a_partition_revoked_mid_batch_commits_its_completed_objects_and_comes_back_whole() {
-    let dir = unique_dir("revoke");
+    let dir = unique_dir("harness-revoke");
     let s3 = Bucket::new();
     let (p0, p1) = (TopicPartition::new("orders", 0), TopicPartition::new("orders", 1));
     let mut h = harness(&config(&dir, &[]));
