@@ -55,6 +55,11 @@ impl Part {
     }
 }
 
+/// The converters' Java class names.
+pub fn converter_classes() -> Vec<&'static str> {
+    NAMES.iter().map(|(_, class)| *class).collect()
+}
+
 const NAMES: &[(&str, &str)] = &[
     ("bytes", "org.apache.kafka.connect.converters.ByteArrayConverter"),
     ("string", "org.apache.kafka.connect.storage.StringConverter"),

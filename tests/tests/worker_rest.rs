@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_tests::{consume, create_topic, kafka_cluster_id, produce, unique, wait_until, WorkerProcess};
 
 fn file_sink(name: &str, topic: &str, file: &str) -> String {
@@ -48,6 +48,23 @@ fn the_rest_api_speaks_kafka_connect() {
         .unwrap()
         .iter()
         .any(|p| p == &json!({"class": "example-file-sink", "type": "sink", "version": "0.1.0"})));
+    // Kafka Connect's ConnectorPluginsResource: the Java class names a
+    // connector answers to are listed; with connectorsOnly=false also the
+    // transforms, predicates and converters; a plugin's simple name (with
+    // or without `Connector`) stands for it (PluginUtils' aliases).
+    let listed = |plugins: &Value, class: &str, kind: &str| {
+        plugins.as_array().unwrap().iter().any(|p| p["class"] == class && p["type"] == kind)
+    };
+    assert!(listed(&plugins, "org.apache.kafka.connect.file.FileStreamSinkConnector", "sink"), "{plugins}");
+    assert!(!listed(&plugins, "org.apache.kafka.connect.transforms.InsertField$Value", "transformation"));
+    let (code, all) = w.get("/connector-plugins?connectorsOnly=false");
+    assert_eq!(code, 200);
+    assert!(listed(&all, "org.apache.kafka.connect.transforms.InsertField$Value", "transformation"), "{all}");
+    assert!(listed(&all, "org.apache.kafka.connect.transforms.predicates.TopicNameMatches", "predicate"), "{all}");
+    assert!(listed(&all, "org.apache.kafka.connect.json.JsonConverter", "converter"), "{all}");
+    for short in ["FileStreamSinkConnector", "FileStreamSink"] {
+        assert_eq!(w.get(&format!("/connector-plugins/{short}/config")).0, 200, "{short}");
+    }
     let (code, keys) = w.get("/connector-plugins/example-file-sink/config");
     assert_eq!(code, 200);
     let token = keys.as_array().unwrap().iter().find(|k| k["name"] == "file.token").expect("file.token defined");

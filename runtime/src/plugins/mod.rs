@@ -109,9 +109,16 @@ impl PluginRegistry {
         Ok(())
     }
 
-    /// The class registered under `name` (its class name or an alias).
+    /// The class registered under `name`: its class name, an alias, or, as
+    /// Kafka Connect's plugin aliases allow, the simple name of a Java
+    /// class alias with or without its `Connector` suffix
+    /// (`S3SinkConnector`, `S3Sink`) when exactly one class answers to it.
     pub fn class(&self, name: &str) -> Option<Arc<ConnectorClass>> {
-        self.by_name.get(name).map(|&i| self.classes[i].clone())
+        if let Some(&i) = self.by_name.get(name) {
+            return Some(self.classes[i].clone());
+        }
+        let names = self.by_name.iter().map(|(n, &i)| (n.as_str(), i));
+        simple_alias(names, name).map(|i| self.classes[i].clone())
     }
 
     pub fn classes(&self) -> &[Arc<ConnectorClass>] {
@@ -121,6 +128,26 @@ impl PluginRegistry {
     pub fn rejections(&self) -> &[Rejection] {
         &self.rejections
     }
+}
+
+/// The class index a short name stands for: the last dotted segment of a
+/// registered name equals `name` or `name` + "Connector"; `None` when no class
+/// or more than one answers (an ambiguous short name must be spelled out).
+fn simple_alias<'a>(names: impl Iterator<Item = (&'a str, usize)>, name: &str) -> Option<usize> {
+    if name.is_empty() || name.contains('.') {
+        return None;
+    }
+    let mut found: Option<usize> = None;
+    for (registered, index) in names {
+        let Some((_, simple)) = registered.rsplit_once('.') else { continue };
+        if simple == name || simple.strip_suffix("Connector") == Some(name) {
+            match found {
+                Some(other) if other != index => return None,
+                _ => found = Some(index),
+            }
+        }
+    }
+    found
 }
 
 fn describe_library_error(e: LibraryError) -> String {
@@ -150,4 +177,31 @@ fn abi_mismatch(abi: u32) -> String {
         "it was built for plugin ABI version {abi}, but this worker supports ABI version {ABI_VERSION}{changed}; \
          rebuild it against this worker's connector-api"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_names_of_java_aliases_resolve_when_unambiguous() {
+        let names = [
+            ("s3-sink", 0),
+            ("io.confluent.connect.s3.S3SinkConnector", 0),
+            ("example-file-sink", 1),
+            ("org.apache.kafka.connect.file.FileStreamSinkConnector", 1),
+            ("com.acme.FileStreamSinkConnector", 2),
+        ];
+        let find = |n: &str| super::simple_alias(names.iter().copied(), n);
+        // (requested, index)
+        let cases = [
+            ("S3SinkConnector", Some(0)),
+            ("S3Sink", Some(0)),
+            ("FileStreamSinkConnector", None), // two classes answer: spell it out
+            ("s3", None),
+            ("", None),
+            ("io.confluent.S3SinkConnector", None),
+        ];
+        for (requested, expected) in cases {
+            assert_eq!(find(requested), expected, "{requested}");
+        }
+    }
 }

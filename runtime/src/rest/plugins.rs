@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     Json,
 };
 use connector_api::ConfigKeyInfo;
@@ -13,14 +13,30 @@ use serde_json::{json, Value};
 use super::{blocking, ApiError, ApiResult, Shared};
 use crate::{connector_config, plugins::ConnectorClass};
 
-pub async fn list(State(state): State<Shared>) -> Json<Value> {
-    let plugins: Vec<Value> = state
+/// `GET /connector-plugins[?connectorsOnly=false]`: every name a connector
+/// class answers to (its own and its aliases, such as Confluent's Java class
+/// names, which tools look for), and with `connectorsOnly=false` the
+/// transforms, predicates and converters, typed as Kafka Connect's
+/// `PluginInfo` does.
+pub async fn list(State(state): State<Shared>, Query(query): Query<Vec<(String, String)>>) -> Json<Value> {
+    let connectors_only = !query.iter().any(|(k, v)| k == "connectorsOnly" && v.eq_ignore_ascii_case("false"));
+    let mut plugins: Vec<Value> = state
         .worker
         .registry
         .classes()
         .iter()
-        .map(|c| json!({"class": c.name(), "type": c.kind().name(), "version": c.version()}))
+        .flat_map(|c| c.names().map(|name| json!({"class": name, "type": c.kind().name(), "version": c.version()})))
         .collect();
+    if !connectors_only {
+        let version = env!("CARGO_PKG_VERSION");
+        let builtin = |names: Vec<String>, kind: &str| -> Vec<Value> {
+            names.into_iter().map(|class| json!({"class": class, "type": kind, "version": version})).collect()
+        };
+        plugins.extend(builtin(crate::transform::transform_classes(), "transformation"));
+        plugins.extend(builtin(crate::transform::predicate_classes(), "predicate"));
+        let converters = crate::converter::converter_classes().into_iter().map(str::to_string).collect();
+        plugins.extend(builtin(converters, "converter"));
+    }
     Json(json!(plugins))
 }
 

@@ -12,6 +12,8 @@ mod extract_field;
 mod insert_field;
 mod mask_field;
 mod predicate;
+
+pub use predicate::predicate_classes;
 mod regex_router;
 mod replace_field;
 mod require_fields;
@@ -169,6 +171,18 @@ const FAMILIES: &[(&str, bool)] = &[
 ];
 
 const TRANSFORMS_PACKAGE: &str = "org.apache.kafka.connect.transforms.";
+
+/// The transforms' Java class names, `$Key`/`$Value` variants spelled out,
+/// as Kafka Connect lists them under `/connector-plugins?connectorsOnly=false`.
+pub fn transform_classes() -> Vec<String> {
+    FAMILIES
+        .iter()
+        .flat_map(|(name, sided)| {
+            let sides: &[&str] = if *sided { &["$Key", "$Value"] } else { &[""] };
+            sides.iter().map(move |side| format!("{TRANSFORMS_PACKAGE}{name}{side}"))
+        })
+        .collect()
+}
 
 /// Reads one transform's or predicate's options (`<prefix><option>`) and
 /// records problems, each naming its full key.

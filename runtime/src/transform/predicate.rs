@@ -7,6 +7,14 @@ use super::{Options, Record};
 
 const PREDICATES_PACKAGE: &str = "org.apache.kafka.connect.transforms.predicates.";
 
+/// The predicates' Java class names.
+pub fn predicate_classes() -> Vec<String> {
+    ["TopicNameMatches", "HasHeaderKey", "RecordIsTombstone"]
+        .iter()
+        .map(|n| format!("{PREDICATES_PACKAGE}{n}"))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub enum Predicate {
     TopicNameMatches(Regex),
