@@ -1,275 +1,286 @@
-//! `example-http-sink`: a Sluice sink connector that appends every record to a file,
-//! one JSON line each: `{"topic":…,"partition":…,"offset":…,"key":…,"value":…}`
-//! (key and value as UTF-8 text, lossy; `null` when absent).
+//! `example-http-sink`: a Sluice sink connector that POSTs records to an
+//! HTTP endpoint as JSON arrays of
+//! `{"topic":…,"partition":…,"offset":…,"key":…,"value":…}` (the key as
+//! text, the value as the JSON it holds when it parses, else as text; `null`
+//! when absent), at most `http.batch.size` records per request. Built on
+//! `connector-kit`: its HTTP client (timeouts, retries of a blip per
+//! [`RetryPolicy`]) and its classification of statuses.
 //!
-//! Delivery is exactly once in the file:
-//! - `put` only buffers; `pre_commit` writes and fsyncs the buffer, and only
-//!   then reports the delivered offsets durable, so the worker never commits
-//!   an offset whose record is not in the file;
-//! - after a crash the worker re-delivers from the last committed offset, so
-//!   `open` reads which offsets the file already holds and seeks past them;
-//! - one task writes the file (`task_configs` returns one config).
+//! What each answer does:
+//!
+//! | answer | the batch |
+//! |---|---|
+//! | 2xx | durable: `pre_commit` reports it |
+//! | 5xx, 408, 429, a timeout, a refused connection (after the client's retries) | `Retriable` as a whole: the worker puts it again with backoff |
+//! | 401, 403 | `Config`: the task fails, the message names `http.auth.token` |
+//! | another 4xx with a body `{"rejected":[i, …]}` | those records (indices into the request's array) `BadRecord`, routed to the DLQ; the rest are durable |
+//! | another 4xx | every record of the request `BadRecord` |
+//!
+//! Delivery is **at least once**: after a crash, a revoke or a retried
+//! batch, records the server already acknowledged are sent again. Each
+//! request carries header `X-Sluice-Offsets` (`topic/partition/first-last`
+//! per partition, comma-separated) and each element its topic, partition
+//! and offset, so a server can drop what it already holds.
 
-use std::{
-    collections::BTreeMap,
-    fs::{self, File, OpenOptions},
-    io::Write,
+use std::{collections::BTreeMap, time::Duration};
+
+use connector_api::{config::typed::config_error, *};
+use connector_kit::{
+    classify::{self, StatusPolicy},
+    http::{HttpClient, HttpError, Request},
+    retry::RetryPolicy,
 };
+use serde_json::{json, Value};
 
-use connector_api::*;
+/// The header naming the offsets a request carries, for servers that dedupe.
+pub const OFFSETS_HEADER: &str = "X-Sluice-Offsets";
 
 config_struct! {
     /// The settings of `example-http-sink`.
     #[derive(Debug)]
-    pub struct ExampleHttpSinkConfig {
-        /// Path of the file records are appended to, one JSON line each.
-        pub file: String = key("file").high().non_empty(),
+    pub struct HttpSinkConfig {
+        /// Where batches are POSTed (http:// or https://).
+        pub url: String = key("http.url").high().regex("https?://.+"),
+        /// Records per request, at most.
+        pub batch_size: u32 = key("http.batch.size").default(100).range(1..=10_000),
+        /// One request, connect to the last byte of the answer.
+        pub timeout: Duration = key("http.timeout.ms").default(Duration::from_secs(30)),
+        /// How long one put retries a failed request (5xx, 429, timeouts)
+        /// before the batch goes back to the worker, which retries it with
+        /// backoff. 0: no retry inside the put.
+        pub retry_max: Duration = key("http.retry.max.ms").default(Duration::from_secs(10)),
+        /// Sent as `Authorization: Bearer <token>` when set.
+        pub auth_token: Option<Secret> = key("http.auth.token"),
     }
 }
 
 /// The connector class `example-http-sink`.
-pub struct ExampleHttpSink;
+pub struct HttpSink;
 
 /// One task: a consumer of some of the connector's partitions.
-pub struct ExampleHttpSinkTask {
-    path: String,
-    file: File,
-    /// Lines put since the last `pre_commit`, per partition.
-    pending: BTreeMap<TopicPartition, String>,
-    /// Per partition, the offset after the last record in the file or pending.
-    next: BTreeMap<TopicPartition, i64>,
-    context: SinkContext,
+pub struct HttpSinkTask {
+    client: HttpClient,
+    url: String,
+    batch_size: usize,
+    /// Whether `http.auth.token` is set (for the message of a 401).
+    has_token: bool,
+    /// Per partition, the first offset of a batch that failed as a whole
+    /// (`Retriable`) and was not taken since: nothing from there on is
+    /// reported durable.
+    failing: BTreeMap<TopicPartition, i64>,
     host: Host,
 }
 
-impl SinkConnector for ExampleHttpSink {
-    type Task = ExampleHttpSinkTask;
+impl SinkConnector for HttpSink {
+    type Task = HttpSinkTask;
 
     fn info(&self) -> ConnectorInfo {
         ConnectorInfo {
             class: "example-http-sink",
             aliases: &[],
             version: env!("CARGO_PKG_VERSION"),
-            documentation: "Appends records to a file as JSON lines, exactly once.",
+            documentation: "POSTs records as JSON arrays to an HTTP endpoint, at least once.",
         }
     }
 
     fn config_def(&self) -> ConfigDef {
-        ExampleHttpSinkConfig::definition()
-    }
-
-    /// One file, one writer: a single task, whatever `tasks.max`.
-    fn task_configs(
-        &self,
-        config: &ConnectorConfig,
-        _max_tasks: usize,
-    ) -> Result<Vec<ConnectorConfig>, ConnectorError> {
-        Ok(vec![config.clone()])
+        HttpSinkConfig::definition()
     }
 
     fn create_task(
         &self,
         config: &ConnectorConfig,
         host: Host,
-        context: SinkContext,
-    ) -> Result<ExampleHttpSinkTask, ConnectorError> {
-        let config = ExampleHttpSinkConfig::parse(config).map_err(|issues| {
-            let all: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
-            ConnectorError::config(all.join("; "))
-        })?;
-        let path = config.file;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| ConnectorError::config(format!("file: cannot open {path} for appending: {e}")))?;
-        // A crash while writing may have left half a line: cut it off (its
-        // record was not reported durable, so it is delivered again).
-        let complete = fs::read(&path)
-            .map_err(|e| ConnectorError::retriable(format!("reading {path}: {e}")))?
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
-        file.set_len(complete as u64).map_err(|e| ConnectorError::retriable(format!("truncating {path}: {e}")))?;
-        host.info("sink task started", &[("file", &path)]);
-        Ok(ExampleHttpSinkTask { path, file, pending: BTreeMap::new(), next: BTreeMap::new(), context, host })
+        _context: SinkContext,
+    ) -> Result<HttpSinkTask, ConnectorError> {
+        let config = HttpSinkConfig::parse(config).map_err(config_error)?;
+        let retry = if config.retry_max.is_zero() {
+            RetryPolicy::none()
+        } else {
+            RetryPolicy::default().max_attempts(u32::MAX).max_elapsed(Some(config.retry_max))
+        };
+        let mut builder = HttpClient::builder("")
+            .timeout(config.timeout)
+            .user_agent(concat!("sluice-example-http-sink/", env!("CARGO_PKG_VERSION")))
+            .header("Content-Type", "application/json")
+            .retry(retry);
+        if let Some(token) = &config.auth_token {
+            builder = builder.header("Authorization", &format!("Bearer {}", token.expose()));
+        }
+        host.info("http sink task started", &[("url", &config.url)]);
+        Ok(HttpSinkTask {
+            client: builder.build(),
+            url: config.url,
+            batch_size: config.batch_size as usize,
+            has_token: config.auth_token.is_some(),
+            failing: BTreeMap::new(),
+            host,
+        })
     }
 }
 
-impl SinkTask for ExampleHttpSinkTask {
-    /// Seeks each partition past the records the file already holds.
-    fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
-        let in_file = next_offsets(&self.path)?;
-        for partition in partitions {
-            if let Some(&next) = in_file.get(partition) {
-                self.context.seek(partition, next);
-                self.next.insert(partition.clone(), next);
-            }
-        }
-        Ok(())
-    }
+/// What the server made of one request.
+enum Answer {
+    /// Taken: every record is durable.
+    Taken,
+    /// These indices (into the request) are bad records; the rest are taken.
+    Refused(Vec<(usize, ConnectorError)>),
+}
 
+impl HttpSinkTask {
+    fn post(&mut self, records: &[SinkRecord<'_>]) -> Result<Answer, ConnectorError> {
+        let body = Value::Array(records.iter().map(element).collect()).to_string();
+        let request = Request::post(self.url.as_str(), body).header(OFFSETS_HEADER, &offsets_header(records));
+        let what = format!("POST {}", self.url);
+        match self.client.send(request) {
+            Ok(_) => Ok(Answer::Taken),
+            Err(HttpError::Status { status: status @ (401 | 403), body, .. }) => Err(ConnectorError::config(format!(
+                "{what}: HTTP {status}: the server refused the credentials: check http.auth.token{}: {}",
+                if self.has_token { "" } else { " (not set)" },
+                classify::excerpt(&body, 300)
+            ))),
+            Err(HttpError::Status { status, body, .. })
+                if classify::http_status(status, StatusPolicy::SINK) == Some(ErrorKind::BadRecord) =>
+            {
+                Ok(Answer::Refused(refused(status, &what, &body, records)))
+            }
+            Err(e) => Err(e.to_connector_error(&what, StatusPolicy::SINK)),
+        }
+    }
+}
+
+/// Which records a 4xx refused: those the body lists as
+/// `{"rejected":[indices]}` when it does (indices out of range are ignored),
+/// otherwise all of them.
+fn refused(status: u16, what: &str, body: &str, records: &[SinkRecord<'_>]) -> Vec<(usize, ConnectorError)> {
+    let listed: Option<Vec<usize>> = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let indices = v.get("rejected")?.as_array()?;
+        Some(indices.iter().filter_map(Value::as_u64).map(|i| i as usize).filter(|i| *i < records.len()).collect())
+    });
+    let indices: Vec<usize> = match listed {
+        Some(listed) => listed,
+        None => (0..records.len()).collect(),
+    };
+    indices
+        .into_iter()
+        .map(|i| {
+            let error =
+                classify::http_error(status, &format!("{what} {}", records[i].position()), body, StatusPolicy::SINK);
+            (i, error)
+        })
+        .collect()
+}
+
+impl SinkTask for HttpSinkTask {
+    /// POSTs the records in requests of at most `http.batch.size`. A
+    /// request that fails retriably fails the whole put: the worker puts the
+    /// same batch again (requests already taken are sent again).
     fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
-        for record in records {
-            let partition = TopicPartition::new(record.topic(), record.partition());
-            if self.next.get(&partition).is_some_and(|next| record.offset() < *next) {
-                continue; // already in the file
+        let mut outcome = PutOutcome::accepted();
+        let mut refused = 0;
+        for (n, chunk) in records.chunks(self.batch_size).enumerate() {
+            let start = n * self.batch_size;
+            match self.post(chunk) {
+                Ok(Answer::Taken) => self.taken(chunk),
+                Ok(Answer::Refused(failures)) => {
+                    self.taken(chunk);
+                    refused += failures.len();
+                    for (i, error) in failures {
+                        outcome.fail(start + i, error);
+                    }
+                }
+                Err(e) => {
+                    for record in &records[start..] {
+                        let tp = TopicPartition::new(record.topic(), record.partition());
+                        let first = self.failing.entry(tp).or_insert(record.offset());
+                        *first = (*first).min(record.offset());
+                    }
+                    self.host.warn("a batch failed", &[("error", e.message())]);
+                    return Err(e);
+                }
             }
-            let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
-            let line = serde_json::json!({
-                "topic": record.topic(),
-                "partition": record.partition(),
-                "offset": record.offset(),
-                "key": text(record.key()),
-                "value": text(record.value()),
-            });
-            let pending = self.pending.entry(partition.clone()).or_default();
-            pending.push_str(&line.to_string());
-            pending.push('\n');
-            self.next.insert(partition, record.offset() + 1);
         }
-        self.host.counter("example_http_sink_records_total", "Records put", &[], records.len() as f64);
-        Ok(PutOutcome::accepted())
+        self.host.counter(
+            "example_http_sink_records_total",
+            "Records the server took",
+            &[],
+            (records.len() - refused) as f64,
+        );
+        Ok(outcome)
     }
 
-    /// Writes and syncs what was put: then everything delivered is durable.
-    /// A failed write fails the task; restarted, it cuts off a torn line and
-    /// `open` finds where the file ends.
+    /// The server answered every request handed so far (failed records are
+    /// settled by the worker when routed), except batches that failed as a
+    /// whole and were not put again.
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
-        for lines in std::mem::take(&mut self.pending).into_values() {
-            self.file
-                .write_all(lines.as_bytes())
-                .map_err(|e| ConnectorError::fatal(format!("writing {}: {e}", self.path)))?;
-        }
-        self.file.sync_data().map_err(|e| ConnectorError::fatal(format!("syncing {}: {e}", self.path)))?;
-        Ok(delivered.to_vec())
+        Ok(delivered
+            .iter()
+            .map(|d| {
+                let tp = TopicPartition::new(d.topic.to_string(), d.partition);
+                match self.failing.get(&tp) {
+                    Some(first) if *first < d.offset => {
+                        TopicPartitionOffset::new(d.topic.to_string(), d.partition, *first)
+                    }
+                    _ => d.clone(),
+                }
+            })
+            .collect())
     }
 
-    /// Drops the revoked partitions' unwritten lines: the next owner gets
-    /// their records again from the committed offset.
+    /// Nothing is buffered: only the record of a failed batch is forgotten
+    /// (the next owner gets it from the committed offset).
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
-        for partition in partitions {
-            self.pending.remove(partition);
-            self.next.remove(partition);
+        for tp in partitions {
+            self.failing.remove(tp);
         }
         Ok(())
     }
 }
 
-/// Per partition, the offset after the last record in the file (complete
-/// lines only).
-fn next_offsets(path: &str) -> Result<BTreeMap<TopicPartition, i64>, ConnectorError> {
-    let text = fs::read_to_string(path).map_err(|e| ConnectorError::retriable(format!("reading {path}: {e}")))?;
-    let mut next = BTreeMap::new();
-    for line in text.split_inclusive('\n').filter_map(|l| l.strip_suffix('\n')) {
-        let record: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| ConnectorError::fatal(format!("{path} holds a line that is not JSON: {e}")))?;
-        if let (Some(topic), Some(partition), Some(offset)) =
-            (record["topic"].as_str(), record["partition"].as_i64(), record["offset"].as_i64())
-        {
-            let partition = TopicPartition::new(topic, partition as i32);
-            let end = next.entry(partition).or_insert(0);
-            *end = (*end).max(offset + 1);
+impl HttpSinkTask {
+    /// The server answered `chunk`: a failed batch covering it was put again.
+    fn taken(&mut self, chunk: &[SinkRecord<'_>]) {
+        for record in chunk {
+            let tp = TopicPartition::new(record.topic(), record.partition());
+            if self.failing.get(&tp).is_some_and(|first| *first <= record.offset()) {
+                self.failing.remove(&tp);
+            }
         }
     }
-    Ok(next)
 }
 
-connector_api::export_plugin! { sinks: [ExampleHttpSink], sources: [] }
+/// One record as the server gets it.
+fn element(record: &SinkRecord<'_>) -> Value {
+    let value = record.value().map(|bytes| match serde_json::from_slice::<Value>(bytes) {
+        Ok(parsed) => parsed,
+        Err(_) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+    });
+    json!({
+        "topic": record.topic(),
+        "partition": record.partition(),
+        "offset": record.offset(),
+        "key": record.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "value": value,
+    })
+}
+
+/// `topic/partition/first-last` per partition of the request, in order of
+/// first appearance.
+pub fn offsets_header(records: &[SinkRecord<'_>]) -> String {
+    let mut ranges: Vec<(&str, i32, i64, i64)> = Vec::new();
+    for r in records {
+        match ranges.iter_mut().find(|(t, p, _, _)| *t == r.topic() && *p == r.partition()) {
+            Some(range) => {
+                range.2 = range.2.min(r.offset());
+                range.3 = range.3.max(r.offset());
+            }
+            None => ranges.push((r.topic(), r.partition(), r.offset(), r.offset())),
+        }
+    }
+    ranges.iter().map(|(t, p, first, last)| format!("{t}/{p}/{first}-{last}")).collect::<Vec<_>>().join(",")
+}
+
+connector_api::export_plugin! { sinks: [HttpSink], sources: [] }
 
 #[cfg(test)]
-mod tests {
-    use connector_api::context::{Recorded, Request};
-
-    use super::*;
-
-    fn config(path: &std::path::Path) -> ConnectorConfig {
-        ConnectorConfig::new().with("file", path.to_string_lossy())
-    }
-
-    fn task(path: &std::path::Path) -> (ExampleHttpSinkTask, Recorded) {
-        let recorded = Recorded::default();
-        let task =
-            ExampleHttpSink.create_task(&config(path), Host::stderr(), SinkContext::from_impl(recorded.clone())).unwrap();
-        (task, recorded)
-    }
-
-    /// Records `first..end` of partition 0 of `orders`, with value `v<offset>`.
-    fn put(task: &mut ExampleHttpSinkTask, first: i64, end: i64) {
-        let values: Vec<String> = (first..end).map(|o| format!("v{o}")).collect();
-        let records: Vec<SinkRecord<'_>> = (first..end)
-            .zip(&values)
-            .map(|(o, v)| SinkRecord::new("orders", 0, o).with_key(Some(b"k")).with_value(Some(v.as_bytes())))
-            .collect();
-        assert_eq!(task.put(&records).unwrap(), PutOutcome::accepted());
-    }
-
-    fn delivered(end: i64) -> Vec<TopicPartitionOffset> {
-        vec![TopicPartitionOffset::new("orders", 0, end)]
-    }
-
-    fn offsets_in(path: &std::path::Path) -> Vec<i64> {
-        let text = fs::read_to_string(path).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"].as_i64().unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn records_are_durable_once_pre_commit_reports_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.jsonl");
-        let (mut task, recorded) = task(&path);
-        let orders = TopicPartition::new("orders", 0);
-        task.open(std::slice::from_ref(&orders)).unwrap();
-        put(&mut task, 0, 3);
-        assert_eq!(offsets_in(&path), [] as [i64; 0], "put only buffers");
-
-        assert_eq!(task.pre_commit(&delivered(3)).unwrap(), delivered(3));
-        assert_eq!(offsets_in(&path), [0, 1, 2]);
-        let first: serde_json::Value =
-            serde_json::from_str(fs::read_to_string(&path).unwrap().lines().next().unwrap()).unwrap();
-        assert_eq!(
-            first,
-            serde_json::json!({"topic": "orders", "partition": 0, "offset": 0, "key": "k", "value": "v0"})
-        );
-
-        task.close(&[orders]).unwrap();
-        task.stop().unwrap();
-        assert_eq!(recorded.take(), [], "an empty file needs no seek");
-    }
-
-    #[test]
-    fn after_a_crash_redelivered_records_land_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.jsonl");
-        let orders = TopicPartition::new("orders", 0);
-
-        // The first task makes 0..3 durable, buffers 3..5, and dies before the
-        // worker commits anything: the committed offset is still 0.
-        let (mut first, _) = task(&path);
-        first.open(std::slice::from_ref(&orders)).unwrap();
-        put(&mut first, 0, 3);
-        first.pre_commit(&delivered(3)).unwrap();
-        put(&mut first, 3, 5);
-        drop(first);
-        // A torn line, as if the process died in the middle of a write.
-        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"topic\":\"ord").unwrap();
-
-        // The next owner finds 0..3 in the file and seeks past them; the
-        // worker delivers from there (a record below is skipped anyway).
-        let (mut second, recorded) = task(&path);
-        second.open(std::slice::from_ref(&orders)).unwrap();
-        assert_eq!(recorded.take(), [Request::Seek(orders.clone(), 3)]);
-        put(&mut second, 2, 5);
-        assert_eq!(second.pre_commit(&delivered(5)).unwrap(), delivered(5));
-        assert_eq!(offsets_in(&path), [0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn a_missing_file_setting_is_refused_by_name() {
-        let issues = ExampleHttpSink.validate(&ConnectorConfig::new());
-        assert_eq!(issues.len(), 1);
-        assert_eq!(issues[0].key.as_str(), ExampleHttpSinkConfig::file);
-    }
-}
+mod tests;
