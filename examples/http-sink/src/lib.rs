@@ -151,15 +151,16 @@ impl HttpSinkTask {
 
 /// Which records a 4xx refused: those the body lists as
 /// `{"rejected":[indices]}` when it does (indices out of range are ignored),
-/// otherwise all of them.
+/// otherwise (no list, or none in range) all of them.
 fn refused(status: u16, what: &str, body: &str, records: &[SinkRecord<'_>]) -> Vec<(usize, ConnectorError)> {
     let listed: Option<Vec<usize>> = serde_json::from_str::<Value>(body).ok().and_then(|v| {
         let indices = v.get("rejected")?.as_array()?;
         Some(indices.iter().filter_map(Value::as_u64).map(|i| i as usize).filter(|i| *i < records.len()).collect())
     });
     let indices: Vec<usize> = match listed {
-        Some(listed) => listed,
-        None => (0..records.len()).collect(),
+        Some(listed) if !listed.is_empty() => listed,
+        // No list, or an empty one (a refusal that names no record): all.
+        _ => (0..records.len()).collect(),
     };
     indices
         .into_iter()

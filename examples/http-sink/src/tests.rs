@@ -237,11 +237,13 @@ fn a_400_naming_rejected_indices_fails_only_those_records() {
 
 #[test]
 fn a_400_without_a_list_fails_every_record_of_the_request() {
-    let server = Server::start(|_| (400, "no".into()));
-    let mut h = harness(config(&server.url), &[orders(0)]);
-    let outcome = h.put(&RecordBuilder::new("orders", 0).values(["a", "b"])).unwrap();
-    let failed: Vec<(u32, ErrorKind)> = outcome.failures().iter().map(|f| (f.index, f.error.kind())).collect();
-    assert_eq!(failed, [(0, ErrorKind::BadRecord), (1, ErrorKind::BadRecord)]);
+    for body in ["no", r#"{"rejected":[]}"#, r#"{"rejected":[7]}"#] {
+        let server = Server::start(move |_| (400, body.into()));
+        let mut h = harness(config(&server.url), &[orders(0)]);
+        let outcome = h.put(&RecordBuilder::new("orders", 0).values(["a", "b"])).unwrap();
+        let failed: Vec<(u32, ErrorKind)> = outcome.failures().iter().map(|f| (f.index, f.error.kind())).collect();
+        assert_eq!(failed, [(0, ErrorKind::BadRecord), (1, ErrorKind::BadRecord)], "{body}");
+    }
 }
 
 #[test]
