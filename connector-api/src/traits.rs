@@ -119,7 +119,10 @@ pub trait SinkTask: Send + 'static {
     ///
     /// `delivered` is, per partition the task owns, the offset after the
     /// last record handed to `put` (under the topic names the sink saw,
-    /// after transforms): Kafka Connect's `currentOffsets`. A sink that
+    /// after transforms): Kafka Connect's `currentOffsets`. It counts the
+    /// records of every `put` that returned `Ok`, those failed in its
+    /// outcome included (the worker holds the commit until they are routed);
+    /// a `put` that returned `Err` delivered nothing. A sink that
     /// writes synchronously in `put` is durable up to there, and returns it:
     ///
     /// ```
