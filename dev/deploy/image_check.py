@@ -18,6 +18,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,12 +82,28 @@ def host_classes(bin_dir, plugin_dir):
     return sorted(line.split()[0] for line in out.splitlines()[1:] if line.strip())
 
 
+def check_build_stage():
+    """The build stage is not built here (no Rust image can be pulled); at
+    least it must build every shipping crate: the runtime and each crate
+    under connectors/, by package name."""
+    with open(os.path.join(REPO, "deploy", "ecs", "Dockerfile")) as f:
+        dockerfile = f.read()
+    built = set(re.findall(r"-p ([A-Za-z][\w-]*)", dockerfile))
+    shipping = {"sluice-runtime"}
+    for manifest in glob.glob(os.path.join(REPO, "connectors", "*", "Cargo.toml")):
+        with open(manifest) as f:
+            shipping.add(re.search(r'^name = "([^"]+)"', f.read(), re.M).group(1))
+    if built != shipping:
+        fail(f"the Dockerfile's build stage builds {sorted(built)}, the shipping crates are {sorted(shipping)}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     args = ap.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP") or fail("KAFKA_BOOTSTRAP is not set (eval \"$(dev/services env)\")")
 
+    check_build_stage()
     libs = sorted(glob.glob(os.path.join(args.bin_dir, "libsluice_*.so")))
     if not libs:
         fail(f"no libsluice_*.so in {args.bin_dir}: build the connectors first")
