@@ -278,6 +278,14 @@ impl Worker {
 
     /// A task's thread ended with an error: FAILED, with its next automatic restart.
     fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, trace: &str) {
+        // A plugin's error may quote a config value: what the connector's
+        // references resolved to is hidden from the status and the log
+        // (invariant 16).
+        let trace = match self.cluster.with_view(|v| v.connector(&key.0).map(|s| s.config.clone())) {
+            Some(config) => connector_config::resolve(&config).0.scrub(trace),
+            None => trace.to_string(),
+        };
+        let trace = trace.as_str();
         tracing::error!(connector = %key.0, task = key.1, %trace, "task failed");
         self.metrics.set_task_state(&key.0, key.1, RunState::Failed);
         let previous = self.local().failed.get(&key).map(|f| f.attempts);
