@@ -1,8 +1,7 @@
 //! TimestampRouter: the topic becomes `topic.format` (default
 //! `${topic}-${timestamp}`) with the record's timestamp formatted by
 //! `timestamp.format` (default `yyyyMMdd`), in UTC as Kafka Connect does.
-//! The format is Java SimpleDateFormat's: `yyyy yy MM M MMM dd d HH H mm m
-//! ss s SSS`, text in single quotes, other characters literal.
+//! The format is Java SimpleDateFormat's (see `date_format.rs`).
 
 use super::{
     date_format::{format_millis, tokens, Token},
