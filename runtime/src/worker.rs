@@ -89,15 +89,19 @@ pub fn class_and_runtime(
     let class_name = config.get("connector.class").map(String::as_str).unwrap_or_default();
     let class = registry.class(class_name).ok_or_else(|| format!("no plugin provides connector class {class_name}"))?;
     // The runtime's keys are read with their references resolved (a typed
-    // key may come from `${env:…}`); messages never quote what they resolved to.
+    // key may come from `${env:…}`); messages never quote what they resolved
+    // to. A reference this worker cannot resolve fails only when the
+    // runtime's keys need it: otherwise the task fails at start, with the
+    // reason in its status, on the worker that lacks the variable or file.
     let (resolved, mut issues) = connector_config::resolve(config);
     match connector_config::parse(&resolved.config, class.kind()) {
-        Ok(runtime) if issues.is_empty() => return Ok((class, runtime)),
-        Ok(_) => {}
-        Err(parsed) => issues.extend(parsed),
+        Ok(runtime) => Ok((class, runtime)),
+        Err(parsed) => {
+            issues.extend(parsed);
+            let listed: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
+            Err(resolved.scrub(&listed.join("; ")))
+        }
     }
-    let listed: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
-    Err(resolved.scrub(&listed.join("; ")))
 }
 
 impl Worker {
