@@ -189,6 +189,32 @@ const NAMES: &[(&str, &str)] = &[
     ("json_schema", "io.confluent.connect.json.JsonSchemaConverter"),
 ];
 
+/// Kafka Connect's converter prefixes, each a part of the record.
+const PARTS: &[&str] = &["key.converter", "value.converter", "header.converter"];
+
+/// The config a create stores: for each part (`key`, `value`, `header`)
+/// the posted config does not name a converter for, the worker's default
+/// `<part>.converter` and its `<part>.converter.*` settings are copied in,
+/// so the stored config says how the connector reads records and a later
+/// change of the worker's defaults (or of Sluice's) never changes it. A part
+/// the config names keeps only its own settings, as Kafka Connect
+/// configures a connector's converter from the connector's keys alone.
+pub fn with_worker_defaults(
+    mut config: BTreeMap<String, String>,
+    defaults: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    for part in PARTS {
+        if config.contains_key(*part) || !defaults.contains_key(*part) {
+            continue;
+        }
+        let settings = format!("{part}.");
+        for (k, v) in defaults.iter().filter(|(k, _)| *k == part || k.starts_with(&settings)) {
+            config.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    config
+}
+
 /// The envelope JsonConverter writes with schemas enabled; Kafka Connect
 /// accepts exactly these two fields.
 fn envelope_payload(value: Value) -> Option<Value> {
@@ -423,6 +449,34 @@ mod tests {
         let k = Converter::parse(&config, Part::Key, &mut issues);
         let v = Converter::parse(&config, Part::Value, &mut issues);
         (k, v, issues.iter().map(|i| i.key.to_string()).collect())
+    }
+
+    #[test]
+    fn a_create_stores_the_worker_default_of_each_part_it_does_not_name() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let defaults = map(&[
+            ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+            ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
+            ("value.converter.schemas.enable", "false"),
+            ("header.converter.charset", "UTF-8"),
+        ]);
+        let posted = map(&[("topics", "t"), ("value.converter", "avro"), ("value.converter.schema.registry.url", "u")]);
+        let stored = with_worker_defaults(posted, &defaults);
+        assert_eq!(
+            stored,
+            map(&[
+                ("topics", "t"),
+                ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+                ("value.converter", "avro"),
+                ("value.converter.schema.registry.url", "u"),
+            ]),
+            "the posted value converter keeps its own settings only; a header setting without its converter is no default"
+        );
+        let stored = with_worker_defaults(map(&[("topics", "t")]), &defaults);
+        assert_eq!(stored["value.converter.schemas.enable"], "false");
+        assert_eq!(with_worker_defaults(map(&[("topics", "t")]), &BTreeMap::new()), map(&[("topics", "t")]));
     }
 
     #[test]
