@@ -1,7 +1,7 @@
 //! Confluent's AvroConverter, sink side: an Avro schema becomes a Kafka
 //! Connect schema, and an Avro datum the JSON Kafka Connect's JsonConverter
 //! (schemas disabled) writes for the Connect value, as Confluent's `AvroData`
-//! does it (docs/decisions/0003-avro-and-json-schema-converters.md has the
+//! does it (docs/decisions/0030-avro-and-json-schema-converters.md has the
 //! whole mapping). Decoding is apache-avro's; the walk over the schema JSON
 //! is ours, since AvroData's names, optionality and union fields depend on
 //! the schema as written (a `["null", T]` union is an optional T, any other

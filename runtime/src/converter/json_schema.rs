@@ -2,7 +2,7 @@
 //! format's header is JSON text, which Kafka Connect's JsonConverter
 //! (schemas disabled) writes back unchanged for the types below; the JSON
 //! Schema becomes a Connect schema as Confluent's `JsonSchemaData` maps it
-//! (docs/decisions/0003-avro-and-json-schema-converters.md).
+//! (docs/decisions/0030-avro-and-json-schema-converters.md).
 
 use connector_api::schema::{Field, Schema, SchemaType};
 use serde_json::Value;
