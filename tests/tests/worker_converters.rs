@@ -68,6 +68,62 @@ fn check_golden(records: &[Value]) {
     }
 }
 
+/// An s3-sink config writing `topic` under `dir` as JSON, values read with
+/// Confluent's AvroConverter from `registry`, three records an object.
+fn s3_avro_config(topic: &str, dir: &str, registry: &SchemaRegistry) -> Value {
+    json!({
+        "connector.class": "io.confluent.connect.s3.S3SinkConnector",
+        "tasks.max": "1",
+        "topics": topic,
+        "s3.bucket.name": service_env("S3_BUCKET"),
+        "s3.region": service_env("S3_REGION"),
+        "store.url": service_env("S3_ENDPOINT"),
+        "s3.path.style.access.enabled": "true",
+        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
+        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
+        "topics.dir": dir,
+        "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
+        "flush.size": "3",
+        "offset.flush.interval.ms": "500",
+        "value.converter": "io.confluent.connect.avro.AvroConverter",
+        "value.converter.schema.registry.url": registry.url,
+        "value.converter.basic.auth.credentials.source": "USER_INFO",
+        "value.converter.basic.auth.user.info": USER_INFO,
+    })
+}
+
+/// The object's lines, each compared field by field with what Kafka
+/// Connect writes for the record.
+fn assert_as_kafka_connect_writes(s3: &Bucket, object: &str, records: &[Value]) {
+    let lines: Vec<Value> =
+        s3.text(object).lines().map(|l| serde_json::from_str(l).expect("a JSON line in the object")).collect();
+    assert_eq!(lines.len(), records.len());
+    for (got, record) in lines.iter().zip(records) {
+        let expected = record["expected"].as_object().expect("expected is an object");
+        let got_fields: BTreeMap<&String, &Value> = got.as_object().expect("an object").iter().collect();
+        assert_eq!(
+            got_fields.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            expected.keys().map(String::as_str).collect::<Vec<_>>(),
+            "the fields of {}",
+            record["key"]
+        );
+        for (field, want) in expected {
+            assert_eq!(&got[field], want, "{} field {field}: sluice wrote {}", record["key"], got[field]);
+        }
+    }
+}
+
+/// Produces the serializer's records to partition 0; the end offset.
+fn produce_records(topic: &str, records: &[Value]) -> i64 {
+    let values: Vec<Vec<u8>> = records.iter().map(|r| unhex(r["value"].as_str().expect("hex"))).collect();
+    let raw: Vec<RawRecord<'_>> = records
+        .iter()
+        .zip(&values)
+        .map(|(r, v)| (Some(r["key"].as_str().expect("key").as_bytes()), Some(&v[..])))
+        .collect();
+    produce_bytes_at(topic, 0, &raw, None).last().map_or(0, |o| o + 1)
+}
+
 #[test]
 fn avro_from_a_third_party_serializer_reaches_the_s3_sink_as_kafka_connect_writes_it() {
     let registry = SchemaRegistry::start(Some(USER_INFO));
@@ -102,28 +158,10 @@ fn avro_from_a_third_party_serializer_reaches_the_s3_sink_as_kafka_connect_write
     )
     .expect("write the worker config");
     let worker = WorkerProcess::start(&unique("avro-cluster"), &["--config", &defaults.path().to_string_lossy()], &[]);
-    let config = json!({
-        "connector.class": "io.confluent.connect.s3.S3SinkConnector",
-        "tasks.max": "1",
-        "topics": topic,
-        "s3.bucket.name": service_env("S3_BUCKET"),
-        "s3.region": service_env("S3_REGION"),
-        "store.url": service_env("S3_ENDPOINT"),
-        "s3.path.style.access.enabled": "true",
-        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
-        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
-        "topics.dir": dir,
-        "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
-        "flush.size": "3",
-        "offset.flush.interval.ms": "500",
-        "value.converter": "io.confluent.connect.avro.AvroConverter",
-        "value.converter.schema.registry.url": registry.url,
-        "value.converter.basic.auth.credentials.source": "USER_INFO",
-        "value.converter.basic.auth.user.info": USER_INFO,
-        "errors.tolerance": "all",
-        "errors.deadletterqueue.topic.name": dlq,
-        "errors.deadletterqueue.context.headers.enable": "true",
-    });
+    let mut config = s3_avro_config(&topic, &dir, &registry);
+    config["errors.tolerance"] = json!("all");
+    config["errors.deadletterqueue.topic.name"] = json!(dlq);
+    config["errors.deadletterqueue.context.headers.enable"] = json!("true");
     let body = json!({ "name": name, "config": config }).to_string();
     let (code, reply) = worker.request("POST", "/connectors", Some(&body));
     assert_eq!(code, 201, "creating {name}: {reply}\n{}", worker.log_text());
@@ -140,22 +178,7 @@ fn avro_from_a_third_party_serializer_reaches_the_s3_sink_as_kafka_connect_write
     });
     let object = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
     assert_eq!(s3.keys(&dir), vec![object.clone()], "one object of the three orders");
-    let lines: Vec<Value> =
-        s3.text(&object).lines().map(|l| serde_json::from_str(l).expect("a JSON line in the object")).collect();
-    assert_eq!(lines.len(), 3);
-    for (got, record) in lines.iter().zip(&records) {
-        let expected = record["expected"].as_object().expect("expected is an object");
-        let got_fields: BTreeMap<&String, &Value> = got.as_object().expect("an object").iter().collect();
-        assert_eq!(
-            got_fields.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            expected.keys().map(String::as_str).collect::<Vec<_>>(),
-            "the fields of {}",
-            record["key"]
-        );
-        for (field, want) in expected {
-            assert_eq!(&got[field], want, "{} field {field}: sluice wrote {}", record["key"], got[field]);
-        }
-    }
+    assert_as_kafka_connect_writes(&s3, &object, &records);
 
     // The two unreadable records: in the DLQ with where they came from and why.
     let dead = consume(&dlq, 1, 2, TIMEOUT);
@@ -177,4 +200,46 @@ fn avro_from_a_third_party_serializer_reaches_the_s3_sink_as_kafka_connect_write
     }
     // The converter asked the registry with the connector's credentials only.
     assert!(registry.requests().iter().all(|(_, _, status)| *status != 401), "{:?}", registry.requests());
+}
+
+/// A registry that does not answer is no fault of the records: the task
+/// fails (naming the registry and the record) and none goes to the DLQ;
+/// once the registry is back, a task restart delivers them all.
+#[test]
+fn a_schema_registry_outage_fails_the_task_and_sends_nothing_to_the_dlq() {
+    let registry = SchemaRegistry::start(Some(USER_INFO));
+    let s3 = Bucket::new();
+    let topic = unique("avro-outage");
+    let dir = unique("avro-outage-dir");
+    let name = unique("avro-outage-sink");
+    create_topic(&topic, 1);
+    let records = python_records(&registry, &topic);
+    let end = produce_records(&topic, &records);
+    registry.set_unavailable(true);
+
+    // No automatic restarts, so the failure stays visible.
+    let worker = WorkerProcess::start(&unique("avro-outage-cluster"), &["--task-restart-backoff-ms", "0"], &[]);
+    let mut config = s3_avro_config(&topic, &dir, &registry);
+    config["errors.tolerance"] = json!("all");
+    config["errors.deadletterqueue.topic.name"] = json!(unique("avro-outage-dlq"));
+    let body = json!({ "name": name, "config": config }).to_string();
+    let (code, reply) = worker.request("POST", "/connectors", Some(&body));
+    assert_eq!(code, 201, "creating {name}: {reply}");
+    let status = worker.wait_tasks_state(&name, 1, "FAILED", TIMEOUT);
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default().to_string();
+    assert!(trace.contains("is unavailable") && trace.contains("HTTP 503"), "{trace}");
+    assert!(trace.contains(&format!("topic {topic} partition 0 offset 0")), "{trace}");
+    assert_eq!(committed_offset(&format!("connect-{name}"), &topic, 0), None, "nothing committed");
+
+    registry.set_unavailable(false);
+    let (code, reply) = worker.request("POST", &format!("/connectors/{name}/tasks/0/restart"), None);
+    assert!(code == 204 || code == 202, "restarting the task: HTTP {code} {reply}");
+    let group = format!("connect-{name}");
+    wait_until("every record delivered after the registry came back", TIMEOUT, || {
+        (committed_offset(&group, &topic, 0) == Some(end)).then_some(())
+    });
+    // All three in S3 means none went to the DLQ.
+    let object = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
+    assert_eq!(s3.keys(&dir), vec![object.clone()]);
+    assert_as_kafka_connect_writes(&s3, &object, &records);
 }
