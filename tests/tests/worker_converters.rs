@@ -198,8 +198,14 @@ fn avro_from_a_third_party_serializer_reaches_the_s3_sink_as_kafka_connect_write
         let at = format!("topic {topic} partition 0 offset {offset}");
         assert!(message.contains(&at), "{key}: {message:?} should say {at:?}");
     }
-    // The converter asked the registry with the connector's credentials only.
-    assert!(registry.requests().iter().all(|(_, _, status)| *status != 401), "{:?}", registry.requests());
+    // The converter authenticated, fetched schema 1 once for the three
+    // records (cached by id), and looked its version up under the
+    // TopicNameStrategy subject, as Confluent's deserializer does.
+    let requests = registry.requests();
+    assert!(requests.iter().all(|(_, _, status)| *status != 401), "{requests:?}");
+    let count = |method: &str, path: &str| requests.iter().filter(|(m, p, _)| m == method && p == path).count();
+    assert_eq!(count("GET", "/schemas/ids/1"), 1, "{requests:?}");
+    assert_eq!(count("POST", &format!("/subjects/{topic}-value")), 1, "{requests:?}");
 }
 
 /// A registry that does not answer is no fault of the records: the task
@@ -222,6 +228,13 @@ fn a_schema_registry_outage_fails_the_task_and_sends_nothing_to_the_dlq() {
     let mut config = s3_avro_config(&topic, &dir, &registry);
     config["errors.tolerance"] = json!("all");
     config["errors.deadletterqueue.topic.name"] = json!(unique("avro-outage-dlq"));
+    // A bad registry setting is a 400 naming the key.
+    let mut bad = config.clone();
+    bad["value.converter.schema.registry.url"] = json!("registry:8081");
+    let body = json!({ "name": name, "config": bad }).to_string();
+    let (code, reply) = worker.request("POST", "/connectors", Some(&body));
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply["message"].as_str().unwrap_or_default().contains("value.converter.schema.registry.url"), "{reply}");
     let body = json!({ "name": name, "config": config }).to_string();
     let (code, reply) = worker.request("POST", "/connectors", Some(&body));
     assert_eq!(code, 201, "creating {name}: {reply}");
@@ -242,4 +255,54 @@ fn a_schema_registry_outage_fails_the_task_and_sends_nothing_to_the_dlq() {
     let object = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
     assert_eq!(s3.keys(&dir), vec![object.clone()]);
     assert_as_kafka_connect_writes(&s3, &object, &records);
+}
+
+/// Confluent's JsonSchemaConverter: the payload after the wire format's
+/// header reaches the sink as the JSON it is; a record whose id names an
+/// Avro schema is a bad record.
+#[test]
+fn json_schema_records_reach_the_s3_sink_as_their_json() {
+    let registry = SchemaRegistry::start(None);
+    let s3 = Bucket::new();
+    let topic = unique("jsonschema");
+    let dir = unique("jsonschema-dir");
+    let name = unique("jsonschema-sink");
+    let dlq = unique("jsonschema-dlq");
+    create_topic(&topic, 1);
+    let schema = json!({"type": "object", "title": "shop.Item", "properties": {
+        "sku": {"type": "string"}, "qty": {"type": "integer"}, "price": {"type": "number"},
+        "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["sku"]});
+    let id = registry.register(&format!("{topic}-value"), "JSON", &schema.to_string());
+    let avro_id = registry.register("other-value", "AVRO", r#"{"type":"record","name":"X","fields":[]}"#);
+    let payloads = [
+        json!({"sku": "a-1", "qty": 2, "price": 9.5, "tags": ["x"]}),
+        json!({"sku": "b-2", "qty": -1, "price": 0.1, "tags": []}),
+        json!({"sku": "c-3"}),
+    ];
+    let wire = |id: u32, v: &Value| [&[0u8][..], &id.to_be_bytes(), v.to_string().as_bytes()].concat();
+    let mut values: Vec<Vec<u8>> = payloads.iter().map(|p| wire(id, p)).collect();
+    values.push(wire(avro_id, &json!({})));
+    let raw: Vec<RawRecord<'_>> = values.iter().map(|v| (Some(&b"k"[..]), Some(&v[..]))).collect();
+    let end = produce_bytes_at(&topic, 0, &raw, None).last().map_or(0, |o| o + 1);
+
+    let worker = WorkerProcess::start(&unique("jsonschema-cluster"), &[], &[]);
+    let mut config = s3_avro_config(&topic, &dir, &registry);
+    config["value.converter"] = json!("io.confluent.connect.json.JsonSchemaConverter");
+    config["value.converter.basic.auth.credentials.source"] = json!("URL");
+    config["value.converter.basic.auth.user.info"] = json!("");
+    config["errors.tolerance"] = json!("all");
+    config["errors.deadletterqueue.topic.name"] = json!(dlq);
+    config["errors.deadletterqueue.context.headers.enable"] = json!("true");
+    let body = json!({ "name": name, "config": config }).to_string();
+    let (code, reply) = worker.request("POST", "/connectors", Some(&body));
+    assert_eq!(code, 201, "creating {name}: {reply}");
+    let group = format!("connect-{name}");
+    wait_until("every record handled", TIMEOUT, || (committed_offset(&group, &topic, 0) == Some(end)).then_some(()));
+    let object = format!("{dir}/{topic}/partition=0/{topic}+0+0000000000.json");
+    let lines: Vec<Value> = s3.text(&object).lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(lines, payloads);
+    let dead = consume(&dlq, 1, 1, TIMEOUT);
+    let message = header(&dead[0], "__connect.errors.exception.message").unwrap_or_default();
+    assert!(message.contains(&format!("schema id {avro_id} is a AVRO schema")), "{message}");
+    assert!(message.contains(&format!("topic {topic} partition 0 offset 3")), "{message}");
 }
