@@ -479,6 +479,89 @@ mod tests {
         assert_eq!(with_worker_defaults(map(&[("topics", "t")]), &BTreeMap::new()), map(&[("topics", "t")]));
     }
 
+    /// A registry on a loopback port answering GET /schemas/ids/7 and the
+    /// version lookup, one request per connection; the paths it was asked.
+    fn canned_registry(schema: &'static str) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let mut length = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let answer = match path.as_str() {
+                    "/schemas/ids/7" => json!({ "schema": schema }),
+                    "/subjects/orders-value" => {
+                        json!({"subject": "orders-value", "id": 7, "version": 4, "schema": schema})
+                    }
+                    _ => json!({"error_code": 40403, "message": "Schema not found"}),
+                };
+                let status = if answer.get("error_code").is_some() { "404 Not Found" } else { "200 OK" };
+                let text = answer.to_string();
+                log.lock().unwrap().push(path);
+                let mut out = stream;
+                write!(out, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len())
+                    .unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn avro_records_reach_the_plugin_as_json_with_their_connect_schema_and_version() {
+        let schema = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"},
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}}]}"#;
+        let (url, seen) = canned_registry(schema);
+        let config: BTreeMap<String, String> =
+            [("value.converter", "avro"), ("value.converter.schema.registry.url", url.as_str())]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let mut issues = Vec::new();
+        let c = Converter::parse(&config, Part::Value, &mut issues);
+        assert!(issues.is_empty() && c.sink_needs_owned());
+        // id 7, then long 5 (zigzag 10) and bytes [0x30, 0x39] (12345 → 123.45).
+        let record = [0u8, 0, 0, 0, 7, 10, 4, 0x30, 0x39];
+        for _ in 0..2 {
+            let (data, schema) = c.to_data_with_schema(Some(&record), Part::Value, "orders").unwrap();
+            assert_eq!(c.plugin_bytes(data), Some(br#"{"id":5,"price":"MDk="}"#.to_vec()));
+            let schema = connector_api::schema::Schema::parse(&schema.unwrap()).unwrap();
+            assert_eq!((schema.name.as_deref(), schema.version), (Some("shop.Order"), Some(4)));
+            assert_eq!(schema.fields[1].schema.logical(), Some(connector_api::schema::Logical::Decimal { scale: 2 }));
+        }
+        assert_eq!(*seen.lock().unwrap(), ["/schemas/ids/7", "/subjects/orders-value"], "both answers cached");
+        let e = c.to_data_with_schema(Some(&[0, 0, 0, 0, 8, 1]), Part::Value, "orders").unwrap_err();
+        assert!(!e.retriable && e.message.contains("schema id 8 is not in the Schema Registry"), "{e}");
+        let down = Converter::parse(
+            &[
+                ("value.converter".to_string(), "avro".to_string()),
+                ("value.converter.schema.registry.url".to_string(), "http://127.0.0.1:9".to_string()),
+            ]
+            .into(),
+            Part::Value,
+            &mut issues,
+        );
+        let e = down.to_data_with_schema(Some(&record), Part::Value, "orders").unwrap_err();
+        assert!(e.retriable && e.message.contains("is unavailable"), "{e}");
+    }
+
     #[test]
     fn names_class_names_and_the_schemas_default() {
         let (k, v, issues) = parse(&[
