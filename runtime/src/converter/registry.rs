@@ -77,7 +77,7 @@ impl std::fmt::Debug for RegistryConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryConfig")
             .field("urls", &self.urls)
-            .field("user_info", &self.user_info.as_ref().map(|_| crate::connector_config::HIDDEN))
+            .field("user_info", &self.user_info.as_ref().map(|_| "[hidden]"))
             .field("strategy", &self.strategy)
             .finish()
     }
