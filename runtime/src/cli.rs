@@ -149,6 +149,7 @@ pub fn run_worker(
         kafka_cluster_id,
         auth: settings.auth.clone(),
         loggers,
+        connector_defaults: settings.connector_defaults.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {

@@ -131,6 +131,17 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     let topic_creation_partitions = p.number::<i32>("topic.creation.default.partitions", 1, 1);
     let key_converter = Converter::parse(config, Part::Key, &mut p.issues);
     let value_converter = Converter::parse(config, Part::Value, &mut p.issues);
+    if kind == Kind::Source {
+        for (part, c) in [(Part::Key, &key_converter), (Part::Value, &value_converter)] {
+            if matches!(c, Converter::Registry(_)) {
+                p.issues.push(ConfigIssue::new(
+                    format!("{}.converter", part.name()),
+                    "the Schema Registry converters read records for sinks; writing them from a source is not \
+                     supported yet: use json (JsonConverter) for this source",
+                ));
+            }
+        }
+    }
     let transforms = match Chain::parse(config) {
         Ok(chain) => chain,
         Err(issues) => {
@@ -168,7 +179,7 @@ pub fn masked(class: Option<&ConnectorClass>, config: &BTreeMap<String, String>)
     config
         .iter()
         .map(|(k, v)| {
-            let hide = class.is_some_and(|c| c.is_password(k));
+            let hide = class.is_some_and(|c| c.is_password(k)) || crate::converter::registry::is_secret_key(k);
             (k.clone(), if hide { HIDDEN.to_string() } else { v.clone() })
         })
         .collect()
@@ -376,7 +387,7 @@ mod tests {
                 ("topics", "a"),
                 ("transforms", "r"),
                 ("transforms.r.type", "RegexRouter"),
-                ("key.converter", "avro"),
+                ("key.converter", "protobuf"),
             ]),
             Kind::Sink,
         )

@@ -80,6 +80,8 @@ struct FileSettings {
     topic_tracking_allow_reset: Option<bool>,
     #[serde(default)]
     kafka: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    connector_defaults: std::collections::BTreeMap<String, String>,
 }
 
 /// The settings a worker runs with.
@@ -95,6 +97,9 @@ pub struct Settings {
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
     pub topic_tracking: TopicTracking,
+    /// Connector-config keys (e.g. `value.converter`) a create writes into a
+    /// new connector's config when it does not set them.
+    pub connector_defaults: std::collections::BTreeMap<String, String>,
 }
 
 fn pair(text: &str) -> anyhow::Result<(String, String)> {
@@ -164,6 +169,7 @@ impl Settings {
                 enable: args.topic_tracking_enable.or(file.topic_tracking_enable).unwrap_or(true),
                 allow_reset: args.topic_tracking_allow_reset.or(file.topic_tracking_allow_reset).unwrap_or(true),
             },
+            connector_defaults: file.connector_defaults,
         })
     }
 }

@@ -54,7 +54,7 @@ struct Transformed {
 /// `Ok(None)`: a transform dropped the record; `Err`: (message, stage).
 fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transformed>, (String, &'static str)> {
     let convert = |part: Part, bytes: Option<&[u8]>| {
-        let converter = if part == Part::Key { runtime.key_converter } else { runtime.value_converter };
+        let converter = if part == Part::Key { &runtime.key_converter } else { &runtime.value_converter };
         converter.from_plugin(bytes, part).map_err(|e| {
             (format!("{e}; record for topic {} from source partition {}", r.topic, r.source.partition), part.stage())
         })

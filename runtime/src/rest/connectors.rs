@@ -225,6 +225,7 @@ pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Respo
         return Err(ApiError::bad_request("name: the connector name in the config differs from the request's name"));
     }
     config.insert("name".into(), name.clone());
+    let config = crate::converter::with_worker_defaults(config, &state.connector_defaults);
     // Any case, as `CreateConnectorRequest.InitialState.forValue` reads it.
     let target = match body.get("initial_state").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
         None | Some("RUNNING") => TargetState::Started,
@@ -300,7 +301,15 @@ pub async fn put_config(State(state): State<Shared>, Path(name): Path<String>, b
         return Err(ApiError::bad_request("name: the connector name in the config differs from the URL's name"));
     }
     config.insert("name".into(), name.clone());
-    keep_hidden(state.worker.cluster.with_view(|v| v.connector(&name).cloned()).as_ref(), &mut config);
+    let stored = state.worker.cluster.with_view(|v| v.connector(&name).cloned());
+    keep_hidden(stored.as_ref(), &mut config);
+    // A PUT that creates is a create; one that replaces keeps the converters
+    // the stored config has for parts the new config does not name, so a
+    // pasted config without converters reads records as before.
+    let config = match &stored {
+        None => crate::converter::with_worker_defaults(config, &state.connector_defaults),
+        Some(spec) => crate::converter::with_worker_defaults(config, &spec.config),
+    };
     replace_config(state, name, config).await
 }
 

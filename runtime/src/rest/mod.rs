@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: Auth,
     /// The worker's log levels (`/admin/loggers`).
     pub loggers: Arc<crate::logging::Loggers>,
+    /// The worker's `connector_defaults`, written into a config on create.
+    pub connector_defaults: std::collections::BTreeMap<String, String>,
 }
 
 pub type Shared = Arc<AppState>;

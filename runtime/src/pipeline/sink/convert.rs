@@ -7,7 +7,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::{
     connector_config::RuntimeConfig,
-    converter::{Converter, Part},
+    converter::{ConvertError, Converter, Part},
     transform::Record,
 };
 
@@ -34,11 +34,11 @@ pub(super) fn at(m: &BorrowedMessage<'_>) -> String {
 
 /// The converter of a record's key or value, and the bad-record error (with
 /// its stage) a conversion failure becomes.
-fn converter_for(runtime: &RuntimeConfig, part: Part) -> Converter {
+fn converter_for(runtime: &RuntimeConfig, part: Part) -> &Converter {
     if part == Part::Key {
-        runtime.key_converter
+        &runtime.key_converter
     } else {
-        runtime.value_converter
+        &runtime.value_converter
     }
 }
 
@@ -47,9 +47,22 @@ fn conversion_failed(m: &BorrowedMessage<'_>, part: Part, e: impl std::fmt::Disp
     (ConnectorError::bad_record(message), part.stage())
 }
 
+/// A registry that did not answer is no fault of the record: a retriable
+/// error, which fails the batch before any record of it is routed (the
+/// task restarts and reads them again), never the DLQ.
+fn registry_failed(m: &BorrowedMessage<'_>, part: Part, e: ConvertError) -> (ConnectorError, &'static str) {
+    if !e.retriable {
+        return conversion_failed(m, part, e);
+    }
+    let message = format!("{e}; record at {}; {}.converter retries once the registry answers", at(m), part.name());
+    (ConnectorError::retriable(message), part.stage())
+}
+
 pub(super) fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Converted {
     let convert = |part: Part, bytes: Option<&[u8]>| {
-        converter_for(runtime, part).to_data_with_schema(bytes, part).map_err(|e| conversion_failed(m, part, e))
+        converter_for(runtime, part)
+            .to_data_with_schema(bytes, part, m.topic())
+            .map_err(|e| registry_failed(m, part, e))
     };
     let (key, key_schema) = convert(Part::Key, m.key())?;
     let (value, value_schema) = convert(Part::Value, m.payload())?;

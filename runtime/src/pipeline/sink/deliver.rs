@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use connector_api::{ConnectorError, HeaderRef, PutOutcome, SinkRecord, TopicPartition};
+use connector_api::{ConnectorError, ErrorKind, HeaderRef, PutOutcome, SinkRecord, TopicPartition};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::{BorrowedMessage, Headers, Message},
@@ -71,6 +71,14 @@ pub(super) fn deliver<'c>(
         .enumerate()
         .map(|(i, m)| sink_record(runtime, m, transformed.get(i), &header_refs[spans[i].clone()]))
         .collect();
+    // A registry that did not answer fails the task before anything of the
+    // batch is routed or put: its records are read again after the restart
+    // (an outage never sends records to the DLQ, invariant 7).
+    if let Some((e, stage)) =
+        incoming.iter().find_map(|r| r.as_ref().err().filter(|(e, _)| e.kind() == ErrorKind::Retriable))
+    {
+        return Err(format!("{stage}: {e}"));
+    }
     let intake = plan::batch_intake(&incoming.iter().map(Intake::of).collect::<Vec<_>>());
     mark_intake(&mut guard, &batch, &incoming);
     if intake.filtered > 0 {

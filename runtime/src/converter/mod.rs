@@ -12,16 +12,28 @@
 //!   source's value is wrapped in an envelope whose schema is inferred from
 //!   the value. Invalid JSON, or no envelope where one is expected, is a bad
 //!   record (stage KEY_CONVERTER / VALUE_CONVERTER). JSON `null` (or a null
-//!   payload) is no value, a tombstone, as Kafka Connect reads it.
+//!   payload) is no value, a tombstone, as Kafka Connect reads it;
+//! - `avro` (Confluent's AvroConverter) and `json_schema` (Confluent's
+//!   JsonSchemaConverter), sinks only so far: records in Confluent's wire
+//!   format, their schema from a Schema Registry (`registry.rs`); the plugin
+//!   gets the JSON JsonConverter would write for the Connect value and the
+//!   Connect schema beside it (`avro.rs`, `json_schema.rs`).
 
-use std::collections::BTreeMap;
+pub mod avro;
+pub mod json_schema;
+pub mod registry;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use connector_api::ConfigIssue;
 use serde_json::{json, Map, Value};
 
 use crate::transform::Data;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Converter {
     #[default]
     PassThrough,
@@ -30,6 +42,115 @@ pub enum Converter {
     Json {
         schemas: bool,
     },
+    /// A Schema Registry converter, with its client and schema cache.
+    Registry(Arc<SchemaConverter>),
+}
+
+/// A conversion failure: `retriable` when the Schema Registry did not
+/// answer (the record is fine, the registry is away), else the record is bad.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvertError {
+    pub message: String,
+    pub retriable: bool,
+}
+
+impl ConvertError {
+    pub fn bad(message: impl Into<String>) -> ConvertError {
+        ConvertError { message: message.into(), retriable: false }
+    }
+    pub fn retriable(message: impl Into<String>) -> ConvertError {
+        ConvertError { message: message.into(), retriable: true }
+    }
+}
+
+impl From<String> for ConvertError {
+    fn from(message: String) -> ConvertError {
+        ConvertError::bad(message)
+    }
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The wire format's schema types a registry converter reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Avro,
+    JsonSchema,
+}
+
+/// A registry schema, parsed once per id.
+enum Parsed {
+    Avro(Box<avro::AvroSchema>),
+    Json(connector_api::schema::Schema),
+}
+
+pub struct SchemaConverter {
+    pub format: Format,
+    pub registry: registry::Registry,
+    parsed: Mutex<HashMap<u32, Arc<Result<Parsed, String>>>>,
+}
+
+impl std::fmt::Debug for SchemaConverter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaConverter").field("format", &self.format).field("registry", &self.registry).finish()
+    }
+}
+
+impl PartialEq for SchemaConverter {
+    fn eq(&self, other: &Self) -> bool {
+        self.format == other.format && self.registry.config == other.registry.config
+    }
+}
+
+impl SchemaConverter {
+    fn new(format: Format, config: registry::RegistryConfig) -> SchemaConverter {
+        SchemaConverter { format, registry: registry::Registry::new(config), parsed: Mutex::default() }
+    }
+
+    fn parsed(&self, id: u32) -> Result<Arc<Result<Parsed, String>>, ConvertError> {
+        if let Some(p) = self.parsed.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(p.clone());
+        }
+        let registered = self.registry.schema(id)?;
+        let parsed = match (self.format, registered.kind.as_str()) {
+            (Format::Avro, "AVRO") => avro::AvroSchema::parse(&registered.text).map(|s| Parsed::Avro(Box::new(s))),
+            (Format::JsonSchema, "JSON") => serde_json::from_str::<Value>(&registered.text)
+                .map_err(|e| format!("not a valid JSON Schema: {e}"))
+                .and_then(|v| json_schema::connect_schema(&v))
+                .map(Parsed::Json),
+            (f, kind) => Err(format!("schema id {id} is a {kind} schema, not one the {f:?} converter reads")),
+        };
+        let parsed = Arc::new(parsed.map_err(|e| format!("schema id {id}: {e}")));
+        self.parsed.lock().unwrap_or_else(|e| e.into_inner()).insert(id, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Wire-format bytes → the Connect value as JSON, and its Connect
+    /// schema (with the subject's version, as AvroConverter sets it).
+    fn read(&self, bytes: &[u8], part: Part, topic: &str) -> Result<(Value, String), ConvertError> {
+        let (id, payload) = registry::split_wire(bytes)?;
+        let parsed = self.parsed(id)?;
+        let parsed = parsed.as_ref().as_ref().map_err(|e| ConvertError::bad(e.clone()))?;
+        let (value, mut schema, record) = match parsed {
+            Parsed::Avro(s) => (s.to_json(payload)?, s.connect.clone(), s.record_name.clone()),
+            Parsed::Json(s) => {
+                let v =
+                    serde_json::from_slice(payload).map_err(|e| format!("the JSON Schema payload is not JSON: {e}"))?;
+                (v, s.clone(), s.name.clone())
+            }
+        };
+        if schema.version.is_none() {
+            if let Some(subject) = registry::subject(self.registry.config.strategy, topic, part, record.as_deref()) {
+                let registered = self.registry.schema(id)?;
+                schema.version = self.registry.version(&subject, id, &registered)?;
+            }
+        }
+        Ok((value, schema.to_json()))
+    }
 }
 
 /// Which converter, for error stages and messages.
@@ -64,7 +185,35 @@ const NAMES: &[(&str, &str)] = &[
     ("bytes", "org.apache.kafka.connect.converters.ByteArrayConverter"),
     ("string", "org.apache.kafka.connect.storage.StringConverter"),
     (connector_api::json::JSON_CONVERTER_SHORT, connector_api::json::JSON_CONVERTER),
+    ("avro", "io.confluent.connect.avro.AvroConverter"),
+    ("json_schema", "io.confluent.connect.json.JsonSchemaConverter"),
 ];
+
+/// Kafka Connect's converter prefixes, each a part of the record.
+const PARTS: &[&str] = &["key.converter", "value.converter", "header.converter"];
+
+/// The config a create stores: for each part (`key`, `value`, `header`)
+/// the posted config does not name a converter for, the worker's default
+/// `<part>.converter` and its `<part>.converter.*` settings are copied in,
+/// so the stored config says how the connector reads records and a later
+/// change of the worker's defaults (or of Sluice's) never changes it. A part
+/// the config names keeps only its own settings, as Kafka Connect
+/// configures a connector's converter from the connector's keys alone.
+pub fn with_worker_defaults(
+    mut config: BTreeMap<String, String>,
+    defaults: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    for part in PARTS {
+        if config.contains_key(*part) || !defaults.contains_key(*part) {
+            continue;
+        }
+        let settings = format!("{part}.");
+        for (k, v) in defaults.iter().filter(|(k, _)| *k == part || k.starts_with(&settings)) {
+            config.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    config
+}
 
 /// The envelope JsonConverter writes with schemas enabled; Kafka Connect
 /// accepts exactly these two fields.
@@ -112,6 +261,11 @@ impl Converter {
         match *short {
             "bytes" => Converter::Bytes,
             "string" => Converter::String,
+            "avro" | "json_schema" => {
+                let format = if *short == "avro" { Format::Avro } else { Format::JsonSchema };
+                let config = registry::parse_config(config, part, issues);
+                Converter::Registry(Arc::new(SchemaConverter::new(format, config)))
+            }
             _ => {
                 let schemas_key = format!("{key}.schemas.enable");
                 let schemas = match config.get(&schemas_key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
@@ -132,13 +286,13 @@ impl Converter {
 
     /// Whether a sink needs owned records for this converter even without
     /// transforms (an envelope's payload is re-serialised).
-    pub fn sink_needs_owned(self) -> bool {
-        self == Converter::Json { schemas: true }
+    pub fn sink_needs_owned(&self) -> bool {
+        matches!(self, Converter::Json { schemas: true } | Converter::Registry(_))
     }
 
     /// Sink, no transforms, `!sink_needs_owned()`: the bytes the plugin
     /// gets, borrowed from the consumer's message (JSON is only checked).
-    pub fn view(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<&[u8]>, String> {
+    pub fn view<'b>(&self, bytes: Option<&'b [u8]>, part: Part) -> Result<Option<&'b [u8]>, String> {
         match (self, bytes) {
             (Converter::Json { .. }, Some(b)) => {
                 connector_api::json::check(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
@@ -152,11 +306,16 @@ impl Converter {
     /// Sink: Kafka bytes → what the transforms see, and the schema the
     /// bytes carried (JsonConverter's envelope, as Kafka Connect JSON).
     pub fn to_data_with_schema(
-        self,
+        &self,
         bytes: Option<&[u8]>,
         part: Part,
-    ) -> Result<(Option<Data>, Option<String>), String> {
+        topic: &str,
+    ) -> Result<(Option<Data>, Option<String>), ConvertError> {
         match (self, bytes) {
+            (Converter::Registry(c), Some(b)) => {
+                let (value, schema) = c.read(b, part, topic)?;
+                Ok(((!value.is_null()).then_some(Data::Json(value)), Some(schema)))
+            }
             (Converter::Json { schemas: true }, Some(b)) => {
                 let v: Value =
                     serde_json::from_slice(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
@@ -172,16 +331,20 @@ impl Converter {
     }
 
     /// Sink: Kafka bytes → what the transforms see.
-    pub fn to_data(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
+    pub fn to_data(&self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
         let Some(b) = bytes else { return Ok(None) };
         Ok(match self {
+            Converter::Registry(c) => {
+                let (value, _) = c.read(b, part, "").map_err(|e| e.message)?;
+                (!value.is_null()).then_some(Data::Json(value))
+            }
             Converter::PassThrough => Some(Data::Raw(b.to_vec())),
             Converter::Bytes => Some(Data::Bytes(b.to_vec())),
             Converter::String => Some(Data::Json(Value::String(String::from_utf8_lossy(b).into_owned()))),
             Converter::Json { schemas } => {
                 let v: Value =
                     serde_json::from_slice(b).map_err(|e| format!("the {} is not JSON: {e}", part.name()))?;
-                let v = if schemas && !v.is_null() {
+                let v = if *schemas && !v.is_null() {
                     envelope_payload(v).ok_or_else(|| not_an_envelope(part))?
                 } else {
                     v
@@ -193,23 +356,25 @@ impl Converter {
 
     /// Sink: what the transforms left → the bytes the plugin gets (a JSON
     /// payload without its envelope; a string as its UTF-8 text).
-    pub fn plugin_bytes(self, data: Option<Data>) -> Option<Vec<u8>> {
+    pub fn plugin_bytes(&self, data: Option<Data>) -> Option<Vec<u8>> {
         match data? {
             Data::Raw(b) | Data::Bytes(b) => Some(b),
-            Data::Json(Value::String(s)) if self == Converter::String => Some(s.into_bytes()),
+            Data::Json(Value::String(s)) if *self == Converter::String => Some(s.into_bytes()),
             Data::Json(v) => Some(v.to_string().into_bytes()),
         }
     }
 
     /// Whether a source record must be rewritten for this converter.
-    pub fn source_rewrites(self) -> bool {
+    pub fn source_rewrites(&self) -> bool {
         matches!(self, Converter::Json { .. })
     }
 
     /// Source: the plugin's bytes → what the transforms see.
-    pub fn from_plugin(self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
+    pub fn from_plugin(&self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
         let Some(b) = bytes else { return Ok(None) };
         Ok(match self {
+            // Refused for sources when the config is parsed.
+            Converter::Registry(_) => return Err(format!("{}.converter: not supported for sources", part.name())),
             Converter::PassThrough => Some(Data::Raw(b.to_vec())),
             Converter::Bytes => Some(Data::Bytes(b.to_vec())),
             Converter::String => Some(Data::Json(Value::String(String::from_utf8_lossy(b).into_owned()))),
@@ -224,7 +389,7 @@ impl Converter {
     /// Source: what the transforms left → the bytes produced to Kafka. A
     /// missing value stays a tombstone (JsonConverter writes no envelope for
     /// null either).
-    pub fn to_kafka(self, data: Option<Data>) -> Option<Vec<u8>> {
+    pub fn to_kafka(&self, data: Option<Data>) -> Option<Vec<u8>> {
         let data = data?;
         match (self, data) {
             (_, Data::Raw(b) | Data::Bytes(b)) => Some(b),
@@ -287,6 +452,117 @@ mod tests {
     }
 
     #[test]
+    fn a_create_stores_the_worker_default_of_each_part_it_does_not_name() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let defaults = map(&[
+            ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+            ("value.converter", "org.apache.kafka.connect.json.JsonConverter"),
+            ("value.converter.schemas.enable", "false"),
+            ("header.converter.charset", "UTF-8"),
+        ]);
+        let posted = map(&[("topics", "t"), ("value.converter", "avro"), ("value.converter.schema.registry.url", "u")]);
+        let stored = with_worker_defaults(posted, &defaults);
+        assert_eq!(
+            stored,
+            map(&[
+                ("topics", "t"),
+                ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+                ("value.converter", "avro"),
+                ("value.converter.schema.registry.url", "u"),
+            ]),
+            "the posted value converter keeps its own settings only; a header setting without its converter is no default"
+        );
+        let stored = with_worker_defaults(map(&[("topics", "t")]), &defaults);
+        assert_eq!(stored["value.converter.schemas.enable"], "false");
+        assert_eq!(with_worker_defaults(map(&[("topics", "t")]), &BTreeMap::new()), map(&[("topics", "t")]));
+    }
+
+    /// A registry on a loopback port answering GET /schemas/ids/7 and the
+    /// version lookup, one request per connection; the paths it was asked.
+    fn canned_registry(schema: &'static str) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let mut length = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let answer = match path.as_str() {
+                    "/schemas/ids/7" => json!({ "schema": schema }),
+                    "/subjects/orders-value" => {
+                        json!({"subject": "orders-value", "id": 7, "version": 4, "schema": schema})
+                    }
+                    _ => json!({"error_code": 40403, "message": "Schema not found"}),
+                };
+                let status = if answer.get("error_code").is_some() { "404 Not Found" } else { "200 OK" };
+                let text = answer.to_string();
+                log.lock().unwrap().push(path);
+                let mut out = stream;
+                write!(out, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len())
+                    .unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn avro_records_reach_the_plugin_as_json_with_their_connect_schema_and_version() {
+        let schema = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"},
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}}]}"#;
+        let (url, seen) = canned_registry(schema);
+        let config: BTreeMap<String, String> =
+            [("value.converter", "avro"), ("value.converter.schema.registry.url", url.as_str())]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let mut issues = Vec::new();
+        let c = Converter::parse(&config, Part::Value, &mut issues);
+        assert!(issues.is_empty() && c.sink_needs_owned());
+        // id 7, then long 5 (zigzag 10) and bytes [0x30, 0x39] (12345 → 123.45).
+        let record = [0u8, 0, 0, 0, 7, 10, 4, 0x30, 0x39];
+        for _ in 0..2 {
+            let (data, schema) = c.to_data_with_schema(Some(&record), Part::Value, "orders").unwrap();
+            assert_eq!(c.plugin_bytes(data), Some(br#"{"id":5,"price":"MDk="}"#.to_vec()));
+            let schema = connector_api::schema::Schema::parse(&schema.unwrap()).unwrap();
+            assert_eq!((schema.name.as_deref(), schema.version), (Some("shop.Order"), Some(4)));
+            assert_eq!(schema.fields[1].schema.logical(), Some(connector_api::schema::Logical::Decimal { scale: 2 }));
+        }
+        assert_eq!(*seen.lock().unwrap(), ["/schemas/ids/7", "/subjects/orders-value"], "both answers cached");
+        let e = c.to_data_with_schema(Some(&[0, 0, 0, 0, 8, 1]), Part::Value, "orders").unwrap_err();
+        assert!(!e.retriable && e.message.contains("schema id 8 is not in the Schema Registry"), "{e}");
+        let down = Converter::parse(
+            &[
+                ("value.converter".to_string(), "avro".to_string()),
+                ("value.converter.schema.registry.url".to_string(), "http://127.0.0.1:9".to_string()),
+            ]
+            .into(),
+            Part::Value,
+            &mut issues,
+        );
+        let e = down.to_data_with_schema(Some(&record), Part::Value, "orders").unwrap_err();
+        assert!(e.retriable && e.message.contains("is unavailable"), "{e}");
+    }
+
+    #[test]
     fn names_class_names_and_the_schemas_default() {
         let (k, v, issues) = parse(&[
             ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
@@ -301,8 +577,11 @@ mod tests {
         assert_eq!(v, Converter::Json { schemas: false });
         let (k, _, _) = parse(&[]);
         assert_eq!(k, Converter::PassThrough);
-        let (_, _, issues) =
-            parse(&[("key.converter", "avro"), ("value.converter", "json"), ("value.converter.schemas.enable", "yes")]);
+        let (_, _, issues) = parse(&[
+            ("key.converter", "protobuf"),
+            ("value.converter", "json"),
+            ("value.converter.schemas.enable", "yes"),
+        ]);
         assert_eq!(issues, ["key.converter", "value.converter.schemas.enable"]);
     }
 
@@ -322,14 +601,14 @@ mod tests {
         let c = Converter::Json { schemas: true };
         let schema = r#"{"type":"struct","fields":[{"field":"total","type":"bytes","name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2"}}]}"#;
         let record = format!(r#"{{"schema":{schema},"payload":{{"total":"AN8="}}}}"#);
-        let (data, got) = c.to_data_with_schema(Some(record.as_bytes()), Part::Value).unwrap();
+        let (data, got) = c.to_data_with_schema(Some(record.as_bytes()), Part::Value, "t").unwrap();
         assert_eq!(c.plugin_bytes(data), Some(br#"{"total":"AN8="}"#.to_vec()));
         let got: Value = serde_json::from_str(&got.unwrap()).unwrap();
         assert_eq!(got, serde_json::from_str::<Value>(schema).unwrap());
-        assert_eq!(c.to_data_with_schema(Some(br#"{"schema":null,"payload":1}"#), Part::Value).unwrap().1, None);
-        assert!(c.to_data_with_schema(Some(br#"{"a":1}"#), Part::Value).is_err());
+        assert_eq!(c.to_data_with_schema(Some(br#"{"schema":null,"payload":1}"#), Part::Value, "t").unwrap().1, None);
+        assert!(c.to_data_with_schema(Some(br#"{"a":1}"#), Part::Value, "t").is_err());
         let plain = Converter::Json { schemas: false };
-        assert_eq!(plain.to_data_with_schema(Some(br#"{"a":1}"#), Part::Value).unwrap().1, None);
+        assert_eq!(plain.to_data_with_schema(Some(br#"{"a":1}"#), Part::Value, "t").unwrap().1, None);
     }
 
     #[test]
