@@ -7,6 +7,7 @@
 
 mod mysql;
 mod postgres;
+mod tls;
 mod url;
 
 use std::fmt;

@@ -3,19 +3,19 @@
 //! current-thread tokio runtime per connection (a plugin must not use the
 //! worker's runtime).
 
-use std::{error::Error as StdError, str::FromStr, sync::Arc};
+use std::{str::FromStr, sync::Arc};
 
 use postgres::{config::SslMode, types::ToSql, Client, Config, NoTls};
 use rustls::{
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    client::WebPkiServerVerifier,
-    crypto::CryptoProvider,
-    pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::{danger::ServerCertVerifier, WebPkiServerVerifier},
+    ClientConfig,
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::url::{postgres_tls, ConnectFailure, Roots, TlsPlan, Verify};
+use super::{
+    tls::{root_store, tls_advice, tls_trouble, ChainOnly, EncryptOnly},
+    url::{postgres_tls, ConnectFailure, Dialect, Roots, TlsPlan, Verify},
+};
 use crate::{
     config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},
@@ -28,174 +28,6 @@ fn config(url: &str) -> Result<(Config, TlsPlan), ConnectFailure> {
     let (url, plan) = postgres_tls(url)?;
     let config = Config::from_str(&url).map_err(|e| ConnectFailure::Url(format!("cannot parse the URL: {e}")))?;
     Ok((config, plan))
-}
-
-/// Why a TLS handshake failed, in the terms of the option to change.
-#[derive(Debug, PartialEq, Eq)]
-enum TlsTrouble {
-    /// The server answered "no TLS here" to the TLS request.
-    NotOffered,
-    /// The certificate names another host (verify-full).
-    WrongName(String),
-    /// The certificate does not lead to the trusted CA, or is unusable.
-    Untrusted(String),
-}
-
-fn tls_trouble(e: &postgres::Error) -> Option<TlsTrouble> {
-    let mut next: Option<&(dyn StdError + 'static)> = e.source();
-    while let Some(err) = next {
-        // tokio-rustls wraps the rustls error in an io::Error, whose
-        // source() skips it: look inside.
-        let inner =
-            err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn StdError + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(cert)) = candidate.downcast_ref::<rustls::Error>() {
-                return Some(match cert {
-                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                        TlsTrouble::WrongName(cert.to_string())
-                    }
-                    other => TlsTrouble::Untrusted(other.to_string()),
-                });
-            }
-            if candidate.to_string().contains("server does not support TLS") {
-                return Some(TlsTrouble::NotOffered);
-            }
-        }
-        next = err.source();
-    }
-    None
-}
-
-/// What to tell the user, naming the URL option that fixes it.
-fn tls_advice(trouble: &TlsTrouble, option: &str, roots: Option<&Roots>) -> String {
-    let ca = match roots {
-        Some(Roots::File(path)) => format!("the CA in sslrootcert={path}"),
-        Some(Roots::System) => "the public web CAs (sslrootcert=system)".to_string(),
-        None => "a trusted CA".to_string(),
-    };
-    match trouble {
-        TlsTrouble::NotOffered => format!(
-            "{option} asks for TLS but the PostgreSQL server does not offer it (ssl=off): turn on ssl in the server's \
-             postgresql.conf, or use sslmode=prefer (TLS where offered) or sslmode=disable"
-        ),
-        TlsTrouble::WrongName(why) => format!(
-            "{option}: the server's certificate is not valid for the host in the URL ({why}): connect by a name the \
-             certificate holds (hostaddr=<ip> keeps the address), or use sslmode=verify-ca to check the CA only"
-        ),
-        TlsTrouble::Untrusted(why) => format!(
-            "{option}: the server's certificate is not trusted by {ca} ({why}): set sslrootcert to the PEM file of \
-             the CA that signed the server's certificate, or use sslmode=require to encrypt without checking it"
-        ),
-    }
-}
-
-/// Accepts any certificate (libpq's require and prefer): the connection is
-/// encrypted against eavesdropping, not authenticated. Handshake signatures
-/// are still checked, so the key exchange is sound.
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// verify-ca: the chain must lead to the CA; the host name is not checked
-/// (webpki checks the chain first, so a name error means the chain passed).
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-fn root_store(roots: Option<&Roots>) -> Result<RootCertStore, ConnectFailure> {
-    let path = match roots {
-        None | Some(Roots::System) => return Ok(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
-        Some(Roots::File(path)) => path,
-    };
-    let certs =
-        CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect::<Result<Vec<_>, _>>()).map_err(|e| {
-            ConnectFailure::Url(format!(
-                "sslrootcert={path}: cannot read the CA certificates ({e}): point sslrootcert at a readable PEM file \
-                 of the CA that signed the server's certificate"
-            ))
-        })?;
-    let mut store = RootCertStore::empty();
-    let (added, _) = store.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ConnectFailure::Url(format!(
-            "sslrootcert={path} holds no usable PEM certificate (-----BEGIN CERTIFICATE-----): point sslrootcert at \
-             the CA that signed the server's certificate"
-        )));
-    }
-    Ok(store)
 }
 
 /// The rustls client for a plan; ring explicitly, so the choice never
@@ -263,7 +95,7 @@ pub fn connect(settings: &JdbcSettings, url: &str) -> Result<Client, ConnectFail
         };
         let mut client = connected.map_err(|e| {
             if let (Some(trouble), TlsPlan::Required { option, roots, .. }) = (tls_trouble(&e), &plan) {
-                return ConnectFailure::Tls(tls_advice(&trouble, option, roots.as_ref()));
+                return ConnectFailure::Tls(tls_advice(Dialect::Postgres, &trouble, option, roots.as_ref()));
             }
             let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
             if code == "28P01" {
@@ -425,16 +257,5 @@ mod tests {
                 panic!("{url}: {}", e.message());
             }
         }
-    }
-
-    #[test]
-    fn each_tls_failure_names_the_option_that_fixes_it() {
-        let ca = Roots::File("/etc/ca.pem".into());
-        let text = tls_advice(&TlsTrouble::NotOffered, "sslmode=require", None);
-        assert!(text.starts_with("sslmode=require asks for TLS") && text.contains("sslmode=prefer"), "{text}");
-        let text = tls_advice(&TlsTrouble::WrongName("name".into()), "sslmode=verify-full", Some(&ca));
-        assert!(text.contains("not valid for the host") && text.contains("sslmode=verify-ca"), "{text}");
-        let text = tls_advice(&TlsTrouble::Untrusted("UnknownIssuer".into()), "sslmode=verify-ca", Some(&ca));
-        assert!(text.contains("sslrootcert=/etc/ca.pem (UnknownIssuer)") && text.contains("set sslrootcert"), "{text}");
     }
 }
