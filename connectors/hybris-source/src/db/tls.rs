@@ -21,6 +21,8 @@ pub enum TlsTrouble {
     NotOffered,
     /// The certificate names another host (verify-full).
     WrongName(String),
+    /// The certificate has expired or is not valid yet.
+    OutOfDate(String),
     /// The certificate does not lead to the trusted CA, or is unusable.
     Untrusted(String),
 }
@@ -38,6 +40,10 @@ pub fn tls_trouble(e: &(dyn StdError + 'static)) -> Option<TlsTrouble> {
                     CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                         TlsTrouble::WrongName(cert.to_string())
                     }
+                    CertificateError::Expired
+                    | CertificateError::ExpiredContext { .. }
+                    | CertificateError::NotValidYet
+                    | CertificateError::NotValidYetContext { .. } => TlsTrouble::OutOfDate(cert.to_string()),
                     other => TlsTrouble::Untrusted(other.to_string()),
                 });
             }
@@ -79,6 +85,10 @@ pub fn tls_advice(dialect: Dialect, trouble: &TlsTrouble, option: &str, roots: O
         TlsTrouble::WrongName(why) => format!(
             "{option}: the server's certificate is not valid for the host in the URL ({why}): connect by a name the \
              certificate holds, or use {chain_only} to check the CA only"
+        ),
+        TlsTrouble::OutOfDate(why) => format!(
+            "{option}: the server's certificate is out of date ({why}): renew the database server's certificate \
+             (or check the worker's clock); {encrypt_only} would encrypt without checking it"
         ),
         TlsTrouble::Untrusted(why) => format!(
             "{option}: the server's certificate is not trusted by {ca} ({why}): set {ca_option} to the PEM file of \
@@ -242,5 +252,21 @@ mod tests {
         let text =
             tls_advice(Dialect::MySql, &TlsTrouble::Untrusted("UnknownIssuer".into()), "sslMode=VERIFY_CA", Some(&ca));
         assert!(text.contains("serverSslCert=/etc/ca.pem") && text.contains("sslMode=REQUIRED"), "{text}");
+    }
+
+    #[test]
+    fn a_handshake_failure_inside_an_io_error_is_classified_by_the_certificate_problem() {
+        let wrapped = |e: CertificateError| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(e))
+        };
+        assert!(matches!(tls_trouble(&wrapped(CertificateError::UnknownIssuer)), Some(TlsTrouble::Untrusted(_))));
+        assert!(matches!(tls_trouble(&wrapped(CertificateError::NotValidForName)), Some(TlsTrouble::WrongName(_))));
+        assert!(matches!(tls_trouble(&wrapped(CertificateError::Expired)), Some(TlsTrouble::OutOfDate(_))));
+        assert_eq!(tls_trouble(&std::io::Error::other("connection refused")), None);
+        let text = tls_advice(Dialect::Postgres, &TlsTrouble::OutOfDate("expired".into()), "sslmode=verify-full", None);
+        assert!(
+            text.starts_with("sslmode=verify-full: the server's certificate is out of date") && text.contains("renew"),
+            "{text}"
+        );
     }
 }
