@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     config::{Backend, Settings},
-    db::{self, Db},
+    db::{self, ConnectFailure, Db},
     odata,
     rows::{ChangeRow, Cursor, DeletionRow},
     schema::ItemMapping,
@@ -212,9 +212,15 @@ impl HybrisTask {
                 return Err(ConnectorError::fatal("hybris.mode=odata reads no database"));
             };
             // Failing to connect while running is transient: the database may
-            // be restarting; the runtime retries with backoff.
+            // be restarting; the runtime retries with backoff. A URL or TLS
+            // setting that cannot work fails the task instead: retrying
+            // would not change the certificate.
             let db = Db::connect(s).map_err(|e| {
-                ConnectorError::retriable(format!("cannot connect to the Hybris database: {}", e.message()))
+                let message = format!("cannot connect to the Hybris database: {}", e.message());
+                match e {
+                    ConnectFailure::Url(_) | ConnectFailure::Tls(_) => ConnectorError::fatal(message),
+                    _ => ConnectorError::retriable(message),
+                }
             })?;
             self.db = Some(db);
         }

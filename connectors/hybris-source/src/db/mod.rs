@@ -7,6 +7,7 @@
 
 mod mysql;
 mod postgres;
+mod tls;
 mod url;
 
 use std::fmt;
@@ -14,7 +15,7 @@ use std::fmt;
 use connector_api::ConnectorError;
 
 use self::mysql::MyDb;
-pub use self::url::{dialect, refuse_tls, ConnectFailure, Dialect};
+pub use self::url::{dialect, ConnectFailure, Dialect};
 use crate::{
     config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},

@@ -12,9 +12,12 @@
 //!   session zone (`UNIX_TIMESTAMP` would shift it), as PostgreSQL's `extract`
 //!   does on a timestamp without zone.
 
-use mysql::{prelude::Queryable, Column, Conn, Opts, OptsBuilder, Params, Row, Value};
+use mysql::{prelude::Queryable, Column, Conn, DriverError, Opts, OptsBuilder, Params, Row, SslOpts, Value};
 
-use super::url::{refuse_tls, ConnectFailure};
+use super::{
+    tls::{read_ca_file, tls_advice, tls_trouble, TlsTrouble},
+    url::{mysql_tls, ConnectFailure, Dialect, Roots, TlsPlan, Verify},
+};
 use crate::{
     config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},
@@ -40,17 +43,56 @@ pub struct MyDb {
 
 /// `mysql://`, `mariadb://`, `jdbc:mysql://`, `jdbc:mariadb://` → options
 /// (the `jdbc:` prefix is already gone).
-fn opts(url: &str) -> Result<Opts, ConnectFailure> {
+fn opts(url: &str) -> Result<(Opts, TlsPlan), ConnectFailure> {
+    let (url, plan) = mysql_tls(url)?;
     let rest = url
         .strip_prefix("mysql://")
         .or_else(|| url.strip_prefix("mariadb://"))
         .ok_or_else(|| ConnectFailure::Url(format!("\"{url}\" is not a MySQL/MariaDB URL")))?;
-    refuse_tls(url)?;
-    Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
+    let opts = Opts::from_url(&format!("mysql://{rest}")).map_err(|e| {
         ConnectFailure::Url(format!(
             "cannot parse the URL: {e} (expected jdbc:mysql://host:3306/database or mysql://user@host:3306/database)"
         ))
+    })?;
+    Ok((opts, plan))
+}
+
+/// The driver's TLS settings for a plan. The CA file is read here first so
+/// that a wrong path is named as such, not reported as a failed connection.
+fn ssl_opts(plan: &TlsPlan) -> Result<Option<SslOpts>, ConnectFailure> {
+    Ok(match plan {
+        TlsPlan::Plain => None,
+        // PREFERRED checks nothing (as the MySQL client and Connector/J).
+        TlsPlan::Opportunistic => Some(SslOpts::default().with_danger_accept_invalid_certs(true)),
+        TlsPlan::Required { verify, roots, .. } => {
+            let path = match roots {
+                Some(Roots::File(path)) if *verify != Verify::Nothing => {
+                    read_ca_file("serverSslCert", path)?;
+                    Some(std::path::PathBuf::from(path))
+                }
+                _ => None,
+            };
+            Some(
+                SslOpts::default()
+                    .with_root_cert_path(path)
+                    .with_danger_skip_domain_validation(*verify == Verify::Chain)
+                    .with_danger_accept_invalid_certs(*verify == Verify::Nothing),
+            )
+        }
     })
+}
+
+fn mysql_tls_trouble(e: &mysql::Error) -> Option<TlsTrouble> {
+    match e {
+        mysql::Error::DriverError(DriverError::TlsNotSupported) => Some(TlsTrouble::NotOffered),
+        // mysql::Error names its inner errors through the old `cause`, not
+        // `source`: look inside by hand. A failed handshake is an I/O error
+        // carrying the rustls error.
+        mysql::Error::CodecError(e) => tls_trouble(e),
+        mysql::Error::IoError(e) => tls_trouble(e),
+        mysql::Error::TlsError(e) => tls_trouble(e),
+        _ => None,
+    }
 }
 
 /// The server's code and message when there is one.
@@ -178,7 +220,8 @@ fn json_value(v: Value, column: &Column) -> serde_json::Value {
 
 impl MyDb {
     pub fn connect(settings: &JdbcSettings, url: &str) -> Result<MyDb, ConnectFailure> {
-        let mut builder = OptsBuilder::from_opts(opts(url)?)
+        let (opts, plan) = opts(url)?;
+        let mut builder = OptsBuilder::from_opts(opts)
             // The URL's host and port, never a socket the server reports
             // (the default for 127.0.0.1): that path is the server's, not ours.
             .prefer_socket(false)
@@ -190,9 +233,24 @@ impl MyDb {
         if !settings.password.is_empty() {
             builder = builder.pass(Some(settings.password.expose().to_string()));
         }
-        let opts = Opts::from(builder);
-        let has_password = opts.get_pass().is_some_and(|p| !p.is_empty());
-        let mut conn = Conn::new(opts).map_err(|e| match &e {
+        // The driver builds its rustls config with the process-wide default
+        // provider (this plugin's copy of rustls): make it ring, which the
+        // plugin compiles in anyway, whatever feature unification adds.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let has_password = Opts::from(builder.clone()).get_pass().is_some_and(|p| !p.is_empty());
+        let mut connected = Conn::new(Opts::from(builder.clone().ssl_opts(ssl_opts(&plan)?)));
+        if plan == TlsPlan::Opportunistic
+            && matches!(connected, Err(mysql::Error::DriverError(DriverError::TlsNotSupported)))
+        {
+            // PREFERRED: clear text when the server offers no TLS.
+            connected = Conn::new(Opts::from(builder));
+        }
+        if let (Err(e), TlsPlan::Required { option, roots, .. }) = (&connected, &plan) {
+            if let Some(trouble) = mysql_tls_trouble(e) {
+                return Err(ConnectFailure::Tls(tls_advice(Dialect::MySql, &trouble, option, roots.as_ref())));
+            }
+        }
+        let mut conn = connected.map_err(|e| match &e {
             // MySQL answers 1045 for an unknown user and for a wrong password alike.
             mysql::Error::MySqlError(m) if m.code == 1045 && has_password => ConnectFailure::Password(format!(
                 "{}; MySQL/MariaDB does not tell a wrong password from an unknown user, so check hybris.jdbc.user too",

@@ -3,11 +3,19 @@
 //! current-thread tokio runtime per connection (a plugin must not use the
 //! worker's runtime).
 
-use std::str::FromStr;
+use std::{str::FromStr, sync::Arc};
 
-use postgres::{types::ToSql, Client, Config, NoTls};
+use postgres::{config::SslMode, types::ToSql, Client, Config, NoTls};
+use rustls::{
+    client::{danger::ServerCertVerifier, WebPkiServerVerifier},
+    ClientConfig,
+};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::url::{refuse_tls, ConnectFailure};
+use super::{
+    tls::{root_store, tls_advice, tls_trouble, ChainOnly, EncryptOnly},
+    url::{postgres_tls, ConnectFailure, Dialect, Roots, TlsPlan, Verify},
+};
 use crate::{
     config::JdbcSettings,
     rows::{ChangeRow, Cursor, DeletionRow},
@@ -16,9 +24,36 @@ use crate::{
 
 const TS_FORMAT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US'";
 
-fn config(url: &str) -> Result<Config, ConnectFailure> {
-    refuse_tls(url)?;
-    Config::from_str(url).map_err(|e| ConnectFailure::Url(format!("cannot parse the URL: {e}")))
+fn config(url: &str) -> Result<(Config, TlsPlan), ConnectFailure> {
+    let (url, plan) = postgres_tls(url)?;
+    let config = Config::from_str(&url).map_err(|e| ConnectFailure::Url(format!("cannot parse the URL: {e}")))?;
+    Ok((config, plan))
+}
+
+/// The rustls client for a plan; ring explicitly, so the choice never
+/// depends on which providers feature unification compiled in.
+fn tls_connector(verify: &Verify, roots: Option<&Roots>) -> Result<MakeRustlsConnect, ConnectFailure> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match verify {
+        Verify::Nothing => Arc::new(EncryptOnly(provider.clone())),
+        Verify::Chain | Verify::Full => {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider.clone())
+                .build()
+                .map_err(|e| ConnectFailure::Url(format!("cannot use the CA certificates of sslrootcert: {e}")))?;
+            if *verify == Verify::Chain {
+                Arc::new(ChainOnly(webpki))
+            } else {
+                webpki
+            }
+        }
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectFailure::Other(format!("cannot set up TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 pub fn is_transient(e: &postgres::Error) -> bool {
@@ -42,7 +77,7 @@ pub fn describe(e: &postgres::Error) -> String {
 pub fn connect(settings: &JdbcSettings, url: &str) -> Result<Client, ConnectFailure> {
     {
         let (user, password) = (&settings.user, &settings.password);
-        let mut config = config(url)?;
+        let (mut config, plan) = config(url)?;
         if !user.is_empty() {
             config.user(user);
         }
@@ -51,7 +86,17 @@ pub fn connect(settings: &JdbcSettings, url: &str) -> Result<Client, ConnectFail
         }
         config.connect_timeout(settings.connect_timeout);
         config.application_name("sluice-hybris-source");
-        let mut client = config.connect(NoTls).map_err(|e| {
+        let connected = match &plan {
+            TlsPlan::Plain => config.ssl_mode(SslMode::Disable).connect(NoTls),
+            TlsPlan::Opportunistic => config.ssl_mode(SslMode::Prefer).connect(tls_connector(&Verify::Nothing, None)?),
+            TlsPlan::Required { verify, roots, .. } => {
+                config.ssl_mode(SslMode::Require).connect(tls_connector(verify, roots.as_ref())?)
+            }
+        };
+        let mut client = connected.map_err(|e| {
+            if let (Some(trouble), TlsPlan::Required { option, roots, .. }) = (tls_trouble(&e), &plan) {
+                return ConnectFailure::Tls(tls_advice(Dialect::Postgres, &trouble, option, roots.as_ref()));
+            }
             let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
             if code == "28P01" {
                 ConnectFailure::Password(describe(&e))
@@ -200,9 +245,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_url_asking_for_tls_fails_to_parse_and_one_that_does_not_parses() {
-        assert!(config("postgres://h:5432/hybris?sslmode=disable").is_ok());
-        assert!(config("postgres://h/hybris?ssl=true").is_err());
-        assert!(config("postgres://u@h:5432/hybris").is_ok());
+    fn the_driver_parses_urls_with_every_sslmode_once_the_tls_options_are_taken_out() {
+        for url in [
+            "postgres://u@h:5432/hybris",
+            "postgres://h:5432/hybris?sslmode=disable",
+            "postgres://h:5432/hybris?sslmode=allow&application_name=x",
+            "postgres://h/hybris?sslmode=verify-ca&sslrootcert=/ca.pem",
+            "postgresql://h/hybris?sslmode=verify-full&sslrootcert=/ca.pem&hostaddr=127.0.0.1",
+        ] {
+            if let Err(e) = config(url) {
+                panic!("{url}: {}", e.message());
+            }
+        }
     }
 }
