@@ -131,6 +131,8 @@ fn validate(worker: &Worker, config: &BTreeMap<String, String>) -> ApiResult<()>
         Ok(_) => Vec::new(),
         Err(issues) => issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect(),
     };
+    let policy = connector_config::override_policy_issues(config, worker.cluster.client_policy);
+    problems.extend(policy.iter().map(|i| format!("{}: {}", i.key, i.message)));
     let entries: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     match class.validate(entries) {
         Ok(issues) => problems.extend(issues.iter().map(|i| format!("{}: {}", i.key, i.message))),

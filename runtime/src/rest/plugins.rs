@@ -96,6 +96,7 @@ pub async fn validate(State(state): State<Shared>, Path(name): Path<String>, bod
         if let Err(runtime) = connector_config::parse(&config, class.kind()) {
             issues.extend(runtime);
         }
+        issues.extend(connector_config::override_policy_issues(&config, state.worker.cluster.client_policy));
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for issue in &issues {
             errors.entry(issue.key.to_string()).or_default().push(issue.message.to_string());
