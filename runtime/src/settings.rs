@@ -356,6 +356,80 @@ mod tests {
     }
 
     #[test]
+    fn connector_defaults_come_from_the_file_the_variable_and_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.toml");
+        fs::write(
+            &path,
+            "bootstrap_servers = \"k:9092\"\n[connector_defaults]\n\"value.converter\" = \"json\"\n\"key.converter\" = \"string\"\n",
+        )
+        .unwrap();
+        let args = WorkerArgs {
+            config: Some(path),
+            connector_default: vec!["value.converter.schemas.enable=false".into(), "key.converter=bytes".into()],
+            ..WorkerArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        let expected: BTreeMap<String, String> =
+            [("key.converter", "bytes"), ("value.converter", "json"), ("value.converter.schemas.enable", "false")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(s.connector_defaults, expected, "the flag wins over the file");
+    }
+
+    #[test]
+    fn internal_topics_take_their_settings_and_only_one_partition() {
+        let base = || WorkerArgs { bootstrap_servers: Some("k:9092".into()), ..WorkerArgs::default() };
+        let s = Settings::resolve(WorkerArgs { cluster_id: Some("c".into()), ..base() }).unwrap();
+        assert_eq!(
+            (s.topics.configs.as_str(), s.topics.status.as_str(), s.topics.offsets.as_str()),
+            ("c-configs", "c-status", "c-offsets")
+        );
+        assert_eq!(s.topics.configs_replication, -1);
+        assert_eq!(s.client_policy, Policy::All);
+        let s = Settings::resolve(WorkerArgs {
+            config_storage_topic: Some("connect-configs".into()),
+            offset_storage_replication_factor: Some(3),
+            offset_storage_partitions: Some(1),
+            connector_client_config_override_policy: Some("None".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!((s.topics.configs.as_str(), s.topics.offsets_replication), ("connect-configs", 3));
+        assert_eq!(s.client_policy, Policy::None);
+        let err =
+            Settings::resolve(WorkerArgs { status_storage_partitions: Some(5), ..base() }).unwrap_err().to_string();
+        assert!(err.contains("status.storage.partitions=5") && err.contains("one partition"), "{err}");
+        let err = Settings::resolve(WorkerArgs { config_storage_replication_factor: Some(0), ..base() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.storage.replication.factor"), "{err}");
+        let err =
+            Settings::resolve(WorkerArgs { connector_client_config_override_policy: Some("Some".into()), ..base() })
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("connector.client.config.override.policy"), "{err}");
+    }
+
+    #[test]
+    fn a_properties_file_is_read_as_kafka_connects_worker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connect-distributed.properties");
+        fs::write(&path, "bootstrap.servers=k:9092\ngroup.id=connect-cluster\nvalue.converter=json\nfoo=1\n").unwrap();
+        let s = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap();
+        assert_eq!((s.kafka.bootstrap_servers.as_str(), s.cluster_id.as_str()), ("k:9092", "connect-cluster"));
+        assert_eq!(s.connector_defaults["value.converter"], "json");
+        assert_eq!(s.notes, ["connect-distributed.properties: ignoring foo: no meaning in Sluice"]);
+        fs::write(&path, "bootstrap.servers=k:9092\noffset.storage.partitions=25\n").unwrap();
+        let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
+        assert!(err.to_string().contains("offset.storage.partitions=25"), "{err}");
+        fs::write(&path, "bootstrap.servers=k:9092\nlisteners=HTTPS://:8443\n").unwrap();
+        let err = Settings::resolve(WorkerArgs { config: Some(path), ..WorkerArgs::default() }).unwrap_err();
+        assert!(err.to_string().contains("refusing listeners"), "{err}");
+    }
+
+    #[test]
     fn missing_bootstrap_servers_is_a_clear_error() {
         let err = Settings::resolve(WorkerArgs::default()).unwrap_err().to_string();
         assert!(err.contains("--bootstrap-servers"), "{err}");
