@@ -223,6 +223,37 @@ fn internal_topics_and_the_dlq_are_created_with_the_configured_names_and_replica
     assert_eq!(code, 201, "{body}");
     w.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(60));
     assert_eq!(replicas(&dlq), [3], "the DLQ takes errors.deadletterqueue.topic.replication.factor");
+
+    // A source's topic, created on first use (Kafka Connect's KIP-158 keys).
+    let source_topic = unique("rf-source");
+    let config = json!({"connector.class": "example-counter-source", "topic": source_topic, "counter.max": "3",
+                        "topic.creation.default.partitions": "2",
+                        "topic.creation.default.replication.factor": "3"});
+    let (code, body) =
+        w.request("POST", "/connectors", Some(&json!({"name": unique("rf-source"), "config": config}).to_string()));
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(replicas(&source_topic), [3, 3], "topic.creation.default.replication.factor");
+}
+
+#[test]
+fn a_connector_created_under_a_laxer_policy_fails_its_task_naming_the_key() {
+    let cluster = unique("policy-start");
+    let mut lax = WorkerProcess::start(&cluster, &[], &[]);
+    let topic = unique("policy-start-in");
+    create_topic(&topic, 1);
+    let name = unique("tuned");
+    let config = json!({"connector.class": "example-file-sink", "topics": topic, "file": "/dev/null",
+                        "consumer.override.fetch.min.bytes": "1"});
+    let (code, body) = lax.request("POST", "/connectors", Some(&json!({"name": name, "config": config}).to_string()));
+    assert_eq!(code, 201, "{body}");
+    lax.wait_tasks_state(&name, 1, "RUNNING", Duration::from_secs(60));
+    assert!(lax.terminate().success());
+
+    // Kafka Connect checks the policy again when it starts the connector.
+    let strict = WorkerProcess::start(&cluster, &["--connector-client-config-override-policy", "None"], &[]);
+    let status = strict.wait_tasks_state(&name, 1, "FAILED", Duration::from_secs(60));
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains("consumer.override.fetch.min.bytes") && trace.contains("policy is None"), "{status}");
 }
 
 #[test]
