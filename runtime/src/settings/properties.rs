@@ -274,6 +274,14 @@ fn client_key(m: &mut Mapped, client: Option<Client>, name: &str, value: &str) {
         None => name.to_string(),
     };
     match overrides::translate(client.unwrap_or(Client::Admin), name, value) {
+        Ok(properties) if properties.is_empty() => {
+            let why = if name == "max.poll.records" {
+                "the batch size is a connector setting here (consumer.max.poll.records in each connector's config)"
+            } else {
+                "librdkafka needs nothing for it (its default is what this value asks for)"
+            };
+            m.ignored.push(format!("ignoring {full}: {why}"));
+        }
         Ok(properties) => {
             let table = match client {
                 None => &mut m.settings.kafka,
@@ -361,7 +369,7 @@ mod tests {
              connector.client.config.override.policy=Principal\nrest.advertised.host.name=w1.internal\n\
              security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n\
              sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"p\";\n\
-             consumer.fetch.min.bytes=1024\nproducer.acks=all\n",
+             consumer.fetch.min.bytes=1024\nproducer.acks=all\nconsumer.max.poll.records=100\n",
         ));
         let s = &m.settings;
         assert_eq!(s.bootstrap_servers.as_deref(), Some("k:9092"));
@@ -378,8 +386,9 @@ mod tests {
         assert_eq!((s.kafka["sasl.username"].as_str(), s.kafka["sasl.password"].as_str()), ("u", "p"));
         assert_eq!(s.kafka_consumer["fetch.min.bytes"], "1024");
         assert!(s.kafka_producer.is_empty());
-        assert_eq!(m.ignored.len(), 1, "{:?}", m.ignored);
+        assert_eq!(m.ignored.len(), 2, "{:?}", m.ignored);
         assert!(m.ignored[0].starts_with("ignoring producer.acks: Sluice sets acks itself"), "{:?}", m.ignored);
+        assert!(m.ignored[1].starts_with("ignoring consumer.max.poll.records: the batch size"), "{:?}", m.ignored);
         assert!(m.refused.is_empty(), "{:?}", m.refused);
     }
 
