@@ -250,7 +250,7 @@ pub fn masked(class: Option<&ConnectorClass>, config: &BTreeMap<String, String>)
     config
         .iter()
         .map(|(k, v)| {
-            let hide = class.is_some_and(|c| c.is_password(k));
+            let hide = class.is_some_and(|c| c.is_password(k)) || overrides::is_secret_override(k);
             (k.clone(), if hide { HIDDEN.to_string() } else { v.clone() })
         })
         .collect()
@@ -393,6 +393,23 @@ mod tests {
         let tuning = config(&[("topics", "a"), ("consumer.override.fetch.min.bytes", "1")]);
         assert!(override_policy_issues(&tuning, Policy::All).is_empty());
         assert_eq!(override_policy_issues(&tuning, Policy::None)[0].key, "consumer.override.fetch.min.bytes");
+    }
+
+    #[test]
+    fn secret_client_overrides_are_hidden() {
+        let shown = masked(
+            None,
+            &config(&[
+                ("consumer.override.sasl.password", "p"),
+                ("producer.override.sasl.jaas.config", "x required password=\"p\";"),
+                ("admin.override.ssl.key.password", "p"),
+                ("consumer.override.sasl.username", "alice"),
+            ]),
+        );
+        assert_eq!(shown["consumer.override.sasl.password"], HIDDEN);
+        assert_eq!(shown["producer.override.sasl.jaas.config"], HIDDEN);
+        assert_eq!(shown["admin.override.ssl.key.password"], HIDDEN);
+        assert_eq!(shown["consumer.override.sasl.username"], "alice");
     }
 
     #[test]

@@ -347,11 +347,19 @@ pub fn resolve(config: &BTreeMap<String, String>, policy: Policy) -> Result<Clie
     }
 }
 
-fn is_secret(property: &str) -> bool {
+/// Whether a client property holds a secret (never shown in a message or a
+/// REST answer).
+pub fn is_secret(property: &str) -> bool {
     property.contains("password")
         || property.contains("secret")
-        || property.ends_with(".pem")
-        || property.contains("jaas")
+        || property == "ssl.key.pem"
+        || property == "ssl.keystore.key"
+        || property == "sasl.jaas.config"
+}
+
+/// Whether a connector-config key is a client override holding a secret.
+pub fn is_secret_override(key: &str) -> bool {
+    Client::ALL.iter().any(|c| key.strip_prefix(c.prefix()).is_some_and(is_secret))
 }
 
 #[cfg(test)]
