@@ -1,5 +1,5 @@
-//! The command line: `sluice worker …`, `sluice plugins list …` and
-//! `sluice new connector …`.
+//! The command line: `sluice worker …`, `sluice plugins list …`,
+//! `sluice health` and `sluice new connector …`.
 
 use std::{io::Write, path::PathBuf};
 
@@ -22,6 +22,19 @@ pub enum Command {
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// Probe a running worker's REST API (a container HEALTHCHECK): exit 0
+    /// when it answers 2xx, 1 with the reason otherwise.
+    Health {
+        /// The worker's REST listener; a wildcard address is probed on loopback.
+        #[arg(long, env = "SLUICE_REST_LISTEN", default_value = "127.0.0.1:8083")]
+        rest_listen: String,
+        /// The path to ask: /health (the process serves) or /ready (it has joined the cluster).
+        #[arg(long, default_value = "/health")]
+        path: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
     /// Create things: a connector plugin crate.
     New {
@@ -78,6 +91,14 @@ pub fn plugins_list(plugin_path: &[PathBuf], out: &mut impl Write, err: &mut imp
     for rejection in registry.rejections() {
         writeln!(err, "warning: {rejection}")?;
     }
+    Ok(())
+}
+
+/// Probes the worker's REST API and says what it found.
+pub fn health(rest_listen: &str, path: &str, timeout: std::time::Duration, out: &mut impl Write) -> anyhow::Result<()> {
+    let target = crate::probe::probe_target(rest_listen)?;
+    let status = crate::probe::probe(&target, path, timeout)?;
+    writeln!(out, "{target}{path}: {status}")?;
     Ok(())
 }
 

@@ -256,44 +256,161 @@ pub fn masked(class: Option<&ConnectorClass>, config: &BTreeMap<String, String>)
         .collect()
 }
 
-/// Resolves `${env:VAR}` and `${file:PATH:KEY}` references (at task start,
-/// so secrets need not be stored in Kafka). The error names the key.
-pub fn resolve_secrets(config: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
-    config.iter().map(|(k, v)| Ok((k.clone(), resolve_value(k, v)?))).collect()
+/// The config providers Sluice has, built in (Kafka Connect's
+/// `config.providers`, without configuring them on the worker): `env`
+/// (`EnvVarConfigProvider`, `${env:VAR}`), `file` (`FileConfigProvider`,
+/// `${file:PATH:KEY}` of a properties file) and `directory`
+/// (`DirectoryConfigProvider`, `${directory:DIR:FILE}`, the file's content).
+pub const PROVIDERS: &[&str] = &["env", "file", "directory"];
+
+/// A config with its provider references resolved, and the values they
+/// resolved to, which must not be shown anywhere (invariant 16).
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub config: BTreeMap<String, String>,
+    secrets: Vec<String>,
 }
 
-fn resolve_value(key: &str, value: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let reference = &after[..end];
-        let resolved = if let Some(var) = reference.strip_prefix("env:") {
-            std::env::var(var).map_err(|_| format!("config \"{key}\": environment variable {var} is not set"))?
-        } else if let Some(spec) = reference.strip_prefix("file:") {
-            let (path, wanted) = spec
-                .rsplit_once(':')
-                .ok_or_else(|| format!("config \"{key}\": a file reference is ${{file:PATH:KEY}}"))?;
-            let text = fs::read_to_string(path)
-                .map_err(|e| format!("config \"{key}\": cannot read secrets file {path}: {e}"))?;
-            text.lines()
-                .filter_map(|l| l.split_once('='))
-                .find(|(k, _)| k.trim() == wanted)
-                .map(|(_, v)| v.trim().to_string())
-                .ok_or_else(|| format!("config \"{key}\": {path} has no key {wanted}"))?
-        } else {
-            format!("${{{reference}}}")
-        };
-        out.push_str(&resolved);
-        rest = &after[end + 1..];
+impl Resolved {
+    /// `text` with every resolved value replaced by [`HIDDEN`], for messages
+    /// built from the resolved config (a validator may quote a value).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), HIDDEN);
+        }
+        out
     }
-    out.push_str(rest);
+}
+
+/// Resolves `${provider:…}` references in every value, as Kafka Connect's
+/// `ConfigTransformer` does before a config is validated or run. Text
+/// `${…}` without a colon is not a reference (TimestampRouter's
+/// `${topic}`). An unknown provider is an issue naming the key, where
+/// Kafka Connect would pass the text on as it is. A value whose reference
+/// cannot be resolved is left as written; every problem is an issue
+/// naming its key, never quoting a resolved value.
+pub fn resolve(config: &BTreeMap<String, String>) -> (Resolved, Vec<ConfigIssue>) {
+    let mut resolved = Resolved::default();
+    let mut issues = Vec::new();
+    for (key, value) in config {
+        let value = match resolve_value(value, &mut resolved.secrets) {
+            Ok(v) => v,
+            Err(message) => {
+                issues.push(ConfigIssue::new(key, message));
+                value.clone()
+            }
+        };
+        resolved.config.insert(key.clone(), value);
+    }
+    // Longest first, so a secret containing another is hidden whole.
+    resolved.secrets.retain(|s| !s.is_empty());
+    resolved.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    resolved.secrets.dedup();
+    (resolved, issues)
+}
+
+/// Resolves references at task start; the error names the key.
+pub fn resolve_secrets(config: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    match resolve(config) {
+        (resolved, issues) if issues.is_empty() => Ok(resolved.config),
+        (_, issues) => Err(issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect::<Vec<_>>().join("; ")),
+    }
+}
+
+/// Whether a value holds a provider reference (`${provider:…}`).
+pub fn has_reference(value: &str) -> bool {
+    references(value).next().is_some()
+}
+
+/// The `${…}` spans of a value that are references: (start, end past `}`,
+/// the text inside).
+fn references(value: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    let mut from = 0;
+    std::iter::from_fn(move || loop {
+        let start = from + value[from..].find("${")?;
+        let inner_start = start + 2;
+        let end = inner_start + value[inner_start..].find('}')?;
+        from = end + 1;
+        let inner = &value[inner_start..end];
+        if inner.contains(':') {
+            return Some((start, end + 1, inner));
+        }
+    })
+}
+
+fn resolve_value(value: &str, secrets: &mut Vec<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut copied = 0;
+    for (start, end, inner) in references(value) {
+        out.push_str(&value[copied..start]);
+        let (provider, rest) = inner.split_once(':').unwrap_or((inner, ""));
+        let resolved = match provider {
+            "env" => {
+                std::env::var(rest).map_err(|_| format!("environment variable {rest} is not set on this worker"))?
+            }
+            "file" => {
+                let (path, wanted) = rest
+                    .rsplit_once(':')
+                    .ok_or("a file reference is ${file:PATH:KEY} (a properties file and its key)")?;
+                let text = fs::read_to_string(path).map_err(|e| format!("cannot read {path} on this worker: {e}"))?;
+                properties_value(&text, wanted).ok_or_else(|| format!("{path} has no key {wanted}"))?
+            }
+            "directory" => {
+                let (dir, file) = rest.rsplit_once(':').ok_or("a directory reference is ${directory:DIR:FILE}")?;
+                if file.contains('/') || file == ".." {
+                    return Err(format!("{file} is not a file name in {dir}"));
+                }
+                let path = std::path::Path::new(dir).join(file);
+                fs::read_to_string(&path).map_err(|e| format!("cannot read {} on this worker: {e}", path.display()))?
+            }
+            other => {
+                return Err(format!(
+                    "${{{inner}}} names the config provider \"{other}\", which Sluice does not have (it has {}); \
+                     write the value itself, or use one of those",
+                    PROVIDERS.join(", ")
+                ))
+            }
+        };
+        secrets.push(resolved.clone());
+        out.push_str(&resolved);
+        copied = end;
+    }
+    out.push_str(&value[copied..]);
     Ok(out)
+}
+
+/// A key's value in Java properties text (`key=value`, `key: value` or
+/// `key value`; `#`/`!` comments), as `FileConfigProvider` reads it.
+fn properties_value(text: &str, wanted: &str) -> Option<String> {
+    text.lines().map(str::trim_start).filter(|l| !l.is_empty() && !l.starts_with(['#', '!'])).find_map(|line| {
+        let split = line.find(['=', ':']).or_else(|| line.find(char::is_whitespace))?;
+        let (k, v) = (line[..split].trim(), line[split + 1..].trim());
+        (k == wanted).then(|| v.to_string())
+    })
+}
+
+/// Task configs with the connector's references put back (Kafka Connect's
+/// `AbstractHerder.reverseTransform`): a task config key the connector
+/// config set from a reference holds that reference again, so task configs
+/// never hold what it resolved to; the task resolves it when it starts.
+pub fn reverse(
+    connector: &BTreeMap<String, String>,
+    tasks: Vec<BTreeMap<String, String>>,
+) -> Vec<BTreeMap<String, String>> {
+    tasks
+        .into_iter()
+        .map(|mut task| {
+            for (k, v) in connector {
+                if has_reference(v) {
+                    if let Some(slot) = task.get_mut(k) {
+                        *slot = v.clone();
+                    }
+                }
+            }
+            task
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -426,6 +543,40 @@ mod tests {
         let r = resolve_secrets(&c).unwrap();
         assert_eq!((r["a"].as_str(), r["b"].as_str(), r["c"].as_str()), ("x-s3cr3t-y", "hunter2", "plain"));
         let err = resolve_secrets(&config(&[("k", "${env:SLUICE_TEST_MISSING_VAR}")])).unwrap_err();
-        assert!(err.contains("\"k\"") && err.contains("SLUICE_TEST_MISSING_VAR"));
+        assert!(err.starts_with("k: ") && err.contains("SLUICE_TEST_MISSING_VAR"), "{err}");
+    }
+
+    #[test]
+    fn unknown_providers_are_issues_and_text_without_a_colon_is_not_a_reference() {
+        let (resolved, issues) =
+            resolve(&config(&[("topic.format", "${topic}-${timestamp}"), ("password", "${vault:secret/db:password}")]));
+        assert_eq!(resolved.config["topic.format"], "${topic}-${timestamp}");
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].key, "password");
+        assert!(issues[0].message.contains("\"vault\"") && issues[0].message.contains("env, file, directory"));
+    }
+
+    #[test]
+    fn resolved_values_are_scrubbed_from_messages_and_put_back_in_task_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("token"), "tok-123").unwrap();
+        fs::write(dir.path().join("db.properties"), "# c\nuser: app\npassword=pw-456\n").unwrap();
+        let d = dir.path().display();
+        let connector = config(&[
+            ("token", &format!("${{directory:{d}:token}}")),
+            ("password", &format!("${{file:{d}/db.properties:password}}")),
+            ("user", &format!("${{file:{d}/db.properties:user}}")),
+            ("plain", "x"),
+        ]);
+        let (resolved, issues) = resolve(&connector);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!((resolved.config["token"].as_str(), resolved.config["password"].as_str()), ("tok-123", "pw-456"));
+        assert_eq!(resolved.config["user"], "app");
+        assert_eq!(resolved.scrub("bad value pw-456 and tok-123 for x"), "bad value [hidden] and [hidden] for x");
+        let tasks = reverse(&connector, vec![resolved.config.clone()]);
+        assert_eq!(tasks[0]["password"], connector["password"]);
+        assert_eq!(tasks[0]["plain"], "x");
+        let (_, issues) = resolve(&config(&[("t", &format!("${{directory:{d}:../etc}}"))]));
+        assert_eq!(issues[0].key, "t");
     }
 }

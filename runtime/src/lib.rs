@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod new_connector;
 pub mod pipeline;
 pub mod plugins;
+pub mod probe;
 pub mod rest;
 pub mod settings;
 pub mod state;

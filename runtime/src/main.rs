@@ -34,6 +34,10 @@ fn main() -> anyhow::Result<()> {
             logging::init(false, "error");
             cli::plugins_list(&plugin_path, &mut std::io::stdout(), &mut std::io::stderr())
         }
+        Command::Health { rest_listen, path, timeout_ms } => {
+            logging::init(false, "error");
+            cli::health(&rest_listen, &path, std::time::Duration::from_millis(timeout_ms), &mut std::io::stdout())
+        }
         Command::New { command: NewCommand::Connector { kind, name, dir, connector_api } } => {
             logging::init(false, "error");
             cli::new_connector(kind, &name, dir.as_deref(), connector_api.as_deref(), &mut std::io::stdout())

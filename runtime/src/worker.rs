@@ -88,9 +88,20 @@ pub fn class_and_runtime(
 ) -> Result<(Arc<ConnectorClass>, RuntimeConfig), String> {
     let class_name = config.get("connector.class").map(String::as_str).unwrap_or_default();
     let class = registry.class(class_name).ok_or_else(|| format!("no plugin provides connector class {class_name}"))?;
-    let runtime = connector_config::parse(config, class.kind())
-        .map_err(|issues| issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect::<Vec<_>>().join("; "))?;
-    Ok((class, runtime))
+    // The runtime's keys are read with their references resolved (a typed
+    // key may come from `${env:…}`); messages never quote what they resolved
+    // to. A reference this worker cannot resolve fails only when the
+    // runtime's keys need it: otherwise the task fails at start, with the
+    // reason in its status, on the worker that lacks the variable or file.
+    let (resolved, mut issues) = connector_config::resolve(config);
+    match connector_config::parse(&resolved.config, class.kind()) {
+        Ok(runtime) => Ok((class, runtime)),
+        Err(parsed) => {
+            issues.extend(parsed);
+            let listed: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
+            Err(resolved.scrub(&listed.join("; ")))
+        }
+    }
 }
 
 impl Worker {
@@ -138,11 +149,20 @@ impl Worker {
             }
         }
         let computed = class_and_runtime(&self.registry, &spec.config).and_then(|(class, runtime)| {
-            let config: Vec<(&str, &str)> = spec.config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            // The connector splits its resolved config, as in Kafka Connect;
+            // the task configs get the references back (kept and shown), and
+            // each task resolves them again when it starts.
+            let (resolved, _) = connector_config::resolve(&spec.config);
+            let config: Vec<(&str, &str)> = resolved.config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             class
                 .task_configs(config, runtime.tasks_max)
-                .map(|tasks| tasks.into_iter().map(|t| t.into_iter().collect()).collect())
-                .map_err(|e| e.to_string())
+                .map(|tasks| {
+                    connector_config::reverse(
+                        &spec.config,
+                        tasks.into_iter().map(|t| t.into_iter().collect()).collect(),
+                    )
+                })
+                .map_err(|e| resolved.scrub(&e.to_string()))
         });
         self.local().task_configs.insert(name.to_string(), (version, computed.clone()));
         computed
@@ -262,6 +282,14 @@ impl Worker {
 
     /// A task's thread ended with an error: FAILED, with its next automatic restart.
     fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, trace: &str) {
+        // A plugin's error may quote a config value: what the connector's
+        // references resolved to is hidden from the status and the log
+        // (invariant 16).
+        let trace = match self.cluster.with_view(|v| v.connector(&key.0).map(|s| s.config.clone())) {
+            Some(config) => connector_config::resolve(&config).0.scrub(trace),
+            None => trace.to_string(),
+        };
+        let trace = trace.as_str();
         tracing::error!(connector = %key.0, task = key.1, %trace, "task failed");
         self.metrics.set_task_state(&key.0, key.1, RunState::Failed);
         let previous = self.local().failed.get(&key).map(|f| f.attempts);

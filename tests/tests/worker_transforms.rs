@@ -303,3 +303,74 @@ fn a_source_record_a_filter_drops_still_has_its_offset_committed() {
     assert_eq!(metric(&w, "sluice_records_filtered_total", &name), Some(20.0));
     assert_eq!(metric(&w, "sluice_records_written_total", &name).unwrap_or(0.0), 0.0, "nothing was produced");
 }
+
+/// The transforms of issue 17 in one chain on a source's records (Kafka's
+/// `HoistField`, `Cast`, `HeaderFrom`, `Flatten`, `InsertField`,
+/// `TimestampConverter`, `InsertHeader`, `DropHeaders`, `SetSchemaMetadata`,
+/// with KIP-821 nested paths): what reaches Kafka is the rewritten value
+/// with the headers the chain added, and none it dropped.
+#[test]
+fn a_chain_of_the_new_transforms_rewrites_values_and_headers_of_a_source() {
+    let base = unique("chained");
+    let name = unique("counter-chain");
+    let w = WorkerProcess::start(&unique("transforms"), &[], &[]);
+    let body = json!({"name": name, "config": {
+        "connector.class": "example-counter-source",
+        "topic": base,
+        "counter.max": "5",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "transforms": "hoist,wrap,cast,copy,flatten,day,parse,tag,tmp,untmp,meta",
+        "transforms.hoist.type": "org.apache.kafka.connect.transforms.HoistField$Value",
+        "transforms.hoist.field": "n",
+        "transforms.wrap.type": "HoistField$Value",
+        "transforms.wrap.field": "order",
+        "transforms.cast.type": "org.apache.kafka.connect.transforms.Cast$Value",
+        "transforms.cast.spec": "order.n:string",
+        "transforms.cast.field.syntax.version": "V2",
+        "transforms.copy.type": "org.apache.kafka.connect.transforms.HeaderFrom$Value",
+        "transforms.copy.fields": "order.n",
+        "transforms.copy.headers": "number",
+        "transforms.copy.operation": "copy",
+        "transforms.copy.field.syntax.version": "V2",
+        "transforms.flatten.type": "org.apache.kafka.connect.transforms.Flatten$Value",
+        "transforms.flatten.delimiter": "_",
+        "transforms.day.type": "InsertField$Value",
+        "transforms.day.static.field": "day",
+        "transforms.day.static.value": "2024-02-29",
+        "transforms.parse.type": "org.apache.kafka.connect.transforms.TimestampConverter$Value",
+        "transforms.parse.field": "day",
+        "transforms.parse.format": "yyyy-MM-dd",
+        "transforms.parse.target.type": "unix",
+        "transforms.parse.unix.precision": "seconds",
+        "transforms.tag.type": "org.apache.kafka.connect.transforms.InsertHeader",
+        "transforms.tag.header": "origin",
+        "transforms.tag.value.literal": "sluice",
+        "transforms.tmp.type": "InsertHeader",
+        "transforms.tmp.header": "scratch",
+        "transforms.tmp.value.literal": "x",
+        "transforms.untmp.type": "org.apache.kafka.connect.transforms.DropHeaders",
+        "transforms.untmp.headers": "scratch",
+        "transforms.meta.type": "org.apache.kafka.connect.transforms.SetSchemaMetadata$Value",
+        "transforms.meta.schema.name": "com.example.Counted",
+    }});
+    let (code, created) = w.request("POST", "/connectors", Some(&body.to_string()));
+    assert_eq!(code, 201, "{created}");
+    let records = consume(&base, 1, 5, Duration::from_secs(60));
+    for (n, m) in records.iter().enumerate() {
+        let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        // 2024-02-29T00:00:00Z in seconds.
+        assert_eq!(value, json!({"order_n": n.to_string(), "day": 1_709_164_800}), "record {n}");
+        assert_eq!(header(m, "number"), Some(n.to_string()), "record {n}");
+        assert_eq!(header(m, "origin").as_deref(), Some("sluice"));
+        assert_eq!(header(m, "scratch"), None, "DropHeaders removed it");
+    }
+
+    // A bad option of a new transform is a 400 naming its key.
+    let mut bad = body["config"].clone();
+    bad["transforms.parse.target.type"] = json!("datetime");
+    let (code, answer) =
+        w.request("PUT", &format!("/connectors/{}/config", unique("bad-chain")), Some(&bad.to_string()));
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap_or_default().contains("transforms.parse.target.type"), "{answer}");
+}

@@ -67,6 +67,10 @@ fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transfo
             .iter()
             .map(|h| (h.key.to_string(), h.value.as_ref().map(|v| v.to_vec()).into_option()))
             .collect(),
+        // A source record's schema is inferred by the converter after the
+        // transforms, so there is none yet.
+        key_schema: None,
+        value_schema: None,
     };
     let Some(out) = runtime.transforms.apply(record).map_err(|e| (e, "TRANSFORMATION"))? else { return Ok(None) };
     Ok(Some(Transformed {

@@ -115,7 +115,10 @@ fn config_map(value: &Value, what: &str) -> ApiResult<BTreeMap<String, String>> 
         .collect()
 }
 
-/// Validates a full config: class, the runtime's keys, then the plugin's.
+/// Validates a full config: class, its references (`${env:…}`,
+/// `${file:…}`, resolved first so typed keys are checked with the values
+/// they will have), the runtime's keys, then the plugin's. No message
+/// quotes a resolved value.
 fn validate(worker: &Worker, config: &BTreeMap<String, String>) -> ApiResult<()> {
     let class_name = config
         .get("connector.class")
@@ -127,25 +130,37 @@ fn validate(worker: &Worker, config: &BTreeMap<String, String>) -> ApiResult<()>
             available.join(", ")
         )));
     };
-    let mut problems: Vec<String> = match connector_config::parse(config, class.kind()) {
-        Ok(_) => Vec::new(),
-        Err(issues) => issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect(),
-    };
-    let policy = connector_config::override_policy_issues(config, worker.cluster.client_policy);
+    let (resolved, unresolved) = connector_config::resolve(config);
+    let mut problems: Vec<String> = unresolved.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
+    // A value whose reference failed is still the placeholder: checking it
+    // would only add a second, misleading message for the same key.
+    let checked: BTreeMap<String, String> = resolved
+        .config
+        .iter()
+        .filter(|(k, _)| !unresolved.iter().any(|i| i.key.as_str() == k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let skip = |key: &str| unresolved.iter().any(|i| i.key.as_str() == key);
+    if let Err(issues) = connector_config::parse(&checked, class.kind()) {
+        problems.extend(issues.iter().filter(|i| !skip(&i.key)).map(|i| format!("{}: {}", i.key, i.message)));
+    }
+    let policy = connector_config::override_policy_issues(&checked, worker.cluster.client_policy);
     problems.extend(policy.iter().map(|i| format!("{}: {}", i.key, i.message)));
-    let entries: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let entries: Vec<(&str, &str)> = checked.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     match class.validate(entries) {
-        Ok(issues) => problems.extend(issues.iter().map(|i| format!("{}: {}", i.key, i.message))),
+        Ok(issues) => {
+            problems.extend(issues.iter().filter(|i| !skip(&i.key)).map(|i| format!("{}: {}", i.key, i.message)))
+        }
         Err(e) => problems.push(format!("the connector could not validate its config: {e}")),
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(ApiError::bad_request(resolved.scrub(&format!(
             "Connector configuration is invalid and contains the following {} error(s):\n{}",
             problems.len(),
             problems.join("\n")
-        )))
+        ))))
     }
 }
 

@@ -91,15 +91,25 @@ pub async fn validate(State(state): State<Shared>, Path(name): Path<String>, bod
         .collect();
     let class = class(&state, &name)?;
     blocking(move || {
-        let entries: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut issues = class.validate(entries).map_err(ApiError::internal)?;
-        if let Err(runtime) = connector_config::parse(&config, class.kind()) {
-            issues.extend(runtime);
+        // References are resolved first, so typed keys are checked with the
+        // values they will have; messages are scrubbed of what they
+        // resolved to, and the values shown are the references as written.
+        let (resolved, mut issues) = connector_config::resolve(&config);
+        let unresolved: Vec<String> = issues.iter().map(|i| i.key.to_string()).collect();
+        let entries: Vec<(&str, &str)> = resolved
+            .config
+            .iter()
+            .filter(|(k, _)| !unresolved.contains(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        issues.extend(class.validate(entries).map_err(ApiError::internal)?);
+        if let Err(runtime) = connector_config::parse(&resolved.config, class.kind()) {
+            issues.extend(runtime.into_iter().filter(|i| !unresolved.contains(&i.key.to_string())));
         }
-        issues.extend(connector_config::override_policy_issues(&config, state.worker.cluster.client_policy));
+        issues.extend(connector_config::override_policy_issues(&resolved.config, state.worker.cluster.client_policy));
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for issue in &issues {
-            errors.entry(issue.key.to_string()).or_default().push(issue.message.to_string());
+            errors.entry(issue.key.to_string()).or_default().push(resolved.scrub(&issue.message.to_string()));
         }
         let shown = connector_config::masked(Some(&class), &config);
         let mut configs: Vec<Value> = class

@@ -1,24 +1,30 @@
 //! MaskField$Key / MaskField$Value: replaces fields' values by their type's
-//! empty value (`""`, `0`, `false`, `[]`, `{}`) or by `replacement`.
+//! empty value (`""`, `0`, `false`, `[]`, `{}`) or by `replacement`;
+//! `fields` are paths per `field.syntax.version` (KIP-821).
 
 use serde_json::{Map, Number, Value};
 
-use super::{object_mut, Options, Record, Side};
+use super::{
+    field::{FieldPath, Syntax},
+    object_mut, Options, Record, Side,
+};
 
 #[derive(Debug, Clone)]
 pub struct MaskField {
     side: Side,
-    fields: Vec<String>,
+    fields: Vec<FieldPath>,
     replacement: Option<String>,
 }
 
 impl MaskField {
     pub fn parse(opts: &mut Options<'_>, side: Side) -> MaskField {
-        let fields = opts.required_list("fields");
+        let syntax = Syntax::parse(opts);
+        let fields =
+            opts.required_list("fields").iter().filter_map(|f| FieldPath::option(opts, "fields", f, syntax)).collect();
         MaskField { side, fields, replacement: opts.get("replacement").map(str::to_string) }
     }
 
-    fn mask(&self, field: &str, value: &Value) -> Result<Value, String> {
+    fn mask(&self, field: &FieldPath, value: &Value) -> Result<Value, String> {
         let Some(r) = &self.replacement else {
             return Ok(match value {
                 Value::Null => Value::Null,
@@ -52,12 +58,14 @@ impl MaskField {
         if record.slot(self.side).is_none() {
             return Ok(());
         }
+        let names = || self.fields.iter().map(FieldPath::to_string).collect::<Vec<_>>().join(", ");
         let map = object_mut(record.slot(self.side), self.side)
-            .map_err(|e| format!("cannot mask field(s) {}: {e}", self.fields.join(", ")))?;
+            .map_err(|e| format!("cannot mask field(s) {}: {e}", names()))?;
         for field in &self.fields {
-            if let Some(v) = map.get(field) {
+            let Some(parent) = field.parent_mut(map)? else { continue };
+            if let Some(v) = parent.get(field.last()) {
                 let masked = self.mask(field, v)?;
-                map.insert(field.clone(), masked);
+                parent.insert(field.last().to_string(), masked);
             }
         }
         Ok(())
@@ -85,5 +93,18 @@ mod tests {
         assert_eq!(json_value(&c.apply(record(json!({"card": "4111"}))).unwrap().unwrap()), json!({"card": "****"}));
         let e = c.apply(record(json!({"pin": 1234}))).unwrap_err();
         assert!(e.contains("\"pin\"") && e.contains("not one"), "{e}");
+    }
+
+    /// KIP-821's nested paths for MaskField.
+    #[test]
+    fn masks_nested_fields_with_v2() {
+        let c = chain(&[
+            ("transforms", "m"),
+            ("transforms.m.type", "MaskField$Value"),
+            ("transforms.m.fields", "card.number,card.missing,nothing.here"),
+            ("transforms.m.field.syntax.version", "V2"),
+        ]);
+        let out = c.apply(record(json!({"card": {"number": "4111", "exp": "12/30"}}))).unwrap().unwrap();
+        assert_eq!(json_value(&out), json!({"card": {"number": "", "exp": "12/30"}}));
     }
 }

@@ -8,10 +8,18 @@
 //! bad record (the pipeline routes it with stage `TRANSFORMATION`); a config
 //! error names its key.
 
+mod cast;
+mod date_format;
 mod extract_field;
+mod field;
+mod flatten;
+mod headers;
+mod hoist_field;
 mod insert_field;
 mod mask_field;
 mod predicate;
+mod set_schema_metadata;
+mod timestamp_converter;
 
 pub use predicate::predicate_classes;
 mod regex_router;
@@ -51,6 +59,10 @@ pub struct Record {
     pub key: Option<Data>,
     pub value: Option<Data>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The converter's schemas (JsonConverter's JSON form) where it read
+    /// one; only SetSchemaMetadata changes them.
+    pub key_schema: Option<String>,
+    pub value_schema: Option<String>,
 }
 
 impl Record {
@@ -139,6 +151,14 @@ enum Transform {
     RegexRouter(regex_router::RegexRouter),
     TimestampRouter(timestamp_router::TimestampRouter),
     RequireFields(require_fields::RequireFields),
+    Cast(cast::Cast),
+    Flatten(flatten::Flatten),
+    HoistField(hoist_field::HoistField),
+    TimestampConverter(timestamp_converter::TimestampConverter),
+    InsertHeader(headers::InsertHeader),
+    DropHeaders(headers::DropHeaders),
+    HeaderFrom(headers::HeaderFrom),
+    SetSchemaMetadata(set_schema_metadata::SetSchemaMetadata),
 }
 
 impl Transform {
@@ -153,6 +173,20 @@ impl Transform {
             Transform::RegexRouter(t) => t.apply(record).map(|_| Step::Keep),
             Transform::TimestampRouter(t) => t.apply(record).map(|_| Step::Keep),
             Transform::RequireFields(t) => t.apply(record).map(|_| Step::Keep),
+            Transform::Cast(t) => t.apply(record).map(|_| Step::Keep),
+            Transform::Flatten(t) => t.apply(record).map(|_| Step::Keep),
+            Transform::HoistField(t) => t.apply(record).map(|_| Step::Keep),
+            Transform::TimestampConverter(t) => t.apply(record).map(|_| Step::Keep),
+            Transform::InsertHeader(t) => {
+                t.apply(record);
+                Ok(Step::Keep)
+            }
+            Transform::DropHeaders(t) => {
+                t.apply(record);
+                Ok(Step::Keep)
+            }
+            Transform::HeaderFrom(t) => t.apply(record).map(|_| Step::Keep),
+            Transform::SetSchemaMetadata(t) => t.apply(record).map(|_| Step::Keep),
         }
     }
 }
@@ -168,6 +202,14 @@ const FAMILIES: &[(&str, bool)] = &[
     ("RegexRouter", false),
     ("TimestampRouter", false),
     ("RequireFields", false),
+    ("Cast", true),
+    ("Flatten", true),
+    ("HoistField", true),
+    ("TimestampConverter", true),
+    ("InsertHeader", false),
+    ("DropHeaders", false),
+    ("HeaderFrom", true),
+    ("SetSchemaMetadata", true),
 ];
 
 const TRANSFORMS_PACKAGE: &str = "org.apache.kafka.connect.transforms.";
@@ -199,6 +241,12 @@ impl<'a> Options<'a> {
 
     fn get(&self, option: &str) -> Option<&'a str> {
         self.config.get(&self.key(option)).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// The value as written (untrimmed, possibly empty), for options where
+    /// spaces are part of the value (a delimiter, a header's literal).
+    fn raw(&self, option: &str) -> Option<&'a str> {
+        self.config.get(&self.key(option)).map(String::as_str)
     }
 
     fn required(&mut self, option: &str) -> Option<&'a str> {
@@ -328,16 +376,21 @@ impl Chain {
 
     /// Whether no transform of the chain rewrites keys or values, so the
     /// converter's schemas still describe them. Sluice's transforms work on
-    /// schemaless JSON; only these leave key and value as they were.
+    /// schemaless JSON; only these leave key and value as they were
+    /// (SetSchemaMetadata renames the schema itself).
     pub fn keeps_values(&self) -> bool {
-        self.stages.iter().all(|s| {
-            matches!(
-                s.transform,
+        self.stages.iter().all(|s| match &s.transform {
+            Transform::HeaderFrom(h) => h.copies(),
+            t => matches!(
+                t,
                 Transform::Filter
                     | Transform::RegexRouter(_)
                     | Transform::TimestampRouter(_)
                     | Transform::RequireFields(_)
-            )
+                    | Transform::InsertHeader(_)
+                    | Transform::DropHeaders(_)
+                    | Transform::SetSchemaMetadata(_)
+            ),
         })
     }
 
@@ -406,6 +459,16 @@ fn parse_transform(type_name: &str, opts: &mut Options<'_>) -> Option<Transform>
         "Filter" => Transform::Filter,
         "RegexRouter" => Transform::RegexRouter(regex_router::RegexRouter::parse(opts)?),
         "TimestampRouter" => Transform::TimestampRouter(timestamp_router::TimestampRouter::parse(opts)?),
+        "Cast" => Transform::Cast(cast::Cast::parse(opts, side)?),
+        "Flatten" => Transform::Flatten(flatten::Flatten::parse(opts, side)),
+        "HoistField" => Transform::HoistField(hoist_field::HoistField::parse(opts, side)?),
+        "TimestampConverter" => {
+            Transform::TimestampConverter(timestamp_converter::TimestampConverter::parse(opts, side)?)
+        }
+        "InsertHeader" => Transform::InsertHeader(headers::InsertHeader::parse(opts)?),
+        "DropHeaders" => Transform::DropHeaders(headers::DropHeaders::parse(opts)),
+        "HeaderFrom" => Transform::HeaderFrom(headers::HeaderFrom::parse(opts, side)?),
+        "SetSchemaMetadata" => Transform::SetSchemaMetadata(set_schema_metadata::SetSchemaMetadata::parse(opts, side)?),
         _ => Transform::RequireFields(require_fields::RequireFields::parse(opts, side)),
     })
 }
@@ -435,6 +498,8 @@ pub(crate) mod test_support {
             key: Some(Data::Json(Value::String("k1".into()))),
             value: non_null(value),
             headers: vec![("trace".into(), Some(b"abc".to_vec()))],
+            key_schema: None,
+            value_schema: None,
         }
     }
 

@@ -65,6 +65,8 @@ pub(super) fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Con
             .headers()
             .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
             .unwrap_or_default(),
+        key_schema,
+        value_schema,
     };
     match runtime.transforms.apply(record) {
         Ok(None) => Ok(None),
@@ -74,8 +76,8 @@ pub(super) fn transform(runtime: &RuntimeConfig, m: &BorrowedMessage<'_>) -> Con
             key: runtime.key_converter.plugin_bytes(r.key),
             value: runtime.value_converter.plugin_bytes(r.value),
             headers: r.headers,
-            key_schema: key_schema.filter(|_| keep_schemas),
-            value_schema: value_schema.filter(|_| keep_schemas),
+            key_schema: r.key_schema.filter(|_| keep_schemas),
+            value_schema: r.value_schema.filter(|_| keep_schemas),
         })),
         Err(e) => Err((ConnectorError::bad_record(e), "TRANSFORMATION")),
     }
