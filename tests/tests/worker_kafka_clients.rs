@@ -274,6 +274,27 @@ fn many_offsets_partitions_and_a_java_connect_configs_topic_stop_the_worker_with
     assert!(!status.success());
     assert!(output.contains("offset.storage.partitions=25") && output.contains("one partition"), "{output}");
 
+    // A factor that cannot be created stops the start naming the setting it
+    // came from (this broker accepts any factor up to librdkafka's limit, so
+    // the refusal here is librdkafka's; a real cluster's
+    // INVALID_REPLICATION_FACTOR takes the same path).
+    let (status, output) = run_to_exit(&[
+        "worker",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--cluster-id",
+        &base,
+        "--rest-listen",
+        "127.0.0.1:0",
+        "--status-storage-replication-factor",
+        "20000",
+    ]);
+    assert!(!status.success());
+    assert!(
+        output.contains(&format!("{base}-status")) && output.contains("status.storage.replication.factor"),
+        "{output}"
+    );
+
     // What a Kafka Connect worker writes to its config.storage.topic
     // (KafkaConfigBackingStore: connector-, task-, commit- records).
     let java_configs = format!("{base}-connect-configs");
