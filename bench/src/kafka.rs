@@ -39,6 +39,7 @@ pub fn worker_settings(bootstrap: &str) -> KafkaSettings {
         properties: Vec::new(),
         session_timeout_ms: 6000,
         fetch_wait_max_ms: 10,
+        ..KafkaSettings::default()
     }
 }
 

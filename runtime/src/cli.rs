@@ -128,13 +128,17 @@ pub fn run_worker(
 
     use anyhow::Context;
 
+    for note in &settings.notes {
+        tracing::warn!("{note}");
+    }
     let registry = Arc::new(PluginRegistry::load(&settings.plugin_path));
     tracing::info!(classes = registry.classes().len(), "plugins loaded");
     let cluster = crate::cluster::Cluster::start(
         settings.kafka.clone(),
-        &settings.cluster_id,
+        settings.topics.clone(),
         settings.worker_id.clone(),
         settings.topic_tracking,
+        settings.client_policy,
     )
     .context("joining the cluster")?;
     let metrics = Arc::new(crate::metrics::Metrics::new()?);

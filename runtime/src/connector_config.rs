@@ -7,6 +7,7 @@ use connector_api::ConfigIssue;
 
 use crate::{
     converter::{Converter, Part},
+    kafka::overrides::{self, Policy},
     plugins::{ConnectorClass, Kind},
     transform::Chain,
 };
@@ -34,6 +35,15 @@ pub struct RuntimeConfig {
     pub batch_max_records: usize,
     /// Partitions of topics a source task creates on first use.
     pub topic_creation_partitions: i32,
+    /// Replication factor of topics a source task creates (-1: the broker's default).
+    pub topic_creation_replication_factor: i32,
+    /// `errors.deadletterqueue.topic.replication.factor` (-1: the broker's
+    /// default); also used for the rejected topic.
+    pub dlq_replication_factor: i32,
+    /// `consumer.override.*`, `producer.override.*`, `admin.override.*` as
+    /// written (references unresolved): translated for the task's clients
+    /// at task start, under the worker's policy (`kafka/overrides.rs`).
+    pub client_overrides: BTreeMap<String, String>,
     pub key_converter: Converter,
     pub value_converter: Converter,
     /// `transforms` / `predicates`, parsed (see `transform/`).
@@ -84,6 +94,15 @@ impl Parser<'_> {
         }
     }
 
+    /// A replication factor: -1 (the broker's default) or at least 1.
+    fn replication_factor(&mut self, key: &str) -> i32 {
+        let rf = self.number::<i32>(key, -1, -1);
+        if rf == 0 {
+            self.issues.push(ConfigIssue::new(key, "Invalid value 0: must be -1 (the broker's default) or at least 1"));
+        }
+        rf
+    }
+
     fn one_of(&mut self, key: &str, default: &str, allowed: &[&str]) -> String {
         let v = self.config.get(key).map(|v| v.trim().to_string()).unwrap_or_else(|| default.to_string());
         if !allowed.contains(&v.as_str()) {
@@ -127,8 +146,33 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     let rejected_topic = non_empty(config, "errors.rejected.topic.name");
     let offset_flush_interval_ms = p.number::<u64>("offset.flush.interval.ms", 10_000, 1);
     let max_buffered_bytes = p.number::<u64>("max.buffered.bytes", 256 * 1024 * 1024, 1);
-    let batch_max_records = p.number::<usize>("consumer.max.poll.records", 500, 1);
+    // Kafka Connect's spelling of the batch size is a consumer override.
+    let batch_key = if config.contains_key("consumer.max.poll.records") {
+        "consumer.max.poll.records"
+    } else {
+        "consumer.override.max.poll.records"
+    };
+    let batch_max_records = p.number::<usize>(batch_key, 500, 1);
     let topic_creation_partitions = p.number::<i32>("topic.creation.default.partitions", 1, 1);
+    let topic_creation_replication_factor = p.replication_factor("topic.creation.default.replication.factor");
+    let dlq_replication_factor = p.replication_factor("errors.deadletterqueue.topic.replication.factor");
+    if kind == Kind::Sink {
+        for (key, topic) in
+            [("errors.deadletterqueue.topic.name", &dlq_topic), ("errors.rejected.topic.name", &rejected_topic)]
+        {
+            if let Some(issue) =
+                topic.as_deref().and_then(|t| consumed_topic_clash(key, t, &topics, topics_regex.as_deref()))
+            {
+                p.issues.push(issue);
+            }
+        }
+    }
+    // The worker's policy is checked where it is known (REST validation and
+    // task start); here, what no policy allows and what cannot be translated.
+    let client_overrides = overrides::entries(config);
+    if let Err(issues) = overrides::resolve(&client_overrides, Policy::All) {
+        p.issues.extend(issues);
+    }
     let key_converter = Converter::parse(config, Part::Key, &mut p.issues);
     let value_converter = Converter::parse(config, Part::Value, &mut p.issues);
     if kind == Kind::Source {
@@ -168,10 +212,48 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
         max_buffered_bytes,
         batch_max_records,
         topic_creation_partitions,
+        topic_creation_replication_factor,
+        dlq_replication_factor,
+        client_overrides,
         key_converter,
         value_converter,
         transforms: Arc::new(transforms),
     })
+}
+
+/// A sink whose DLQ (or rejected topic) is one of the topics it consumes
+/// would read its own failures back forever (Kafka Connect's
+/// `SinkConnectorConfig.validate` refuses it too). A `topics.regex` is
+/// matched as the consumer subscribes with it, anchored at the start.
+fn consumed_topic_clash(key: &str, topic: &str, topics: &[String], regex: Option<&str>) -> Option<ConfigIssue> {
+    if topics.iter().any(|t| t == topic) {
+        return Some(ConfigIssue::new(
+            key,
+            format!(
+                "The topic '{topic}' may not be one of the topics ('topics={}') consumed by the connector",
+                topics.join(",")
+            ),
+        ));
+    }
+    let re = regex?;
+    let anchored = if re.starts_with('^') { re.to_string() } else { format!("^{re}") };
+    regex::Regex::new(&anchored).ok().filter(|r| r.is_match(topic)).map(|_| {
+        ConfigIssue::new(
+            key,
+            format!("The topic '{topic}' may not be matched by the regex of the topics consumed by the connector ('topics.regex={re}')"),
+        )
+    })
+}
+
+/// The policy issues of a config's client overrides under the worker's
+/// `connector.client.config.override.policy` (the rest is checked by
+/// [`parse`]).
+pub fn override_policy_issues(config: &BTreeMap<String, String>, policy: Policy) -> Vec<ConfigIssue> {
+    let entries = overrides::entries(config);
+    let refused_anyway: Vec<String> =
+        overrides::resolve(&entries, Policy::All).err().unwrap_or_default().iter().map(|i| i.key.to_string()).collect();
+    let issues = overrides::resolve(&entries, policy).err().unwrap_or_default();
+    issues.into_iter().filter(|i| !refused_anyway.contains(&i.key.to_string())).collect()
 }
 
 /// Replaces password values by [`HIDDEN`] for display.
@@ -179,7 +261,9 @@ pub fn masked(class: Option<&ConnectorClass>, config: &BTreeMap<String, String>)
     config
         .iter()
         .map(|(k, v)| {
-            let hide = class.is_some_and(|c| c.is_password(k)) || crate::converter::registry::is_secret_key(k);
+            let hide = class.is_some_and(|c| c.is_password(k))
+                || crate::converter::registry::is_secret_key(k)
+                || overrides::is_secret_override(k);
             (k.clone(), if hide { HIDDEN.to_string() } else { v.clone() })
         })
         .collect()
@@ -394,6 +478,68 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["key.converter", "transforms.r.regex", "transforms.r.replacement"]);
+    }
+
+    #[test]
+    fn a_dlq_among_the_consumed_topics_is_refused() {
+        let keys = |pairs: &[(&str, &str)]| -> Vec<String> {
+            parse(&config(pairs), Kind::Sink).err().unwrap_or_default().iter().map(|i| i.key.to_string()).collect()
+        };
+        let dlq = "errors.deadletterqueue.topic.name";
+        assert_eq!(keys(&[("topics", "a,b"), (dlq, "b")]), [dlq]);
+        assert_eq!(keys(&[("topics.regex", "orders.*"), (dlq, "orders-dlq")]), [dlq]);
+        assert_eq!(keys(&[("topics.regex", "orders-\\d+"), (dlq, "orders-dlq")]), Vec::<String>::new());
+        assert_eq!(keys(&[("topics", "a"), ("errors.rejected.topic.name", "a")]), ["errors.rejected.topic.name"]);
+        assert!(parse(&config(&[("topic", "a"), (dlq, "a")]), Kind::Source).is_ok(), "a source consumes nothing");
+    }
+
+    #[test]
+    fn replication_factors_are_minus_one_by_default_and_never_zero() {
+        let c = parse(&config(&[("topics", "a")]), Kind::Sink).unwrap();
+        assert_eq!((c.dlq_replication_factor, c.topic_creation_replication_factor), (-1, -1));
+        let c =
+            parse(&config(&[("topics", "a"), ("errors.deadletterqueue.topic.replication.factor", "3")]), Kind::Sink)
+                .unwrap();
+        assert_eq!(c.dlq_replication_factor, 3);
+        let issues = parse(&config(&[("topic.creation.default.replication.factor", "0")]), Kind::Source).unwrap_err();
+        assert_eq!(issues[0].key, "topic.creation.default.replication.factor");
+    }
+
+    #[test]
+    fn client_overrides_are_kept_and_their_refusals_name_the_key() {
+        let c = parse(
+            &config(&[
+                ("topics", "a"),
+                ("consumer.override.auto.offset.reset", "latest"),
+                ("consumer.override.max.poll.records", "7"),
+            ]),
+            Kind::Sink,
+        )
+        .unwrap();
+        assert_eq!(c.batch_max_records, 7);
+        assert_eq!(c.client_overrides.len(), 2);
+        let issues = parse(&config(&[("topics", "a"), ("producer.override.acks", "1")]), Kind::Sink).unwrap_err();
+        assert_eq!(issues[0].key, "producer.override.acks");
+        let tuning = config(&[("topics", "a"), ("consumer.override.fetch.min.bytes", "1")]);
+        assert!(override_policy_issues(&tuning, Policy::All).is_empty());
+        assert_eq!(override_policy_issues(&tuning, Policy::None)[0].key, "consumer.override.fetch.min.bytes");
+    }
+
+    #[test]
+    fn secret_client_overrides_are_hidden() {
+        let shown = masked(
+            None,
+            &config(&[
+                ("consumer.override.sasl.password", "p"),
+                ("producer.override.sasl.jaas.config", "x required password=\"p\";"),
+                ("admin.override.ssl.key.password", "p"),
+                ("consumer.override.sasl.username", "alice"),
+            ]),
+        );
+        assert_eq!(shown["consumer.override.sasl.password"], HIDDEN);
+        assert_eq!(shown["producer.override.sasl.jaas.config"], HIDDEN);
+        assert_eq!(shown["admin.override.ssl.key.password"], HIDDEN);
+        assert_eq!(shown["consumer.override.sasl.username"], "alice");
     }
 
     #[test]

@@ -12,12 +12,19 @@ use rdkafka::{
     producer::DeliveryFuture,
 };
 
+pub mod overrides;
+
 /// How to reach the brokers, plus librdkafka properties passed through as
 /// they are (TLS, SASL, …).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub properties: Vec<(String, String)>,
+    /// Worker-level properties of one kind of client only (Kafka Connect's
+    /// `consumer.*`, `producer.*`, `admin.*` worker keys), after `properties`.
+    pub consumer_properties: Vec<(String, String)>,
+    pub producer_properties: Vec<(String, String)>,
+    pub admin_properties: Vec<(String, String)>,
     pub session_timeout_ms: u32,
     /// `fetch.wait.max.ms` for the worker's consumers. Low by default: some
     /// brokers (Tansu) hold every fetch this long even when data is waiting,
@@ -61,7 +68,7 @@ impl KafkaSettings {
             // librdkafka's default five minutes.
             .set("topic.metadata.refresh.interval.ms", "2000");
         // Pass-through properties win over the worker's defaults.
-        for (k, v) in &self.properties {
+        for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
             c.set(k, v);
         }
         c
@@ -72,20 +79,54 @@ impl KafkaSettings {
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.base();
         c.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5");
-        for (k, v) in &self.properties {
+        for (k, v) in self.properties.iter().chain(&self.producer_properties) {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// An admin client's settings.
+    pub fn admin(&self) -> ClientConfig {
+        let mut c = self.base();
+        for (k, v) in &self.admin_properties {
             c.set(k, v);
         }
         c
     }
 }
 
-/// Creates `name` unless it exists.
-pub fn ensure_topic(settings: &KafkaSettings, name: &str, partitions: i32, compacted: bool) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = settings
-        .base()
+/// Sets a connector's client overrides (already translated and checked by
+/// [`overrides::resolve`], which refuses the keys the worker's guarantees
+/// rest on) over the worker's settings.
+pub fn with_overrides(mut config: ClientConfig, overrides: &[(String, String)]) -> ClientConfig {
+    for (k, v) in overrides {
+        config.set(k, v);
+    }
+    config
+}
+
+/// A topic the worker creates when missing.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTopicSpec<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    /// -1: the broker's `default.replication.factor`.
+    pub replication_factor: i32,
+    pub compacted: bool,
+}
+
+/// Creates the topic unless it exists; `admin_overrides` are a connector's
+/// `admin.override.*` (empty for the worker's own topics).
+pub fn ensure_topic(
+    settings: &KafkaSettings,
+    spec: NewTopicSpec<'_>,
+    admin_overrides: &[(String, String)],
+) -> anyhow::Result<()> {
+    let NewTopicSpec { name, partitions, replication_factor, compacted } = spec;
+    let admin: AdminClient<DefaultClientContext> = with_overrides(settings.admin(), admin_overrides)
         .create()
         .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor));
     if compacted {
         topic = topic.set("cleanup.policy", "compact");
     }
@@ -95,7 +136,11 @@ pub fn ensure_topic(settings: &KafkaSettings, name: &str, partitions: i32, compa
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(anyhow!("creating topic {topic}: {code}")),
+            Err((topic, code)) => {
+                return Err(anyhow!(
+                    "creating topic {topic} ({partitions} partition(s), replication factor {replication_factor}): the broker refused: {code}"
+                ))
+            }
         }
     }
     Ok(())
@@ -107,7 +152,7 @@ pub fn ensure_topic(settings: &KafkaSettings, name: &str, partitions: i32, compa
 /// `ConnectUtils.lookupKafkaClusterId`, which its `GET /` reports).
 pub fn cluster_id(settings: &KafkaSettings) -> anyhow::Result<String> {
     let admin: AdminClient<DefaultClientContext> = settings
-        .base()
+        .admin()
         .create()
         .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
     admin.inner().fetch_cluster_id(Duration::from_secs(30)).ok_or_else(|| anyhow!("the brokers reported no cluster id"))
@@ -115,7 +160,7 @@ pub fn cluster_id(settings: &KafkaSettings) -> anyhow::Result<String> {
 
 pub fn delete_group(settings: &KafkaSettings, group: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = settings
-        .base()
+        .admin()
         .create()
         .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -1,17 +1,24 @@
 //! Worker settings: by flag, by `SLUICE_*` environment variable (what ECS
-//! uses), or from a TOML file (`--config`); a flag or variable wins over the
-//! file, the file over the default.
+//! uses), or from a file (`--config`: TOML, or Kafka Connect's Java
+//! properties when it ends in `.properties`, see `properties.rs`); a flag or
+//! variable wins over the file, the file over the default.
 
-use std::{fs, path::PathBuf, time::Duration};
+pub mod properties;
+
+use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::{cluster::active_topics::TopicTracking, kafka::KafkaSettings, rest::Auth};
+use crate::{
+    cluster::{active_topics::TopicTracking, Topics},
+    kafka::{overrides::Policy, KafkaSettings},
+    rest::Auth,
+};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct WorkerArgs {
-    /// A TOML file with any of the settings below (same names, `_` for `-`) and a `[kafka]` table.
+    /// A TOML file with any of the settings below (same names, `_` for `-`) and a `[kafka]` table, or a Kafka Connect worker file (connect-distributed.properties) when the name ends in .properties.
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap servers, host:port[,host:port…].
@@ -59,6 +66,36 @@ pub struct WorkerArgs {
     /// Allow PUT …/topics/reset (topic.tracking.allow.reset); false: it is a 403. Default: true.
     #[arg(long, env = "SLUICE_TOPIC_TRACKING_ALLOW_RESET")]
     pub topic_tracking_allow_reset: Option<bool>,
+    /// The configs topic (Kafka Connect's config.storage.topic). Default: <cluster-id>-configs.
+    #[arg(long, env = "SLUICE_CONFIG_STORAGE_TOPIC")]
+    pub config_storage_topic: Option<String>,
+    /// The offsets topic (offset.storage.topic). Default: <cluster-id>-offsets.
+    #[arg(long, env = "SLUICE_OFFSET_STORAGE_TOPIC")]
+    pub offset_storage_topic: Option<String>,
+    /// The status topic (status.storage.topic). Default: <cluster-id>-status.
+    #[arg(long, env = "SLUICE_STATUS_STORAGE_TOPIC")]
+    pub status_storage_topic: Option<String>,
+    /// Replication factor of the configs topic when the worker creates it; -1: the broker's default. Default: -1.
+    #[arg(long, env = "SLUICE_CONFIG_STORAGE_REPLICATION_FACTOR", allow_negative_numbers = true)]
+    pub config_storage_replication_factor: Option<i32>,
+    /// Replication factor of the offsets topic; -1: the broker's default. Default: -1.
+    #[arg(long, env = "SLUICE_OFFSET_STORAGE_REPLICATION_FACTOR", allow_negative_numbers = true)]
+    pub offset_storage_replication_factor: Option<i32>,
+    /// Replication factor of the status topic; -1: the broker's default. Default: -1.
+    #[arg(long, env = "SLUICE_STATUS_STORAGE_REPLICATION_FACTOR", allow_negative_numbers = true)]
+    pub status_storage_replication_factor: Option<i32>,
+    /// Partitions of the offsets topic: only 1 is accepted (one order for the DLQ-replay lease and positions).
+    #[arg(long, env = "SLUICE_OFFSET_STORAGE_PARTITIONS", allow_negative_numbers = true)]
+    pub offset_storage_partitions: Option<i32>,
+    /// Partitions of the status topic: only 1 is accepted (one order for statuses and heartbeats).
+    #[arg(long, env = "SLUICE_STATUS_STORAGE_PARTITIONS", allow_negative_numbers = true)]
+    pub status_storage_partitions: Option<i32>,
+    /// Which consumer.override.* / producer.override.* / admin.override.* a connector may set: None, Principal or All. Default: All.
+    #[arg(long, env = "SLUICE_CONNECTOR_CLIENT_CONFIG_OVERRIDE_POLICY")]
+    pub connector_client_config_override_policy: Option<String>,
+    /// A connector-config default written into connectors created from now on (e.g. value.converter=json); repeatable. Also SLUICE_CONNECTOR_DEFAULTS=k=v,k=v.
+    #[arg(long = "connector-default", value_name = "KEY=VALUE")]
+    pub connector_default: Vec<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -78,10 +115,26 @@ struct FileSettings {
     shutdown_timeout_ms: Option<u64>,
     topic_tracking_enable: Option<bool>,
     topic_tracking_allow_reset: Option<bool>,
+    config_storage_topic: Option<String>,
+    offset_storage_topic: Option<String>,
+    status_storage_topic: Option<String>,
+    config_storage_replication_factor: Option<i32>,
+    offset_storage_replication_factor: Option<i32>,
+    status_storage_replication_factor: Option<i32>,
+    offset_storage_partitions: Option<i32>,
+    status_storage_partitions: Option<i32>,
+    connector_client_config_override_policy: Option<String>,
     #[serde(default)]
-    kafka: std::collections::BTreeMap<String, String>,
+    kafka: BTreeMap<String, String>,
+    /// Properties of one kind of the worker's clients only.
     #[serde(default)]
-    connector_defaults: std::collections::BTreeMap<String, String>,
+    kafka_consumer: BTreeMap<String, String>,
+    #[serde(default)]
+    kafka_producer: BTreeMap<String, String>,
+    #[serde(default)]
+    kafka_admin: BTreeMap<String, String>,
+    #[serde(default)]
+    connector_defaults: BTreeMap<String, String>,
 }
 
 /// The settings a worker runs with.
@@ -97,26 +150,94 @@ pub struct Settings {
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
     pub topic_tracking: TopicTracking,
+    /// The internal topics' names and replication factors.
+    pub topics: Topics,
+    /// `connector.client.config.override.policy`.
+    pub client_policy: Policy,
     /// Connector-config keys (e.g. `value.converter`) a create writes into a
     /// new connector's config when it does not set them.
-    pub connector_defaults: std::collections::BTreeMap<String, String>,
+    pub connector_defaults: BTreeMap<String, String>,
+    /// One line per key of a `.properties` file that was ignored, and why;
+    /// the worker logs them at start.
+    pub notes: Vec<String>,
 }
 
 fn pair(text: &str) -> anyhow::Result<(String, String)> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .with_context(|| format!("kafka property {text:?} is not PROPERTY=VALUE"))
+        .with_context(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// Kafka Connect keeps the offsets and status topics in many partitions;
+/// Sluice needs one order in each, so another count is refused at start.
+fn check_partitions(setting: &str, partitions: Option<i32>, why: &str) -> anyhow::Result<()> {
+    match partitions {
+        None | Some(1) => Ok(()),
+        Some(n) => anyhow::bail!(
+            "{setting}={n} is refused: Sluice keeps this topic in one partition because {why}; remove the setting or set it to 1"
+        ),
+    }
+}
+
+fn replication_factor(setting: &str, value: Option<i32>) -> anyhow::Result<i32> {
+    match value {
+        None => Ok(crate::cluster::DEFAULT_REPLICATION),
+        Some(0) | Some(i32::MIN..=-2) => {
+            anyhow::bail!("{setting}={}: must be -1 (the broker's default) or at least 1", value.unwrap_or_default())
+        }
+        Some(n) => Ok(n),
+    }
 }
 
 impl Settings {
     pub fn resolve(args: WorkerArgs) -> anyhow::Result<Settings> {
+        let mut notes = Vec::new();
         let file: FileSettings = match &args.config {
             Some(path) => {
                 let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+                if path.extension().is_some_and(|e| e == "properties") {
+                    let mapped = properties::map_worker(&properties::parse(&text));
+                    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    notes.extend(mapped.ignored.iter().map(|line| format!("{name}: {line}")));
+                    if !mapped.refused.is_empty() {
+                        let lines: Vec<String> = mapped.refused.iter().map(|line| format!("{name}: {line}")).collect();
+                        anyhow::bail!("{}\n{}", lines.join("\n"), notes.join("\n"));
+                    }
+                    mapped.settings
+                } else {
+                    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+                }
             }
             None => FileSettings::default(),
         };
+        let mut connector_defaults = file.connector_defaults;
+        if let Ok(env) = std::env::var("SLUICE_CONNECTOR_DEFAULTS") {
+            for p in env.split(',').filter(|p| !p.trim().is_empty()) {
+                let (k, v) = pair(p).context("SLUICE_CONNECTOR_DEFAULTS")?;
+                connector_defaults.insert(k, v);
+            }
+        }
+        for p in &args.connector_default {
+            let (k, v) = pair(p).context("--connector-default")?;
+            connector_defaults.insert(k, v);
+        }
+        let offset_partitions = args.offset_storage_partitions.or(file.offset_storage_partitions);
+        check_partitions(
+            "offset.storage.partitions",
+            offset_partitions,
+            "every worker must read DLQ-replay lease claims and replay positions in one order",
+        )?;
+        let status_partitions = args.status_storage_partitions.or(file.status_storage_partitions);
+        check_partitions(
+            "status.storage.partitions",
+            status_partitions,
+            "every worker must read heartbeats and statuses in one order to place tasks alike",
+        )?;
+        let client_policy =
+            match args.connector_client_config_override_policy.or(file.connector_client_config_override_policy) {
+                Some(text) => Policy::parse(&text).map_err(anyhow::Error::msg)?,
+                None => Policy::default(),
+            };
         let mut properties: Vec<(String, String)> = file.kafka.into_iter().collect();
         if let Ok(env) = std::env::var("SLUICE_KAFKA_PROPERTIES") {
             for p in env.split(',').filter(|p| !p.trim().is_empty()) {
@@ -137,14 +258,36 @@ impl Settings {
         let backoff = args.task_restart_backoff_ms.or(file.task_restart_backoff_ms).unwrap_or(1000);
         let log_format = args.log_format.or(file.log_format).unwrap_or_else(|| "text".to_string());
         anyhow::ensure!(log_format == "text" || log_format == "json", "log format {log_format:?} is not text or json");
+        let cluster_id = args.cluster_id.or(file.cluster_id).unwrap_or_else(|| "sluice".to_string());
+        let defaults = Topics::new(&cluster_id);
+        let topics = Topics {
+            configs: args.config_storage_topic.or(file.config_storage_topic).unwrap_or(defaults.configs),
+            status: args.status_storage_topic.or(file.status_storage_topic).unwrap_or(defaults.status),
+            offsets: args.offset_storage_topic.or(file.offset_storage_topic).unwrap_or(defaults.offsets),
+            configs_replication: replication_factor(
+                "config.storage.replication.factor",
+                args.config_storage_replication_factor.or(file.config_storage_replication_factor),
+            )?,
+            status_replication: replication_factor(
+                "status.storage.replication.factor",
+                args.status_storage_replication_factor.or(file.status_storage_replication_factor),
+            )?,
+            offsets_replication: replication_factor(
+                "offset.storage.replication.factor",
+                args.offset_storage_replication_factor.or(file.offset_storage_replication_factor),
+            )?,
+        };
         Ok(Settings {
             kafka: KafkaSettings {
                 bootstrap_servers,
                 properties,
+                consumer_properties: file.kafka_consumer.into_iter().collect(),
+                producer_properties: file.kafka_producer.into_iter().collect(),
+                admin_properties: file.kafka_admin.into_iter().collect(),
                 session_timeout_ms: args.session_timeout_ms.or(file.session_timeout_ms).unwrap_or(10_000),
                 fetch_wait_max_ms: args.fetch_wait_max_ms.or(file.fetch_wait_max_ms).unwrap_or(10),
             },
-            cluster_id: args.cluster_id.or(file.cluster_id).unwrap_or_else(|| "sluice".to_string()),
+            cluster_id,
             rest_listen,
             worker_id,
             plugin_path,
@@ -169,7 +312,10 @@ impl Settings {
                 enable: args.topic_tracking_enable.or(file.topic_tracking_enable).unwrap_or(true),
                 allow_reset: args.topic_tracking_allow_reset.or(file.topic_tracking_allow_reset).unwrap_or(true),
             },
-            connector_defaults: file.connector_defaults,
+            topics,
+            client_policy,
+            connector_defaults,
+            notes,
         })
     }
 }
@@ -207,6 +353,80 @@ mod tests {
         assert_eq!(s.cluster_id, "from-flag");
         assert_eq!(s.rest_listen, "127.0.0.1:8083");
         assert!(s.kafka.properties.contains(&("security.protocol".to_string(), "SSL".to_string())));
+    }
+
+    #[test]
+    fn connector_defaults_come_from_the_file_the_variable_and_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.toml");
+        fs::write(
+            &path,
+            "bootstrap_servers = \"k:9092\"\n[connector_defaults]\n\"value.converter\" = \"json\"\n\"key.converter\" = \"string\"\n",
+        )
+        .unwrap();
+        let args = WorkerArgs {
+            config: Some(path),
+            connector_default: vec!["value.converter.schemas.enable=false".into(), "key.converter=bytes".into()],
+            ..WorkerArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        let expected: BTreeMap<String, String> =
+            [("key.converter", "bytes"), ("value.converter", "json"), ("value.converter.schemas.enable", "false")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(s.connector_defaults, expected, "the flag wins over the file");
+    }
+
+    #[test]
+    fn internal_topics_take_their_settings_and_only_one_partition() {
+        let base = || WorkerArgs { bootstrap_servers: Some("k:9092".into()), ..WorkerArgs::default() };
+        let s = Settings::resolve(WorkerArgs { cluster_id: Some("c".into()), ..base() }).unwrap();
+        assert_eq!(
+            (s.topics.configs.as_str(), s.topics.status.as_str(), s.topics.offsets.as_str()),
+            ("c-configs", "c-status", "c-offsets")
+        );
+        assert_eq!(s.topics.configs_replication, -1);
+        assert_eq!(s.client_policy, Policy::All);
+        let s = Settings::resolve(WorkerArgs {
+            config_storage_topic: Some("connect-configs".into()),
+            offset_storage_replication_factor: Some(3),
+            offset_storage_partitions: Some(1),
+            connector_client_config_override_policy: Some("None".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!((s.topics.configs.as_str(), s.topics.offsets_replication), ("connect-configs", 3));
+        assert_eq!(s.client_policy, Policy::None);
+        let err =
+            Settings::resolve(WorkerArgs { status_storage_partitions: Some(5), ..base() }).unwrap_err().to_string();
+        assert!(err.contains("status.storage.partitions=5") && err.contains("one partition"), "{err}");
+        let err = Settings::resolve(WorkerArgs { config_storage_replication_factor: Some(0), ..base() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.storage.replication.factor"), "{err}");
+        let err =
+            Settings::resolve(WorkerArgs { connector_client_config_override_policy: Some("Some".into()), ..base() })
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("connector.client.config.override.policy"), "{err}");
+    }
+
+    #[test]
+    fn a_properties_file_is_read_as_kafka_connects_worker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connect-distributed.properties");
+        fs::write(&path, "bootstrap.servers=k:9092\ngroup.id=connect-cluster\nvalue.converter=json\nfoo=1\n").unwrap();
+        let s = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap();
+        assert_eq!((s.kafka.bootstrap_servers.as_str(), s.cluster_id.as_str()), ("k:9092", "connect-cluster"));
+        assert_eq!(s.connector_defaults["value.converter"], "json");
+        assert_eq!(s.notes, ["connect-distributed.properties: ignoring foo: no meaning in Sluice"]);
+        fs::write(&path, "bootstrap.servers=k:9092\noffset.storage.partitions=25\n").unwrap();
+        let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
+        assert!(err.to_string().contains("offset.storage.partitions=25"), "{err}");
+        fs::write(&path, "bootstrap.servers=k:9092\nlisteners=HTTPS://:8443\n").unwrap();
+        let err = Settings::resolve(WorkerArgs { config: Some(path), ..WorkerArgs::default() }).unwrap_err();
+        assert!(err.to_string().contains("refusing listeners"), "{err}");
     }
 
     #[test]

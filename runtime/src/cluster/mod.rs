@@ -36,17 +36,29 @@ use serde::{Deserialize, Serialize};
 pub use view::{Applied, ClusterView, ConfigRecord, ConnectorSpec, TargetState};
 
 use crate::{
-    kafka::{ensure_topic, wait_delivery, KafkaSettings},
+    kafka::{ensure_topic, wait_delivery, KafkaSettings, NewTopicSpec},
     metrics::{BrokerStats, STATISTICS_INTERVAL_MS},
 };
 
-/// The internal topics of one cluster id.
+/// The internal topics of one cluster: names (Kafka Connect's
+/// `config.storage.topic`, …) and the replication factor each is created
+/// with (`*.storage.replication.factor`; -1: the broker's default). Each has
+/// one partition: every worker must apply configs, heartbeats, replay
+/// positions and replay-lease claims in one order.
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub configs: String,
     pub status: String,
     pub offsets: String,
+    pub configs_replication: i32,
+    pub status_replication: i32,
+    pub offsets_replication: i32,
 }
+
+/// Replication factor of the internal topics when no setting gives one: the
+/// broker's `default.replication.factor`, which a cluster enforcing a
+/// minimum sets to it.
+pub const DEFAULT_REPLICATION: i32 = -1;
 
 impl Topics {
     pub fn new(cluster_id: &str) -> Self {
@@ -54,7 +66,19 @@ impl Topics {
             configs: format!("{cluster_id}-configs"),
             status: format!("{cluster_id}-status"),
             offsets: format!("{cluster_id}-offsets"),
+            configs_replication: DEFAULT_REPLICATION,
+            status_replication: DEFAULT_REPLICATION,
+            offsets_replication: DEFAULT_REPLICATION,
         }
+    }
+
+    /// (topic, replication factor, the setting that names the factor).
+    fn specs(&self) -> [(&str, i32, &'static str); 3] {
+        [
+            (&self.configs, self.configs_replication, "config.storage.replication.factor"),
+            (&self.status, self.status_replication, "status.storage.replication.factor"),
+            (&self.offsets, self.offsets_replication, "offset.storage.replication.factor"),
+        ]
     }
 }
 
@@ -104,6 +128,9 @@ struct Shared {
     configs_next: i64,
     /// Bumped on every applied record, so waiters can tell something moved.
     changes: u64,
+    /// The first configs-topic record written by Kafka Connect (its key and
+    /// offset), if any: the worker refuses to start on such a topic.
+    foreign: Option<String>,
 }
 
 pub struct Cluster {
@@ -115,6 +142,8 @@ pub struct Cluster {
     pub placement: Arc<placement::Placement>,
     heartbeating: Arc<std::sync::atomic::AtomicBool>,
     pub topic_tracking: active_topics::TopicTracking,
+    /// `connector.client.config.override.policy`.
+    pub client_policy: crate::kafka::overrides::Policy,
 }
 
 /// How long a REST write waits for the worker's own view to apply it.
@@ -126,14 +155,16 @@ impl Cluster {
     /// everything written before start-up.
     pub fn start(
         settings: KafkaSettings,
-        cluster_id: &str,
+        topics: Topics,
         worker_id: String,
         topic_tracking: active_topics::TopicTracking,
+        client_policy: crate::kafka::overrides::Policy,
     ) -> anyhow::Result<Arc<Cluster>> {
-        let topics = Topics::new(cluster_id);
-        ensure_topic(&settings, &topics.configs, 1, true)?;
-        ensure_topic(&settings, &topics.status, 1, true)?;
-        ensure_topic(&settings, &topics.offsets, 1, true)?;
+        for (name, replication_factor, setting) in topics.specs() {
+            let spec = NewTopicSpec { name, partitions: 1, replication_factor, compacted: true };
+            ensure_topic(&settings, spec, &[])
+                .with_context(|| format!("creating the internal topic {name} (replication factor from {setting})"))?;
+        }
         let producer: FutureProducer<BrokerStats> = settings
             .producer()
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
@@ -153,8 +184,15 @@ impl Cluster {
             placement,
             heartbeating,
             topic_tracking,
+            client_policy,
         });
         cluster.sync().context("reading the cluster's configs")?;
+        if let Some(foreign) = cluster.lock().foreign.clone() {
+            anyhow::bail!(
+                "the configs topic {} holds records of another runtime ({foreign}): it looks like a Kafka Connect cluster's config.storage.topic. Sluice cannot share it; give this worker its own topics (config.storage.topic, offset.storage.topic, status.storage.topic, or another --cluster-id)",
+                cluster.topics.configs
+            );
+        }
         cluster.spawn_heartbeat(session / 4)?;
         Ok(cluster)
     }
@@ -482,7 +520,10 @@ fn spawn_reader(
             match message.payload().map(serde_json::from_slice::<ConfigRecord>) {
                 Some(Ok(record)) => guard.view.apply(message.offset(), &key, record),
                 Some(Err(e)) => {
-                    tracing::warn!(offset = message.offset(), error = %e, "skipping an unreadable config record")
+                    if guard.foreign.is_none() && view::is_kafka_connect_config_key(&key) {
+                        guard.foreign = Some(format!("key {key:?} at offset {}", message.offset()));
+                    }
+                    tracing::warn!(offset = message.offset(), key = %key, error = %e, "skipping an unreadable config record")
                 }
                 None => {}
             }

@@ -50,6 +50,19 @@ pub enum ConfigRecord {
     },
 }
 
+/// Whether a configs-topic key is one Kafka Connect's
+/// `KafkaConfigBackingStore` writes (`connector-<name>`, `task-<name>-<n>`,
+/// `commit-<name>`, `target-state-<name>`, `session-key`,
+/// `tasks-fencing-<name>`, `logger-cluster-<ns>`). A record with such a key
+/// whose value is not a [`ConfigRecord`] means the topic belongs to a Java
+/// Connect cluster (a Sluice connector named like this writes readable
+/// values).
+pub fn is_kafka_connect_config_key(key: &str) -> bool {
+    const PREFIXES: [&str; 6] =
+        ["connector-", "task-", "commit-", "target-state-", "tasks-fencing-", "logger-cluster-"];
+    key == "session-key" || PREFIXES.iter().any(|p| key.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+}
+
 impl ConfigRecord {
     pub fn request_id(&self) -> &str {
         match self {
@@ -195,6 +208,20 @@ mod tests {
         assert!(v.connector("c").is_none());
         v.apply(8, "c", ConfigRecord::Delete { request_id: "e".into() });
         assert!(matches!(v.take_outcome("e"), Some(Applied::NotFound(_))));
+    }
+
+    #[test]
+    fn kafka_connects_config_records_are_told_apart() {
+        for key in ["connector-orders", "task-orders-0", "commit-orders", "target-state-orders", "session-key"] {
+            assert!(is_kafka_connect_config_key(key), "{key}");
+        }
+        for key in ["orders", "__marker", "connector-", "sessions"] {
+            assert!(!is_kafka_connect_config_key(key), "{key}");
+        }
+        // What Kafka Connect writes under those keys is not ours.
+        for value in [r#"{"properties":{"connector.class":"x"}}"#, r#"{"state":"STARTED"}"#, r#"{"tasks":1}"#] {
+            assert!(serde_json::from_str::<ConfigRecord>(value).is_err(), "{value}");
+        }
     }
 
     #[test]

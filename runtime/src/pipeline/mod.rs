@@ -21,6 +21,7 @@ use crate::{
     cluster::Cluster,
     connector_config::RuntimeConfig,
     host::PluginMetrics,
+    kafka::overrides::{self, ClientOverrides},
     metrics::{BrokerStats, CountedProducer, Metrics, STATISTICS_INTERVAL_MS},
     plugins::ConnectorClass,
 };
@@ -55,12 +56,39 @@ impl TaskContext {
     /// records, `dlq-producer` for a sink's failed records), counted in
     /// `sluice_broker_connections`.
     pub fn producer(&self, role: &str) -> Result<CountedProducer, String> {
-        self.cluster
-            .kafka()
-            .producer()
+        let overrides = self.client_overrides()?;
+        crate::kafka::with_overrides(self.cluster.kafka().producer(), &overrides.producer)
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .create_with_context(BrokerStats::task(role, &self.connector, self.task))
             .map_err(|e| failure(&format!("creating the {role}"), e))
+    }
+
+    /// The connector's `*.override.*` client settings, references resolved
+    /// and translated to librdkafka's names under the worker's
+    /// `connector.client.config.override.policy` (checked again here: the
+    /// connector may have been created under another policy).
+    pub fn client_overrides(&self) -> Result<ClientOverrides, String> {
+        let resolved = crate::connector_config::resolve_secrets(&self.runtime.client_overrides)
+            .map_err(|e| failure("resolving the client overrides", e))?;
+        overrides::resolve(&resolved, self.cluster.client_policy).map_err(|issues| {
+            let text: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
+            failure("the connector's client overrides", text.join("; "))
+        })
+    }
+
+    /// Creates `topic` unless it exists, through an admin client with the
+    /// connector's `admin.override.*`.
+    pub fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+        setting: &str,
+    ) -> Result<(), String> {
+        let overrides = self.client_overrides()?;
+        let spec = crate::kafka::NewTopicSpec { name: topic, partitions, replication_factor, compacted: false };
+        crate::kafka::ensure_topic(self.cluster.kafka(), spec, &overrides.admin)
+            .map_err(|e| failure(&format!("creating topic {topic} (replication factor from {setting})"), e))
     }
 
     /// Records the topics used (consumed by a sink, produced to by a source)

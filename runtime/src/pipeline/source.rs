@@ -26,11 +26,7 @@ use super::{
     failure, TaskContext,
 };
 use crate::{
-    connector_config::RuntimeConfig,
-    converter::Part,
-    host::TaskHost,
-    kafka::{ensure_topic, wait_delivery},
-    metrics::CountedProducer,
+    connector_config::RuntimeConfig, converter::Part, host::TaskHost, kafka::wait_delivery, metrics::CountedProducer,
     transform::Record,
 };
 
@@ -219,9 +215,17 @@ impl Output {
     }
 
     /// Creates `topic` on first use with `partitions`.
-    fn ensure(&mut self, ctx: &TaskContext, topic: &str, partitions: i32, what: &str) -> Result<(), String> {
+    /// `replication`: the factor and the setting it comes from.
+    fn ensure(
+        &mut self,
+        ctx: &TaskContext,
+        topic: &str,
+        partitions: i32,
+        replication: (i32, &str),
+        what: &str,
+    ) -> Result<(), String> {
         if !self.known_topics.contains(topic) {
-            ensure_topic(ctx.cluster.kafka(), topic, partitions, false).map_err(|e| failure(what, e))?;
+            ctx.ensure_topic(topic, partitions, replication.0, replication.1).map_err(|e| failure(what, e))?;
             self.known_topics.insert(topic.to_string());
         }
         Ok(())
@@ -261,7 +265,9 @@ impl Output {
             let topic = owned.as_ref().map_or(r.topic.as_str(), |t| t.topic.as_str());
             // Topics are created on first use with `topic.creation.default.partitions`
             // (default 1), as Kafka Connect's topic creation does for sources.
-            self.ensure(ctx, topic, ctx.runtime.topic_creation_partitions, "creating the topic")?;
+            let replication =
+                (ctx.runtime.topic_creation_replication_factor, "topic.creation.default.replication.factor");
+            self.ensure(ctx, topic, ctx.runtime.topic_creation_partitions, replication, "creating the topic")?;
             if noted_topic.as_deref() != Some(topic) {
                 ctx.note_active_topics([topic]);
                 noted_topic = Some(topic.to_string());
@@ -288,7 +294,8 @@ impl Output {
             tracing::error!(connector = %ctx.connector, task = ctx.task, stage, "{what}: {error}");
         }
         let Some(topic) = topic else { return Ok(None) };
-        self.ensure(ctx, &topic, 1, &format!("creating the DLQ topic {topic}"))?;
+        let replication = (ctx.runtime.dlq_replication_factor, "errors.deadletterqueue.topic.replication.factor");
+        self.ensure(ctx, &topic, 1, replication, &format!("creating the DLQ topic {topic}"))?;
         // Source records have no Kafka offset, and a partition only when the
         // plugin chose one: -1 stands for none.
         let record = FailedRecord {

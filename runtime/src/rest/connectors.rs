@@ -144,6 +144,8 @@ fn validate(worker: &Worker, config: &BTreeMap<String, String>) -> ApiResult<()>
     if let Err(issues) = connector_config::parse(&checked, class.kind()) {
         problems.extend(issues.iter().filter(|i| !skip(&i.key)).map(|i| format!("{}: {}", i.key, i.message)));
     }
+    let policy = connector_config::override_policy_issues(&checked, worker.cluster.client_policy);
+    problems.extend(policy.iter().map(|i| format!("{}: {}", i.key, i.message)));
     let entries: Vec<(&str, &str)> = checked.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     match class.validate(entries) {
         Ok(issues) => {

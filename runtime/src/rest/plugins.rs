@@ -106,6 +106,7 @@ pub async fn validate(State(state): State<Shared>, Path(name): Path<String>, bod
         if let Err(runtime) = connector_config::parse(&resolved.config, class.kind()) {
             issues.extend(runtime.into_iter().filter(|i| !unresolved.contains(&i.key.to_string())));
         }
+        issues.extend(connector_config::override_policy_issues(&resolved.config, state.worker.cluster.client_policy));
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for issue in &issues {
             errors.entry(issue.key.to_string()).or_default().push(resolved.scrub(&issue.message.to_string()));

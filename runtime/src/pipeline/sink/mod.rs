@@ -27,7 +27,6 @@ use super::{
 };
 use crate::{
     host::TaskHost,
-    kafka::ensure_topic,
     metrics::{BrokerStats, CountedProducer, STATISTICS_INTERVAL_MS},
     transform::routing::RoutedOffsets,
 };
@@ -287,9 +286,9 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         context: context.clone(),
     }));
     let kafka = ctx.cluster.kafka();
+    let overrides = ctx.client_overrides()?;
     let consumer: Arc<BaseConsumer<ConsumerCallbacks>> = Arc::new(
-        kafka
-            .consumer(&format!("connect-{}", ctx.connector))
+        crate::kafka::with_overrides(kafka.consumer(&format!("connect-{}", ctx.connector)), &overrides.consumer)
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .create_with_context(ConsumerCallbacks {
                 state: state.clone(),
@@ -300,7 +299,12 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     context.attach(&consumer);
     for topic in ctx.runtime.dlq_topic.iter().chain(&ctx.runtime.rejected_topic) {
         // Kafka Connect creates the DLQ with one partition; so do we.
-        ensure_topic(kafka, topic, 1, false).map_err(|e| failure(&format!("creating topic {topic}"), e))?;
+        ctx.ensure_topic(
+            topic,
+            1,
+            ctx.runtime.dlq_replication_factor,
+            "errors.deadletterqueue.topic.replication.factor",
+        )?;
     }
     let producer = if ctx.runtime.dlq_topic.is_some() || ctx.runtime.rejected_topic.is_some() {
         Some(ctx.producer("dlq-producer")?)
