@@ -28,6 +28,7 @@ pub mod hybris;
 pub mod odata;
 pub mod s3;
 pub mod s3_proxy;
+pub mod salesforce;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary
 /// and the plugin libraries) of the profile these tests were built in.
