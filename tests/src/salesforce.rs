@@ -196,6 +196,12 @@ impl SalesforceFake {
         self.state.tokens.lock().unwrap().clear();
     }
 
+    /// Sessions issued from now on expire after `lifetime` (the org's
+    /// session timeout; the token answer does not say it).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        *self.state.token_lifetime.lock().unwrap() = lifetime;
+    }
+
     /// The next `n` data calls answer `503 Service Unavailable`.
     pub fn fail_next(&self, n: usize) {
         *self.state.failures.lock().unwrap() = n;

@@ -277,6 +277,36 @@ fn the_daily_limit_pauses_the_task_without_losing_or_committing_anything() {
 }
 
 #[test]
+fn above_its_share_of_the_daily_allocation_the_task_writes_one_batch_per_probe_and_loses_nothing() {
+    const CUSTOMERS: usize = 300;
+    let fake = fake();
+    // 79 of 100 used: the first answer's Sforce-Limit-Info reaches the 0.8 share.
+    fake.set_api_usage(79, 100);
+    // Sessions shorter than the test: renewed on the 401 they end in.
+    fake.set_token_lifetime(Duration::from_secs(3));
+    let topic = unique("sf-share");
+    create_topic(&topic, 1);
+    let produced = produce_customers(&topic, 1, CUSTOMERS, false);
+    let w = WorkerProcess::start(&unique("sf-share"), &[], &[]);
+    let name = unique("sf-share-sink");
+    create_connector(
+        &w,
+        &name,
+        &topic,
+        &fake,
+        &[
+            ("salesforce.api.limit.probe.ms", "1000"),
+            ("salesforce.batch.size", "50"),
+            ("consumer.max.poll.records", "100"),
+        ],
+    );
+    wait_committed(&format!("connect-{name}"), &topic, &produced.ends, &w);
+    assert_last_versions(&fake, CUSTOMERS, false);
+    assert!(w.log_text().contains("salesforce.api.limit.share"), "the log names the share it paused on");
+    assert!(fake.requests().iter().all(|r| r.status == 200), "nothing was refused: the task kept within its share");
+}
+
+#[test]
 fn the_jwt_bearer_flow_signs_in_with_the_connected_app_key() {
     let pem_path =
         concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/salesforce-sink/tests/fixtures/jwt-test-key.pem");
