@@ -25,6 +25,7 @@ use rdkafka::{
 use serde_json::Value;
 
 pub mod hybris;
+pub mod marketing_cloud;
 pub mod odata;
 pub mod s3;
 pub mod s3_proxy;

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod config;
 pub mod mapping;
+pub mod marketing_cloud;
 pub mod plan;
 pub mod sink;
 
@@ -61,4 +62,4 @@ impl SinkConnector for SalesforceSink {
     }
 }
 
-connector_api::export_plugin! { sinks: [SalesforceSink], sources: [] }
+connector_api::export_plugin! { sinks: [SalesforceSink, marketing_cloud::MarketingCloudSink], sources: [] }
