@@ -46,6 +46,8 @@ struct State {
     /// Sizes and primary keys of each upsert request, in arrival order.
     log: Mutex<Vec<Vec<String>>>,
     tokens: Mutex<Vec<String>>,
+    /// ("accepted" | "polled" | "completed", requestId), in order.
+    events: Mutex<Vec<(&'static str, String)>>,
     polls: Mutex<(usize, Duration)>,
     rule: Mutex<Option<(String, Value, String, String)>>,
     seq: AtomicU64,
@@ -116,6 +118,12 @@ impl MarketingCloudFake {
     /// The primary keys of each upsert request, in arrival order.
     pub fn requests(&self) -> Vec<Vec<String>> {
         self.state.log.lock().unwrap().clone()
+    }
+
+    /// ("accepted" | "polled" | "completed", requestId), in the order they
+    /// happened ("polled": a status poll answered Pending).
+    pub fn events(&self) -> Vec<(&'static str, String)> {
+        self.state.events.lock().unwrap().clone()
     }
 
     pub fn tokens_issued(&self) -> usize {
@@ -265,6 +273,7 @@ fn rows(state: &State, body: &Value) -> (u16, Value) {
         id.clone(),
         AsyncRequest { items: rows, polls_left: polls, pending_until: Instant::now() + duration, results: None },
     );
+    state.events.lock().unwrap().push(("accepted", id.clone()));
     (202, json!({"requestId": id, "resultMessages": []}))
 }
 
@@ -281,6 +290,7 @@ fn status(state: &State, id: &str) -> (u16, Value) {
     if request.results.is_none() {
         if request.polls_left > 0 || Instant::now() < request.pending_until {
             request.polls_left = request.polls_left.saturating_sub(1);
+            state.events.lock().unwrap().push(("polled", id.to_string()));
             return (
                 200,
                 json!({"status": {"requestStatus": "Pending", "hasErrors": false, "requestId": id}, "requestId": id}),
@@ -311,6 +321,7 @@ fn status(state: &State, id: &str) -> (u16, Value) {
             })
             .collect();
         request.results = Some(results);
+        state.events.lock().unwrap().push(("completed", id.to_string()));
     }
     let has_errors = request.results.as_ref().is_some_and(|r| r.iter().any(Option::is_some));
     (

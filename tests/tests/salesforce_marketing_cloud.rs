@@ -128,3 +128,38 @@ fn a_request_pending_longer_than_a_put_waits_holds_the_commit_and_loses_nothing(
     });
     assert_last_versions(&fake, CUSTOMERS, false);
 }
+
+#[test]
+fn a_restarted_task_waits_for_the_request_a_killed_run_left_pending_before_sending_newer_rows() {
+    const CUSTOMERS: usize = 300;
+    let fake = MarketingCloudFake::start("Customers_DE", &["CustomerId"]);
+    fake.pending_for(1, Duration::from_secs(15));
+    let topic = unique("mc-kill");
+    create_topic(&topic, 1);
+    let (_, end) = produce_customers(&topic, CUSTOMERS);
+    let (mut w, group) = start(&fake, &topic, &[("sfmc.batch.size", "100")]);
+    let first = wait_until("the first request", TIMEOUT, || {
+        fake.events().into_iter().find(|(kind, _)| *kind == "accepted").map(|(_, id)| id)
+    });
+    // Polled: the worker had the answer and named the request in its note.
+    wait_until("the first request to be polled", TIMEOUT, || {
+        fake.events().iter().any(|(kind, id)| *kind == "polled" && *id == first).then_some(())
+    });
+    fake.pending_for(0, Duration::ZERO);
+    w.kill();
+    let before_restart = fake.events().len();
+    w.restart();
+    wait_until(&format!("the commit to reach {end}"), TIMEOUT, || {
+        (committed_offset(&group, &topic, 0) == Some(end)).then_some(())
+    });
+    let events = fake.events();
+    let completed = events.iter().position(|(kind, id)| *kind == "completed" && *id == first);
+    let completed = completed.expect("the restarted task polled the inherited request to completion");
+    let sent_after_restart = events[before_restart..].iter().position(|(kind, _)| *kind == "accepted");
+    let sent_after_restart = before_restart + sent_after_restart.expect("the restarted task sent");
+    assert!(
+        completed < sent_after_restart,
+        "the restarted task sent a request before the killed run's request {first} completed: {events:?}"
+    );
+    assert_last_versions(&fake, CUSTOMERS, false);
+}
