@@ -83,6 +83,31 @@ struct State {
     hold: (Mutex<bool>, Condvar),
     held: Mutex<Vec<Vec<Value>>>,
     log: Mutex<Vec<Logged>>,
+    jobs: Mutex<HashMap<String, Job>>,
+    job_polls: Mutex<usize>,
+    /// ("collection" | "job-created" | "job-closed" | "job-complete", id), in order.
+    events: Mutex<Vec<(&'static str, String)>>,
+}
+
+/// A Bulk API 2.0 ingest job.
+struct Job {
+    state: &'static str,
+    csv: String,
+    polls_left: usize,
+    keys: Vec<String>,
+    /// (row as uploaded, error) of failed rows once complete.
+    failed: Vec<(Vec<String>, String)>,
+    header: Vec<String>,
+    processed: usize,
+}
+
+/// What the fake knows of one Bulk job, for assertions.
+#[derive(Debug, Clone)]
+pub struct BulkJob {
+    pub id: String,
+    pub state: String,
+    /// The External IDs of its rows, in upload order.
+    pub keys: Vec<String>,
 }
 
 /// The running fake; stops when dropped.
@@ -123,6 +148,9 @@ impl SalesforceFake {
             hold: (Mutex::new(false), Condvar::new()),
             held: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            jobs: Mutex::new(HashMap::new()),
+            job_polls: Mutex::new(3),
+            events: Mutex::new(Vec::new()),
         });
         Self::serve_on(listener, port, state)
     }
@@ -194,6 +222,24 @@ impl SalesforceFake {
     /// Every session so far stops working (`401 INVALID_SESSION_ID`).
     pub fn expire_tokens(&self) {
         self.state.tokens.lock().unwrap().clear();
+    }
+
+    /// Bulk jobs closed from now on answer InProgress for `n` polls.
+    pub fn set_job_polls(&self, n: usize) {
+        *self.state.job_polls.lock().unwrap() = n;
+    }
+
+    pub fn bulk_jobs(&self) -> Vec<BulkJob> {
+        let jobs = self.state.jobs.lock().unwrap();
+        jobs.iter()
+            .map(|(id, j)| BulkJob { id: id.clone(), state: j.state.to_string(), keys: j.keys.clone() })
+            .collect()
+    }
+
+    /// ("collection" | "job-created" | "job-closed" | "job-complete", id or
+    /// path), in the order they happened.
+    pub fn events(&self) -> Vec<(&'static str, String)> {
+        self.state.events.lock().unwrap().clone()
     }
 
     /// Sessions issued from now on expire after `lifetime` (the org's
@@ -280,11 +326,16 @@ struct Request {
 struct Response {
     status: u16,
     body: String,
+    content_type: &'static str,
     extra: Vec<(&'static str, String)>,
 }
 
 fn respond(status: u16, body: Value) -> Response {
-    Response { status, body: body.to_string(), extra: Vec::new() }
+    Response { status, body: body.to_string(), content_type: "application/json;charset=UTF-8", extra: Vec::new() }
+}
+
+fn csv_response(status: u16, body: String) -> Response {
+    Response { status, body, content_type: "text/csv", extra: Vec::new() }
 }
 
 /// REST API "Status Codes and Error Responses": errors are an array of
@@ -313,8 +364,9 @@ fn serve(state: &State, stream: TcpStream, port: u16) {
         _ => "Internal Server Error",
     };
     let mut head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
+        response.content_type,
         response.body.len(),
     );
     for (k, v) in &response.extra {
@@ -570,6 +622,9 @@ fn data(state: &State, request: &Request, resource: &str) -> (Vec<String>, Respo
         // Records Using sObject Collections"): PATCH, ≤ 200 records, each
         // with attributes.type, results in order, 200 when well formed.
         ("PATCH", r) if r == upsert_path => collection(state, request, Mode::Upsert),
+        // Bulk API 2.0 Developer Guide: "Create a Job", "Upload Job Data",
+        // "Close or Abort a Job", "Get Job Info", "Get Job Failed Record Results".
+        (_, r) if r.starts_with("jobs/ingest") => (vec![], bulk(state, request, r)),
         // "Create Records Using sObject Collections": POST.
         ("POST", "composite/sobjects") => collection(state, request, Mode::Insert),
         // "Update Records Using sObject Collections": PATCH, by `id`.
@@ -584,7 +639,7 @@ fn data(state: &State, request: &Request, resource: &str) -> (Vec<String>, Respo
             let response = match store.by_ext.remove(&value) {
                 Some(id) => {
                     store.by_id.remove(&id);
-                    Response { status: 204, body: String::new(), extra: Vec::new() }
+                    Response { status: 204, body: String::new(), content_type: "application/json", extra: Vec::new() }
                 }
                 None => rest_error(404, "NOT_FOUND", "The requested resource does not exist"),
             };
@@ -602,6 +657,7 @@ enum Mode {
 }
 
 fn collection(state: &State, request: &Request, mode: Mode) -> (Vec<String>, Response) {
+    state.events.lock().unwrap().push(("collection", request.path.clone()));
     let Ok(body) = serde_json::from_str::<Value>(&request.body) else {
         return (vec![], rest_error(400, "JSON_PARSER_ERROR", "Unexpected character in the request body"));
     };
@@ -744,4 +800,212 @@ fn delete_ids(state: &State, request: &Request) -> (Vec<String>, Response) {
         })
         .collect();
     (ids, respond(200, Value::Array(results)))
+}
+
+fn job_info(id: &str, job: &Job, state: &State) -> Value {
+    json!({"id": id, "operation": "upsert", "object": state.object, "createdById": "005fake",
+           "state": job.state, "externalIdFieldName": state.external_id, "concurrencyMode": "Parallel",
+           "contentType": "CSV", "apiVersion": 62.0, "jobType": "V2Ingest", "lineEnding": "LF",
+           "columnDelimiter": "COMMA", "numberRecordsProcessed": job.processed,
+           "numberRecordsFailed": job.failed.len()})
+}
+
+fn bulk(state: &State, request: &Request, resource: &str) -> Response {
+    let parts: Vec<&str> = resource.split('/').collect();
+    let body: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
+    match (request.method.as_str(), &parts[..]) {
+        ("POST", ["jobs", "ingest"]) => {
+            if body["object"] != state.object.as_str() {
+                return rest_error(
+                    400,
+                    "INVALIDENTITY",
+                    &format!("sObject type '{}' is not supported", body["object"]),
+                );
+            }
+            if body["operation"] != "upsert" || body["externalIdFieldName"] != state.external_id.as_str() {
+                return rest_error(400, "INVALIDJOB", "the fake takes upsert jobs by its External ID field");
+            }
+            if body["contentType"] != "CSV" {
+                return rest_error(400, "INVALIDJOB", "contentType must be CSV");
+            }
+            let mut store = state.store.lock().unwrap();
+            store.next_id += 1;
+            let id = format!("750FAKE{:011}", store.next_id);
+            let job = Job {
+                state: "Open",
+                csv: String::new(),
+                polls_left: 0,
+                keys: vec![],
+                failed: vec![],
+                header: vec![],
+                processed: 0,
+            };
+            let info = job_info(&id, &job, state);
+            state.jobs.lock().unwrap().insert(id.clone(), job);
+            state.events.lock().unwrap().push(("job-created", id));
+            respond(200, info)
+        }
+        ("PUT", ["jobs", "ingest", id, "batches"]) => {
+            let mut jobs = state.jobs.lock().unwrap();
+            let Some(job) = jobs.get_mut(*id) else { return rest_error(404, "NOT_FOUND", "job not found") };
+            if job.state != "Open" {
+                return rest_error(409, "INVALIDJOBSTATE", "data can be uploaded to an Open job only");
+            }
+            if request.body.len() > 150 * 1024 * 1024 {
+                return rest_error(400, "INVALIDBATCH", "an upload is at most 150 MB");
+            }
+            job.csv.push_str(&request.body);
+            Response { status: 201, body: String::new(), content_type: "application/json", extra: Vec::new() }
+        }
+        ("PATCH", ["jobs", "ingest", id]) => {
+            let polls = *state.job_polls.lock().unwrap();
+            let mut jobs = state.jobs.lock().unwrap();
+            let Some(job) = jobs.get_mut(*id) else { return rest_error(404, "NOT_FOUND", "job not found") };
+            match (job.state, body["state"].as_str()) {
+                ("Open", Some("UploadComplete")) => {
+                    job.state = "UploadComplete";
+                    job.polls_left = polls;
+                    state.events.lock().unwrap().push(("job-closed", id.to_string()));
+                }
+                ("Open" | "UploadComplete" | "InProgress", Some("Aborted")) => job.state = "Aborted",
+                _ => return rest_error(409, "INVALIDJOBSTATE", "the job cannot go to that state"),
+            }
+            respond(200, job_info(id, job, state))
+        }
+        ("GET", ["jobs", "ingest", id]) => {
+            let mut jobs = state.jobs.lock().unwrap();
+            let Some(job) = jobs.get_mut(*id) else { return rest_error(404, "NOT_FOUND", "job not found") };
+            if matches!(job.state, "UploadComplete" | "InProgress") {
+                if job.polls_left > 0 {
+                    job.polls_left -= 1;
+                    job.state = "InProgress";
+                } else {
+                    apply_job(state, job);
+                    state.events.lock().unwrap().push(("job-complete", id.to_string()));
+                }
+            }
+            respond(200, job_info(id, job, state))
+        }
+        ("GET", ["jobs", "ingest", id, "failedResults"]) => {
+            let jobs = state.jobs.lock().unwrap();
+            let Some(job) = jobs.get(*id) else { return rest_error(404, "NOT_FOUND", "job not found") };
+            let mut out = String::from("\"sf__Id\",\"sf__Error\"");
+            for h in &job.header {
+                out.push_str(&format!(",\"{h}\""));
+            }
+            out.push('\n');
+            for (row, error) in &job.failed {
+                let mut line = vec![String::from("\"\""), format!("\"{}\"", error.replace('"', "\"\""))];
+                line.extend(row.iter().map(|v| format!("\"{}\"", v.replace('"', "\"\""))));
+                out.push_str(&line.join(","));
+                out.push('\n');
+            }
+            csv_response(200, out)
+        }
+        _ => rest_error(404, "NOT_FOUND", "The requested resource does not exist"),
+    }
+}
+
+/// Applies a job's CSV, row by row, as an upsert by External ID: `#N/A`
+/// clears a field, an empty value leaves it, `Parent__r.Field__c` sets a
+/// lookup; rows breaking a rule or sharing an External ID with another row
+/// of the job fail.
+fn apply_job(state: &State, job: &mut Job) {
+    let (header, rows) = parse_csv(&job.csv);
+    let ext_at = header.iter().position(|h| *h == state.external_id);
+    let key = |row: &Vec<String>| ext_at.and_then(|i| row.get(i)).cloned().unwrap_or_default();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for row in &rows {
+        *counts.entry(key(row)).or_default() += 1;
+    }
+    job.keys = rows.iter().map(key).collect();
+    let rules = state.rules.lock().unwrap();
+    let mut store = state.store.lock().unwrap();
+    for row in &rows {
+        let k = key(row);
+        if k.is_empty() {
+            job.failed.push((row.clone(), format!("MISSING_ARGUMENT:{} not specified:--", state.external_id)));
+            continue;
+        }
+        if counts[&k] > 1 {
+            job.failed.push((row.clone(), format!("DUPLICATE_VALUE:Duplicate external id specified: {k}:--")));
+            continue;
+        }
+        let mut fields = Map::new();
+        for (h, v) in header.iter().zip(row) {
+            if v.is_empty() {
+                continue;
+            }
+            let value = if v == "#N/A" { Value::Null } else { Value::String(v.clone()) };
+            match h.split_once('.') {
+                Some((rel, f)) => {
+                    fields.insert(rel.to_string(), json!({ f: value }));
+                }
+                None => {
+                    fields.insert(h.clone(), value);
+                }
+            }
+        }
+        // CSV carries text: compare a rule's value as text too.
+        let broken = rules.iter().find(|r| {
+            fields
+                .get(&r.field)
+                .is_some_and(|v| v == &r.value || v.as_str() == Some(r.value.to_string().trim_matches('"')))
+        });
+        if let Some(rule) = broken {
+            job.failed
+                .push((row.clone(), format!("FIELD_CUSTOM_VALIDATION_EXCEPTION:{}:{} --", rule.message, rule.field)));
+            continue;
+        }
+        match store.by_ext.get(&k).cloned() {
+            Some(id) => {
+                if let Some(stored) = store.by_id.get_mut(&id) {
+                    for (f, v) in fields {
+                        stored.insert(f, v);
+                    }
+                }
+            }
+            None => {
+                let id = new_id(&mut store);
+                store.by_ext.insert(k.clone(), id.clone());
+                store.by_id.insert(id, fields);
+            }
+        }
+    }
+    job.header = header;
+    job.processed = rows.len();
+    job.state = "JobComplete";
+}
+
+/// RFC 4180 CSV: quoted fields with doubled quotes, LF or CRLF line ends.
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut records = Vec::new();
+    let (mut record, mut field, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        any = true;
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+                any = false;
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if any {
+        record.push(field);
+        records.push(record);
+    }
+    let mut iter = records.into_iter();
+    (iter.next().unwrap_or_default(), iter.collect())
 }

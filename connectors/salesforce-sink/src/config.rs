@@ -111,6 +111,13 @@ config_struct! {
         /// Requests in flight per task. The org allows 25 long-running
         /// requests at once (5 in developer orgs), shared by every client.
         pub max_in_flight: u32 = key("salesforce.max.in.flight.requests").group("Writes").default(2).range(1..=25),
+        /// Upserts of at least this many rows in one put go through a Bulk API
+        /// 2.0 ingest job instead of sObject Collections (a job costs a few
+        /// calls and minutes of latency, and saves one call per 200 rows).
+        /// 0: never.
+        pub bulk_threshold: u32 = key("salesforce.bulk.threshold").group("Bulk API 2.0").default(0),
+        /// Between two polls of a Bulk job's state.
+        pub bulk_poll: Duration = key("salesforce.bulk.poll.ms").group("Bulk API 2.0").default(Duration::from_secs(5)),
         /// fail: a refused record is routed by the worker (rejected topic or
         /// DLQ, per errors.tolerance); ignore / log: it is dropped.
         pub on_api_errors: OnApiErrors = key("behavior.on.api.errors").group("Errors").default(OnApiErrors::Fail),
@@ -172,6 +179,8 @@ pub struct SalesforceConfig {
     pub retry_max: Duration,
     pub limit_share: f64,
     pub limit_probe: Duration,
+    pub bulk_threshold: usize,
+    pub bulk_poll: Duration,
 }
 
 impl SalesforceConfig {
@@ -324,6 +333,8 @@ impl SalesforceConfig {
             retry_max: s.retry_max,
             limit_share: s.limit_share,
             limit_probe: s.limit_probe,
+            bulk_threshold: s.bulk_threshold as usize,
+            bulk_poll: s.bulk_poll,
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - `sink.rs`: the task, thin I/O around them.
 
 pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod mapping;
 pub mod marketing_cloud;
@@ -56,9 +57,9 @@ impl SinkConnector for SalesforceSink {
         &self,
         config: &ConnectorConfig,
         host: Host,
-        _context: SinkContext,
+        context: SinkContext,
     ) -> Result<SalesforceTask, ConnectorError> {
-        SalesforceTask::new(config, host)
+        SalesforceTask::new(config, host, context)
     }
 }
 

@@ -5,7 +5,7 @@
 //! answer was not received.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeSet, HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -20,8 +20,9 @@ use serde_json::{json, Value};
 
 use crate::{
     auth::{Shared, SharedToken},
+    bulk,
     config::{Matching, OnApiErrors, SalesforceConfig},
-    mapping::{self, Spec},
+    mapping::{self, Op, Row, Spec},
     plan::{self, ApiError, Item, Kind, Planned, Refusal, Verdict},
 };
 
@@ -38,10 +39,14 @@ pub struct SalesforceTask {
     host: Host,
     /// Until when nothing is sent, and why (the daily allocation).
     paused: Option<(Instant, String)>,
+    context: SinkContext,
+    /// Bulk jobs (of an earlier run, or left running by a put that stopped
+    /// waiting) that must finish before anything newer is sent.
+    pending_jobs: BTreeSet<String>,
 }
 
 impl SalesforceTask {
-    pub fn new(config: &ConnectorConfig, host: Host) -> Result<SalesforceTask, ConnectorError> {
+    pub fn new(config: &ConnectorConfig, host: Host, context: SinkContext) -> Result<SalesforceTask, ConnectorError> {
         let config = SalesforceConfig::parse(config).map_err(config_error)?;
         let shared = Shared::new(&config.login_url, &config.consumer_key, config.auth.clone())
             .map_err(ConnectorError::config)?;
@@ -66,7 +71,7 @@ impl SalesforceTask {
             renames: config.renames.clone(),
         };
         host.info("salesforce sink task started", &[("object", &config.object), ("version", &config.version)]);
-        Ok(SalesforceTask { config, spec, shared, clients, host, paused: None })
+        Ok(SalesforceTask { config, spec, shared, clients, host, paused: None, context, pending_jobs: BTreeSet::new() })
     }
 
     fn external_field(&self) -> Option<&str> {
@@ -117,6 +122,10 @@ impl SalesforceTask {
         }
     }
 }
+
+/// What a write did: rows written, records refused, the last API usage
+/// (`Sforce-Limit-Info`) seen.
+type Written = (usize, usize, Option<(u64, u64)>);
 
 /// The answer to one request: per item, its errors; or the refusal.
 type Answer = Result<(Vec<Vec<ApiError>>, Option<(u64, u64)>), RequestFailure>;
@@ -226,6 +235,21 @@ impl SalesforceTask {
 }
 
 impl SinkTask for SalesforceTask {
+    /// Jobs an earlier owner of these partitions recorded are awaited
+    /// before the first put sends anything.
+    fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        for tp in partitions {
+            if let Some(note) = self.context.note(tp) {
+                let jobs = bulk::jobs_in(&note);
+                if !jobs.is_empty() {
+                    self.host.info("a Bulk job of an earlier run is awaited before sending", &[("jobs", &note)]);
+                }
+                self.pending_jobs.extend(jobs);
+            }
+        }
+        Ok(())
+    }
+
     fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
         if let Some((until, why)) = &self.paused {
             if Instant::now() < *until {
@@ -247,7 +271,53 @@ impl SinkTask for SalesforceTask {
                 ),
             }
         }
-        let mut planned = plan::plan(&rows, self.external_field().is_some(), self.config.batch_size);
+        self.await_pending_jobs()?;
+        let bulk = self.config.bulk_threshold > 0
+            && rows.len() >= self.config.bulk_threshold
+            && self.external_field().is_some()
+            && rows.iter().all(|(_, r)| r.op == Op::Upsert);
+        let (written, refused, usage) = if bulk {
+            self.bulk_put(records, &rows, &mut outcome)?
+        } else {
+            let planned = plan::plan(&rows, self.external_field().is_some(), self.config.batch_size);
+            self.write_collections(records, planned, &mut outcome)?
+        };
+        self.host.counter("salesforce_sink_records_total", "Records written to Salesforce", &[], written as f64);
+        self.host.counter("salesforce_sink_records_refused_total", "Records Salesforce refused", &[], refused as f64);
+        if let Some((used, allocation)) = usage {
+            self.host.gauge("salesforce_sink_api_usage", "Sforce-Limit-Info api-usage, used", &[], used as f64);
+            if plan::over_share(used, allocation, self.config.limit_share) {
+                // This batch is written; the next one waits.
+                let _ = self.pause(format!(
+                    "the org has used {used} of its {allocation} daily API requests, the connector's share is {} \
+                     (salesforce.api.limit.share)",
+                    self.config.limit_share
+                ));
+                return Ok(outcome);
+            }
+        }
+        if self.paused.take().is_some() {
+            self.host.info("salesforce API allocation available again: resumed", &[]);
+            self.host.gauge("salesforce_sink_paused", "1 while the task waits for the org's API allocation", &[], 0.0);
+        }
+        Ok(outcome)
+    }
+
+    /// Every put wrote synchronously: what was delivered is durable.
+    fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        Ok(delivered.to_vec())
+    }
+}
+
+impl SalesforceTask {
+    /// Writes `planned` through sObject Collections, sending locked rows
+    /// again: (rows written, records refused, the last API usage seen).
+    fn write_collections(
+        &mut self,
+        records: &[SinkRecord<'_>],
+        mut planned: Vec<Planned>,
+        outcome: &mut PutOutcome,
+    ) -> Result<Written, ConnectorError> {
         let deadline = Instant::now() + self.config.retry_max.min(MAX_RETRY_IN_PUT);
         let mut backoff = RetryPolicy::default().backoff();
         let (mut written, mut refused) = (0usize, 0usize);
@@ -271,14 +341,14 @@ impl SinkTask for SalesforceTask {
                                     again.push((p.kind, item.clone()));
                                 }
                                 Verdict::Written => written += item.records.len(),
-                                _ => refused += self.route(&mut outcome, records, item, &v),
+                                _ => refused += self.route(outcome, records, item, &v),
                             }
                         }
                     }
                     Err(RequestFailure::Refused(Refusal::DailyLimit(why))) => return Err(self.pause(why)),
                     Err(RequestFailure::Refused(Refusal::Rows(why))) => {
                         for item in &p.items {
-                            refused += self.route(&mut outcome, records, item, &Verdict::Bad(why.clone()));
+                            refused += self.route(outcome, records, item, &Verdict::Bad(why.clone()));
                         }
                     }
                     Err(RequestFailure::Refused(Refusal::Transient(why))) => {
@@ -304,30 +374,157 @@ impl SinkTask for SalesforceTask {
             std::thread::sleep(wait);
             planned = plan::replan(again, self.config.batch_size);
         }
-        self.host.counter("salesforce_sink_records_total", "Records written to Salesforce", &[], written as f64);
-        self.host.counter("salesforce_sink_records_refused_total", "Records Salesforce refused", &[], refused as f64);
-        if let Some((used, allocation)) = usage {
-            self.host.gauge("salesforce_sink_api_usage", "Sforce-Limit-Info api-usage, used", &[], used as f64);
-            if plan::over_share(used, allocation, self.config.limit_share) {
-                // This batch is written; the next one waits.
-                let _ = self.pause(format!(
-                    "the org has used {used} of its {allocation} daily API requests, the connector's share is {} \
-                     (salesforce.api.limit.share)",
-                    self.config.limit_share
-                ));
-                return Ok(outcome);
-            }
-        }
-        if self.paused.take().is_some() {
-            self.host.info("salesforce API allocation available again: resumed", &[]);
-            self.host.gauge("salesforce_sink_paused", "1 while the task waits for the org's API allocation", &[], 0.0);
-        }
-        Ok(outcome)
+        Ok((written, refused, usage))
+    }
+}
+
+/// Bulk API 2.0 (ingest jobs) and the jobs of earlier runs.
+impl SalesforceTask {
+    fn base(&mut self) -> Result<String, ConnectorError> {
+        let what = format!("getting a token from {}", self.config.login_url);
+        self.clients[0].authorization(false).map_err(|e| e.to_connector_error(&what, StatusPolicy::SINK))?;
+        let instance = self.shared.instance_url().ok_or_else(|| ConnectorError::fatal("no instance_url"))?;
+        Ok(format!("{instance}/services/data/v{}", self.config.version))
     }
 
-    /// Every put wrote synchronously: what was delivered is durable.
-    fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
-        Ok(delivered.to_vec())
+    /// One call of the Bulk API; a refusal as the task must act on it.
+    fn bulk_call(&mut self, request: Request) -> Result<connector_kit::http::Response, ConnectorError> {
+        let what = format!("{:?} {}", request.method, request.url);
+        match self.clients[0].send(request) {
+            Ok(r) => Ok(r),
+            Err(HttpError::Status { status, body, .. }) => Err(match plan::refusal(status, &body) {
+                Refusal::DailyLimit(why) => self.pause(why),
+                Refusal::Transient(why) => ConnectorError::retriable(format!("{what}: {why}")),
+                Refusal::Rows(why) | Refusal::Access(why) | Refusal::Fatal(why) => {
+                    ConnectorError::fatal(format!("{what}: {why}"))
+                }
+            }),
+            Err(e) => Err(e.to_connector_error(&what, StatusPolicy::SOURCE)),
+        }
+    }
+
+    /// Polls job `id` until it no longer runs, or `wait` passed (None).
+    fn await_job(&mut self, base: &str, id: &str, wait: Duration) -> Result<Option<Value>, ConnectorError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let info = self.bulk_call(Request::get(format!("{base}/jobs/ingest/{id}")))?;
+            let info = info.json().map_err(|e| ConnectorError::fatal(format!("job {id}: not JSON: {e}")))?;
+            let state = info["state"].as_str().unwrap_or("").to_string();
+            if !bulk::unfinished(&state) {
+                return Ok(Some(info));
+            }
+            if Instant::now() + self.config.bulk_poll > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(self.config.bulk_poll);
+        }
+    }
+
+    /// Jobs named in the notes of partitions this task took, or left
+    /// running by an earlier put: each must finish before anything newer is
+    /// sent (an older version must not land after a newer one).
+    fn await_pending_jobs(&mut self) -> Result<(), ConnectorError> {
+        if self.pending_jobs.is_empty() {
+            return Ok(());
+        }
+        let base = self.base()?;
+        let wait = self.config.retry_max.min(MAX_RETRY_IN_PUT);
+        for id in self.pending_jobs.clone() {
+            match self.await_job(&base, &id, wait)? {
+                Some(_) => {
+                    self.pending_jobs.remove(&id);
+                }
+                None => {
+                    return Err(ConnectorError::retriable(format!(
+                        "waiting for Bulk API 2.0 job {id} (sent earlier) to finish before sending newer versions"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Upserts `rows` through one Bulk API 2.0 ingest job: create, upload
+    /// the CSV, record the job id in the partitions' notes, close, poll,
+    /// read the failed results.
+    fn bulk_put(
+        &mut self,
+        records: &[SinkRecord<'_>],
+        rows: &[(usize, Row)],
+        outcome: &mut PutOutcome,
+    ) -> Result<Written, ConnectorError> {
+        let items: Vec<Item> = plan::plan(rows, true, usize::MAX).into_iter().flat_map(|p| p.items).collect();
+        let ext = self.external_field().unwrap_or("Id").to_string();
+        let base = self.base()?;
+        let create = json!({"object": self.config.object, "externalIdFieldName": ext, "contentType": "CSV",
+                            "operation": "upsert", "lineEnding": "LF", "columnDelimiter": "COMMA"});
+        let created = self.bulk_call(
+            Request::post(format!("{base}/jobs/ingest"), create.to_string()).header("Content-Type", "application/json"),
+        )?;
+        let created = created.json().map_err(|e| ConnectorError::fatal(format!("creating a job: not JSON: {e}")))?;
+        let Some(id) = created["id"].as_str().map(str::to_string) else {
+            return Err(ConnectorError::fatal(format!("creating a job: no id in {created}")));
+        };
+        let fields: Vec<&serde_json::Map<String, Value>> = items.iter().map(|i| &i.fields).collect();
+        let upload = Request::new(Method::Put, format!("{base}/jobs/ingest/{id}/batches"))
+            .header("Content-Type", "text/csv")
+            .body(bulk::csv(&fields));
+        self.bulk_call(upload)?;
+        // Durable before the job can run: a later owner of these partitions
+        // finds the job and waits for it.
+        let partitions: BTreeSet<TopicPartition> =
+            records.iter().map(|r| TopicPartition::new(r.topic(), r.partition())).collect();
+        let note = bulk::note(&[id.clone()].into());
+        for tp in &partitions {
+            self.context.commit_note(tp, &note)?;
+        }
+        let close = Request::new(Method::Patch, format!("{base}/jobs/ingest/{id}"))
+            .header("Content-Type", "application/json")
+            .body(json!({"state": "UploadComplete"}).to_string());
+        self.bulk_call(close)?;
+        self.host.info("bulk job closed", &[("job", &id), ("rows", &items.len().to_string())]);
+        let Some(info) = self.await_job(&base, &id, self.config.retry_max.min(MAX_RETRY_IN_PUT))? else {
+            self.pending_jobs.insert(id.clone());
+            return Err(ConnectorError::retriable(format!(
+                "Bulk API 2.0 job {id} still running; the batch waits for it"
+            )));
+        };
+        match info["state"].as_str().unwrap_or("") {
+            "JobComplete" => {}
+            "Aborted" => return Err(ConnectorError::retriable(format!("Bulk API 2.0 job {id} was aborted"))),
+            state => {
+                return Err(ConnectorError::fatal(format!(
+                    "Bulk API 2.0 job {id} ended {state}: {}",
+                    info["errorMessage"].as_str().unwrap_or("")
+                )))
+            }
+        }
+        let failed = self.bulk_call(Request::get(format!("{base}/jobs/ingest/{id}/failedResults")))?;
+        let (header, failed_rows) = bulk::parse_csv(&failed.text());
+        let column = |name: &str| header.iter().position(|h| h == name);
+        let (Some(error_at), Some(key_at)) = (column("sf__Error"), column(&ext)) else {
+            return Err(ConnectorError::fatal(format!("job {id}: failedResults lacks sf__Error or {ext}")));
+        };
+        let errors: HashMap<&str, &str> =
+            failed_rows.iter().filter_map(|r| Some((r.get(key_at)?.as_str(), r.get(error_at)?.as_str()))).collect();
+        let (mut written, mut refused) = (0, 0);
+        let mut again = Vec::new();
+        for item in &items {
+            let Some(text) = item.key.as_deref().and_then(|k| errors.get(k)) else {
+                written += item.records.len();
+                continue;
+            };
+            match plan::verdict(&[bulk::bulk_error(text)], &self.config.rejected_codes) {
+                Verdict::Again(_) => again.push((Kind::Upsert, item.clone())),
+                v => refused += self.route(outcome, records, item, &v),
+            }
+        }
+        if !again.is_empty() {
+            let (w, r, _) = self.write_collections(records, plan::replan(again, self.config.batch_size), outcome)?;
+            written += w;
+            refused += r;
+        }
+        Ok((written, refused, None))
     }
 }
 
