@@ -85,6 +85,8 @@ struct State {
     log: Mutex<Vec<Logged>>,
     jobs: Mutex<HashMap<String, Job>>,
     job_polls: Mutex<usize>,
+    /// Bulk batches used in the rolling 24 hours, and the allocation.
+    bulk_batches: Mutex<(u64, u64)>,
     /// ("collection" | "job-created" | "job-closed" | "job-complete", id), in order.
     events: Mutex<Vec<(&'static str, String)>>,
 }
@@ -150,6 +152,7 @@ impl SalesforceFake {
             log: Mutex::new(Vec::new()),
             jobs: Mutex::new(HashMap::new()),
             job_polls: Mutex::new(3),
+            bulk_batches: Mutex::new((0, 15_000)),
             events: Mutex::new(Vec::new()),
         });
         Self::serve_on(listener, port, state)
@@ -222,6 +225,11 @@ impl SalesforceFake {
     /// Every session so far stops working (`401 INVALID_SESSION_ID`).
     pub fn expire_tokens(&self) {
         self.state.tokens.lock().unwrap().clear();
+    }
+
+    /// The org's daily Bulk API batches: used and allocation.
+    pub fn set_bulk_batches(&self, used: u64, max: u64) {
+        *self.state.bulk_batches.lock().unwrap() = (used, max);
     }
 
     /// Bulk jobs closed from now on answer InProgress for `n` polls.
@@ -625,6 +633,16 @@ fn data(state: &State, request: &Request, resource: &str) -> (Vec<String>, Respo
         // Bulk API 2.0 Developer Guide: "Create a Job", "Upload Job Data",
         // "Close or Abort a Job", "Get Job Info", "Get Job Failed Record Results".
         (_, r) if r.starts_with("jobs/ingest") => (vec![], bulk(state, request, r)),
+        // "Limits" (REST API Developer Guide): the org's allocations, Max and Remaining.
+        ("GET", "limits") => {
+            let (used, max) = (*state.api_used.lock().unwrap(), *state.api_max.lock().unwrap());
+            let batches = *state.bulk_batches.lock().unwrap();
+            let limits = json!({
+                "DailyApiRequests": {"Max": max, "Remaining": max.saturating_sub(used)},
+                "DailyBulkApiBatches": {"Max": batches.1, "Remaining": batches.1.saturating_sub(batches.0)},
+            });
+            (vec![], respond(200, limits))
+        }
         // "Create Records Using sObject Collections": POST.
         ("POST", "composite/sobjects") => collection(state, request, Mode::Insert),
         // "Update Records Using sObject Collections": PATCH, by `id`.
@@ -855,6 +873,8 @@ fn bulk(state: &State, request: &Request, resource: &str) -> Response {
                 return rest_error(400, "INVALIDBATCH", "an upload is at most 150 MB");
             }
             job.csv.push_str(&request.body);
+            // Bulk API 2.0 counts an upload as at least one batch.
+            state.bulk_batches.lock().unwrap().0 += 1;
             Response { status: 201, body: String::new(), content_type: "application/json", extra: Vec::new() }
         }
         ("PATCH", ["jobs", "ingest", id]) => {

@@ -449,3 +449,26 @@ fn a_bulk_job_left_running_by_a_killed_worker_finishes_before_the_restarted_task
     assert!(completed < sent, "the restarted task sent before job {first} of the killed run finished: {events:?}");
     assert_last_versions(&fake, CUSTOMERS, false);
 }
+
+#[test]
+fn with_the_daily_bulk_batches_at_its_share_the_task_writes_through_collections() {
+    const CUSTOMERS: usize = 1_000;
+    let fake = fake();
+    fake.set_bulk_batches(12_000, 15_000);
+    let topic = unique("sf-bulk-share");
+    create_topic(&topic, 1);
+    let produced = produce_customers(&topic, 1, CUSTOMERS, false);
+    let w = WorkerProcess::start(&unique("sf-bulk-share"), &[], &[]);
+    let name = unique("sf-bulk-share-sink");
+    create_connector(
+        &w,
+        &name,
+        &topic,
+        &fake,
+        &[("salesforce.bulk.threshold", "100"), ("consumer.max.poll.records", "1000")],
+    );
+    wait_committed(&format!("connect-{name}"), &topic, &produced.ends, &w);
+    assert_last_versions(&fake, CUSTOMERS, false);
+    assert!(fake.bulk_jobs().is_empty(), "no job past the share of the daily Bulk batches");
+    assert_requests_well_formed(&fake);
+}

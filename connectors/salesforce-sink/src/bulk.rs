@@ -132,6 +132,17 @@ pub fn jobs_in(note: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// Whether one more job fits the connector's `share` of the org's daily
+/// Bulk API batches (`GET /limits`: `DailyBulkApiBatches` `Max` and
+/// `Remaining`; a job takes at least one batch). Without the entry, yes.
+pub fn allowed(limits: &Value, share: f64) -> bool {
+    let entry = &limits["DailyBulkApiBatches"];
+    match (entry["Max"].as_u64(), entry["Remaining"].as_u64()) {
+        (Some(max), Some(remaining)) => ((max.saturating_sub(remaining) + 1) as f64) <= share * max as f64,
+        _ => true,
+    }
+}
+
 /// Whether a job in `state` may still write.
 pub fn unfinished(state: &str) -> bool {
     matches!(state, "Open" | "UploadComplete" | "InProgress")
@@ -168,5 +179,14 @@ mod tests {
         assert_eq!(jobs_in(&note(&jobs)), jobs);
         assert!(jobs_in("sfmc:request=x").is_empty());
         assert!(unfinished("UploadComplete") && !unfinished("JobComplete") && !unfinished("Aborted"));
+    }
+
+    #[test]
+    fn a_job_starts_only_within_the_share_of_the_daily_bulk_batches() {
+        let limits = |remaining: u64| json!({"DailyBulkApiBatches": {"Max": 15000, "Remaining": remaining}});
+        assert!(allowed(&limits(15000), 0.8));
+        assert!(allowed(&limits(3001), 0.8), "11,999 used: the 12,000th fits");
+        assert!(!allowed(&limits(3000), 0.8), "12,000 used: at the share");
+        assert!(allowed(&json!({}), 0.8));
     }
 }

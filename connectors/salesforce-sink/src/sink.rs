@@ -407,7 +407,13 @@ impl SalesforceTask {
     fn await_job(&mut self, base: &str, id: &str, wait: Duration) -> Result<Option<Value>, ConnectorError> {
         let deadline = Instant::now() + wait;
         loop {
-            let info = self.bulk_call(Request::get(format!("{base}/jobs/ingest/{id}")))?;
+            let url = format!("{base}/jobs/ingest/{id}");
+            let info = match self.clients[0].send(Request::get(url.clone())) {
+                // Salesforce deletes job records after seven days: a job it
+                // no longer knows cannot write any more.
+                Err(HttpError::Status { status: 404, .. }) => return Ok(Some(json!({"state": "Deleted"}))),
+                _ => self.bulk_call(Request::get(url))?,
+            };
             let info = info.json().map_err(|e| ConnectorError::fatal(format!("job {id}: not JSON: {e}")))?;
             let state = info["state"].as_str().unwrap_or("").to_string();
             if !bulk::unfinished(&state) {
@@ -456,6 +462,19 @@ impl SalesforceTask {
         let items: Vec<Item> = plan::plan(rows, true, usize::MAX).into_iter().flat_map(|p| p.items).collect();
         let ext = self.external_field().unwrap_or("Id").to_string();
         let base = self.base()?;
+        // The org's 24-hour Bulk allocation (batches, shared with Bulk API
+        // 1.0 and every other client): above the connector's share, the put
+        // goes through sObject Collections instead.
+        let limits = self.bulk_call(Request::get(format!("{base}/limits")))?;
+        let limits = limits.json().map_err(|e| ConnectorError::fatal(format!("GET /limits: not JSON: {e}")))?;
+        if !bulk::allowed(&limits, self.config.limit_share) {
+            self.host.warn(
+                "the org's daily Bulk API batches are at the connector's share: writing through sObject Collections",
+                &[],
+            );
+            let planned = plan::replan(items.into_iter().map(|i| (Kind::Upsert, i)).collect(), self.config.batch_size);
+            return self.write_collections(records, planned, outcome);
+        }
         let create = json!({"object": self.config.object, "externalIdFieldName": ext, "contentType": "CSV",
                             "operation": "upsert", "lineEnding": "LF", "columnDelimiter": "COMMA"});
         let created = self.bulk_call(
