@@ -19,7 +19,12 @@ use connector_kit::http::{Agent, HttpError, TokenSource};
 use ring::{rand::SystemRandom, signature::RsaKeyPair};
 use serde_json::{json, Value};
 
-use crate::config::Auth;
+/// How the task gets its token.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    ClientCredentials { secret: Secret },
+    JwtBearer { username: String, key_pem: Secret },
+}
 
 /// The assertion's lifetime: Salesforce accepts at most 3 minutes.
 const ASSERTION_SECONDS: u64 = 180;

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+pub use crate::auth::Auth;
 use connector_api::{
     config::typed::{Issues, Secret},
     config_enum, config_struct, ConfigIssue, ConnectorConfig,
@@ -139,13 +140,6 @@ config_struct! {
         pub limit_probe: Duration = key("salesforce.api.limit.probe.ms").group("Limits")
             .default(Duration::from_secs(300)),
     }
-}
-
-/// How the task gets its token.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    ClientCredentials { secret: Secret },
-    JwtBearer { username: String, key_pem: Secret },
 }
 
 /// How a record is matched in Salesforce.
