@@ -25,9 +25,11 @@ use rdkafka::{
 use serde_json::Value;
 
 pub mod hybris;
+pub mod marketing_cloud;
 pub mod odata;
 pub mod s3;
 pub mod s3_proxy;
+pub mod salesforce;
 pub mod schema_registry;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary
