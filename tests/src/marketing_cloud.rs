@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::BufReader,
     net::{TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -24,6 +24,8 @@ use std::{
 };
 
 use serde_json::{json, Map, Value};
+
+use crate::http_fake::{read_request, write_response, Response};
 
 pub const CLIENT_ID: &str = "sluice-mc-client";
 pub const CLIENT_SECRET: &str = "sluice-mc-secret";
@@ -142,40 +144,13 @@ fn serve(state: &State, stream: TcpStream, port: u16) {
     let Ok(read_half) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() {
-            return;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let (status, answer) = route(state, method, path, query, &headers, &body, port);
-    let text = answer.to_string();
-    let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        text.len()
-    );
-    let _ = writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(text.as_bytes()));
+    // One request per connection (Connection: close).
+    let Some(request) = read_request(&mut reader) else { return };
+    let body: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
+    let (status, answer) =
+        route(state, &request.method, &request.raw_path, &request.raw_query, &request.headers, &body, port);
+    let response = Response { status, content_type: "application/json", body: answer.to_string(), extra: Vec::new() };
+    let _ = write_response(&mut writer, &response, &[("Connection", "close".to_string())]);
 }
 
 fn route(

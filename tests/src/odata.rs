@@ -25,7 +25,7 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader, Write},
+    io::BufReader,
     net::{TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -36,6 +36,8 @@ use std::{
 };
 
 use serde_json::{json, Value};
+
+use crate::http_fake::{parse_pairs, read_request, write_response, Request, Response};
 
 pub const INTEGRATION_OBJECT: &str = "SluiceStream";
 pub const USER: &str = "integrationadmin";
@@ -220,21 +222,6 @@ impl Drop for ODataServer {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    query: HashMap<String, String>,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-struct Response {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    extra: Vec<(&'static str, String)>,
-}
-
 fn serve(state: &State, stream: TcpStream, port: u16) {
     let Ok(read_half) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
@@ -248,94 +235,13 @@ fn serve(state: &State, stream: TcpStream, port: u16) {
         query: request.query.clone(),
         status: response.status,
     });
-    let reason = match response.status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Internal Server Error",
-    };
-    let mut head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nDate: {}\r\nDataServiceVersion: 2.0\r\nConnection: close\r\n",
-        response.status,
-        response.content_type,
-        response.body.len(),
-        http_date(SystemTime::now())
-    );
-    for (k, v) in &response.extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
+    let fixed = [
+        ("Date", http_date(SystemTime::now())),
+        ("DataServiceVersion", "2.0".to_string()),
+        ("Connection", "close".to_string()),
+    ];
     // The client may have given up (a slow answer): nothing to do then.
-    let _ = writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(response.body.as_bytes()));
-    let _ = writer.flush();
-}
-
-fn read_request(reader: &mut impl BufRead) -> Option<Request> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    Some(Request {
-        method,
-        path: decode(path),
-        query: parse_pairs(query),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn parse_pairs(s: &str) -> HashMap<String, String> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-/// Percent-decoding, `+` as a space (form and query encoding).
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let _ = write_response(&mut writer, &response, &fixed);
 }
 
 fn odata_error(status: u16, code: &str, message: &str) -> Response {

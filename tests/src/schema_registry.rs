@@ -23,7 +23,7 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::BufReader,
     net::{TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -32,7 +32,10 @@ use std::{
     thread,
 };
 
+use base64::Engine;
 use serde_json::{json, Value};
+
+use crate::http_fake::{decode_path, read_request, write_response, Response};
 
 #[derive(Default)]
 struct Store {
@@ -63,7 +66,7 @@ impl SchemaRegistry {
         let port = listener.local_addr().expect("local address").port();
         let state = Arc::new(State {
             store: Mutex::default(),
-            auth: user_info.map(|u| format!("Basic {}", base64(u.as_bytes()))),
+            auth: user_info.map(|u| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u))),
             unavailable: AtomicBool::new(false),
             log: Mutex::default(),
         });
@@ -144,7 +147,7 @@ fn route(state: &State, method: &str, path: &str, headers: &HashMap<String, Stri
         }
     }
     let mut store = state.store.lock().unwrap();
-    let segments: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
+    let segments: Vec<String> = path.trim_matches('/').split('/').map(decode_path).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let request: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let kind = request["schemaType"].as_str().unwrap_or("AVRO").to_string();
@@ -205,93 +208,17 @@ fn serve(state: &State, stream: TcpStream) {
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     // Keep-alive: the clients reuse connections; answer until they close.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    while let Some(request) = read_request(&mut reader) {
+        let reply = route(state, &request.method, &request.raw_path, &request.headers, &request.body);
+        state.log.lock().unwrap().push((request.method, request.raw_path, reply.status));
+        let response = Response {
+            status: reply.status,
+            content_type: "application/vnd.schemaregistry.v1+json",
+            body: reply.body.to_string(),
+            extra: Vec::new(),
+        };
+        if write_response(&mut writer, &response, &[]).is_err() {
             return;
         }
-        let mut parts = line.split_whitespace();
-        let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
-        let (method, target) = (method.to_string(), target.to_string());
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p).to_string();
-        let reply = route(state, &method, &path, &headers, &String::from_utf8_lossy(&body));
-        state.log.lock().unwrap().push((method, path, reply.status));
-        let text = reply.body.to_string();
-        let head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\n\r\n",
-            reply.status,
-            if reply.status == 200 { "OK" } else { "Error" },
-            text.len()
-        );
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(text.as_bytes())).is_err() {
-            return;
-        }
-        let _ = writer.flush();
-    }
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_and_percent_decoding() {
-        assert_eq!(base64(b"u:p"), "dTpw");
-        assert_eq!(base64(b"user:pw"), "dXNlcjpwdw==");
-        assert_eq!(decode("a%2Db%20c"), "a-b c");
-        assert_eq!(decode("100%"), "100%");
     }
 }
