@@ -342,6 +342,13 @@ impl BigQueryRest {
         }
     }
 
+    /// Whether the dataset answers (false only on a 404; other failures
+    /// read as "exists" so the caller reports its own error).
+    fn dataset_exists(&mut self, project: &str, dataset: &str) -> bool {
+        let path = format!("projects/{}/datasets/{}", encode(project), encode(dataset));
+        !matches!(self.call(Method::Get, &path, None), Err(e) if e.status() == Some(404))
+    }
+
     /// Creates a dataset (tests and the demo; the sink itself does not).
     pub fn create_dataset(&mut self, project: &str, dataset: &str) -> Result<(), ConnectorError> {
         let body = json!({"datasetReference": {"projectId": project, "datasetId": dataset}});
@@ -400,11 +407,15 @@ impl BigQueryRest {
             Err(e) if e.status() == Some(409) => self.get_table(table)?.ok_or_else(|| {
                 ConnectorError::retriable(format!("table {table} was reported to exist (409) but cannot be read yet"))
             }),
-            Err(e) if e.status() == Some(404) => Err(ConnectorError::config(format!(
-                "creating table {table}: dataset {}.{} does not exist: create it, or set defaultDataset to an \
-                 existing one",
-                table.project, table.dataset
-            ))),
+            // BigQuery answers 404 for a missing dataset, the emulator 500:
+            // asking for the dataset tells both apart from an outage.
+            Err(e) if e.status() != Some(409) && !self.dataset_exists(&table.project, &table.dataset) => {
+                Err(ConnectorError::config(format!(
+                    "creating table {table}: dataset {}.{} does not exist: create it, or set defaultDataset to an \
+                     existing one",
+                    table.project, table.dataset
+                )))
+            }
             Err(e) => Err(to_connector_error(&format!("creating table {table}"), &e, StatusPolicy::SINK)),
         }
     }
