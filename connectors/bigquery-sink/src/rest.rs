@@ -19,7 +19,7 @@ use connector_kit::{
 };
 use serde_json::{json, Value};
 
-use crate::schema::TableSchema;
+use crate::schema::{plan_evolution, Evolution, EvolutionPolicy, TableSchema};
 
 /// Google's endpoint.
 pub const GOOGLE_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -321,7 +321,13 @@ impl BigQueryRest {
         if let Some(body) = body {
             request = request.header("Content-Type", "application/json").body(body.to_string());
         }
-        let response = self.http.send(request)?;
+        let response = match self.http.send(request.clone()) {
+            // A pooled connection the server closed meanwhile fails the
+            // next request on it (the emulator resets one after each 500);
+            // a read is safe to send again on a fresh one.
+            Err(HttpError::Transport { .. }) if method == Method::Get => self.http.send(request)?,
+            other => other?,
+        };
         if response.body.is_empty() {
             return Ok(Value::Null);
         }
@@ -433,6 +439,43 @@ impl BigQueryRest {
         match self.call(Method::Patch, &table.path(), Some(&body)) {
             Ok(resource) => parse_schema(table, &resource),
             Err(e) => Err(to_connector_error(&format!("updating the schema of table {table}"), &e, StatusPolicy::SINK)),
+        }
+    }
+
+    /// Makes the table fit a record of schema `record`, as `policy`
+    /// allows ([`plan_evolution`]): nothing when it fits, else a patch.
+    /// Another task may patch the same table at the same moment (a patch
+    /// is the whole schema, so the later one would drop the earlier one's
+    /// column and BigQuery refuses it): the table is then read and the
+    /// change planned again, up to three times. A change the policy does
+    /// not allow is a `BadRecord` naming the field and the key to set.
+    /// Returns the table's schema after the change.
+    pub fn fit_schema(
+        &mut self,
+        table: &TableId,
+        record: &TableSchema,
+        policy: EvolutionPolicy,
+    ) -> Result<TableSchema, ConnectorError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(current) = self.get_table(table)? else {
+                return Err(ConnectorError::fatal(format!(
+                    "table {table} is gone (recreate it, or set autoCreateTables=true)"
+                )));
+            };
+            let patch = match plan_evolution(&current, record, policy) {
+                Evolution::Fits => return Ok(current),
+                Evolution::Refused(why) => {
+                    return Err(ConnectorError::bad_record(format!("the record does not fit table {table}: {why}")))
+                }
+                Evolution::Patch(patch) => patch,
+            };
+            match self.patch_schema(table, &patch.schema) {
+                Ok(schema) => return Ok(schema),
+                Err(e) if attempt < 3 && e.kind() != ErrorKind::Retriable && e.kind() != ErrorKind::Config => continue,
+                Err(e) => return Err(e),
+            }
         }
     }
 

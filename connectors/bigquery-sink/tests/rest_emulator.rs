@@ -4,8 +4,9 @@
 //! insertAll's per-row errors, queries (MERGE included) and the errors a
 //! user sees. Each test uses its own dataset.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
+use common::{env, Proxy};
 use connector_api::ErrorKind;
 use serde_json::json;
 use sluice_bigquery_sink::{
@@ -13,20 +14,9 @@ use sluice_bigquery_sink::{
     schema::{FieldMode, FieldType, TableField, TableSchema},
 };
 
-fn env(k: &str) -> String {
-    std::env::var(k).unwrap_or_else(|_| {
-        panic!("{k} is not set: run `dev/services up-bigquery` and `eval \"$(dev/services env)\"` before these tests")
-    })
-}
-
 /// A client and a fresh dataset of its own.
 fn setup(test: &str) -> (BigQueryRest, String, String) {
-    let project = env("BQ_PROJECT");
-    let mut client = BigQueryRest::new(&env("BQ_REST_ENDPOINT"), &project);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    let dataset = format!("rest_{test}_{nanos}");
-    client.create_dataset(&project, &dataset).unwrap();
-    (client, project, dataset)
+    common::dataset(&format!("rest_{test}"))
 }
 
 fn orders_schema() -> TableSchema {
@@ -155,5 +145,29 @@ fn queries_run_merge_and_report_errors() {
     let e = client.query(&format!("SELECT nope FROM {}", target.sql())).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Fatal, "{e}");
     assert!(e.message().contains("SELECT nope"), "{e}");
+    client.delete_dataset(&project, &dataset).unwrap();
+}
+
+#[test]
+fn a_table_created_by_another_task_meanwhile_is_read_not_refused() {
+    // The proxy hides the table from the first read (404), as if another
+    // task created it between this task's read and its create; the create
+    // then gets the emulator's own 409 and the table is read.
+    let (mut client, project, dataset) = setup("race");
+    let table = TableId::new(&project, &dataset, "orders");
+    client.ensure_table(&table, &orders_schema(), &TableOptions::default()).unwrap();
+    let mut hidden = false;
+    let proxy = Proxy::start(move |seen, upstream| {
+        if seen.method == "GET" && seen.path.ends_with("/tables/orders") && !hidden {
+            hidden = true;
+            return (404, Vec::new(), common::google_error(404, "notFound", "Not found: Table"));
+        }
+        upstream.forward(seen)
+    });
+    let mut racing = BigQueryRest::new(&proxy.url, &project);
+    let other = TableSchema { fields: vec![TableField::new("x", FieldType::String, FieldMode::Nullable)] };
+    assert_eq!(racing.ensure_table(&table, &other, &TableOptions::default()).unwrap(), orders_schema());
+    let seen: Vec<String> = proxy.seen.lock().unwrap().iter().map(|s| s.method.clone()).collect();
+    assert_eq!(seen, ["GET", "POST", "GET"], "read, create refused with 409, read");
     client.delete_dataset(&project, &dataset).unwrap();
 }
