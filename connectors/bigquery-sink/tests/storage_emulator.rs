@@ -3,9 +3,9 @@
 //! explicit offsets, answers a repeated offset ALREADY_EXISTS and a gap
 //! OUT_OF_RANGE, and the rows are visible to a query at once.
 
-mod common;
+mod bq;
 
-use common::{env, unique, Rest};
+use bq::{env, unique, Rest};
 use serde_json::{json, Map, Value};
 use sluice_bigquery_sink::{
     encode::RowEncoder,

@@ -1,0 +1,173 @@
+//! The REST client against the BigQuery emulator of `dev/services`
+//! (BQ_REST_ENDPOINT, BQ_PROJECT): datasets, table creation with time
+//! partitioning and clustering, the race on creation, schema reads,
+//! insertAll's per-row errors, queries (MERGE included) and the errors a
+//! user sees. Each test uses its own dataset.
+
+mod common;
+
+use common::{env, Proxy};
+use connector_api::ErrorKind;
+use serde_json::json;
+use sluice_bigquery_sink::{
+    rest::{BigQueryRest, InsertRow, PartitionType, TableId, TableOptions, TimePartitioning},
+    schema::{FieldMode, FieldType, TableField, TableSchema},
+};
+
+/// A client and a fresh dataset of its own.
+fn setup(test: &str) -> (BigQueryRest, String, String) {
+    common::dataset(&format!("rest_{test}"))
+}
+
+fn orders_schema() -> TableSchema {
+    TableSchema {
+        fields: vec![
+            TableField::new("id", FieldType::Integer, FieldMode::Required),
+            TableField::new("customer", FieldType::String, FieldMode::Nullable),
+            TableField::new("created", FieldType::Timestamp, FieldMode::Nullable),
+            TableField::new("tags", FieldType::String, FieldMode::Repeated),
+            TableField::record(
+                "address",
+                FieldMode::Nullable,
+                vec![TableField::new("city", FieldType::String, FieldMode::Nullable)],
+            ),
+        ],
+    }
+}
+
+#[test]
+fn ensure_table_creates_a_partitioned_clustered_table_once_and_reads_it_back() {
+    let (mut client, project, dataset) = setup("ensure");
+    let table = TableId::new(&project, &dataset, "orders");
+    assert_eq!(client.get_table(&table).unwrap(), None, "no table yet");
+    let options = TableOptions {
+        time_partitioning: Some(TimePartitioning {
+            kind: PartitionType::Hour,
+            field: Some("created".into()),
+            expiration_ms: Some(7 * 86_400_000),
+        }),
+        clustering: vec!["customer".into(), "id".into()],
+    };
+    let created = client.ensure_table(&table, &orders_schema(), &options).unwrap();
+    assert_eq!(created, orders_schema());
+    let resource = client.get_table_resource(&table).unwrap().unwrap();
+    assert_eq!(resource["timePartitioning"]["type"], "HOUR", "{resource}");
+    assert_eq!(resource["timePartitioning"]["field"], "created", "{resource}");
+    assert_eq!(resource["timePartitioning"]["expirationMs"], "604800000", "{resource}");
+    assert_eq!(resource["clustering"]["fields"], json!(["customer", "id"]), "{resource}");
+
+    // A second task with another idea of the schema gets the table's own.
+    let other = TableSchema { fields: vec![TableField::new("x", FieldType::String, FieldMode::Nullable)] };
+    assert_eq!(client.ensure_table(&table, &other, &TableOptions::default()).unwrap(), orders_schema());
+    client.delete_dataset(&project, &dataset).unwrap();
+}
+
+#[test]
+fn a_missing_dataset_is_a_config_error_naming_default_dataset() {
+    let project = env("BQ_PROJECT");
+    let mut client = BigQueryRest::new(&env("BQ_REST_ENDPOINT"), &project);
+    let e = client.check_dataset(&project, "no_such_dataset_rest").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("defaultDataset") && e.message().contains("no_such_dataset_rest"), "{e}");
+    let table = TableId::new(&project, "no_such_dataset_rest", "t");
+    let e = client.ensure_table(&table, &orders_schema(), &TableOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.message().contains("defaultDataset"), "{e}");
+    let (mut client, project, dataset) = setup("dscheck");
+    client.check_dataset(&project, &dataset).unwrap();
+    client.delete_dataset(&project, &dataset).unwrap();
+}
+
+#[test]
+fn insert_all_reports_bad_rows_by_index_and_lands_the_others() {
+    let (mut client, project, dataset) = setup("insert");
+    let table = TableId::new(&project, &dataset, "orders");
+    client.ensure_table(&table, &orders_schema(), &TableOptions::default()).unwrap();
+    let row = |id: serde_json::Value, insert_id: &str| InsertRow {
+        insert_id: insert_id.into(),
+        json: json!({"id": id, "customer": "alice", "created": "2024-05-01T10:00:00Z", "tags": ["a", "b"],
+                     "address": {"city": "Berlin"}}),
+    };
+    let rows = vec![row(json!(1), "orders-0-1"), row(json!("not-a-number"), "orders-0-2"), row(json!(3), "orders-0-3")];
+    let errors = client.insert_all(&table, &rows, true).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 1);
+    assert_eq!(errors[0].1[0].reason, "invalid");
+    let result = client.query(&format!("SELECT id, customer, tags, address FROM {} ORDER BY id", table.sql())).unwrap();
+    assert_eq!(result.columns, ["id", "customer", "tags", "address"]);
+    assert_eq!(
+        result.rows,
+        vec![
+            vec![json!("1"), json!("alice"), json!(["a", "b"]), json!(["Berlin"])],
+            vec![json!("3"), json!("alice"), json!(["a", "b"]), json!(["Berlin"])],
+        ]
+    );
+    client.delete_dataset(&project, &dataset).unwrap();
+}
+
+#[test]
+fn queries_run_merge_and_report_errors() {
+    let (mut client, project, dataset) = setup("merge");
+    let schema = TableSchema {
+        fields: vec![
+            TableField::new("k", FieldType::String, FieldMode::Required),
+            TableField::new("v", FieldType::Integer, FieldMode::Nullable),
+            TableField::new("off", FieldType::Integer, FieldMode::Nullable),
+        ],
+    };
+    let target = TableId::new(&project, &dataset, "t");
+    let staging = TableId::new(&project, &dataset, "t_tmp");
+    client.ensure_table(&target, &schema, &TableOptions::default()).unwrap();
+    client.ensure_table(&staging, &schema, &TableOptions::default()).unwrap();
+    let rows = |r: &[(&str, Option<i64>, i64)]| -> Vec<InsertRow> {
+        r.iter()
+            .map(|(k, v, off)| InsertRow { insert_id: format!("{k}-{off}"), json: json!({"k": k, "v": v, "off": off}) })
+            .collect()
+    };
+    assert!(client.insert_all(&target, &rows(&[("a", Some(1), 1), ("b", Some(1), 2)]), false).unwrap().is_empty());
+    let staged = rows(&[("a", Some(2), 5), ("a", Some(3), 6), ("c", Some(9), 7), ("b", None, 8)]);
+    assert!(client.insert_all(&staging, &staged, false).unwrap().is_empty());
+    // The upsert mode's statement: the latest row per key by offset; a null value deletes.
+    let merge = format!(
+        "MERGE {t} dst USING (SELECT ARRAY_AGG(x ORDER BY x.off DESC LIMIT 1)[OFFSET(0)] src FROM {s} x GROUP BY x.k) \
+         ON dst.k = src.k WHEN MATCHED AND src.v IS NULL THEN DELETE \
+         WHEN MATCHED AND src.off > dst.off THEN UPDATE SET v = src.v, off = src.off \
+         WHEN NOT MATCHED AND src.v IS NOT NULL THEN INSERT (k, v, off) VALUES (src.k, src.v, src.off)",
+        t = target.sql(),
+        s = staging.sql()
+    );
+    assert_eq!(client.query(&merge).unwrap().affected_rows, Some(3));
+    let rows = client.query(&format!("SELECT k, v, off FROM {} ORDER BY k", target.sql())).unwrap().rows;
+    assert_eq!(rows, vec![vec![json!("a"), json!("3"), json!("6")], vec![json!("c"), json!("9"), json!("7")]]);
+    // Run again: nothing older can roll a row back.
+    assert_eq!(client.query(&merge).unwrap().affected_rows, Some(0));
+
+    let e = client.query(&format!("SELECT nope FROM {}", target.sql())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Fatal, "{e}");
+    assert!(e.message().contains("SELECT nope"), "{e}");
+    client.delete_dataset(&project, &dataset).unwrap();
+}
+
+#[test]
+fn a_table_created_by_another_task_meanwhile_is_read_not_refused() {
+    // The proxy hides the table from the first read (404), as if another
+    // task created it between this task's read and its create; the create
+    // then gets the emulator's own 409 and the table is read.
+    let (mut client, project, dataset) = setup("race");
+    let table = TableId::new(&project, &dataset, "orders");
+    client.ensure_table(&table, &orders_schema(), &TableOptions::default()).unwrap();
+    let mut hidden = false;
+    let proxy = Proxy::start(move |seen, upstream| {
+        if seen.method == "GET" && seen.path.ends_with("/tables/orders") && !hidden {
+            hidden = true;
+            return (404, Vec::new(), common::google_error(404, "notFound", "Not found: Table"));
+        }
+        upstream.forward(seen)
+    });
+    let mut racing = BigQueryRest::new(&proxy.url, &project);
+    let other = TableSchema { fields: vec![TableField::new("x", FieldType::String, FieldMode::Nullable)] };
+    assert_eq!(racing.ensure_table(&table, &other, &TableOptions::default()).unwrap(), orders_schema());
+    let seen: Vec<String> = proxy.seen.lock().unwrap().iter().map(|s| s.method.clone()).collect();
+    assert_eq!(seen, ["GET", "POST", "GET"], "read, create refused with 409, read");
+    client.delete_dataset(&project, &dataset).unwrap();
+}
