@@ -505,7 +505,7 @@ pub enum Evolution {
 /// always the union of both schemas: without `allow_unionization`,
 /// Confluent proposes the record's schema alone and BigQuery then refuses
 /// it when the record lacks a column; here the columns stay and the
-/// decision is the same as with it (docs/decisions/ names this).
+/// decision is the same as with it (docs/decisions/0005).
 pub fn plan_evolution(table: &TableSchema, record: &TableSchema, policy: EvolutionPolicy) -> Evolution {
     let mut added = Vec::new();
     let mut relaxed = Vec::new();
