@@ -233,3 +233,53 @@ fn a_connect_record_becomes_a_table_and_a_row_the_emulator_stores_as_meant() {
     );
     client.delete_dataset(&project, &dataset).unwrap();
 }
+
+#[test]
+fn requests_carry_the_service_accounts_token_and_a_401_renews_it() {
+    // The proxy answers for Google here (the emulator checks no
+    // credentials): it serves the key's token endpoint, answers BigQuery's
+    // 401 to the first token as to an expired one, and forwards requests
+    // that carry a later token.
+    use sluice_bigquery_sink::auth::{GoogleAuth, KeySource};
+    let (mut client, project, dataset) = setup("auth");
+    let table = TableId::new(&project, &dataset, "orders");
+    client.ensure_table(&table, &orders_schema(), &TableOptions::default()).unwrap();
+    let mut minted = 0;
+    let proxy = Proxy::start(move |seen, upstream| {
+        if seen.path == "/token" {
+            minted += 1;
+            assert!(
+                seen.body.contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
+                "{}",
+                seen.body
+            );
+            return (200, Vec::new(), format!(r#"{{"access_token":"tok-{minted}","expires_in":3600}}"#));
+        }
+        match seen.headers.get("authorization").map(String::as_str) {
+            Some("Bearer tok-1") => (
+                401,
+                Vec::new(),
+                common::google_error(401, "authError", "Request had invalid authentication credentials."),
+            ),
+            Some(a) if a.starts_with("Bearer tok-") => upstream.forward(seen),
+            other => panic!("no token: {other:?}"),
+        }
+    });
+    let mut key: serde_json::Value = serde_json::from_str(include_str!("fixtures/test-service-account.json")).unwrap();
+    key["token_uri"] = json!(format!("{}/token", proxy.url));
+    let auth = GoogleAuth::from_config(KeySource::Json, Some(&key.to_string())).unwrap();
+    let mut authed = BigQueryRest::with_auth(&proxy.url, &project, auth.clone());
+    assert_eq!(authed.get_table(&table).unwrap(), Some(orders_schema()));
+    assert_eq!(authed.get_table(&table).unwrap(), Some(orders_schema()), "the renewed token is cached");
+    assert_eq!(auth.fetched(), 2);
+    let tokens: Vec<String> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path != "/token")
+        .map(|s| s.headers["authorization"].clone())
+        .collect();
+    assert_eq!(tokens, ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]);
+    client.delete_dataset(&project, &dataset).unwrap();
+}
