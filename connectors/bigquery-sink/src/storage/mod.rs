@@ -27,6 +27,8 @@ use tonic::{
 
 use proto::*;
 
+use crate::schema::{FieldMode, FieldType, TableField, TableSchema};
+
 /// Gives the `authorization` header value (`Bearer …`) for each call;
 /// `refresh` asks for a new token after the server refused one.
 pub type Authorization = Arc<dyn Fn(bool) -> Result<String, ConnectorError> + Send + Sync>;
@@ -136,6 +138,37 @@ pub fn classify_status_code(code: Code, message: &str) -> AppendOutcome {
     }
 }
 
+/// The table schema a stream reports, in the REST shape the encoder takes
+/// (table.proto's enums).
+pub fn table_schema(s: &StorageTableSchema) -> TableSchema {
+    TableSchema { fields: s.fields.iter().map(table_field).collect() }
+}
+
+fn table_field(f: &StorageTableField) -> TableField {
+    let field_type = match f.r#type {
+        2 => FieldType::Integer,
+        3 => FieldType::Float,
+        4 => FieldType::Record,
+        5 => FieldType::Bytes,
+        6 => FieldType::Boolean,
+        7 => FieldType::Timestamp,
+        8 => FieldType::Date,
+        9 => FieldType::Time,
+        10 => FieldType::DateTime,
+        12 => FieldType::Numeric,
+        13 => FieldType::BigNumeric,
+        15 => FieldType::Json,
+        // STRING, and what travels as text (GEOGRAPHY, INTERVAL, RANGE).
+        _ => FieldType::String,
+    };
+    let mode = match f.mode {
+        2 => FieldMode::Required,
+        3 => FieldMode::Repeated,
+        _ => FieldMode::Nullable,
+    };
+    TableField { name: f.name.clone(), field_type, mode, fields: f.fields.iter().map(table_field).collect() }
+}
+
 /// A connected client. Cheap to clone (the channel is shared).
 #[derive(Clone)]
 pub struct StorageClient {
@@ -157,9 +190,9 @@ impl StorageClient {
         };
         let mut ep = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| bad(&e))?
-            .connect_timeout(Duration::from_secs(10))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
+            // No HTTP/2 keep-alive pings: gRPC servers answer unsolicited
+            // pings with GOAWAY "too many pings" (the emulator does).
+            .connect_timeout(Duration::from_secs(10));
         if endpoint.starts_with("https://") {
             ep = ep.tls_config(ClientTlsConfig::new().with_webpki_roots()).map_err(|e| bad(&e))?;
         }
@@ -204,23 +237,23 @@ impl StorageClient {
     }
 
     /// Creates a stream on `table` (`projects/{p}/datasets/{d}/tables/{t}`);
-    /// returns its name.
-    pub async fn create_write_stream(&self, table: &str, kind: StreamType) -> Result<String, StorageError> {
+    /// returns it (name, and the table schema when the server sends it).
+    pub async fn create_write_stream(&self, table: &str, kind: StreamType) -> Result<WriteStream, StorageError> {
         let request = CreateWriteStreamRequest {
             parent: table.to_string(),
-            write_stream: Some(WriteStream { name: String::new(), r#type: kind as i32 }),
+            write_stream: Some(WriteStream { r#type: kind as i32, ..WriteStream::default() }),
         };
         let stream: WriteStream = self.unary("CreateWriteStream", request, &format!("parent={table}")).await?;
         if stream.name.is_empty() {
             return Err(StorageError::Refused(format!("CreateWriteStream on {table} answered no stream name")));
         }
-        Ok(stream.name)
+        Ok(stream)
     }
 
     /// The stream, or `None` when it is gone.
     pub async fn get_write_stream(&self, name: &str) -> Result<Option<WriteStream>, StorageError> {
         match self
-            .unary("GetWriteStream", GetWriteStreamRequest { name: name.to_string() }, &format!("name={name}"))
+            .unary("GetWriteStream", GetWriteStreamRequest { name: name.to_string(), view: 2 }, &format!("name={name}"))
             .await
         {
             Ok(s) => Ok(Some(s)),
@@ -265,12 +298,16 @@ impl StorageClient {
         grpc.ready().await.map_err(|e| StorageError::Transient(format!("AppendRows: cannot connect: {e}")))?;
         let (tx, rx) = mpsc::channel::<AppendRowsRequest>(4);
         let request = self.request(ReceiverStream::new(rx), &format!("write_stream={stream}"), false)?;
-        let responses = grpc
-            .streaming(request, path, ProstCodec::<AppendRowsRequest, AppendRowsResponse>::default())
-            .await
-            .map_err(|s| StorageError::from_status("AppendRows", &s))?
-            .into_inner();
-        Ok(AppendConnection { stream: stream.to_string(), tx, responses, broken: false })
+        // The call starts with the first append: a server may send its
+        // headers only after the first request (the emulator does), so
+        // awaiting them before sending anything would wait forever.
+        Ok(AppendConnection {
+            stream: stream.to_string(),
+            tx,
+            start: Some((grpc, request, path)),
+            responses: None,
+            broken: false,
+        })
     }
 }
 
@@ -279,9 +316,12 @@ impl StorageClient {
 pub struct AppendConnection {
     stream: String,
     tx: mpsc::Sender<AppendRowsRequest>,
-    responses: Streaming<AppendRowsResponse>,
+    start: Option<PendingCall>,
+    responses: Option<Streaming<AppendRowsResponse>>,
     broken: bool,
 }
+
+type PendingCall = (Grpc<Channel>, Request<ReceiverStream<AppendRowsRequest>>, tonic::codegen::http::uri::PathAndQuery);
 
 impl AppendConnection {
     pub fn stream(&self) -> &str {
@@ -319,7 +359,23 @@ impl AppendConnection {
                 self.stream
             )));
         }
-        match self.responses.message().await {
+        if let Some((mut grpc, request, path)) = self.start.take() {
+            match grpc.streaming(request, path, ProstCodec::<AppendRowsRequest, AppendRowsResponse>::default()).await {
+                Ok(r) => self.responses = Some(r.into_inner()),
+                Err(status) => {
+                    self.broken = true;
+                    return classify_status_code(status.code(), status.message());
+                }
+            }
+        }
+        let Some(responses) = self.responses.as_mut() else {
+            self.broken = true;
+            return AppendOutcome::Failed(StorageError::Transient(format!(
+                "AppendRows to {}: not connected",
+                self.stream
+            )));
+        };
+        match responses.message().await {
             Ok(Some(response)) => classify_append(&response),
             Ok(None) => {
                 self.broken = true;
@@ -372,6 +428,33 @@ mod tests {
             classify_append(&response(Some((5, "Stream not found")), &[], None)),
             AppendOutcome::Failed(StorageError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn stream_schemas_map_to_table_schemas() {
+        let f = |name: &str, t, mode, fields| StorageTableField { name: name.into(), r#type: t, mode, fields };
+        let s = StorageTableSchema {
+            fields: vec![
+                f("id", 2, 2, vec![]),
+                f("tags", 1, 3, vec![]),
+                f("address", 4, 1, vec![f("city", 1, 0, vec![])]),
+                f("at", 7, 1, vec![]),
+                f("n", 12, 1, vec![]),
+            ],
+        };
+        let t = table_schema(&s);
+        let kinds: Vec<(FieldType, FieldMode)> = t.fields.iter().map(|f| (f.field_type, f.mode)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (FieldType::Integer, FieldMode::Required),
+                (FieldType::String, FieldMode::Repeated),
+                (FieldType::Record, FieldMode::Nullable),
+                (FieldType::Timestamp, FieldMode::Nullable),
+                (FieldType::Numeric, FieldMode::Nullable)
+            ]
+        );
+        assert_eq!(t.fields[2].fields[0].name, "city");
     }
 
     #[test]

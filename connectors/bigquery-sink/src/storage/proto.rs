@@ -22,6 +22,30 @@ pub struct WriteStream {
     /// [`StreamType`].
     #[prost(int32, tag = "2")]
     pub r#type: i32,
+    /// The table's schema (CreateWriteStream answers it; GetWriteStream
+    /// with the FULL view too).
+    #[prost(message, optional, tag = "5")]
+    pub table_schema: Option<StorageTableSchema>,
+}
+
+/// `google.cloud.bigquery.storage.v1.TableSchema` (table.proto).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StorageTableSchema {
+    #[prost(message, repeated, tag = "1")]
+    pub fields: Vec<StorageTableField>,
+}
+
+/// `TableFieldSchema`: type and mode are table.proto's enums.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StorageTableField {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(int32, tag = "2")]
+    pub r#type: i32,
+    #[prost(int32, tag = "3")]
+    pub mode: i32,
+    #[prost(message, repeated, tag = "4")]
+    pub fields: Vec<StorageTableField>,
 }
 
 /// `WriteStream.Type`.
@@ -37,6 +61,9 @@ pub enum StreamType {
 pub struct GetWriteStreamRequest {
     #[prost(string, tag = "1")]
     pub name: String,
+    /// `WriteStreamView`: 1 BASIC, 2 FULL (with the table schema).
+    #[prost(int32, tag = "3")]
+    pub view: i32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
