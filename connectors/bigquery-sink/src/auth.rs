@@ -67,6 +67,16 @@ impl KeySource {
     }
 }
 
+impl From<crate::config::KeySource> for KeySource {
+    fn from(k: crate::config::KeySource) -> KeySource {
+        match k {
+            crate::config::KeySource::File => KeySource::File,
+            crate::config::KeySource::Json => KeySource::Json,
+            crate::config::KeySource::ApplicationDefault => KeySource::ApplicationDefault,
+        }
+    }
+}
+
 /// Where an access token comes from. `Debug` shows who, never the secret.
 enum Credentials {
     ServiceAccount { client_email: String, key_id: Option<String>, key: Arc<RsaKeyPair>, token_uri: String },

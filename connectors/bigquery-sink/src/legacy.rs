@@ -11,7 +11,7 @@
 //! - rows are sent with `skipInvalidRows=true`: the valid rows of a
 //!   request land and the invalid ones come back in `insertErrors`, each a
 //!   `BadRecord` carrying BigQuery's reason, location and message and the
-//!   record's topic/partition/offset (docs/decisions/0004 says why not
+//!   record's topic/partition/offset (docs/decisions/0006 says why not
 //!   `false`);
 //! - rows BigQuery reports as not written without fault of their own
 //!   (`stopped`, `timeout`, `backendError`) are sent again;

@@ -181,6 +181,10 @@ pub fn reason_kind(reason: &str) -> Option<ErrorKind> {
 
 /// An [`HttpError`] of a call about `what`, as the worker should act on it.
 pub fn to_connector_error(what: &str, e: &HttpError, policy: StatusPolicy) -> ConnectorError {
+    if let HttpError::Token(inner) = e {
+        let error = crate::auth::GoogleAuth::to_connector_error(inner);
+        return ConnectorError::new(error.kind(), format!("{what}: {}", error.message()));
+    }
     if let HttpError::Status { status, body, .. } = e {
         let (reason, message) = error_reason(body).unwrap_or_default();
         if let Some(kind) = reason_kind(&reason) {
@@ -637,6 +641,8 @@ mod tests {
             (status(403, &body("accessDenied")), ErrorKind::Config, "keyfile"),
             (status(401, "{}"), ErrorKind::Config, "keyfile"),
             (status(400, &body("invalid")), ErrorKind::BadRecord, "invalid"),
+            (HttpError::Token(Box::new(status(400, "{\"error\":\"invalid_grant\"}"))), ErrorKind::Config, "keyfile"),
+            (HttpError::Token(Box::new(status(503, "{}"))), ErrorKind::Retriable, "503"),
         ];
         for (e, kind, says) in cases {
             let c = to_connector_error("writing t", &e, StatusPolicy::SINK);

@@ -25,8 +25,10 @@
 
 use std::fmt;
 
+use base64::Engine;
 use connector_api::schema::{Logical, Schema, SchemaType};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 /// A table's schema, as BigQuery's REST API writes it (`{"fields": […]}`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -505,7 +507,7 @@ pub enum Evolution {
 /// always the union of both schemas: without `allow_unionization`,
 /// Confluent proposes the record's schema alone and BigQuery then refuses
 /// it when the record lacks a column; here the columns stay and the
-/// decision is the same as with it (docs/decisions/ names this).
+/// decision is the same as with it (docs/decisions/0005).
 pub fn plan_evolution(table: &TableSchema, record: &TableSchema, policy: EvolutionPolicy) -> Evolution {
     let mut added = Vec::new();
     let mut relaxed = Vec::new();
@@ -603,6 +605,246 @@ fn relax_all(mut field: TableField) -> TableField {
     }
     field.fields = field.fields.into_iter().map(relax_all).collect();
     field
+}
+
+/// A record's value as a BigQuery JSON row (`insertAll`'s `json`), from
+/// the payload JsonConverter wrote and its Connect schema (Confluent's
+/// `BigQueryRecordConverter`): Decimal (base64 unscaled bytes, or a
+/// number) → its decimal text; Timestamp (ms) → RFC 3339 in UTC with
+/// milliseconds (the emulator reads numbers as microseconds, BigQuery as
+/// seconds, so text is the one both read alike); Date (days) →
+/// `YYYY-MM-DD`; Time (ms of the day) → `HH:MM:SS.mmm`; a map → `key` /
+/// `value` records; bytes stay base64. Field names follow
+/// `sanitize_field_names` as [`from_connect`] does. An error names the
+/// field's path and what is wrong.
+pub fn connect_row(value: &Value, schema: &Schema, sanitize_field_names: bool) -> Result<Map<String, Value>, String> {
+    if schema.kind != SchemaType::Struct {
+        return Err(format!("the value schema is a {:?}, not a struct", schema.kind));
+    }
+    if value.is_null() {
+        return Err("the value is null (a tombstone): there is no row to write".into());
+    }
+    match connect_value(value, schema, "", sanitize_field_names)? {
+        Value::Object(row) => Ok(row),
+        Value::Null => Err("the value is null (a tombstone): there is no row to write".into()),
+        other => Err(format!("the value is {other}, not an object")),
+    }
+}
+
+fn connect_value(value: &Value, schema: &Schema, path: &str, sanitize: bool) -> Result<Value, String> {
+    let at = || if path.is_empty() { "the value".to_string() } else { format!("field `{path}`") };
+    if value.is_null() {
+        return match &schema.default {
+            Some(d) if !d.is_null() => connect_value(d, schema, path, sanitize),
+            _ if schema.optional => Ok(Value::Null),
+            _ => Err(format!("{} is null but its schema is not optional", at())),
+        };
+    }
+    if let Some(logical) = schema.logical() {
+        return logical_value(value, logical).map_err(|e| format!("{}: {e}", at()));
+    }
+    let wrong = |want: &str| format!("{} should be {want} (its schema is {:?}) but is {value}", at(), schema.kind);
+    match schema.kind {
+        SchemaType::Int8 | SchemaType::Int16 | SchemaType::Int32 | SchemaType::Int64 => {
+            value.as_i64().map(Value::from).ok_or_else(|| wrong("an integer"))
+        }
+        SchemaType::Float | SchemaType::Double => match value {
+            Value::Number(_) => Ok(value.clone()),
+            // JsonConverter writes the special values as text.
+            Value::String(s) if matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity") => Ok(value.clone()),
+            _ => Err(wrong("a number")),
+        },
+        SchemaType::Boolean => value.as_bool().map(Value::from).ok_or_else(|| wrong("true or false")),
+        SchemaType::String | SchemaType::Bytes => value.as_str().map(Value::from).ok_or_else(|| wrong("a string")),
+        SchemaType::Struct => {
+            let object = value.as_object().ok_or_else(|| wrong("an object"))?;
+            let mut row = Map::new();
+            for f in &schema.fields {
+                let p = if path.is_empty() { f.name.clone() } else { format!("{path}.{}", f.name) };
+                let name = if sanitize { sanitize_field_name(&f.name) } else { f.name.clone() };
+                let v = connect_value(object.get(&f.name).unwrap_or(&Value::Null), &f.schema, &p, sanitize)?;
+                if !v.is_null() {
+                    row.insert(name, v);
+                }
+            }
+            Ok(Value::Object(row))
+        }
+        SchemaType::Array => {
+            let items = schema.items.as_deref().ok_or_else(|| format!("{}: an array schema without items", at()))?;
+            let list = value.as_array().ok_or_else(|| wrong("an array"))?;
+            let out: Result<Vec<Value>, String> = list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| connect_value(v, items, &format!("{path}[{i}]"), sanitize))
+                .collect();
+            // BigQuery has no null elements in a REPEATED column.
+            Ok(Value::Array(out?.into_iter().filter(|v| !v.is_null()).collect()))
+        }
+        SchemaType::Map => {
+            let (Some(ks), Some(vs)) = (schema.keys.as_deref(), schema.values.as_deref()) else {
+                return Err(format!("{}: a map schema without keys or values", at()));
+            };
+            // JsonConverter writes string-keyed maps as objects, others as [key, value] pairs.
+            let pairs: Vec<(Value, &Value)> = match value {
+                Value::Object(o) => o.iter().map(|(k, v)| (Value::from(k.as_str()), v)).collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|p| match p.as_array().map(Vec::as_slice) {
+                        Some([k, v]) => Ok((k.clone(), v)),
+                        _ => Err(wrong("a map (an object, or [key, value] pairs)")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(wrong("a map (an object, or [key, value] pairs)")),
+            };
+            let mut out = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                let key = connect_value(&k, ks, &format!("{path}.key"), sanitize)?;
+                let value = connect_value(v, vs, &format!("{path}.value"), sanitize)?;
+                let mut entry = Map::new();
+                entry.insert("key".into(), key);
+                if !value.is_null() {
+                    entry.insert("value".into(), value);
+                }
+                out.push(Value::Object(entry));
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+fn logical_value(value: &Value, logical: Logical) -> Result<Value, String> {
+    match logical {
+        Logical::Decimal { scale } => match value {
+            Value::String(b64) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("a Decimal should be base64 bytes ({e})"))?;
+                Ok(Value::from(decimal_text(&bytes, scale)))
+            }
+            // decimal.format=NUMERIC writes the number itself.
+            Value::Number(n) => Ok(Value::from(n.to_string())),
+            other => Err(format!("a Decimal should be base64 bytes or a number, not {other}")),
+        },
+        Logical::Timestamp => {
+            let ms = value.as_i64().ok_or_else(|| format!("a Timestamp should be milliseconds, not {value}"))?;
+            let t =
+                chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("timestamp {ms} is out of range"))?;
+            Ok(Value::from(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+        }
+        Logical::Date => {
+            let days = value.as_i64().ok_or_else(|| format!("a Date should be days since 1970-01-01, not {value}"))?;
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or("no epoch")?;
+            let d = epoch
+                .checked_add_signed(chrono::TimeDelta::days(days))
+                .ok_or_else(|| format!("date {days} is out of range"))?;
+            Ok(Value::from(d.format("%Y-%m-%d").to_string()))
+        }
+        Logical::Time => {
+            let ms = value.as_i64().filter(|ms| (0..86_400_000).contains(ms));
+            let ms = ms.ok_or_else(|| format!("a Time should be milliseconds of the day, not {value}"))?;
+            Ok(Value::from(format!(
+                "{:02}:{:02}:{:02}.{:03}",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            )))
+        }
+    }
+}
+
+/// The decimal text of a big-endian two's-complement unscaled value with
+/// `scale` digits after the point (any length: BIGNUMERIC needs 32 bytes).
+pub fn decimal_text(bytes: &[u8], scale: i32) -> String {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut magnitude: Vec<u8> = bytes.to_vec();
+    if negative {
+        // Two's complement: invert and add one.
+        for b in magnitude.iter_mut() {
+            *b = !*b;
+        }
+        for b in magnitude.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+    }
+    let mut digits = Vec::new();
+    while magnitude.iter().any(|&b| b != 0) {
+        let mut rem = 0u32;
+        for b in magnitude.iter_mut() {
+            let cur = (rem << 8) | u32::from(*b);
+            *b = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        digits.push(b'0' + rem as u8);
+    }
+    if digits.is_empty() {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    let mut text = String::from_utf8(digits).unwrap_or_default();
+    if scale > 0 {
+        let scale = scale as usize;
+        if text.len() <= scale {
+            text = format!("{}{text}", "0".repeat(scale - text.len() + 1));
+        }
+        text.insert(text.len() - scale, '.');
+    } else if scale < 0 && text != "0" {
+        text.push_str(&"0".repeat(scale.unsigned_abs() as usize));
+    }
+    if negative && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
+        text.insert(0, '-');
+    }
+    text
+}
+
+/// A schemaless record's JSON object as a row: with `sanitize_field_names`
+/// every key (nested objects' too) follows [`sanitize_field_name`], and two
+/// keys becoming one is refused naming both.
+pub fn schemaless_row(value: &Value, sanitize_field_names: bool) -> Result<Map<String, Value>, String> {
+    match value {
+        Value::Object(o) if !sanitize_field_names => Ok(o.clone()),
+        Value::Object(o) => sanitize_keys(o, ""),
+        Value::Null => Err("the value is null (a tombstone): there is no row to write".into()),
+        other => Err(format!("the value is {other}, not a JSON object: BigQuery rows need named fields")),
+    }
+}
+
+fn sanitize_keys(o: &Map<String, Value>, path: &str) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    for (k, v) in o {
+        let name = sanitize_field_name(k);
+        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let v = match v {
+            Value::Object(inner) => Value::Object(sanitize_keys(inner, &p)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| match i {
+                        Value::Object(inner) => sanitize_keys(inner, &p).map(Value::Object),
+                        other => Ok(other.clone()),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => other.clone(),
+        };
+        if out.insert(name.clone(), v).is_some() {
+            return Err(format!("field `{p}` becomes `{name}` with sanitizeFieldNames, as another field does"));
+        }
+    }
+    Ok(out)
+}
+
+/// The `kafkaDataFieldName` value: topic, partition, offset, and the time
+/// the row was written (ms since the epoch, as RFC 3339).
+pub fn kafka_data_value(topic: &str, partition: i32, offset: i64, insert_time_ms: i64) -> Value {
+    let insert_time = chrono::DateTime::from_timestamp_millis(insert_time_ms)
+        .map(|t| Value::from(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+        .unwrap_or(Value::Null);
+    serde_json::json!({"topic": topic, "partition": partition, "offset": offset, "insertTime": insert_time})
 }
 
 #[cfg(test)]
@@ -845,5 +1087,71 @@ mod tests {
         let record = schema(vec![TableField::record("addr", Rep, vec![f("city", T::String, R)])]);
         let Evolution::Refused(why) = plan_evolution(&table, &record, ALL) else { panic!() };
         assert!(why.contains("`addr`") && why.contains("REPEATED"), "{why}");
+    }
+
+    #[test]
+    fn decimals_become_their_text_at_any_length() {
+        assert_eq!(decimal_text(&[0x04, 0xD2], 2), "12.34");
+        assert_eq!(decimal_text(&[0xFB, 0x2E], 2), "-12.34");
+        assert_eq!(decimal_text(&[0x05], 3), "0.005");
+        assert_eq!(decimal_text(&[0xFF], 0), "-1");
+        assert_eq!(decimal_text(&[], 2), "0.00");
+        assert_eq!(decimal_text(&[0x01], -2), "100");
+        // 2^128 has 17 bytes: beyond i128, as BIGNUMERIC values are.
+        let mut big = vec![0x01];
+        big.extend([0u8; 16]);
+        assert_eq!(decimal_text(&big, 0), "340282366920938463463374607431768211456");
+    }
+
+    #[test]
+    fn connect_values_become_bigquery_json() {
+        let schema = parse(
+            r#"{"type":"struct","fields":[
+            {"field":"id","type":"int64"},{"field":"a.b","type":"string","optional":true},
+            {"field":"amount","type":"bytes","name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2"}},
+            {"field":"at","type":"int64","name":"org.apache.kafka.connect.data.Timestamp"},
+            {"field":"day","type":"int32","name":"org.apache.kafka.connect.data.Date"},
+            {"field":"tod","type":"int32","name":"org.apache.kafka.connect.data.Time"},
+            {"field":"attrs","type":"map","keys":{"type":"string"},"values":{"type":"int32"}},
+            {"field":"ids","type":"map","keys":{"type":"int32"},"values":{"type":"string"}},
+            {"field":"tags","type":"array","items":{"type":"string","optional":true}},
+            {"field":"addr","type":"struct","optional":true,"fields":[{"field":"city","type":"string"}]},
+            {"field":"flag","type":"boolean","optional":true,"default":true}
+        ]}"#,
+        );
+        let value = serde_json::json!({"id": 7, "a.b": "x", "amount": "BNI=", "at": 1714557600123_i64, "day": 19844,
+            "tod": 45296789, "attrs": {"k": 1}, "ids": [[1, "one"]], "tags": ["a", null, "b"], "addr": null});
+        let row = connect_row(&value, &schema, true).unwrap();
+        assert_eq!(
+            Value::Object(row),
+            serde_json::json!({"id": 7, "a_b": "x", "amount": "12.34", "at": "2024-05-01T10:00:00.123Z",
+                "day": "2024-05-01", "tod": "12:34:56.789", "attrs": [{"key": "k", "value": 1}],
+                "ids": [{"key": 1, "value": "one"}], "tags": ["a", "b"], "flag": true})
+        );
+        let mut bad = value.clone();
+        bad["id"] = Value::Null;
+        assert!(connect_row(&bad, &schema, false).unwrap_err().contains("field `id` is null"));
+        let mut bad = value.clone();
+        bad["addr"] = serde_json::json!({"city": 5});
+        let e = connect_row(&bad, &schema, false).unwrap_err();
+        assert!(e.contains("field `addr.city`") && e.contains("a string"), "{e}");
+        assert!(connect_row(&Value::Null, &schema, false).unwrap_err().contains("tombstone"));
+    }
+
+    #[test]
+    fn schemaless_rows_are_sanitized_on_request_and_metadata_is_filled() {
+        let v = serde_json::json!({"a.b": 1, "n": {"x-y": [{"1z": 2}]}});
+        assert_eq!(schemaless_row(&v, false).unwrap(), v.as_object().unwrap().clone());
+        assert_eq!(
+            Value::Object(schemaless_row(&v, true).unwrap()),
+            serde_json::json!({"a_b": 1, "n": {"x_y": [{"_1z": 2}]}})
+        );
+        let e = schemaless_row(&serde_json::json!({"a.b": 1, "a-b": 2}), true).unwrap_err();
+        assert!(e.contains("a_b"), "{e}");
+        assert!(schemaless_row(&serde_json::json!([1]), false).is_err());
+        assert_eq!(
+            kafka_data_value("orders", 3, 42, 1714557600000),
+            serde_json::json!({"topic": "orders", "partition": 3, "offset": 42, "insertTime": "2024-05-01T10:00:00.000Z"})
+        );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The emulator's `tables.patch` updates its catalog but not its storage,
 //! so every insertAll after a patch answers 500
-//! (docs/decisions/0003-bigquery-emulator-merge-and-schema-evolution.md).
+//! (docs/decisions/0005-bigquery-emulator-merge-and-schema-evolution.md).
 //! BigQuery alters both in that one call. So a proxy sits in front of the
 //! emulator: it forwards the patch and then runs the matching `ALTER TABLE
 //! … ADD COLUMN` for each new top-level column — the proxy makes the
