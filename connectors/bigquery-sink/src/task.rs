@@ -35,7 +35,8 @@ use crate::{
 /// process die at once (abort: no unwinding, no commit, as `kill -9`) the
 /// n-th time it reaches `<point>`; `SLUICE_BQ_FAULT_MARK=<file>` makes it
 /// fire once across restarts (the file is created just before). Points:
-/// `mid-append` (a put's first partition appended, the others not),
+/// `mid-append` (a put's rows partly appended: after one append request
+/// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
 /// append: at the start of the next put). Unset in production.
@@ -449,6 +450,9 @@ impl BigQuerySinkTask {
                     done = chunk.end;
                     attempt = 0;
                     self.appended_since_commit = true;
+                    if done < rows.len() {
+                        self.faults.reach("mid-append", &self.host);
+                    }
                 }
                 Err(PutFailure::RowErrors(errors)) => {
                     let mut bad: Vec<usize> = Vec::new();
@@ -468,10 +472,12 @@ impl BigQuerySinkTask {
                         rows.remove(i);
                     }
                 }
-                Err(PutFailure::Gap(m)) => return Err(ConnectorError::fatal(format!(
+                Err(PutFailure::Gap(m)) => {
+                    return Err(ConnectorError::fatal(format!(
                     "append to {stream}: the stream ends before rows this sink counted as written ({m}); the stream \
                          was changed by someone else: stop other writers of it and restart the task"
-                ))),
+                )))
+                }
                 Err(PutFailure::Storage(StorageError::Transient(m))) if attempt < retries => {
                     self.host.warn("BigQuery is unavailable; retrying", &[("error", &m)]);
                     std::thread::sleep(wait.saturating_mul(1 << attempt.min(6)));
@@ -526,10 +532,7 @@ impl BigQuerySinkTask {
         outcome: &mut PutOutcome,
     ) -> Result<(), ConnectorError> {
         let insert_micros = now_micros();
-        for (n, (tp, idx)) in groups.iter().enumerate() {
-            if n == 1 {
-                self.faults.reach("mid-append", &self.host);
-            }
+        for (tp, idx) in groups {
             let table = self.cfg.table_for(&tp.topic);
             let encoder = match exactly_once {
                 true => self.encoder(&table)?,
