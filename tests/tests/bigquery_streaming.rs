@@ -345,3 +345,95 @@ fn a_worker_paused_past_the_takeover_appends_nothing_twice_when_it_wakes() {
     wait_all_committed(other, &case.group, &case.topic, 2_500);
     assert_eq!(Bq::new().census(&case.dataset), expected(2_500, false));
 }
+
+/// A TCP forwarder in front of the emulator's gRPC port that can be taken
+/// down: connections are cut and new ones refused (closed at once), as a
+/// BigQuery outage looks to the sink.
+struct Outage {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Outage {
+    fn start(upstream: &str) -> Outage {
+        use std::{
+            net::{TcpListener, TcpStream},
+            sync::{atomic::Ordering, Arc, Mutex},
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (u, r, o) = (up.clone(), refused.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if !u.load(Ordering::SeqCst) {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                for s in [&client, &server] {
+                    if let Ok(c) = s.try_clone() {
+                        o.lock().unwrap().push(c);
+                    }
+                }
+                let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c2, mut s2) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Outage { url, up, refused, open }
+    }
+
+    fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn bigquery_unavailable_commits_nothing_meanwhile_and_everything_once_after() {
+    let _serial = serial();
+    let case = Case::new("bq-outage");
+    produce(&case.topic, 1_000, false);
+    let outage = Outage::start(&service_env("BQ_GRPC_ENDPOINT"));
+    let worker = WorkerProcess::start(&unique("bq-outage-cluster"), &[], &[]);
+    let mut c = config(&case.topic, &case.dataset, &[]);
+    c["bigquery.storage.endpoint"] = json!(outage.url);
+    create(&worker, &case.name, c);
+    wait_all_committed(&worker, &case.group, &case.topic, 1_000);
+    outage.down();
+    produce(&case.topic, 1_000, false);
+    // The sink has tried (and been refused) several times: the outage is
+    // seen. Nothing past what was there before may be committed.
+    wait_until("the sink to retry against the outage", TIMEOUT, || (outage.refused() >= 5).then_some(()));
+    for p in 0..PARTITIONS {
+        assert_eq!(committed_offset(&case.group, &case.topic, p), Some(1_000), "committed during the outage");
+    }
+    outage.restore();
+    wait_all_committed(&worker, &case.group, &case.topic, 2_000);
+    assert_eq!(Bq::new().census(&case.dataset), expected(2_000, false));
+}
