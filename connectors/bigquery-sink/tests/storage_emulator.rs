@@ -5,7 +5,7 @@
 
 mod bq;
 
-use bq::{env, unique, Rest};
+use bq::{env, serial, unique, Rest};
 use serde_json::{json, Map, Value};
 use sluice_bigquery_sink::{
     encode::RowEncoder,
@@ -38,6 +38,7 @@ fn row(id: i64) -> Vec<u8> {
 
 #[test]
 fn a_committed_stream_takes_rows_at_explicit_offsets_once() {
+    let _serial = serial();
     let e = env();
     let mut rest = Rest::new();
     let dataset = unique("storage");
@@ -95,6 +96,7 @@ fn a_committed_stream_takes_rows_at_explicit_offsets_once() {
 
 #[test]
 fn the_default_stream_appends_without_offsets() {
+    let _serial = serial();
     let e = env();
     let mut rest = Rest::new();
     let dataset = unique("default_stream");

@@ -24,6 +24,15 @@ pub fn env() -> Env {
     Env { rest: get("BQ_REST_ENDPOINT"), grpc: get("BQ_GRPC_ENDPOINT"), project: get("BQ_PROJECT") }
 }
 
+/// One test at a time per test binary: the emulator shares one DuckDB
+/// connection between its REST and gRPC threads and refuses a call while
+/// another runs ("connection is busy with another call"), which BigQuery
+/// never does. Hold the guard for the test's length.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A name unique to this run and test: letters, digits and _.
 pub fn unique(test: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
