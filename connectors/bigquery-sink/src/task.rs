@@ -468,10 +468,12 @@ impl BigQuerySinkTask {
                         rows.remove(i);
                     }
                 }
-                Err(PutFailure::Gap(m)) => return Err(ConnectorError::fatal(format!(
+                Err(PutFailure::Gap(m)) => {
+                    return Err(ConnectorError::fatal(format!(
                     "append to {stream}: the stream ends before rows this sink counted as written ({m}); the stream \
                          was changed by someone else: stop other writers of it and restart the task"
-                ))),
+                )))
+                }
                 Err(PutFailure::Storage(StorageError::Transient(m))) if attempt < retries => {
                     self.host.warn("BigQuery is unavailable; retrying", &[("error", &m)]);
                     std::thread::sleep(wait.saturating_mul(1 << attempt.min(6)));
