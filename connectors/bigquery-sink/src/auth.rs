@@ -284,6 +284,18 @@ impl GoogleAuth {
         Ok(GoogleAuth::with(credentials))
     }
 
+    /// The credentials of a parsed connector config: `None` when the
+    /// endpoints are plain HTTP and no keyfile is set (a local emulator,
+    /// which checks none).
+    pub fn for_config(config: &crate::config::BigQuerySinkConfig) -> Result<Option<GoogleAuth>, ConnectorError> {
+        let keyfile = config.keyfile.as_ref().map(|k| k.expose()).filter(|k| !k.trim().is_empty());
+        let local = !config.rest_endpoint.starts_with("https://") && !config.storage_endpoint.starts_with("https://");
+        match (keyfile, config.key_source) {
+            (None, _) if local => Ok(None),
+            (keyfile, source) => GoogleAuth::from_config(source.into(), keyfile).map(Some),
+        }
+    }
+
     /// Asks for `scope` instead of BigQuery's (service accounts and the
     /// metadata server).
     pub fn scope(self, scope: &str) -> GoogleAuth {

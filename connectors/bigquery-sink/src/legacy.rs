@@ -24,13 +24,23 @@
 //! - a 400 for a whole request of several rows is bisected to find the
 //!   row it is about; 401/403 and a missing table or dataset fail the call.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use connector_api::{ConnectorError, ErrorKind};
+use connector_api::{schema::Schema, ConnectorError, ErrorKind, PutOutcome, SinkRecord};
 use connector_kit::{classify::StatusPolicy, http::HttpError};
 use serde_json::Value;
 
-use crate::rest::{self, BigQueryRest, InsertErrors, InsertRow, RowError, TableId};
+use crate::{
+    auth::GoogleAuth,
+    config::BigQuerySinkConfig,
+    rest::{
+        self, BigQueryRest, InsertErrors, InsertRow, PartitionType, RowError, TableId, TableOptions, TimePartitioning,
+    },
+    schema::{self, ConvertOptions, Evolution, EvolutionPolicy, TableSchema},
+};
 
 /// One record's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -315,6 +325,257 @@ pub fn write_rows(
     match last_outage {
         Some(error) if !any_landed && outcomes.iter().any(outage) => Err(error),
         _ => Ok(outcomes),
+    }
+}
+
+/// The legacy path as the task uses it: records in, one outcome per
+/// record out. It turns each record into a row (its value by its Connect
+/// schema, or schemaless JSON; the `kafkaKeyFieldName` and
+/// `kafkaDataFieldName` columns), finds or creates each table, patches
+/// its schema when the config allows and the record needs it, and writes
+/// each table's rows with [`write_rows`].
+pub struct LegacyWriter {
+    client: BigQueryRest,
+    config: BigQuerySinkConfig,
+    /// Table schemas known to fit what was written so far, by table name.
+    tables: HashMap<String, TableSchema>,
+    /// Parsed value and key schemas, by their JSON text.
+    schemas: HashMap<String, Result<Schema, String>>,
+    limits: Limits,
+    sleep: fn(Duration),
+}
+
+/// One record on its way to a table.
+struct Pending {
+    index: usize,
+    row: LegacyRow,
+    /// The table schema the record needs (known when it has a Connect schema).
+    needs: Option<TableSchema>,
+}
+
+impl LegacyWriter {
+    /// A writer for `config`; checks that the dataset exists (a missing one
+    /// is a `Config` error naming `defaultDataset`).
+    pub fn new(config: &BigQuerySinkConfig) -> Result<LegacyWriter, ConnectorError> {
+        let client = match GoogleAuth::for_config(config)? {
+            Some(auth) => BigQueryRest::with_auth(&config.rest_endpoint, &config.project, auth),
+            None => BigQueryRest::new(&config.rest_endpoint, &config.project),
+        };
+        Self::with_client(config, client)
+    }
+
+    /// A writer on a client built elsewhere (tests put a proxy in front).
+    pub fn with_client(config: &BigQuerySinkConfig, mut client: BigQueryRest) -> Result<LegacyWriter, ConnectorError> {
+        client.check_dataset(&config.project, &config.dataset)?;
+        Ok(LegacyWriter {
+            client,
+            config: config.clone(),
+            tables: HashMap::new(),
+            schemas: HashMap::new(),
+            limits: Limits::default(),
+            sleep: std::thread::sleep,
+        })
+    }
+
+    fn parsed(&mut self, json: &str) -> Result<Schema, String> {
+        self.schemas.entry(json.to_string()).or_insert_with(|| Schema::parse(json)).clone()
+    }
+
+    fn options(&self) -> TableOptions {
+        let kind = match self.config.partitioning {
+            crate::config::PartitioningType::Hour => PartitionType::Hour,
+            crate::config::PartitioningType::Day => PartitionType::Day,
+            crate::config::PartitioningType::Month => PartitionType::Month,
+            crate::config::PartitioningType::Year => PartitionType::Year,
+        };
+        TableOptions {
+            // As Confluent's legacy connector: created tables are time-partitioned.
+            time_partitioning: Some(TimePartitioning {
+                kind,
+                field: self.config.partition_field.clone(),
+                expiration_ms: self.config.partition_expiration_ms,
+            }),
+            clustering: self.config.clustering.clone(),
+        }
+    }
+
+    /// One record as a row and the table schema it needs, or why not.
+    fn row_of(&mut self, record: &SinkRecord<'_>, now_ms: i64) -> Result<(LegacyRow, Option<TableSchema>), String> {
+        let Some(bytes) = record.value() else {
+            return Err("the value is null (a tombstone): insertAll mode appends rows and has none to append; \
+                        drop tombstones with a Filter transform and the RecordIsTombstone predicate"
+                .into());
+        };
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("the value is not JSON ({e}); use the JsonConverter"))?;
+        let sanitize = self.config.sanitize_field_names;
+        let options = ConvertOptions { sanitize_field_names: sanitize, all_nullable: false };
+        let (mut row, mut needs) = match record.value_schema_json() {
+            Some(text) => {
+                let schema = self.parsed(text)?;
+                let row = schema::connect_row(&value, &schema, sanitize)?;
+                (row, Some(schema::from_connect(&schema, &options).map_err(|e| e.0)?))
+            }
+            None => (schema::schemaless_row(&value, sanitize)?, None),
+        };
+        if let Some(name) = self.config.kafka_key_field.clone() {
+            let key_schema = match record.key_schema_json() {
+                Some(text) => Some(self.parsed(text)?),
+                None => None,
+            };
+            let key: Value = match (record.key(), &key_schema) {
+                (None, _) => Value::Null,
+                (Some(k), Some(ks)) => {
+                    let json: Value = serde_json::from_slice(k).map_err(|e| format!("the key is not JSON ({e})"))?;
+                    schema::connect_key(&json, ks, sanitize)?
+                }
+                (Some(k), None) => Value::from(String::from_utf8_lossy(k).into_owned()),
+            };
+            let field = schema::kafka_key_field(&name, key_schema.as_ref(), &options).map_err(|e| e.0)?;
+            if let (Some(field), Some(n)) = (field, needs.as_mut()) {
+                n.fields.push(field);
+            }
+            if !key.is_null() {
+                row.insert(schema::sanitize_field_name(&name), key);
+            }
+        }
+        if let Some(name) = self.config.kafka_data_field.clone() {
+            if let Some(n) = needs.as_mut() {
+                n.fields.push(schema::kafka_data_field(&name));
+            }
+            row.insert(
+                schema::sanitize_field_name(&name),
+                schema::kafka_data_value(record.topic(), record.partition(), record.offset(), now_ms),
+            );
+        }
+        let row = LegacyRow {
+            topic: record.topic().to_string(),
+            partition: record.partition(),
+            offset: record.offset(),
+            json: Value::Object(row),
+        };
+        Ok((row, needs))
+    }
+
+    /// The table's schema, creating the table when allowed and needed.
+    fn table(&mut self, name: &str, needs: Option<&TableSchema>) -> Result<TableSchema, ConnectorError> {
+        if let Some(known) = self.tables.get(name) {
+            return Ok(known.clone());
+        }
+        let id = TableId::new(&self.config.project, &self.config.dataset, name);
+        let schema = match (self.client.get_table(&id)?, needs) {
+            (Some(schema), _) => schema,
+            (None, Some(needs)) if self.config.auto_create => {
+                let options = self.options();
+                self.client.ensure_table(&id, needs, &options)?
+            }
+            (None, _) if self.config.auto_create => {
+                return Err(ConnectorError::fatal(format!(
+                    "table {id} does not exist and its records carry no schema to create it from: create the \
+                     table, or send records with a schema (JsonConverter with schemas.enable=true, Avro)"
+                )))
+            }
+            (None, _) => {
+                return Err(ConnectorError::fatal(format!(
+                    "table {id} does not exist: create it, or set autoCreateTables=true"
+                )))
+            }
+        };
+        self.tables.insert(name.to_string(), schema.clone());
+        Ok(schema)
+    }
+
+    /// Writes a batch; see the [type docs](LegacyWriter). An `Err` is the
+    /// whole batch's: `Retriable` when BigQuery was unavailable and nothing
+    /// landed, `Fatal`/`Config` when the task cannot go on.
+    pub fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let mut outcome = PutOutcome::accepted();
+        let mut by_table: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+        for (index, record) in records.iter().enumerate() {
+            match self.row_of(record, now_ms) {
+                Ok((row, needs)) => by_table.entry(self.config.table_for(record.topic())).or_default().push(Pending {
+                    index,
+                    row,
+                    needs,
+                }),
+                Err(why) => outcome.fail(index, ConnectorError::bad_record(format!("{}: {why}", record.position()))),
+            }
+        }
+        let policy = EvolutionPolicy {
+            allow_new_fields: self.config.allow_new_fields,
+            allow_relaxation: self.config.allow_required_relaxation,
+            allow_unionization: self.config.allow_schema_unionization,
+        };
+        let retry = RetryPolicy { retries: self.config.retries, wait: self.config.retry_wait };
+        let mut landed = false;
+        let mut outage: Option<ConnectorError> = None;
+        for (name, pending) in by_table {
+            let first_needs = pending.iter().find_map(|p| p.needs.clone());
+            let mut table_schema = self.table(&name, first_needs.as_ref())?;
+            let id = TableId::new(&self.config.project, &self.config.dataset, &name);
+            let mut rows = Vec::with_capacity(pending.len());
+            let mut indices = Vec::with_capacity(pending.len());
+            for p in pending {
+                if let Some(needs) = &p.needs {
+                    match schema::plan_evolution(&table_schema, needs, policy) {
+                        Evolution::Fits => {}
+                        Evolution::Refused(why) => {
+                            outcome.fail(
+                                p.index,
+                                ConnectorError::bad_record(format!(
+                                    "topic {} partition {} offset {}: the record does not fit table {id}: {why}",
+                                    p.row.topic, p.row.partition, p.row.offset
+                                )),
+                            );
+                            continue;
+                        }
+                        Evolution::Patch(_) => match self.client.fit_schema(&id, needs, policy) {
+                            Ok(schema) => {
+                                table_schema = schema.clone();
+                                self.tables.insert(name.clone(), schema);
+                            }
+                            Err(e) if e.kind() == ErrorKind::BadRecord => {
+                                outcome.fail(p.index, e);
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    }
+                }
+                indices.push(p.index);
+                rows.push(p.row);
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            match write_rows(&mut self.client, &id, &rows, self.limits, retry, &mut |d| (self.sleep)(d)) {
+                Ok(outcomes) => {
+                    for (k, o) in outcomes.into_iter().enumerate() {
+                        match o {
+                            RowOutcome::Written => landed = true,
+                            RowOutcome::Failed(e) => outcome.fail(indices[k], e),
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Retriable => {
+                    for &i in &indices {
+                        outcome.fail(i, e.clone());
+                    }
+                    outage = Some(e);
+                }
+                Err(e) => {
+                    // The cached schema may be stale (a table deleted or changed).
+                    self.tables.remove(&name);
+                    return Err(e);
+                }
+            }
+        }
+        match outage {
+            // Nothing landed: the worker retries the batch as a whole.
+            Some(e) if !landed => Err(e),
+            _ => Ok(outcome),
+        }
     }
 }
 

@@ -753,6 +753,12 @@ fn logical_value(value: &Value, logical: Logical) -> Result<Value, String> {
     }
 }
 
+/// A record key's value for the `kafkaKeyFieldName` column, by the key's
+/// Connect schema (any kind: a struct key becomes a RECORD value).
+pub fn connect_key(value: &Value, schema: &Schema, sanitize_field_names: bool) -> Result<Value, String> {
+    connect_value(value, &Schema { optional: true, ..schema.clone() }, "key", sanitize_field_names)
+}
+
 /// The decimal text of a big-endian two's-complement unscaled value with
 /// `scale` digits after the point (any length: BIGNUMERIC needs 32 bytes).
 pub fn decimal_text(bytes: &[u8], scale: i32) -> String {

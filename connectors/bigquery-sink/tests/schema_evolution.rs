@@ -12,46 +12,13 @@
 
 mod common;
 
-use common::{dataset, Proxy};
+use common::{dataset, patch_completing_proxy};
 use connector_api::ErrorKind;
 use serde_json::{json, Value};
 use sluice_bigquery_sink::{
     rest::{BigQueryRest, InsertRow, TableId, TableOptions},
     schema::{EvolutionPolicy, FieldMode, FieldType, TableField, TableSchema},
 };
-
-/// The proxy that completes the emulator's tables.patch.
-fn patch_completing_proxy() -> Proxy {
-    Proxy::start(|seen, upstream| {
-        if seen.method != "PATCH" || !seen.path.contains("/tables/") {
-            return upstream.forward(seen);
-        }
-        let (_, _, before) = upstream.send("GET", &seen.path, "");
-        let before: Value = serde_json::from_str(&before).unwrap();
-        let had = |name: &str| {
-            before["schema"]["fields"].as_array().unwrap().iter().any(|f| f["name"].as_str() == Some(name))
-        };
-        let answer = upstream.forward(seen);
-        // `…/projects/{p}/datasets/{d}/tables/{t}` → the table's SQL name.
-        let parts: Vec<&str> = seen.path.split('/').collect();
-        let at = |key: &str| parts[parts.iter().position(|p| *p == key).unwrap() + 1];
-        let (project, ds, table) = (at("projects"), at("datasets"), at("tables"));
-        for field in seen.json()["schema"]["fields"].as_array().unwrap() {
-            let name = field["name"].as_str().unwrap();
-            if !had(name) {
-                let sql = format!(
-                    "ALTER TABLE `{project}.{ds}.{table}` ADD COLUMN {name} {}",
-                    field["type"].as_str().unwrap()
-                );
-                let body = json!({"query": sql, "useLegacySql": false}).to_string();
-                let (status, _, reply) =
-                    upstream.send("POST", &format!("/bigquery/v2/projects/{project}/queries"), &body);
-                assert!(status == 200 && !reply.contains("\"errors\""), "{reply}");
-            }
-        }
-        answer
-    })
-}
 
 fn base() -> TableSchema {
     TableSchema {
