@@ -24,7 +24,7 @@ use crate::{
     auth::{self, GoogleAuth},
     config::{BigQuerySinkConfig, KeySource, WritePath},
     encode::RowEncoder,
-    legacy::{self, LegacyRow, RowOutcome},
+    legacy::LegacyWriter,
     rest::{BigQueryRest, TableId},
     schema,
     storage::{proto::StreamType, AppendConnection, AppendOutcome, Authorization, StorageClient, StorageError},
@@ -139,6 +139,8 @@ pub struct BigQuerySinkTask {
     parts: BTreeMap<TopicPartition, Part>,
     /// Per stream name.
     writers: HashMap<String, StreamWriter>,
+    /// Legacy mode's writer, made at the first put.
+    legacy: Option<LegacyWriter>,
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
@@ -245,6 +247,7 @@ impl BigQuerySinkTask {
             encoders: HashMap::new(),
             parts: BTreeMap::new(),
             writers: HashMap::new(),
+            legacy: None,
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
@@ -577,39 +580,16 @@ impl BigQuerySinkTask {
         Ok(())
     }
 
+    /// Legacy mode: the REST side's writer (tables found or created,
+    /// schemas fitted, insertAll with Confluent's row ids).
     fn put_insert_all(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
-        let mut outcome = PutOutcome::accepted();
-        let insert_micros = now_micros();
-        let mut by_table: BTreeMap<String, Vec<(usize, LegacyRow)>> = BTreeMap::new();
-        for (i, r) in records.iter().enumerate() {
-            let table = self.cfg.table_for(r.topic());
-            match record_row(r, &self.cfg, insert_micros) {
-                Ok(Some(row)) => by_table.entry(table).or_default().push((
-                    i,
-                    LegacyRow {
-                        topic: r.topic().into(),
-                        partition: r.partition(),
-                        offset: r.offset(),
-                        json: Value::Object(row),
-                    },
-                )),
-                Ok(None) => {}
-                Err(why) => outcome.fail(i, bad_record(r, &table, &why)),
-            }
+        if self.legacy.is_none() {
+            self.legacy = Some(LegacyWriter::new(&self.cfg)?);
         }
-        let retry = legacy::RetryPolicy { retries: self.cfg.retries, wait: self.cfg.retry_wait };
-        for (table, rows) in by_table {
-            let id = self.table_id(&table);
-            let only: Vec<LegacyRow> = rows.iter().map(|(_, r)| r.clone()).collect();
-            let results =
-                legacy::write_rows(self.rest(), &id, &only, legacy::Limits::default(), retry, &mut std::thread::sleep)?;
-            for ((i, _), result) in rows.iter().zip(results) {
-                if let RowOutcome::Failed(e) = result {
-                    outcome.fail(*i, e);
-                }
-            }
+        match self.legacy.as_mut() {
+            Some(writer) => writer.put(records),
+            None => Err(ConnectorError::fatal("the insertAll writer is missing")),
         }
-        Ok(outcome)
     }
 }
 

@@ -206,3 +206,22 @@ fn the_default_stream_writes_at_least_once() {
     assert_eq!(t.rows(), once(&[0], 10, |o| o == 4));
     assert!(h.context().notes.lock().unwrap().is_empty(), "no notes without exactly once");
 }
+
+#[test]
+fn without_ingestion_mode_the_task_writes_through_insert_all() {
+    let _serial = serial();
+    let mut t = Table::new("legacy_dispatch");
+    let mut config = t.config();
+    config = config
+        .into_map()
+        .into_iter()
+        .filter(|(k, _)| k != "ingestion.mode")
+        .fold(ConnectorConfig::new(), |c, (k, v)| c.with(k, v));
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    h.put(&records(0, 0, 10, |_| false)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 10);
+    assert_eq!(t.rows(), once(&[0], 10, |_| false));
+    assert!(h.context().notes.lock().unwrap().is_empty(), "insertAll keeps no notes");
+}
