@@ -21,6 +21,52 @@ def _no_spatial(self):
 DuckDBEngine._load_spatial = _no_spatial
 
 from bqemulator.cli import main  # noqa: E402  (after the patch)
+from bqemulator.storage import type_map  # noqa: E402
+
+_columns = type_map.bq_schema_to_duckdb_columns
+
+
+def _quoted_columns(fields):
+    # sluice patch: RECORD sub-fields are quoted in the DuckDB STRUCT, so
+    # names that are SQL keywords work as in BigQuery (Confluent's
+    # kafkaDataFieldName RECORD has `offset` and `partition`; unquoted,
+    # tables.insert answered 500).
+    out = []
+    for field in fields:
+        if str(field.get("type", "")).upper() in ("RECORD", "STRUCT"):
+            inner = _quoted_columns(field.get("fields", []))
+            spec = "STRUCT(" + ", ".join('"%s" %s' % (n, t) for n, t in inner) + ")"
+            if str(field.get("mode") or "NULLABLE").upper() == "REPEATED":
+                spec += "[]"
+            out.append((field["name"], spec))
+        else:
+            out.extend(_columns([field]))
+    return out
+
+
+from bqemulator.api.routes.tabledata import _build_arrow_schema  # noqa: E402
+from bqemulator.grpc_api import write_servicer  # noqa: E402
+
+
+def _raw_fields(fields):
+    return [
+        {"name": f.name, "type": f.type, "mode": f.mode or "NULLABLE", "fields": _raw_fields(getattr(f, "fields", None) or [])}
+        for f in fields
+    ]
+
+
+def _table_arrow_schema(table_meta):
+    # sluice patch: the Storage Write API path built the target's Arrow
+    # schema without RECORD sub-fields, so every append to a table with a
+    # RECORD column failed ("Cannot cast STRUCTs of different size").
+    return _build_arrow_schema(_raw_fields(table_meta.schema_.fields))
+
+
+write_servicer._table_arrow_schema = _table_arrow_schema
+
+for _module in list(sys.modules.values()):
+    if getattr(_module, "bq_schema_to_duckdb_columns", None) is _columns:
+        _module.bq_schema_to_duckdb_columns = _quoted_columns
 
 if __name__ == "__main__":
     sys.argv = ["bqemulator", *sys.argv[1:]]

@@ -170,6 +170,11 @@ impl WorkerProcess {
         }
     }
 
+    /// The worker's process id while it runs (to SIGSTOP / SIGCONT it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGTERM, as ECS sends it; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("a running worker");

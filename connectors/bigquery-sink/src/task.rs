@@ -1,0 +1,652 @@
+//! The sink task: mode dispatch (STREAMING through the Storage Write API,
+//! or the legacy insertAll) and the exactly-once bookkeeping of STREAMING
+//! (crate README, "Exactly once").
+//!
+//! Threading: the task owns a current-thread tokio runtime and blocks on
+//! it from the worker's task thread (nothing runs between calls); the
+//! REST client is blocking.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use connector_api::{
+    ConnectorError, Host, PutOutcome, SinkContext, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset,
+};
+use connector_kit::http::{HttpClient, TokenSource};
+use prost_types::DescriptorProto;
+use serde_json::{Map, Value};
+use tokio::runtime::Runtime;
+
+use crate::{
+    auth::{self, GoogleAuth},
+    config::{BigQuerySinkConfig, KeySource, WritePath},
+    encode::RowEncoder,
+    legacy::LegacyWriter,
+    rest::{BigQueryRest, TableId},
+    schema,
+    storage::{proto::StreamType, AppendConnection, AppendOutcome, Authorization, StorageClient, StorageError},
+    streaming::{cut_by_bytes, put_rows, resume_after_lost_stream, Append, Checkpoint, Position, PutFailure},
+};
+
+/// Test-only fault points: `SLUICE_BQ_FAULT=<point>@<n>` makes the worker
+/// process die at once (abort: no unwinding, no commit, as `kill -9`) the
+/// n-th time it reaches `<point>`; `SLUICE_BQ_FAULT_MARK=<file>` makes it
+/// fire once across restarts (the file is created just before). Points:
+/// `mid-append` (a put's rows partly appended: after one append request
+/// when more follow),
+/// `after-append` (rows appended, before the offset commit: at the start of
+/// `pre_commit`), `after-commit` (an offset commit done, before the next
+/// append: at the start of the next put). Unset in production.
+#[derive(Debug, Default)]
+struct Faults {
+    point: Option<(String, u32)>,
+    mark: Option<String>,
+    seen: BTreeMap<&'static str, u32>,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let point = std::env::var("SLUICE_BQ_FAULT").ok().and_then(|v| {
+            let (p, n) = v.split_once('@')?;
+            Some((p.to_string(), n.parse().ok()?))
+        });
+        Faults { point, mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(), seen: BTreeMap::new() }
+    }
+
+    fn reach(&mut self, point: &'static str, host: &Host) {
+        let Some((want, n)) = &self.point else { return };
+        if want != point {
+            return;
+        }
+        let seen = self.seen.entry(point).or_default();
+        *seen += 1;
+        if *seen != *n {
+            return;
+        }
+        if let Some(mark) = &self.mark {
+            if std::path::Path::new(mark).exists() {
+                return;
+            }
+            let _ = std::fs::write(mark, point);
+        }
+        host.warn("test fault point reached: the worker dies now", &[("point", point)]);
+        std::process::abort();
+    }
+}
+
+/// A partition's state.
+#[derive(Debug, Default)]
+struct Part {
+    table: String,
+    /// The note read at assignment, until the first put resumes from it.
+    resume: Option<Checkpoint>,
+    position: Option<Position>,
+    /// The checkpoint last committed as the partition's note.
+    noted: Option<Checkpoint>,
+}
+
+/// An append connection to one stream, reopened when the server ended it.
+struct StreamWriter {
+    client: StorageClient,
+    stream: String,
+    conn: Option<AppendConnection>,
+    descriptor: DescriptorProto,
+}
+
+impl StreamWriter {
+    async fn send(&mut self, offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendOutcome {
+        if !self.conn.as_ref().is_some_and(AppendConnection::is_usable) {
+            match self.client.open_append(&self.stream).await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => return AppendOutcome::Failed(e),
+            }
+        }
+        match self.conn.as_mut() {
+            Some(c) => c.append(offset, rows, &self.descriptor).await,
+            None => AppendOutcome::Failed(StorageError::Transient("no append connection".into())),
+        }
+    }
+}
+
+impl Append for StreamWriter {
+    fn append(&mut self, offset: i64, rows: Vec<Vec<u8>>) -> impl std::future::Future<Output = AppendOutcome> + Send {
+        self.send(Some(offset), rows)
+    }
+}
+
+/// Appends to the `_default` stream: no offsets (at least once).
+struct DefaultAppend<'a>(&'a mut StreamWriter);
+
+impl Append for DefaultAppend<'_> {
+    fn append(&mut self, _: i64, rows: Vec<Vec<u8>>) -> impl std::future::Future<Output = AppendOutcome> + Send {
+        self.0.send(None, rows)
+    }
+}
+
+pub struct BigQuerySinkTask {
+    cfg: BigQuerySinkConfig,
+    host: Host,
+    context: SinkContext,
+    rt: Runtime,
+    storage: StorageClient,
+    auth: Option<GoogleAuth>,
+    rest: Option<BigQueryRest>,
+    /// Per table: its schema's encoder.
+    encoders: HashMap<String, Arc<RowEncoder>>,
+    parts: BTreeMap<TopicPartition, Part>,
+    /// Per stream name.
+    writers: HashMap<String, StreamWriter>,
+    /// Legacy mode's writer, made at the first put.
+    legacy: Option<LegacyWriter>,
+    faults: Faults,
+    appended_since_commit: bool,
+    committed_since_append: bool,
+}
+
+impl std::fmt::Debug for BigQuerySinkTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigQuerySinkTask").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+fn auth_source(k: KeySource) -> auth::KeySource {
+    match k {
+        KeySource::File => auth::KeySource::File,
+        KeySource::Json => auth::KeySource::Json,
+        KeySource::ApplicationDefault => auth::KeySource::ApplicationDefault,
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// A record's row as a JSON object, or None for a tombstone (skipped, as
+/// Confluent's sink does without deletes), or why not.
+pub fn record_row(
+    r: &SinkRecord<'_>,
+    cfg: &BigQuerySinkConfig,
+    insert_micros: i64,
+) -> Result<Option<Map<String, Value>>, String> {
+    let Some(value) = r.value() else { return Ok(None) };
+    let parsed: Value = serde_json::from_slice(value)
+        .map_err(|e| format!("the value is not JSON ({e}); this sink writes JSON objects"))?;
+    let Value::Object(mut row) = parsed else {
+        return Err("the value is not a JSON object; each record becomes one row of its fields".into());
+    };
+    if cfg.sanitize_field_names {
+        row = sanitize(row);
+    }
+    if let Some(field) = &cfg.kafka_key_field {
+        let key = r.key().map(|k| {
+            serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned()))
+        });
+        row.insert(schema::sanitize_field_name(field), key.unwrap_or(Value::Null));
+    }
+    if let Some(field) = &cfg.kafka_data_field {
+        let mut meta = Map::new();
+        meta.insert("topic".into(), Value::String(r.topic().to_string()));
+        meta.insert("partition".into(), Value::from(r.partition()));
+        meta.insert("offset".into(), Value::from(r.offset()));
+        meta.insert("insertTime".into(), Value::from(insert_micros));
+        row.insert(schema::sanitize_field_name(field), Value::Object(meta));
+    }
+    Ok(Some(row))
+}
+
+fn sanitize(row: Map<String, Value>) -> Map<String, Value> {
+    row.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Object(m) => Value::Object(sanitize(m)),
+                other => other,
+            };
+            (schema::sanitize_field_name(&k), v)
+        })
+        .collect()
+}
+
+fn bad_record(r: &SinkRecord<'_>, table: &str, why: &str) -> ConnectorError {
+    ConnectorError::bad_record(format!(
+        "BigQuery table {table}: {why} ({}); fix the record or the table's schema",
+        r.position()
+    ))
+}
+
+impl BigQuerySinkTask {
+    pub fn new(cfg: BigQuerySinkConfig, host: Host, context: SinkContext) -> Result<Self, ConnectorError> {
+        let rt = connector_kit::runtime::current_thread("bigquery-sink-io")?;
+        let local = !cfg.storage_endpoint.starts_with("https://") && !cfg.rest_endpoint.starts_with("https://");
+        let auth = if local && cfg.keyfile.is_none() {
+            None
+        } else {
+            Some(GoogleAuth::from_config(auth_source(cfg.key_source), cfg.keyfile.as_ref().map(|k| k.expose()))?)
+        };
+        let authorization: Option<Authorization> = auth.clone().map(|a| {
+            let agent = HttpClient::builder("").build().agent().clone();
+            let a = Arc::new(Mutex::new(a));
+            let f: Authorization = Arc::new(move |refresh| {
+                let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
+                a.authorization(&agent, refresh)
+                    .map_err(|e| ConnectorError::config(format!("keyfile: {}", e.message())))
+            });
+            f
+        });
+        let storage = rt.block_on(async { StorageClient::new(&cfg.storage_endpoint, authorization) })?;
+        Ok(BigQuerySinkTask {
+            cfg,
+            host,
+            context,
+            rt,
+            storage,
+            auth,
+            rest: None,
+            encoders: HashMap::new(),
+            parts: BTreeMap::new(),
+            writers: HashMap::new(),
+            legacy: None,
+            faults: Faults::from_env(),
+            appended_since_commit: false,
+            committed_since_append: false,
+        })
+    }
+
+    fn rest(&mut self) -> &mut BigQueryRest {
+        let (endpoint, project, auth) = (&self.cfg.rest_endpoint, &self.cfg.project, &self.auth);
+        self.rest.get_or_insert_with(|| match auth {
+            Some(a) => BigQueryRest::with_auth(endpoint, project, a.clone()),
+            None => BigQueryRest::new(endpoint, project),
+        })
+    }
+
+    fn table_id(&self, table: &str) -> TableId {
+        TableId::new(&self.cfg.project, &self.cfg.dataset, table)
+    }
+
+    /// The table's encoder, from its schema as tables.get answers it (the
+    /// schema a write stream reports is not used: the emulator leaves
+    /// RECORD sub-fields out of it).
+    fn encoder(&mut self, table: &str) -> Result<Arc<RowEncoder>, ConnectorError> {
+        if let Some(e) = self.encoders.get(table) {
+            return Ok(e.clone());
+        }
+        let id = self.table_id(table);
+        let schema = self.rest().get_table(&id)?.ok_or_else(|| {
+            ConnectorError::config(format!(
+                "table {id} does not exist: create it (autoCreateTables is not built for STREAMING yet)"
+            ))
+        })?;
+        let e = Arc::new(RowEncoder::new(&schema));
+        self.encoders.insert(table.to_string(), e.clone());
+        Ok(e)
+    }
+
+    fn writer(&mut self, stream: &str, table: &str) -> Result<&mut StreamWriter, ConnectorError> {
+        if !self.writers.contains_key(stream) {
+            let encoder = self.encoder(table)?;
+            self.writers.insert(
+                stream.to_string(),
+                StreamWriter {
+                    client: self.storage.clone(),
+                    stream: stream.to_string(),
+                    conn: None,
+                    descriptor: encoder.descriptor().clone(),
+                },
+            );
+        }
+        self.writers.get_mut(stream).ok_or_else(|| ConnectorError::fatal(format!("no writer for stream {stream}")))
+    }
+
+    fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
+        let path = self.cfg.table_path(table);
+        let created = self.rt.block_on(self.storage.create_write_stream(&path, StreamType::Committed));
+        let ws = match created {
+            Ok(ws) => ws,
+            Err(StorageError::NotFound(m)) => {
+                return Err(ConnectorError::config(format!(
+                    "{m}: table {} does not exist: create it (or its dataset defaultDataset), or set \
+                     autoCreateTables=true",
+                    self.table_id(table)
+                )))
+            }
+            Err(e) => return Err(e.into_connector_error()),
+        };
+        self.encoder(table)?;
+        Ok(ws.name)
+    }
+
+    /// Makes a partition ready to append: resumes the noted stream, or
+    /// (first assignment ever, or the stream is gone) creates one and
+    /// commits its note before any row goes to it.
+    fn prepare(&mut self, tp: &TopicPartition, first_offset: i64) -> Result<(), ConnectorError> {
+        let table = self.cfg.table_for(&tp.topic);
+        let part = self.parts.entry(tp.clone()).or_default();
+        part.table = table.clone();
+        if part.position.is_some() {
+            return Ok(());
+        }
+        let resume = part.resume.take();
+        let position = match resume {
+            Some(cp) => {
+                let found = self.rt.block_on(self.storage.get_write_stream(&cp.stream));
+                match found {
+                    Ok(Some(_)) => {
+                        self.encoder(&table)?;
+                        if let Some(p) = self.parts.get_mut(tp) {
+                            p.noted = Some(cp.clone());
+                        }
+                        Position::from_checkpoint(&cp)
+                    }
+                    Ok(None) => self.replace_lost_stream(tp, &table, &cp)?,
+                    Err(e) => {
+                        if let Some(p) = self.parts.get_mut(tp) {
+                            p.resume = Some(cp);
+                        }
+                        return Err(e.into_connector_error());
+                    }
+                }
+            }
+            None => {
+                let stream = self.create_stream(&table)?;
+                let position = Position { stream, next_kafka: first_offset, next_row: 0 };
+                self.note(tp, &position.checkpoint())?;
+                position
+            }
+        };
+        if let Some(p) = self.parts.get_mut(tp) {
+            p.position = Some(position);
+        }
+        Ok(())
+    }
+
+    /// The noted stream was garbage-collected: a new one, resumed after
+    /// what the table holds for the partition when the Kafka metadata
+    /// column says it, else at the checkpoint (rows appended after it to
+    /// the lost stream may then be written twice: said in the log).
+    fn replace_lost_stream(
+        &mut self,
+        tp: &TopicPartition,
+        table: &str,
+        cp: &Checkpoint,
+    ) -> Result<Position, ConnectorError> {
+        let max = match self.cfg.kafka_data_field.clone() {
+            Some(field) => {
+                let field = schema::sanitize_field_name(&field);
+                let sql = format!(
+                    "SELECT MAX({field}.offset) FROM {} WHERE {field}.topic = '{}' AND {field}.partition = {}",
+                    self.table_id(table).sql(),
+                    tp.topic.replace('\\', "\\\\").replace('\'', "\\'"),
+                    tp.partition
+                );
+                let result = self.rest().query(&sql)?;
+                result.rows.first().and_then(|r| r.first()).and_then(|v| match v {
+                    Value::String(s) => s.parse::<i64>().ok(),
+                    Value::Number(n) => n.as_i64(),
+                    _ => None,
+                })
+            }
+            None => {
+                self.host.warn(
+                    "the write stream of this partition is gone and kafkaDataFieldName is not set: resuming at the last \
+                     checkpoint; rows appended after it may be written twice",
+                    &[("topic", &tp.topic), ("partition", &tp.partition.to_string()), ("stream", &cp.stream)],
+                );
+                None
+            }
+        };
+        let next_kafka = resume_after_lost_stream(cp, max);
+        let stream = self.create_stream(table)?;
+        self.host.info(
+            "the write stream was gone; a new one resumes the partition",
+            &[("topic", &tp.topic), ("partition", &tp.partition.to_string()), ("offset", &next_kafka.to_string())],
+        );
+        let position = Position { stream, next_kafka, next_row: 0 };
+        self.note(tp, &position.checkpoint())?;
+        Ok(position)
+    }
+
+    /// Commits the partition's note (fenced: a task that lost the
+    /// partition is refused and must not go on).
+    fn note(&mut self, tp: &TopicPartition, cp: &Checkpoint) -> Result<(), ConnectorError> {
+        self.context.commit_note(tp, &cp.to_note())?;
+        if let Some(p) = self.parts.get_mut(tp) {
+            p.noted = Some(cp.clone());
+        }
+        Ok(())
+    }
+
+    /// Appends `rows` (each with its record's index) from `start`, taking
+    /// rows BigQuery refuses out (to the DLQ) and appending the others.
+    /// Returns how many rows landed.
+    fn append_all(
+        &mut self,
+        stream: &str,
+        table: &str,
+        start: Option<i64>,
+        mut rows: Vec<(usize, Vec<u8>)>,
+        records: &[SinkRecord<'_>],
+        outcome: &mut PutOutcome,
+    ) -> Result<i64, ConnectorError> {
+        let max_bytes = self.cfg.append_max_bytes;
+        let (retries, wait) = (self.cfg.retries, self.cfg.retry_wait);
+        let mut done = 0usize;
+        let mut attempt = 0u32;
+        while done < rows.len() {
+            let sizes: Vec<usize> = rows[done..].iter().map(|(_, b)| b.len()).collect();
+            let Some(chunk) = cut_by_bytes(&sizes, max_bytes).into_iter().next() else { break };
+            let chunk = done + chunk.start..done + chunk.end;
+            let bytes: Vec<Vec<u8>> = rows[chunk.clone()].iter().map(|(_, b)| b.clone()).collect();
+            self.writer(stream, table)?;
+            let (rt, writers) = (&self.rt, &mut self.writers);
+            let writer = writers
+                .get_mut(stream)
+                .ok_or_else(|| ConnectorError::fatal(format!("no writer for stream {stream}")))?;
+            let result = match start {
+                Some(s) => rt.block_on(put_rows(writer, s + chunk.start as i64, &bytes)),
+                None => rt.block_on(put_rows(&mut DefaultAppend(writer), 0, &bytes)),
+            };
+            match result {
+                Ok(()) => {
+                    done = chunk.end;
+                    attempt = 0;
+                    self.appended_since_commit = true;
+                    if done < rows.len() {
+                        self.faults.reach("mid-append", &self.host);
+                    }
+                }
+                Err(PutFailure::RowErrors(errors)) => {
+                    let mut bad: Vec<usize> = Vec::new();
+                    for (i, reason) in errors {
+                        if let Some((record, _)) = rows.get(chunk.start + i) {
+                            outcome.fail(
+                                *record,
+                                bad_record(&records[*record], table, &format!("BigQuery refused the row: {reason}")),
+                            );
+                            bad.push(chunk.start + i);
+                        }
+                    }
+                    if bad.is_empty() {
+                        return Err(ConnectorError::fatal(format!("append to {stream}: row errors without rows")));
+                    }
+                    for i in bad.into_iter().rev() {
+                        rows.remove(i);
+                    }
+                }
+                Err(PutFailure::Gap(m)) => {
+                    return Err(ConnectorError::fatal(format!(
+                    "append to {stream}: the stream ends before rows this sink counted as written ({m}); the stream \
+                         was changed by someone else: stop other writers of it and restart the task"
+                )))
+                }
+                Err(PutFailure::Storage(StorageError::Transient(m))) if attempt < retries => {
+                    self.host.warn("BigQuery is unavailable; retrying", &[("error", &m)]);
+                    std::thread::sleep(wait.saturating_mul(1 << attempt.min(6)));
+                    attempt += 1;
+                }
+                Err(PutFailure::Storage(e)) => {
+                    self.writers.remove(stream);
+                    return Err(e.into_connector_error());
+                }
+            }
+        }
+        Ok(rows.len() as i64)
+    }
+
+    fn put_streaming(&mut self, records: &[SinkRecord<'_>], exactly_once: bool) -> Result<PutOutcome, ConnectorError> {
+        if self.committed_since_append {
+            self.faults.reach("after-commit", &self.host);
+        }
+        let mut outcome = PutOutcome::accepted();
+        let mut groups: Vec<(TopicPartition, Vec<usize>)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match groups.iter_mut().find(|(tp, _)| tp.topic == r.topic() && tp.partition == r.partition()) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((TopicPartition::new(r.topic(), r.partition()), vec![i])),
+            }
+        }
+        if exactly_once {
+            for (tp, idx) in &groups {
+                self.prepare(tp, records[idx[0]].offset())?;
+            }
+        }
+        // A failed put leaves the positions as they were: the worker puts
+        // the same batch again, whose rows then take the same offsets.
+        let saved: Vec<(TopicPartition, Option<Position>)> =
+            self.parts.iter().map(|(tp, p)| (tp.clone(), p.position.clone())).collect();
+        let result = self.write_groups(&groups, records, exactly_once, &mut outcome);
+        if result.is_err() {
+            for (tp, position) in saved {
+                if let Some(p) = self.parts.get_mut(&tp) {
+                    p.position = position;
+                }
+            }
+        }
+        result.map(|()| outcome)
+    }
+
+    fn write_groups(
+        &mut self,
+        groups: &[(TopicPartition, Vec<usize>)],
+        records: &[SinkRecord<'_>],
+        exactly_once: bool,
+        outcome: &mut PutOutcome,
+    ) -> Result<(), ConnectorError> {
+        let insert_micros = now_micros();
+        for (tp, idx) in groups {
+            let table = self.cfg.table_for(&tp.topic);
+            let encoder = match exactly_once {
+                true => self.encoder(&table)?,
+                false => {
+                    let default = format!("{}/streams/_default", self.cfg.table_path(&table));
+                    self.writer(&default, &table)?;
+                    self.encoder(&table)?
+                }
+            };
+            let position = self.parts.get(tp).and_then(|p| p.position.clone());
+            let mut rows: Vec<(usize, Vec<u8>)> = Vec::new();
+            for &i in idx {
+                let r = &records[i];
+                let row = record_row(r, &self.cfg, insert_micros).and_then(|row| match row {
+                    Some(map) => encoder.encode(&map).map(Some),
+                    None => Ok(None),
+                });
+                match row {
+                    Err(why) => outcome.fail(i, bad_record(r, &table, &why)),
+                    Ok(None) => {}
+                    Ok(Some(_)) if position.as_ref().is_some_and(|p| p.already_written(r.offset())) => {}
+                    Ok(Some(bytes)) => rows.push((i, bytes)),
+                }
+            }
+            let last = records[idx[idx.len() - 1]].offset();
+            match position {
+                Some(mut p) => {
+                    let landed =
+                        self.append_all(&p.stream.clone(), &table, Some(p.next_row), rows, records, outcome)?;
+                    p.next_row += landed;
+                    p.next_kafka = p.next_kafka.max(last + 1);
+                    if let Some(part) = self.parts.get_mut(tp) {
+                        part.position = Some(p);
+                    }
+                }
+                None => {
+                    let default = format!("{}/streams/_default", self.cfg.table_path(&table));
+                    self.append_all(&default, &table, None, rows, records, outcome)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Legacy mode: the REST side's writer (tables found or created,
+    /// schemas fitted, insertAll with Confluent's row ids).
+    fn put_insert_all(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
+        if self.legacy.is_none() {
+            self.legacy = Some(LegacyWriter::new(&self.cfg)?);
+        }
+        match self.legacy.as_mut() {
+            Some(writer) => writer.put(records),
+            None => Err(ConnectorError::fatal("the insertAll writer is missing")),
+        }
+    }
+}
+
+impl SinkTask for BigQuerySinkTask {
+    fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        for tp in partitions {
+            let note = self.context.note(tp);
+            let resume = note.as_deref().and_then(Checkpoint::parse);
+            if note.is_some() && resume.is_none() {
+                self.host.warn("ignoring a note this sink did not write", &[("topic", &tp.topic)]);
+            }
+            let table = self.cfg.table_for(&tp.topic);
+            self.parts.insert(tp.clone(), Part { table, resume, position: None, noted: None });
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
+        match self.cfg.path {
+            WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
+            WritePath::InsertAll => self.put_insert_all(records),
+        }
+    }
+
+    fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        if self.cfg.path != (WritePath::Streaming { exactly_once: true }) {
+            // Written synchronously in put: durable up to what was delivered.
+            return Ok(delivered.to_vec());
+        }
+        if self.appended_since_commit {
+            self.faults.reach("after-append", &self.host);
+        }
+        let mut durable = Vec::new();
+        let owned: Vec<(TopicPartition, Position, Option<Checkpoint>)> =
+            self.parts.iter().filter_map(|(tp, p)| Some((tp.clone(), p.position.clone()?, p.noted.clone()))).collect();
+        for (tp, position, noted) in owned {
+            // The note first: a commit of this offset must never exist
+            // without the checkpoint that says where its rows end.
+            let cp = position.checkpoint();
+            if noted.as_ref() != Some(&cp) {
+                self.note(&tp, &cp)?;
+            }
+            durable.push(TopicPartitionOffset::new(tp.topic.clone(), tp.partition, position.next_kafka));
+        }
+        self.appended_since_commit = false;
+        self.committed_since_append = !durable.is_empty();
+        Ok(durable)
+    }
+
+    fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        for tp in partitions {
+            if let Some(p) = self.parts.remove(tp) {
+                if let Some(pos) = p.position {
+                    self.writers.remove(&pos.stream);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! The STREAMING exactly-once task driven by the connector kit's harness
+//! (as the worker drives it: crashes, re-delivery from the committed
+//! offset, notes that survive a crash) against the BigQuery emulator of
+//! `dev/services`: real gRPC streams, real tables, counted by a query.
+
+mod bq;
+
+use bq::{env, serial, unique, Rest};
+use connector_api::{
+    context::Recorded, ConnectorConfig, ErrorKind, SinkConnector, SinkContext, SinkTask, TopicPartition,
+};
+use connector_kit::harness::{OwnedRecord, RecordBuilder, SinkHarness};
+use serde_json::json;
+use sluice_bigquery_sink::{streaming::Checkpoint, BigQuerySink};
+
+struct Table {
+    rest: Rest,
+    dataset: String,
+    sql: String,
+}
+
+impl Table {
+    fn new(test: &str) -> Table {
+        let mut rest = Rest::new();
+        let dataset = unique(test);
+        rest.create_dataset(&dataset);
+        rest.create_table(
+            &dataset,
+            "orders",
+            json!([{"name": "id", "type": "INTEGER", "mode": "REQUIRED"}, {"name": "customer", "type": "STRING"},
+                   {"name": "kafka", "type": "RECORD", "fields": [{"name": "topic", "type": "STRING"},
+                     {"name": "partition", "type": "INTEGER"}, {"name": "offset", "type": "INTEGER"},
+                     {"name": "insertTime", "type": "TIMESTAMP"}]}]),
+        );
+        let sql = format!("`{}.{dataset}.orders`", rest.project);
+        Table { rest, dataset, sql }
+    }
+
+    fn config(&self) -> ConnectorConfig {
+        let e = env();
+        ConnectorConfig::new()
+            .with("topics", "orders")
+            .with("project", e.project)
+            .with("defaultDataset", &self.dataset)
+            .with("ingestion.mode", "STREAMING")
+            .with("kafkaDataFieldName", "kafka")
+            .with("bigquery.rest.endpoint", e.rest)
+            .with("bigquery.storage.endpoint", e.grpc)
+    }
+
+    /// (partition, offset) of every row, sorted, duplicates kept.
+    fn rows(&mut self) -> Vec<(i64, i64)> {
+        let rows = self.rest.query(&format!("SELECT kafka.partition, kafka.offset FROM {}", self.sql));
+        let mut out: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().parse().unwrap(), r[1].as_str().unwrap().parse().unwrap()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Records `from..to` of a partition: `{"id": offset, …}`, or an invalid
+/// one (id not a number) where `bad` says.
+fn records(partition: i32, from: i64, to: i64, bad: impl Fn(i64) -> bool) -> Vec<OwnedRecord> {
+    let mut b = RecordBuilder::new("orders", partition).at(from);
+    for o in from..to {
+        let v = if bad(o) { json!({"id": "not-a-number"}) } else { json!({"id": o, "customer": format!("c{o}")}) };
+        b.value(v.to_string()).push();
+    }
+    b.take()
+}
+
+fn once(partitions: &[i32], to: i64, bad: impl Fn(i64) -> bool) -> Vec<(i64, i64)> {
+    let mut v: Vec<(i64, i64)> =
+        partitions.iter().flat_map(|&p| (0..to).filter(|o| !bad(*o)).map(move |o| (p as i64, o))).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_crash_before_the_offset_commit_re_appends_nothing_twice() {
+    let _serial = serial();
+    let mut t = Table::new("crash_before_commit");
+    let mut h = SinkHarness::new(BigQuerySink, t.config()).unwrap();
+    let tps = [TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)];
+    h.open(&tps).unwrap();
+    for p in [0, 1] {
+        h.put(&records(p, 0, 10, |_| false)).unwrap();
+    }
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 10);
+    for p in [0, 1] {
+        h.put(&records(p, 10, 20, |_| false)).unwrap();
+    }
+    // Rows 10..20 are in the table, their offsets not committed: the next
+    // incarnation gets them again and appends them at the same stream
+    // offsets, which answer ALREADY_EXISTS.
+    h.crash().unwrap();
+    assert_eq!(t.rows(), once(&[0, 1], 20, |_| false));
+    // The note ran ahead of the offset commit (a crash between the two):
+    // the records below the note's offset are skipped, the rest appended.
+    for p in [0, 1] {
+        h.put(&records(p, 20, 25, |_| false)).unwrap();
+    }
+    let noted = h.task_mut().pre_commit(&[]).unwrap();
+    assert_eq!(noted.iter().map(|t| t.offset).collect::<Vec<_>>(), [25, 25]);
+    h.crash().unwrap();
+    for p in [0, 1] {
+        h.put(&records(p, 25, 30, |_| false)).unwrap();
+    }
+    h.commit().unwrap();
+    h.assert_durable("orders", 1, 30);
+    h.never_past_unsettled();
+    assert_eq!(t.rows(), once(&[0, 1], 30, |_| false));
+}
+
+#[test]
+fn invalid_records_fail_alone_and_take_no_stream_offset() {
+    let _serial = serial();
+    let mut t = Table::new("invalid_records");
+    let bad = |o: i64| o % 7 == 3;
+    let mut h = SinkHarness::new(BigQuerySink, t.config()).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let outcome = h.put(&records(0, 0, 20, bad)).unwrap();
+    let failed: Vec<u32> = outcome.failures().iter().map(|f| f.index).collect();
+    assert_eq!(failed, [3, 10, 17], "{:?}", outcome.failures()[0].error);
+    let f = &outcome.failures()[0].error;
+    assert_eq!(f.kind(), ErrorKind::BadRecord);
+    assert!(f.message().contains("id") && f.message().contains("partition 0 offset 3"), "{}", f.message());
+    // Not committed: after a crash the same records give the same rows at
+    // the same stream offsets (the bad ones again take none).
+    h.crash().unwrap();
+    h.put(&records(0, 20, 40, bad)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 40);
+    assert_eq!(t.rows(), once(&[0], 40, bad));
+}
+
+#[test]
+fn a_paused_former_owner_appends_nothing_twice() {
+    let _serial = serial();
+    let mut t = Table::new("paused_owner");
+    let config = t.config();
+    let tp = TopicPartition::new("orders", 0);
+    // A owns the partition, commits 0..10, appends 10..20, then pauses.
+    let mut a = SinkHarness::new(BigQuerySink, config.clone()).unwrap();
+    a.open(std::slice::from_ref(&tp)).unwrap();
+    a.put(&records(0, 0, 10, |_| false)).unwrap();
+    a.commit().unwrap();
+    a.put(&records(0, 10, 20, |_| false)).unwrap();
+    // B takes over with what the broker holds: offset 10 and A's note.
+    let notes = a.context().notes.lock().unwrap().clone();
+    let b_context =
+        Recorded { incarnation: 2, notes: std::sync::Arc::new(std::sync::Mutex::new(notes)), ..Default::default() };
+    let mut b =
+        BigQuerySink.create_task(&config, connector_api::Host::stderr(), SinkContext::from_impl(b_context)).unwrap();
+    b.open(std::slice::from_ref(&tp)).unwrap();
+    let owned = records(0, 10, 30, |_| false);
+    connector_kit::harness::borrow(&owned, |batch| b.put(batch)).unwrap();
+    b.pre_commit(&[]).unwrap();
+    // A wakes up and goes on with its next batch: every row it appends is
+    // already there (B appended the same records at the same offsets).
+    a.put(&records(0, 20, 30, |_| false)).unwrap();
+    // Its commit is fenced by the broker (the group moved on).
+    *a.context().fenced.lock().unwrap() = Some("generation 1 is not current".into());
+    assert!(a.commit().is_err());
+    assert_eq!(t.rows(), once(&[0], 30, |_| false));
+}
+
+#[test]
+fn a_garbage_collected_stream_resumes_after_what_the_table_holds() {
+    let _serial = serial();
+    let mut t = Table::new("lost_stream");
+    let tp = TopicPartition::new("orders", 0);
+    let mut h = SinkHarness::new(BigQuerySink, t.config()).unwrap();
+    h.open(std::slice::from_ref(&tp)).unwrap();
+    h.put(&records(0, 0, 10, |_| false)).unwrap();
+    h.commit().unwrap();
+    h.put(&records(0, 10, 15, |_| false)).unwrap();
+    // The noted stream is gone (BigQuery collects streams idle for days):
+    // the note names one that does not exist any more.
+    let note = h.context().notes.lock().unwrap().get(&tp).cloned().unwrap();
+    let mut cp = Checkpoint::parse(&note).unwrap();
+    let id = cp.stream.rsplit('/').next().unwrap().to_string();
+    cp.stream = cp.stream.replace(&id, &id.chars().rev().collect::<String>());
+    h.context().notes.lock().unwrap().insert(tp.clone(), cp.to_note());
+    h.crash().unwrap();
+    h.put(&records(0, 15, 20, |_| false)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 20);
+    let now = Checkpoint::parse(h.context().notes.lock().unwrap().get(&tp).unwrap()).unwrap();
+    assert_ne!(now.stream, cp.stream, "a new stream");
+    assert_eq!(t.rows(), once(&[0], 20, |_| false));
+}
+
+#[test]
+fn the_default_stream_writes_at_least_once() {
+    let _serial = serial();
+    let mut t = Table::new("default_stream");
+    let mut h = SinkHarness::new(BigQuerySink, t.config().with("bigquery.exactly.once", "false")).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    h.put(&records(0, 0, 10, |o| o == 4)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 10);
+    assert_eq!(t.rows(), once(&[0], 10, |o| o == 4));
+    assert!(h.context().notes.lock().unwrap().is_empty(), "no notes without exactly once");
+}
+
+#[test]
+fn without_ingestion_mode_the_task_writes_through_insert_all() {
+    let _serial = serial();
+    let mut t = Table::new("legacy_dispatch");
+    let mut config = t.config();
+    config = config
+        .into_map()
+        .into_iter()
+        .filter(|(k, _)| k != "ingestion.mode")
+        .fold(ConnectorConfig::new(), |c, (k, v)| c.with(k, v));
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    h.put(&records(0, 0, 10, |_| false)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 10);
+    assert_eq!(t.rows(), once(&[0], 10, |_| false));
+    assert!(h.context().notes.lock().unwrap().is_empty(), "insertAll keeps no notes");
+}
