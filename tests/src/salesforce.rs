@@ -17,7 +17,7 @@ use std::{
     io::BufReader,
     net::{TcpListener, TcpStream},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Condvar, Mutex,
     },
     thread,
@@ -83,6 +83,9 @@ struct State {
     api_max: Mutex<u64>,
     limit_until: Mutex<Option<Instant>>,
     hold: (Mutex<bool>, Condvar),
+    /// Data requests answered before every later one is held (`hold_after`).
+    hold_after: Mutex<Option<usize>>,
+    data_requests: AtomicUsize,
     held: Mutex<Vec<Vec<Value>>>,
     log: Mutex<Vec<Logged>>,
     jobs: Mutex<HashMap<String, Job>>,
@@ -150,6 +153,8 @@ impl SalesforceFake {
             api_max: Mutex::new(1_000_000),
             limit_until: Mutex::new(None),
             hold: (Mutex::new(false), Condvar::new()),
+            hold_after: Mutex::new(None),
+            data_requests: AtomicUsize::new(0),
             held: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             jobs: Mutex::new(HashMap::new()),
@@ -305,7 +310,16 @@ impl SalesforceFake {
         *self.state.hold.0.lock().unwrap() = true;
     }
 
+    /// Answers the next `n` data requests, then holds every later one as
+    /// [`hold`](Self::hold) does, so a test can catch a request in flight
+    /// however fast the sink is.
+    pub fn hold_after(&self, n: usize) {
+        self.state.data_requests.store(0, Ordering::SeqCst);
+        *self.state.hold_after.lock().unwrap() = Some(n);
+    }
+
     pub fn release(&self) {
+        *self.state.hold_after.lock().unwrap() = None;
         *self.state.hold.0.lock().unwrap() = false;
         self.state.hold.1.notify_all();
     }
@@ -412,6 +426,10 @@ fn route(state: &State, request: &Request, port: u16) -> Response {
         return rest_error(404, "NOT_FOUND", "The requested resource does not exist");
     }
     let (keys, mut response) = data(state, request, resource);
+    let answered = state.data_requests.fetch_add(1, Ordering::SeqCst);
+    if state.hold_after.lock().unwrap().is_some_and(|n| answered >= n) {
+        *state.hold.0.lock().unwrap() = true;
+    }
     if *state.hold.0.lock().unwrap() {
         let sent = serde_json::from_str::<Value>(&request.body).ok();
         let records = sent.and_then(|b| b["records"].as_array().cloned()).unwrap_or_default();

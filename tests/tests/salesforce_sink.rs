@@ -220,10 +220,12 @@ fn a_worker_killed_while_a_request_is_unanswered_commits_nothing_past_it_and_the
     let mut w = WorkerProcess::start(&unique("sf-kill"), &[], &[]);
     let name = unique("sf-kill-sink");
     let group = format!("connect-{name}");
+    // Eight requests are answered (some of them committed), the ninth is
+    // held: set before the connector starts, so a fast sink cannot finish
+    // before the hold.
+    fake.hold_after(8);
     create_connector(&w, &name, &topic, &fake, &[]);
 
-    wait_until("some writes", TIMEOUT, || (fake.requests().len() >= 8).then_some(()));
-    fake.hold();
     let held = wait_until("a request to be held", TIMEOUT, || {
         let held = fake.held();
         (!held.is_empty()).then_some(held)
