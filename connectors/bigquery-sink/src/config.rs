@@ -299,10 +299,7 @@ pub fn sanitize_table(topic: &str) -> String {
 impl BigQuerySinkConfig {
     /// Parses a config for a task; a `Config` error lists every issue as `key: message`.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConnectorError> {
-        Self::check(config).map_err(|issues| {
-            let all: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
-            ConnectorError::config(all.join("; "))
-        })
+        Self::check(config).map_err(connector_api::config::typed::config_error)
     }
 
     pub fn check(config: &ConnectorConfig) -> Result<Self, Vec<ConfigIssue>> {

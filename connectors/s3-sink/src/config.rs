@@ -353,10 +353,7 @@ struct Combined {
 impl S3SinkConfig {
     /// Parses a config for a task; a `Config` error lists every issue as `key: message`.
     pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConnectorError> {
-        Self::check(config).map_err(|issues| {
-            let all: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.key, i.message)).collect();
-            ConnectorError::config(all.join("; "))
-        })
+        Self::check(config).map_err(connector_api::config::typed::config_error)
     }
 
     /// Parses and checks a config: every issue, each naming its key.
