@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::{
     cluster::{active_topics::TopicTracking, Topics},
     kafka::{overrides::Policy, KafkaSettings},
-    rest::Auth,
+    rest::{tls::RestTls, Auth},
 };
 
 #[derive(clap::Args, Debug, Default)]
@@ -30,6 +30,18 @@ pub struct WorkerArgs {
     /// Address of the REST API. Default: 127.0.0.1:8083.
     #[arg(long, env = "SLUICE_REST_LISTEN")]
     pub rest_listen: Option<String>,
+    /// PEM certificate chain of the REST API: set with --rest-tls-key, the API speaks HTTPS only (reloaded on SIGHUP and when the file changes).
+    #[arg(long, env = "SLUICE_REST_TLS_CERT")]
+    pub rest_tls_cert: Option<PathBuf>,
+    /// PEM private key of --rest-tls-cert.
+    #[arg(long, env = "SLUICE_REST_TLS_KEY")]
+    pub rest_tls_key: Option<PathBuf>,
+    /// PEM CA bundle that REST clients' certificates must chain to; setting it asks clients for a certificate.
+    #[arg(long, env = "SLUICE_REST_TLS_CLIENT_CA")]
+    pub rest_tls_client_ca: Option<PathBuf>,
+    /// Client certificates (Kafka Connect's ssl.client.auth): required, requested or none. Default: required with --rest-tls-client-ca, none without.
+    #[arg(long, env = "SLUICE_REST_TLS_CLIENT_AUTH")]
+    pub rest_tls_client_auth: Option<String>,
     /// Address other workers and operators see this worker at; its `host:port` is the status `worker_id` (as Kafka Connect's). Default: the listen address.
     #[arg(long, env = "SLUICE_ADVERTISED_URL")]
     pub advertised_url: Option<String>,
@@ -104,6 +116,13 @@ struct FileSettings {
     bootstrap_servers: Option<String>,
     cluster_id: Option<String>,
     rest_listen: Option<String>,
+    rest_tls_cert: Option<PathBuf>,
+    rest_tls_key: Option<PathBuf>,
+    rest_tls_client_ca: Option<PathBuf>,
+    rest_tls_client_auth: Option<String>,
+    /// A `.properties` file's `listeners` is `https://…`: TLS settings must come with it.
+    #[serde(skip)]
+    rest_https_listener: bool,
     advertised_url: Option<String>,
     plugin_path: Option<Vec<PathBuf>>,
     session_timeout_ms: Option<u32>,
@@ -143,6 +162,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub cluster_id: String,
     pub rest_listen: String,
+    /// HTTPS on the REST API; None: plain HTTP.
+    pub rest_tls: Option<RestTls>,
     pub worker_id: String,
     pub plugin_path: Vec<PathBuf>,
     pub restart_backoff: Option<Duration>,
@@ -252,6 +273,20 @@ impl Settings {
             .or(file.bootstrap_servers)
             .context("bootstrap servers are required: --bootstrap-servers, SLUICE_BOOTSTRAP_SERVERS or bootstrap_servers in the file")?;
         let rest_listen = args.rest_listen.or(file.rest_listen).unwrap_or_else(|| "127.0.0.1:8083".to_string());
+        let rest_tls = RestTls::from_keys(
+            args.rest_tls_cert.or(file.rest_tls_cert),
+            args.rest_tls_key.or(file.rest_tls_key),
+            args.rest_tls_client_ca.or(file.rest_tls_client_ca),
+            args.rest_tls_client_auth.or(file.rest_tls_client_auth).as_deref(),
+        )?;
+        if file.rest_https_listener && rest_tls.is_none() {
+            anyhow::bail!(
+                "listeners asks for HTTPS but no certificate is given: set listeners.https.ssl.keystore.type=PEM and \
+                 listeners.https.ssl.keystore.location (one PEM file with the key and its chain), or {} and {}",
+                crate::rest::tls::CERT,
+                crate::rest::tls::KEY
+            );
+        }
         let worker_id = worker_id(args.advertised_url.or(file.advertised_url).as_deref().unwrap_or(&rest_listen));
         let plugin_path =
             if args.plugin_path.is_empty() { file.plugin_path.unwrap_or_default() } else { args.plugin_path };
@@ -289,6 +324,7 @@ impl Settings {
             },
             cluster_id,
             rest_listen,
+            rest_tls,
             worker_id,
             plugin_path,
             restart_backoff: (backoff > 0).then(|| Duration::from_millis(backoff)),
@@ -425,8 +461,20 @@ mod tests {
         let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
         assert!(err.to_string().contains("offset.storage.partitions=25"), "{err}");
         fs::write(&path, "bootstrap.servers=k:9092\nlisteners=HTTPS://:8443\n").unwrap();
-        let err = Settings::resolve(WorkerArgs { config: Some(path), ..WorkerArgs::default() }).unwrap_err();
-        assert!(err.to_string().contains("refusing listeners"), "{err}");
+        let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
+        assert!(
+            err.to_string().contains("listeners asks for HTTPS") && err.to_string().contains("rest_tls_cert"),
+            "{err}"
+        );
+        let s = Settings::resolve(WorkerArgs {
+            config: Some(path),
+            rest_tls_cert: Some("/tls/rest.pem".into()),
+            rest_tls_key: Some("/tls/rest.key".into()),
+            ..WorkerArgs::default()
+        })
+        .unwrap();
+        assert_eq!(s.rest_listen, "0.0.0.0:8443");
+        assert_eq!(s.rest_tls.map(|t| t.cert), Some(PathBuf::from("/tls/rest.pem")), "the variables complete the file");
     }
 
     #[test]
