@@ -12,6 +12,7 @@ use rdkafka::{
     producer::DeliveryFuture,
 };
 
+pub mod diagnose;
 pub mod overrides;
 
 /// How to reach the brokers, plus librdkafka properties passed through as
@@ -35,6 +36,9 @@ pub struct KafkaSettings {
 impl KafkaSettings {
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
+        // librdkafka logs a plaintext client cut off by a TLS listener at
+        // level 6: `diagnose` needs those lines to name the setting.
+        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
         c.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
             c.set(k, v);
@@ -105,6 +109,32 @@ pub fn with_overrides(mut config: ClientConfig, overrides: &[(String, String)]) 
     config
 }
 
+/// Reaches the brokers once before the worker does anything else, so a TLS
+/// or SASL mistake in the worker's settings stops the start with the setting
+/// to fix rather than a bare timeout of the first admin call.
+pub fn preflight(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let client: BaseProducer<diagnose::Diagnosing> = settings
+        .admin()
+        .create_with_context(diagnose::Diagnosing::new("worker"))
+        .with_context(|| format!("creating a Kafka client for {}", settings.bootstrap_servers))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let result = client.client().fetch_metadata(None, Duration::from_secs(2));
+        // Serves librdkafka's log and error events (they wait in the main
+        // queue), which is where the reason of a failed connection is.
+        client.poll(Duration::ZERO);
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                let why = client.context().last_error().unwrap_or_else(|| e.to_string());
+                anyhow::bail!("cannot reach Kafka at {}: {why}", settings.bootstrap_servers);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// A topic the worker creates when missing.
 #[derive(Debug, Clone, Copy)]
 pub struct NewTopicSpec<'a> {
@@ -123,16 +153,21 @@ pub fn ensure_topic(
     admin_overrides: &[(String, String)],
 ) -> anyhow::Result<()> {
     let NewTopicSpec { name, partitions, replication_factor, compacted } = spec;
-    let admin: AdminClient<DefaultClientContext> = with_overrides(settings.admin(), admin_overrides)
-        .create()
+    let admin: AdminClient<diagnose::Diagnosing> = with_overrides(settings.admin(), admin_overrides)
+        .create_with_context(diagnose::Diagnosing::new("admin"))
         .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor));
     if compacted {
         topic = topic.set("cleanup.policy", "compact");
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&topic], &options))
-        .with_context(|| format!("creating topic {name}"))?;
+    let results = futures::executor::block_on(admin.create_topics([&topic], &options)).map_err(|e| {
+        // A timeout alone does not say why: the connection's last error does.
+        match admin.inner().context().last_error() {
+            Some(last) => anyhow!("creating topic {name}: {e}; the last connection error: {last}"),
+            None => anyhow!("creating topic {name}: {e}"),
+        }
+    })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

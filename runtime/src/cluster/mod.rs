@@ -160,6 +160,7 @@ impl Cluster {
         topic_tracking: active_topics::TopicTracking,
         client_policy: crate::kafka::overrides::Policy,
     ) -> anyhow::Result<Arc<Cluster>> {
+        crate::kafka::preflight(&settings, Duration::from_secs(30))?;
         for (name, replication_factor, setting) in topics.specs() {
             let spec = NewTopicSpec { name, partitions: 1, replication_factor, compacted: true };
             ensure_topic(&settings, spec, &[])
