@@ -13,86 +13,11 @@ use std::{
 };
 
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
-use sluice_tests::{build_dir, service_env, unique, wait_until};
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA (`<name>-ca.pem`, `<name>-ca.key`) in `dir`.
-fn make_ca(dir: &Path, name: &str) -> PathBuf {
-    let (pem, key) = (dir.join(format!("{name}-ca.pem")), dir.join(format!("{name}-ca.key")));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={name} test CA"),
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        pem.to_str().unwrap(),
-    ]);
-    pem
-}
-
-/// A certificate `<file>.pem` with its key `<file>.key`, signed by `ca`:
-/// for 127.0.0.1 as a server, or as a client.
-fn make_cert(dir: &Path, ca: &Path, file: &str, server: bool) -> (PathBuf, PathBuf) {
-    let (pem, key, csr, ext) =
-        (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")), dir.join("x.csr"), dir.join("x.ext"));
-    let ext_text = if server {
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-    } else {
-        "extendedKeyUsage=clientAuth\n"
-    };
-    std::fs::write(&ext, ext_text).unwrap();
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        &format!("/CN={file}"),
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-    ]);
-    let ca_key = ca.with_file_name(ca.file_name().unwrap().to_str().unwrap().replace(".pem", ".key"));
-    openssl(&[
-        "x509",
-        "-req",
-        "-days",
-        "2",
-        "-in",
-        csr.to_str().unwrap(),
-        "-CA",
-        ca.to_str().unwrap(),
-        "-CAkey",
-        ca_key.to_str().unwrap(),
-        "-set_serial",
-        &format!("{}", rand_serial()),
-        "-extfile",
-        ext.to_str().unwrap(),
-        "-out",
-        pem.to_str().unwrap(),
-    ]);
-    (pem, key)
-}
-
-fn rand_serial() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-}
+use sluice_tests::{
+    build_dir, service_env,
+    tls::{make_ca, make_cert},
+    unique, wait_until,
+};
 
 fn der(pem: &Path) -> CertificateDer<'static> {
     CertificateDer::from_pem_file(pem).unwrap()
