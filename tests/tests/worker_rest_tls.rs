@@ -219,3 +219,39 @@ fn a_bad_certificate_path_stops_the_start_naming_the_setting() {
     let log = w.log_text();
     assert!(log.contains("rest_tls_key"), "{log}");
 }
+
+#[test]
+fn a_connect_worker_file_with_a_pem_keystore_and_requested_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = make_ca(d, "rest");
+    let (cert, key) = make_cert(d, &ca, "server", true);
+    let client = make_cert(d, &ca, "operator", false);
+    let stranger = make_cert(d, &make_ca(d, "other"), "stranger", false);
+    // Kafka's PEM keystore: one file with the key and the chain.
+    let keystore = d.join("rest-keystore.pem");
+    std::fs::write(&keystore, [std::fs::read(&key).unwrap(), std::fs::read(&cert).unwrap()].concat()).unwrap();
+    let port = free_port();
+    let properties = d.join("connect-distributed.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "listeners=https://127.0.0.1:{port}\nlisteners.https.ssl.keystore.type=PEM\n\
+             listeners.https.ssl.keystore.location={}\nlisteners.https.ssl.truststore.type=PEM\n\
+             listeners.https.ssl.truststore.location={}\nlisteners.https.ssl.client.auth=requested\n",
+            keystore.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let w = Worker::start(d, port, &["--config", properties.to_str().unwrap()]);
+    let (status, served) = wait_until(
+        &format!("the worker to answer /ready over HTTPS; log:\n{}", w.log_text()),
+        Duration::from_secs(60),
+        || https_get(port, &ca, None, "/ready").ok().filter(|(status, _)| status.contains(" 200 ")),
+    );
+    assert!(status.contains(" 200 "), "requested: a client without a certificate is let in");
+    assert_eq!(served, der(&cert));
+    assert!(https_get(port, &ca, Some(&client), "/connectors").unwrap().0.contains(" 200 "));
+    assert!(https_get(port, &ca, Some(&stranger), "/health").is_err(), "a certificate given is checked");
+}
