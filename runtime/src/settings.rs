@@ -189,6 +189,25 @@ fn pair(text: &str) -> anyhow::Result<(String, String)> {
         .with_context(|| format!("{text:?} is not KEY=VALUE"))
 }
 
+/// `${env:…}`, `${file:…}` and `${directory:…}` in worker-level Kafka
+/// properties (a SASL password, a key password), resolved as in connector
+/// configs; an error names the property, never the value.
+fn resolve_references(table: &str, properties: Vec<(String, String)>) -> anyhow::Result<Vec<(String, String)>> {
+    properties
+        .into_iter()
+        .map(|(key, value)| {
+            if !crate::connector_config::has_reference(&value) {
+                return Ok((key, value));
+            }
+            let one = BTreeMap::from([(key.clone(), value)]);
+            let mut resolved =
+                crate::connector_config::resolve_secrets(&one).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
+            let value = resolved.remove(&key).unwrap_or_default();
+            Ok((key, value))
+        })
+        .collect()
+}
+
 /// Kafka Connect keeps the offsets and status topics in many partitions;
 /// Sluice needs one order in each, so another count is refused at start.
 fn check_partitions(setting: &str, partitions: Option<i32>, why: &str) -> anyhow::Result<()> {
@@ -268,6 +287,10 @@ impl Settings {
         for p in &args.kafka {
             properties.push(pair(p)?);
         }
+        let properties = resolve_references("the worker's Kafka properties", properties)?;
+        let consumer_properties = resolve_references("[kafka_consumer]", file.kafka_consumer.into_iter().collect())?;
+        let producer_properties = resolve_references("[kafka_producer]", file.kafka_producer.into_iter().collect())?;
+        let admin_properties = resolve_references("[kafka_admin]", file.kafka_admin.into_iter().collect())?;
         let bootstrap_servers = args
             .bootstrap_servers
             .or(file.bootstrap_servers)
@@ -316,9 +339,9 @@ impl Settings {
             kafka: KafkaSettings {
                 bootstrap_servers,
                 properties,
-                consumer_properties: file.kafka_consumer.into_iter().collect(),
-                producer_properties: file.kafka_producer.into_iter().collect(),
-                admin_properties: file.kafka_admin.into_iter().collect(),
+                consumer_properties,
+                producer_properties,
+                admin_properties,
                 session_timeout_ms: args.session_timeout_ms.or(file.session_timeout_ms).unwrap_or(10_000),
                 fetch_wait_max_ms: args.fetch_wait_max_ms.or(file.fetch_wait_max_ms).unwrap_or(10),
             },
@@ -475,6 +498,31 @@ mod tests {
         .unwrap();
         assert_eq!(s.rest_listen, "0.0.0.0:8443");
         assert_eq!(s.rest_tls.map(|t| t.cert), Some(PathBuf::from("/tls/rest.pem")), "the variables complete the file");
+    }
+
+    #[test]
+    fn kafka_properties_resolve_provider_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("kafka.properties");
+        fs::write(&secrets, "password=s3cr3t\n").unwrap();
+        let path = dir.path().join("worker.toml");
+        fs::write(
+            &path,
+            format!(
+                "bootstrap_servers = \"k:9092\"\n[kafka]\n\"sasl.password\" = \"${{file:{}:password}}\"\n\
+                 [kafka_producer]\n\"ssl.key.password\" = \"${{file:{}:missing}}\"\n",
+                secrets.display(),
+                secrets.display()
+            ),
+        )
+        .unwrap();
+        let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
+        assert!(err.to_string().contains("[kafka_producer]: ssl.key.password"), "{err}");
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replace(":missing}", ":password}")).unwrap();
+        let s = Settings::resolve(WorkerArgs { config: Some(path), ..WorkerArgs::default() }).unwrap();
+        assert!(s.kafka.properties.contains(&("sasl.password".to_string(), "s3cr3t".to_string())));
+        assert_eq!(s.kafka.producer_properties, [("ssl.key.password".to_string(), "s3cr3t".to_string())]);
     }
 
     #[test]
