@@ -36,9 +36,6 @@ pub struct KafkaSettings {
 impl KafkaSettings {
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        // librdkafka logs a plaintext client cut off by a TLS listener at
-        // level 6: `diagnose` needs those lines to name the setting.
-        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
         c.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
             c.set(k, v);
@@ -116,6 +113,7 @@ pub fn preflight(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<
     use rdkafka::producer::{BaseProducer, Producer};
     let client: BaseProducer<diagnose::Diagnosing> = settings
         .admin()
+        .set_log_level(diagnose::LOG_LEVEL)
         .create_with_context(diagnose::Diagnosing::new("worker"))
         .with_context(|| format!("creating a Kafka client for {}", settings.bootstrap_servers))?;
     let deadline = std::time::Instant::now() + timeout;
@@ -153,21 +151,16 @@ pub fn ensure_topic(
     admin_overrides: &[(String, String)],
 ) -> anyhow::Result<()> {
     let NewTopicSpec { name, partitions, replication_factor, compacted } = spec;
-    let admin: AdminClient<diagnose::Diagnosing> = with_overrides(settings.admin(), admin_overrides)
-        .create_with_context(diagnose::Diagnosing::new("admin"))
+    let admin: AdminClient<DefaultClientContext> = with_overrides(settings.admin(), admin_overrides)
+        .create()
         .with_context(|| format!("creating an admin client for {}", settings.bootstrap_servers))?;
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor));
     if compacted {
         topic = topic.set("cleanup.policy", "compact");
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&topic], &options)).map_err(|e| {
-        // A timeout alone does not say why: the connection's last error does.
-        match admin.inner().context().last_error() {
-            Some(last) => anyhow!("creating topic {name}: {e}; the last connection error: {last}"),
-            None => anyhow!("creating topic {name}: {e}"),
-        }
-    })?;
+    let results = futures::executor::block_on(admin.create_topics([&topic], &options))
+        .with_context(|| format!("creating topic {name}"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -169,6 +169,7 @@ impl Cluster {
         let producer: FutureProducer<BrokerStats> = settings
             .producer()
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
             .create_with_context(BrokerStats::new("cluster-producer"))
             .context("creating the cluster's producer")?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
@@ -500,6 +501,7 @@ fn spawn_reader(
     let consumer: BaseConsumer<BrokerStats> = settings
         .consumer(&format!("{}-reader", topics.configs))
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
         .create_with_context(BrokerStats::new("cluster-reader"))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topics.configs, 0, Offset::Beginning)?;

@@ -7,6 +7,12 @@ use std::sync::Mutex;
 
 use rdkafka::{client::ClientContext, config::RDKafkaLogLevel, error::KafkaError};
 
+/// The librdkafka log level of clients whose context diagnoses: a plaintext
+/// client cut off by a TLS listener is logged at level 6 (info), below
+/// rdkafka's default. Only contexts that filter get it (the others would
+/// pass every info line to the log).
+pub const LOG_LEVEL: RDKafkaLogLevel = RDKafkaLogLevel::Info;
+
 /// The setting to check for a librdkafka error text, if it is a TLS or
 /// SASL mistake Sluice knows.
 pub fn hint(reason: &str) -> Option<&'static str> {

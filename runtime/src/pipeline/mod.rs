@@ -59,6 +59,7 @@ impl TaskContext {
         let overrides = self.client_overrides()?;
         crate::kafka::with_overrides(self.cluster.kafka().producer(), &overrides.producer)
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
             .create_with_context(BrokerStats::task(role, &self.connector, self.task))
             .map_err(|e| failure(&format!("creating the {role}"), e))
     }

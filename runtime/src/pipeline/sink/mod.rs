@@ -298,6 +298,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let consumer: Arc<BaseConsumer<ConsumerCallbacks>> = Arc::new(
         crate::kafka::with_overrides(kafka.consumer(&format!("connect-{}", ctx.connector)), &overrides.consumer)
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
             .create_with_context(ConsumerCallbacks {
                 state: state.clone(),
                 stats: BrokerStats::task("consumer", &ctx.connector, ctx.task),
