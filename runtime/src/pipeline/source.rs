@@ -13,7 +13,7 @@ use std::{
 };
 
 use connector_api::{ffi::FfiSourceTaskBox, ConnectorError, SourceOffset, SourceRecord};
-use ledger::{Disposition, PollLedger, Settlement};
+use ledger::{Disposition, Failure, PollLedger, Settlement};
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
@@ -45,15 +45,16 @@ struct Transformed {
 }
 
 /// Kafka Connect's order for sources: transforms, then converters. The
-/// plugin's bytes are read per converter first (JSON text for `json`), so a
-/// plugin handing invalid JSON fails at the converter stage.
-/// `Ok(None)`: a transform dropped the record; `Err`: (message, stage).
-fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transformed>, (String, &'static str)> {
+/// plugin's bytes are read per converter first (JSON text for `json` and the
+/// registry converters), so a plugin handing invalid JSON fails at the
+/// converter stage. `Ok(None)`: a transform dropped the record.
+fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transformed>, Failure> {
+    let at = || {
+        format!("record for topic {} from source partition {} offset {}", r.topic, r.source.partition, r.source.offset)
+    };
     let convert = |part: Part, bytes: Option<&[u8]>| {
         let converter = if part == Part::Key { &runtime.key_converter } else { &runtime.value_converter };
-        converter.from_plugin(bytes, part).map_err(|e| {
-            (format!("{e}; record for topic {} from source partition {}", r.topic, r.source.partition), part.stage())
-        })
+        converter.from_plugin(bytes, part).map_err(|e| Failure::bad(format!("{e}; {}", at()), part.stage()))
     };
     let record = Record {
         topic: r.topic.to_string(),
@@ -72,13 +73,23 @@ fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transfo
         key_schema: None,
         value_schema: None,
     };
-    let Some(out) = runtime.transforms.apply(record).map_err(|e| (e, "TRANSFORMATION"))? else { return Ok(None) };
+    let Some(out) = runtime.transforms.apply(record).map_err(|e| Failure::bad(e, "TRANSFORMATION"))? else {
+        return Ok(None);
+    };
+    let to_kafka = |part: Part, data, schema: Option<&str>| {
+        let converter = if part == Part::Key { &runtime.key_converter } else { &runtime.value_converter };
+        converter.to_kafka(data, schema, part, &out.topic).map_err(|e| Failure {
+            message: format!("{}; {}", e.message, at()),
+            stage: part.stage(),
+            retriable: e.retriable,
+        })
+    };
     Ok(Some(Transformed {
+        key: to_kafka(Part::Key, out.key, out.key_schema.as_deref())?,
+        value: to_kafka(Part::Value, out.value, out.value_schema.as_deref())?,
         topic: out.topic,
         partition: out.partition,
         timestamp: out.timestamp,
-        key: runtime.key_converter.to_kafka(out.key),
-        value: runtime.value_converter.to_kafka(out.value),
         headers: out.headers,
     }))
 }
