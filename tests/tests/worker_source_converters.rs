@@ -33,10 +33,21 @@ fn hex(bytes: Option<&[u8]>) -> Value {
 }
 
 /// The records decoded by confluent-kafka's AvroDeserializer
-/// (`tests/golden/avro/deserialize.py`): `{"key", "value"}` each.
-fn python_decode(registry: &SchemaRegistry, topic: &str, messages: &[rdkafka::message::OwnedMessage]) -> Vec<Value> {
-    let input: String =
-        messages.iter().map(|m| format!("{}\n", json!({"key": hex(m.key()), "value": hex(m.payload())}))).collect();
+/// (`tests/golden/avro/deserialize.py`): `{"key", "value"}` each (keys
+/// only when `keys`: else they are not Avro).
+fn python_decode(
+    registry: &SchemaRegistry,
+    topic: &str,
+    messages: &[rdkafka::message::OwnedMessage],
+    keys: bool,
+) -> Vec<Value> {
+    let input: String = messages
+        .iter()
+        .map(|m| {
+            let key = if keys { hex(m.key()) } else { Value::Null };
+            format!("{}\n", json!({"key": key, "value": hex(m.payload())}))
+        })
+        .collect();
     let mut child = Command::new(repo().join("dev/confluent-python"))
         .arg("run")
         .arg(repo().join("tests/golden/avro/deserialize.py"))
@@ -135,7 +146,7 @@ fn a_source_writes_avro_that_confluents_deserializer_reads_and_a_sink_reads_back
         assert_eq!(value[0], 0, "magic byte 0");
     }
     // A third-party reader gets the source's values and keys back.
-    let decoded = python_decode(&registry, &topic, &messages);
+    let decoded = python_decode(&registry, &topic, &messages, true);
     let values: Vec<Value> = decoded.iter().map(|d| d["value"].clone()).collect();
     let keys: Vec<Value> = decoded.iter().map(|d| d["key"].clone()).collect();
     assert_eq!(values, expected_values());
@@ -236,7 +247,7 @@ fn a_registry_outage_fails_the_source_task_and_loses_nothing() {
     let (code, reply) = worker.request("POST", &format!("/connectors/{name}/tasks/0/restart"), None);
     assert!(code == 204 || code == 202, "restarting the task: HTTP {code} {reply}");
     let messages = consume(&topic, 1, COUNT, TIMEOUT);
-    let decoded = python_decode(&registry, &topic, &messages);
+    let decoded = python_decode(&registry, &topic, &messages, true);
     let values: Vec<Value> = decoded.iter().map(|d| d["value"].clone()).collect();
     assert_eq!(values, expected_values(), "every number, once, in order");
 }
@@ -253,4 +264,73 @@ fn registry_get(registry: &SchemaRegistry, path: &str) -> Value {
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// `auto.register.schemas=false` with `use.latest.version=true`: records are
+/// written with the subject's latest schema (a field the source lacks takes
+/// its default); with a latest schema the values do not fit, each record is
+/// a bad record naming the field, routed to the DLQ by errors.tolerance=all.
+/// Subjects follow TopicRecordNameStrategy.
+#[test]
+fn use_latest_version_writes_with_the_registered_schema_or_names_the_field_that_does_not_fit() {
+    let registry = SchemaRegistry::start(Some(USER_INFO));
+    let topic = unique("avro-latest");
+    let dlq = unique("avro-latest-dlq");
+    create_topic(&topic, 1);
+    let record = "io.confluent.connect.avro.ConnectDefault";
+    let subject = format!("{topic}-{record}");
+    let latest = json!({"type": "record", "name": "ConnectDefault", "namespace": "io.confluent.connect.avro",
+        "fields": [
+            {"name": "order", "type": ["null", {"type": "record", "name": "Order", "fields": [
+                {"name": "n", "type": "long"}]}], "default": null},
+            {"name": "source", "type": "string"},
+            {"name": "region", "type": "string", "default": "eu"}]});
+    let id = registry.register(&subject, "AVRO", &latest.to_string());
+    let worker = WorkerProcess::start(&unique("avro-latest-cluster"), &[], &[]);
+    let mut config = counter_config(&topic, &registry, "avro");
+    config["key.converter"] = json!("json");
+    config["key.converter.schemas.enable"] = json!("false");
+    config["value.converter.auto.register.schemas"] = json!("false");
+    config["value.converter.use.latest.version"] = json!("true");
+    config["value.converter.value.subject.name.strategy"] = json!("TopicRecordNameStrategy");
+    create(&worker, &unique("avro-latest-counter"), config.clone());
+
+    let messages = consume(&topic, 1, COUNT, TIMEOUT);
+    for m in &messages {
+        assert_eq!(m.payload().expect("a value")[..5], [[0u8].as_slice(), &id.to_be_bytes()].concat()[..]);
+    }
+    let values: Vec<Value> =
+        python_decode(&registry, &topic, &messages, false).iter().map(|d| d["value"].clone()).collect();
+    let with_default: Vec<Value> = expected_values()
+        .into_iter()
+        .map(|mut v| {
+            v["region"] = json!("eu");
+            v
+        })
+        .collect();
+    assert_eq!(values, with_default, "written with the latest schema, the absent field at its default");
+    assert!(
+        !registry.requests().iter().any(|(m, p, _)| m == "POST" && p.ends_with("/versions")),
+        "nothing registered: {:?}",
+        registry.requests()
+    );
+
+    // A latest schema whose `source` is a long: no record fits it.
+    let other = unique("avro-latest-bad");
+    create_topic(&other, 1);
+    let mut misfit = latest.clone();
+    misfit["fields"][1]["type"] = json!("long");
+    registry.register(&format!("{other}-{record}"), "AVRO", &misfit.to_string());
+    config["topic"] = json!(other);
+    config["errors.tolerance"] = json!("all");
+    config["errors.deadletterqueue.topic.name"] = json!(dlq);
+    config["errors.deadletterqueue.context.headers.enable"] = json!("true");
+    create(&worker, &unique("avro-latest-misfit"), config);
+    let dead = consume(&dlq, 1, COUNT, TIMEOUT);
+    for m in &dead {
+        let message = sluice_tests::header(m, "__connect.errors.exception.message").unwrap_or_default();
+        assert!(message.contains("field source: expected a 64-bit integer, got \"counter\""), "{message}");
+        assert!(message.contains("source partition") && message.contains(&other), "{message}");
+        assert_eq!(sluice_tests::header(m, "__connect.errors.stage").as_deref(), Some("VALUE_CONVERTER"));
+    }
 }
