@@ -334,3 +334,28 @@ fn use_latest_version_writes_with_the_registered_schema_or_names_the_field_that_
         assert_eq!(sluice_tests::header(m, "__connect.errors.stage").as_deref(), Some("VALUE_CONVERTER"));
     }
 }
+
+/// SetSchemaMetadata names (and versions) a source's inferred schema when
+/// no transform changes the values: AvroData writes the name and version as
+/// `connect.name` / `connect.version`, and the sink side reads them back.
+#[test]
+fn set_schema_metadata_names_a_sources_avro_schema() {
+    let registry = SchemaRegistry::start(Some(USER_INFO));
+    let topic = unique("avro-named");
+    create_topic(&topic, 1);
+    let worker = WorkerProcess::start(&unique("avro-named-cluster"), &[], &[]);
+    let mut config = counter_config(&topic, &registry, "avro");
+    config["transforms"] = json!("meta");
+    config["transforms.meta.type"] = json!("org.apache.kafka.connect.transforms.SetSchemaMetadata$Value");
+    config["transforms.meta.schema.name"] = json!("shop.Count");
+    config["transforms.meta.schema.version"] = json!("3");
+    create(&worker, &unique("avro-named-counter"), config);
+
+    let messages = consume(&topic, 1, COUNT, TIMEOUT);
+    let values: Vec<Value> =
+        python_decode(&registry, &topic, &messages, true).iter().map(|d| d["value"].clone()).collect();
+    assert_eq!(values, (0..COUNT).map(|n| json!(n)).collect::<Vec<_>>());
+    let latest = registry_get(&registry, &format!("/subjects/{topic}-value/versions/latest"));
+    let schema: Value = serde_json::from_str(latest["schema"].as_str().expect("schema text")).expect("JSON");
+    assert_eq!(schema, json!({"type": "long", "connect.name": "shop.Count", "connect.version": 3}));
+}

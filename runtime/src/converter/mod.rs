@@ -487,6 +487,12 @@ impl Converter {
         }
     }
 
+    /// Whether this converter writes a source's value with a Connect schema
+    /// it infers (a Schema Registry converter).
+    pub fn infers_registry_schema(&self) -> bool {
+        matches!(self, Converter::Registry(_))
+    }
+
     /// Whether a source record must be rewritten for this converter.
     pub fn source_rewrites(&self) -> bool {
         matches!(self, Converter::Json { .. } | Converter::Registry(_))
