@@ -41,6 +41,18 @@ fn python_decode(
     messages: &[rdkafka::message::OwnedMessage],
     keys: bool,
 ) -> Vec<Value> {
+    python_decode_as("avro", registry, topic, messages, keys)
+}
+
+/// As [`python_decode`], with `format` `avro` or `json` (JSONDeserializer,
+/// which validates each payload against the writer's JSON Schema).
+fn python_decode_as(
+    format: &str,
+    registry: &SchemaRegistry,
+    topic: &str,
+    messages: &[rdkafka::message::OwnedMessage],
+    keys: bool,
+) -> Vec<Value> {
     let input: String = messages
         .iter()
         .map(|m| {
@@ -51,7 +63,7 @@ fn python_decode(
     let mut child = Command::new(repo().join("dev/confluent-python"))
         .arg("run")
         .arg(repo().join("tests/golden/avro/deserialize.py"))
-        .args(["--registry", &registry.url, "--user-info", USER_INFO, "--topic", topic])
+        .args(["--registry", &registry.url, "--user-info", USER_INFO, "--topic", topic, "--format", format])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -183,7 +195,8 @@ fn a_source_writes_avro_that_confluents_deserializer_reads_and_a_sink_reads_back
 }
 
 /// JSON Schema: the payload after the header is the value's JSON (every
-/// field of the inferred struct), the schema a JSON Schema document.
+/// field of the inferred struct), the schema a JSON Schema document that
+/// confluent-kafka's JSONDeserializer validates the payloads against.
 #[test]
 fn a_source_writes_json_schema_records_a_sink_reads_back() {
     let registry = SchemaRegistry::start(Some(USER_INFO));
@@ -208,6 +221,14 @@ fn a_source_writes_json_schema_records_a_sink_reads_back() {
         })
         .collect();
     assert_eq!(values, expected_values());
+    // A third-party reader validates each payload against the registered
+    // JSON Schema and decodes keys and values.
+    let decoded = python_decode_as("json", &registry, &topic, &messages, true);
+    assert_eq!(decoded.iter().map(|d| d["value"].clone()).collect::<Vec<_>>(), expected_values());
+    assert_eq!(
+        decoded.iter().map(|d| d["key"].clone()).collect::<Vec<_>>(),
+        (0..COUNT).map(|n| json!(n)).collect::<Vec<_>>()
+    );
     let schema: Value = serde_json::from_str(latest["schema"].as_str().expect("schema text")).expect("JSON");
     assert_eq!(schema["type"], "object");
     assert_eq!(

@@ -1,6 +1,8 @@
 """Reads records Sluice wrote in Confluent's wire format with
-confluent-kafka's Python AvroDeserializer (a third-party reader, which
-fetches the writer's schema by id from the registry at --registry).
+confluent-kafka's Python AvroDeserializer, or with --format json its
+JSONDeserializer (which also validates each payload against the writer's
+JSON Schema): third-party readers, which fetch the writer's schema by id
+from the registry at --registry.
 
 stdin: one JSON line per record, {"key": hex or null, "value": hex or null}.
 stdout: one JSON line per record, {"key": <decoded>, "value": <decoded>}.
@@ -15,6 +17,7 @@ import sys
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
@@ -23,11 +26,16 @@ def main():
     parser.add_argument("--registry", required=True)
     parser.add_argument("--user-info")
     parser.add_argument("--topic", required=True)
+    parser.add_argument("--format", choices=["avro", "json"], default="avro")
     args = parser.parse_args()
     conf = {"url": args.registry}
     if args.user_info:
         conf["basic.auth.user.info"] = args.user_info
-    deserializer = AvroDeserializer(SchemaRegistryClient(conf))
+    client = SchemaRegistryClient(conf)
+    if args.format == "json":
+        deserializer = JSONDeserializer(None, schema_registry_client=client)
+    else:
+        deserializer = AvroDeserializer(client)
     for line in sys.stdin:
         record = json.loads(line)
         out = {}
