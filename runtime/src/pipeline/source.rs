@@ -278,8 +278,8 @@ impl Output {
                     ledger.filtered();
                     continue;
                 }
-                Disposition::Fail { stage, trace } => {
-                    ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
+                Disposition::Fail { stage, trace, kind } => {
+                    ctx.metrics.errors.with_label_values(&[&connector, &task_id, kind.name(), stage]).inc();
                     ledger.fail(trace);
                     break;
                 }

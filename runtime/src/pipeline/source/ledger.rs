@@ -21,8 +21,9 @@ pub enum Disposition<T> {
     /// routed to `dlq` (`None`: tolerated without a DLQ, skipped).
     Tolerated { error: ConnectorError, stage: &'static str, dlq: Option<String> },
     /// A transform or converter failed it, and it is not tolerated: the poll
-    /// stops before it and the task fails with this trace.
-    Fail { stage: &'static str, trace: String },
+    /// stops before it and the task fails with this trace. `kind`: the
+    /// error kind counted (`Retriable` when a service did not answer).
+    Fail { stage: &'static str, trace: String, kind: ErrorKind },
 }
 
 /// Why a transform or converter could not handle a polled record.
@@ -62,7 +63,7 @@ pub fn dispose<T>(
              DLQ: the task fails before this poll's source offsets are stored, and once restarted the source \
              resumes from the last stored offsets (nothing is lost)"
         );
-        return Disposition::Fail { stage, trace };
+        return Disposition::Fail { stage, trace, kind: ErrorKind::Retriable };
     }
     let error = ConnectorError::bad_record(message);
     let dlq = match route(&error) {
@@ -72,7 +73,7 @@ pub fn dispose<T>(
                  transform/converter config, or set errors.tolerance=all to skip such records \
                  (with errors.deadletterqueue.topic.name to keep them)"
             );
-            return Disposition::Fail { stage, trace };
+            return Disposition::Fail { stage, trace, kind: ErrorKind::BadRecord };
         }
         Route::Drop => None,
         Route::Topic { topic, .. } => Some(topic),
@@ -180,11 +181,13 @@ mod tests {
                     "dlq"
                 }
                 Disposition::Tolerated { dlq: None, .. } => "skipped",
-                Disposition::Fail { trace, stage } if trace.contains("nothing is lost") => {
+                Disposition::Fail { trace, stage, kind: ErrorKind::Retriable } => {
+                    assert!(trace.contains("nothing is lost"), "{trace}");
                     assert!(trace.contains(stage) && trace.contains("neither skipped nor sent to the DLQ"), "{trace}");
                     "outage"
                 }
-                Disposition::Fail { trace, stage } => {
+                Disposition::Fail { trace, stage, kind } => {
+                    assert_eq!(kind, ErrorKind::BadRecord);
                     assert!(trace.contains(stage) && trace.contains("errors.tolerance is none"), "{trace}");
                     "fail"
                 }
