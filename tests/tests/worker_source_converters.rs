@@ -380,3 +380,47 @@ fn set_schema_metadata_names_a_sources_avro_schema() {
     let schema: Value = serde_json::from_str(latest["schema"].as_str().expect("schema text")).expect("JSON");
     assert_eq!(schema, json!({"type": "long", "connect.name": "shop.Count", "connect.version": 3}));
 }
+
+/// `auto.register.schemas=false` alone: the schema is looked up under the
+/// subject (`POST /subjects/{subject}`) and its id written; where the
+/// subject lacks it, each record is a bad record saying what to set.
+#[test]
+fn without_auto_register_the_schema_is_looked_up_or_the_record_is_refused() {
+    let registry = SchemaRegistry::start(Some(USER_INFO));
+    let topic = unique("avro-lookup");
+    let missing = unique("avro-lookup-missing");
+    let dlq = unique("avro-lookup-dlq");
+    create_topic(&topic, 1);
+    create_topic(&missing, 1);
+    // The counter's values are JSON numbers: AvroData's schema for int64.
+    let id = registry.register(&format!("{topic}-value"), "AVRO", "\"long\"");
+    let worker = WorkerProcess::start(&unique("avro-lookup-cluster"), &[], &[]);
+    let mut config = counter_config(&topic, &registry, "avro");
+    config["transforms"] = json!("");
+    config["key.converter"] = json!("string");
+    config["value.converter.auto.register.schemas"] = json!("false");
+    create(&worker, &unique("avro-lookup-counter"), config.clone());
+    let messages = consume(&topic, 1, COUNT, TIMEOUT);
+    for m in &messages {
+        assert_eq!(m.payload().expect("a value")[..5], [[0u8].as_slice(), &id.to_be_bytes()].concat()[..]);
+    }
+    let values: Vec<Value> =
+        python_decode(&registry, &topic, &messages, false).iter().map(|d| d["value"].clone()).collect();
+    assert_eq!(values, (0..COUNT).map(|n| json!(n)).collect::<Vec<_>>());
+
+    config["topic"] = json!(missing);
+    config["errors.tolerance"] = json!("all");
+    config["errors.deadletterqueue.topic.name"] = json!(dlq);
+    config["errors.deadletterqueue.context.headers.enable"] = json!("true");
+    create(&worker, &unique("avro-lookup-missing"), config);
+    for m in &consume(&dlq, 1, COUNT, TIMEOUT) {
+        let message = sluice_tests::header(m, "__connect.errors.exception.message").unwrap_or_default();
+        assert!(message.contains(&format!("not registered under subject {missing}-value")), "{message}");
+        assert!(message.contains("value.converter.auto.register.schemas=false"), "{message}");
+    }
+    assert!(
+        !registry.requests().iter().any(|(m, p, _)| m == "POST" && p.ends_with("/versions")),
+        "nothing registered: {:?}",
+        registry.requests()
+    );
+}
