@@ -431,6 +431,22 @@ mod tests {
         crate::connector_config::parse(&config, Kind::Source).unwrap()
     }
 
+    /// A source value the registry converter cannot take (not JSON, so no
+    /// schema can be inferred) is a bad record naming the converter key and
+    /// where the record came from; routed by errors.tolerance like any.
+    #[test]
+    fn a_value_that_is_not_json_names_the_converter_key_and_the_source_position() {
+        let r = SourceRecord::new("orders", SourceOffset::new(r#"{"table":"orders"}"#, r#"{"pk":7}"#))
+            .with_value("ORDER-7");
+        let Err(failure) = transform(&runtime(&[]), &r) else { panic!("plain text is not JSON") };
+        assert_eq!((failure.stage, failure.retriable), ("VALUE_CONVERTER", false));
+        for words in
+            ["value.converter (Avro)", "topic orders", r#"source partition {"table":"orders"}"#, r#"offset {"pk":7}"#]
+        {
+            assert!(failure.message.contains(words), "{words:?} in {}", failure.message);
+        }
+    }
+
     /// A registry converter's schema exists before the transforms when they
     /// keep values (so SetSchemaMetadata can name it), else it is inferred
     /// after them; other converters infer theirs after.
