@@ -156,7 +156,9 @@ impl SchemaConverter {
         let config = &self.registry.config;
         let subject = registry::subject(config.strategy, topic, part, record.as_deref()).ok_or_else(|| {
             ConvertError::bad(format!(
-                "{p}.converter.{p}.subject.name.strategy names subjects after the record's schema name, and this                  {p} schema has none (a primitive, or an unnamed JSON Schema): use TopicNameStrategy, or name the                  schema with a SetSchemaMetadata transform"
+                "{p}.converter.{p}.subject.name.strategy names subjects after the record's schema name, and this \
+                 {p} schema has none (a primitive, or an unnamed JSON Schema): use TopicNameStrategy, or name the \
+                 schema with a SetSchemaMetadata transform"
             ))
         })?;
         let kind = self.kind();
@@ -167,7 +169,8 @@ impl SchemaConverter {
         if config.use_latest {
             let latest = self.registry.latest(&subject)?.ok_or_else(|| {
                 ConvertError::bad(format!(
-                    "{p}.converter.use.latest.version=true but subject {subject} has no schema: register one, or                      set {p}.converter.auto.register.schemas=true"
+                    "{p}.converter.use.latest.version=true but subject {subject} has no schema: register one, or \
+                     set {p}.converter.auto.register.schemas=true"
                 ))
             })?;
             if latest.kind != kind {
@@ -187,7 +190,9 @@ impl SchemaConverter {
         }
         let id = self.registry.lookup(&subject, kind, &text)?.ok_or_else(|| {
             ConvertError::bad(format!(
-                "the record's {p} schema is not registered under subject {subject}, and                  {p}.converter.auto.register.schemas=false: register it, or set                  {p}.converter.use.latest.version=true to write with the subject's latest schema; the schema: {text}"
+                "the record's {p} schema is not registered under subject {subject}, and \
+                 {p}.converter.auto.register.schemas=false: register it, or set \
+                 {p}.converter.use.latest.version=true to write with the subject's latest schema; the schema: {text}"
             ))
         })?;
         Ok(self.writer_for(id, doc, schema.clone()))
@@ -505,7 +510,9 @@ impl Converter {
             Converter::Registry(c) => {
                 let v: Value = serde_json::from_slice(b).map_err(|e| {
                     format!(
-                        "the source task's {p} is not JSON ({e}); {p}.converter ({f:?}) writes a JSON value with the                          Connect schema inferred from it, so the source must give its {p} as JSON (or use another                          {p}.converter for it, such as string)",
+                        "the source task's {p} is not JSON ({e}); {p}.converter ({f:?}) writes a JSON value with the \
+                         Connect schema inferred from it, so the source must give its {p} as JSON (or use another \
+                         {p}.converter for it, such as string)",
                         p = part.name(),
                         f = c.format
                     )
