@@ -194,6 +194,24 @@ impl Producing {
         Ok(())
     }
 
+    /// Queues `value` under `key` to `partition`, timestamped now, waiting
+    /// while librdkafka's queue is full (data sets other than orders).
+    pub fn send_value(&mut self, partition: i32, key: &str, value: &str) -> anyhow::Result<()> {
+        loop {
+            let record = BaseRecord::to(&self.topic).partition(partition).key(key).payload(value).timestamp(now_ms());
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => return Err(anyhow!("queueing a record to {}: {e}", self.topic)),
+            }
+        }
+        self.sent += 1;
+        self.bytes += value.len() as u64;
+        Ok(())
+    }
+
     /// Waits until everything queued so far is acknowledged.
     pub fn flush(&self) -> anyhow::Result<()> {
         self.producer.flush(Duration::from_secs(60)).context("flushing the producer")

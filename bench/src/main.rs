@@ -21,6 +21,7 @@ use sluice_bench::{
 
 mod latency;
 mod report;
+mod salesforce;
 
 use latency::latency_run;
 use report::write_results;
@@ -76,10 +77,42 @@ struct Args {
     /// (repeatable), e.g. queued.max.messages.kbytes=16384 to see its share of RSS.
     #[arg(long = "worker-kafka", value_name = "PROP=VALUE")]
     worker_kafka: Vec<String>,
-    /// Extra s3-sink connector setting (repeatable; applied after the format's
-    /// own), e.g. s3.compression.level=1 to see what the gzip level costs.
-    #[arg(long = "sink", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    /// The sink measured (`s3`, the default, or `salesforce`: the
+    /// salesforce-sink against the in-process Salesforce fake), or an extra
+    /// connector setting KEY=VALUE (repeatable; applied after the run's own),
+    /// e.g. s3.compression.level=1 to see what the gzip level costs.
+    #[arg(long = "sink", value_name = "SINK|KEY=VALUE", value_parser = parse_sink_arg)]
+    sink_args: Vec<SinkArg>,
+    /// The KEY=VALUE settings of `--sink`.
+    #[arg(skip)]
     sink: Vec<(String, String)>,
+    /// The sink named by `--sink` (s3 when none is).
+    #[arg(skip)]
+    target: Target,
+    /// salesforce: the fake answers every data call after this many ms.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// salesforce: distinct customers (External IDs) in the data set.
+    #[arg(long, default_value_t = 20_000)]
+    customers: u64,
+    /// salesforce: versions of each customer, produced in order (all
+    /// customers' version 1, then version 2, ...).
+    #[arg(long, default_value_t = 3)]
+    versions: u64,
+    /// salesforce: one sObject Collections run per value of
+    /// salesforce.max.in.flight.requests.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    in_flight: Vec<u32>,
+    /// salesforce: skip the Bulk API 2.0 run.
+    #[arg(long)]
+    no_bulk: bool,
+    /// salesforce, Bulk run: salesforce.bulk.poll.ms of the sink.
+    #[arg(long, default_value_t = 500)]
+    bulk_poll_ms: u64,
+    /// salesforce, Bulk run: polls a closed job answers InProgress before it
+    /// completes (the fake's stand-in for Salesforce's processing time).
+    #[arg(long, default_value_t = 3)]
+    bulk_job_polls: usize,
     /// Do not run `perf record` on the worker.
     #[arg(long)]
     no_perf: bool,
@@ -89,8 +122,40 @@ struct Args {
     https: bool,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+/// What `--sink` names: the sink measured, or one of its settings.
+#[derive(Clone, Debug)]
+enum SinkArg {
+    Target(Target),
+    Setting(String, String),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Target {
+    #[default]
+    S3,
+    Salesforce,
+}
+
+fn parse_sink_arg(s: &str) -> Result<SinkArg, String> {
+    match (s, s.split_once('=')) {
+        (_, Some((k, v))) => Ok(SinkArg::Setting(k.to_string(), v.to_string())),
+        ("s3", None) => Ok(SinkArg::Target(Target::S3)),
+        ("salesforce", None) => Ok(SinkArg::Target(Target::Salesforce)),
+        _ => Err(format!("{s:?} is neither a sink (s3, salesforce) nor KEY=VALUE")),
+    }
+}
+
+/// The sink measured and its extra settings, from the `--sink` arguments.
+fn split_sink_args(args: &[SinkArg]) -> (Target, Vec<(String, String)>) {
+    let mut target = Target::S3;
+    let mut settings = Vec::new();
+    for a in args {
+        match a {
+            SinkArg::Target(t) => target = *t,
+            SinkArg::Setting(k, v) => settings.push((k.clone(), v.clone())),
+        }
+    }
+    (target, settings)
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -187,6 +252,13 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    (args.target, args.sink) = split_sink_args(&args.sink_args);
+    if args.target == Target::Salesforce {
+        if args.tiny {
+            args.customers = args.customers.min(1000);
+        }
+        return salesforce::run(&args);
+    }
     if args.tiny {
         args.records = args.records.min(4000);
         args.latency_seconds = args.latency_seconds.min(5);
@@ -536,5 +608,18 @@ mod tests {
         assert!(per_partition >= 250_000);
         let (p, o, f) = geometry(10, 1024, 64);
         assert_eq!((p, o, f), (2, 1, 2));
+    }
+
+    #[test]
+    fn sink_arguments_name_the_sink_or_set_a_key() {
+        let args: Vec<SinkArg> = ["salesforce", "salesforce.bulk.threshold=500", "a=b=c"]
+            .iter()
+            .map(|a| parse_sink_arg(a).unwrap())
+            .collect();
+        let (target, settings) = split_sink_args(&args);
+        assert_eq!(target, Target::Salesforce);
+        assert_eq!(settings, [("salesforce.bulk.threshold".into(), "500".into()), ("a".into(), "b=c".into())]);
+        assert_eq!(split_sink_args(&[]).0, Target::S3);
+        assert!(parse_sink_arg("bigquery").unwrap_err().contains("neither a sink"));
     }
 }

@@ -8,7 +8,7 @@ use sluice_bench::{kafka::PARTITIONS, procstat};
 
 use crate::{latency::Latency, max_buffered_bytes, Cpu, Ctx, Row, SluiceRun, MIB};
 
-fn git(args: &[&str]) -> String {
+pub(crate) fn git(args: &[&str]) -> String {
     Command::new("git")
         .args(args)
         .output()

@@ -175,17 +175,6 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     }
     let key_converter = Converter::parse(config, Part::Key, &mut p.issues);
     let value_converter = Converter::parse(config, Part::Value, &mut p.issues);
-    if kind == Kind::Source {
-        for (part, c) in [(Part::Key, &key_converter), (Part::Value, &value_converter)] {
-            if matches!(c, Converter::Registry(_)) {
-                p.issues.push(ConfigIssue::new(
-                    format!("{}.converter", part.name()),
-                    "the Schema Registry converters read records for sinks; writing them from a source is not \
-                     supported yet: use json (JsonConverter) for this source",
-                ));
-            }
-        }
-    }
     let transforms = match Chain::parse(config) {
         Ok(chain) => chain,
         Err(issues) => {
@@ -449,6 +438,31 @@ mod tests {
         assert_eq!(c.retry_timeout_ms, 0);
         assert_eq!(c.tasks_max, 1);
         assert!(parse(&config(&[]), Kind::Source).is_ok());
+    }
+
+    /// Issue 17: a source may write Confluent's Avro and JSON Schema (no
+    /// longer a 400); their settings' problems still name their keys.
+    #[test]
+    fn a_source_takes_the_schema_registry_converters() {
+        for class in ["io.confluent.connect.avro.AvroConverter", "io.confluent.connect.json.JsonSchemaConverter"] {
+            let c = parse(
+                &config(&[("value.converter", class), ("value.converter.schema.registry.url", "http://r:8081")]),
+                Kind::Source,
+            )
+            .unwrap();
+            assert!(matches!(c.value_converter, Converter::Registry(_)), "{class}");
+        }
+        let issues = parse(
+            &config(&[
+                ("key.converter", "avro"),
+                ("key.converter.schema.registry.url", "http://r:8081"),
+                ("key.converter.use.latest.version", "sometimes"),
+            ]),
+            Kind::Source,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["key.converter.use.latest.version"]);
     }
 
     #[test]

@@ -239,6 +239,12 @@ impl SalesforceFake {
         *self.state.bulk_batches.lock().unwrap() = (used, max);
     }
 
+    /// The org's daily Bulk API batches used so far (`set_bulk_batches`'
+    /// start plus ⌈rows / 10,000⌉ per upload).
+    pub fn bulk_batches_used(&self) -> u64 {
+        self.state.bulk_batches.lock().unwrap().0
+    }
+
     /// Bulk jobs closed from now on answer InProgress for `n` polls.
     pub fn set_job_polls(&self, n: usize) {
         *self.state.job_polls.lock().unwrap() = n;
@@ -791,8 +797,12 @@ fn bulk(state: &State, request: &Request, resource: &str) -> Response {
                 return rest_error(400, "INVALIDBATCH", "an upload is at most 150 MB");
             }
             job.csv.push_str(&request.body);
-            // Bulk API 2.0 counts an upload as at least one batch.
-            state.bulk_batches.lock().unwrap().0 += 1;
+            // Bulk API 2.0 cuts an upload into internal batches of up to
+            // 10,000 records, each counted in DailyBulkApiBatches ("How
+            // Requests Are Processed"; the 150,000,000 records a day are
+            // those 15,000 batches); /limits reports no records entry.
+            let rows = parse_csv(&request.body).1.len() as u64;
+            state.bulk_batches.lock().unwrap().0 += rows.div_ceil(10_000).max(1);
             Response { status: 201, body: String::new(), content_type: "application/json", extra: Vec::new() }
         }
         ("PATCH", ["jobs", "ingest", id]) => {

@@ -474,3 +474,39 @@ fn with_the_daily_bulk_batches_at_its_share_the_task_writes_through_collections(
     assert!(fake.bulk_jobs().is_empty(), "no job past the share of the daily Bulk batches");
     assert_requests_well_formed(&fake);
 }
+
+#[test]
+fn a_bulk_job_counts_its_records_as_daily_batches_and_never_passes_the_share() {
+    // 36,000 records, 12,000 rows once a put folds the versions: more than
+    // the one batch (10,000 records) left under the share of 12,000.
+    const CUSTOMERS: usize = 12_000;
+    let fake = fake();
+    fake.set_bulk_batches(11_999, 15_000);
+    let topic = unique("sf-bulk-records");
+    create_topic(&topic, 1);
+    let produced = produce_customers(&topic, 1, CUSTOMERS, false);
+    let w = WorkerProcess::start(&unique("sf-bulk-records"), &[], &[]);
+    let name = unique("sf-bulk-records-sink");
+    create_connector(
+        &w,
+        &name,
+        &topic,
+        &fake,
+        &[
+            ("salesforce.bulk.threshold", "100"),
+            ("salesforce.bulk.poll.ms", "100"),
+            ("consumer.max.poll.records", "36000"),
+        ],
+    );
+    wait_committed(&format!("connect-{name}"), &topic, &produced.ends, &w);
+    assert_last_versions(&fake, CUSTOMERS, false);
+    assert!(
+        fake.bulk_batches_used() <= 12_000,
+        "the jobs took {} of 15,000 daily batches, past the share of 12,000",
+        fake.bulk_batches_used()
+    );
+    for job in fake.bulk_jobs() {
+        assert!(job.keys.len() <= 10_000, "job {} of {} rows needed two batches", job.id, job.keys.len());
+    }
+    assert_requests_well_formed(&fake);
+}

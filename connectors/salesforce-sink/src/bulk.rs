@@ -132,14 +132,51 @@ pub fn jobs_in(note: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Whether one more job fits the connector's `share` of the org's daily
-/// Bulk API batches (`GET /limits`: `DailyBulkApiBatches` `Max` and
-/// `Remaining`; a job takes at least one batch). Without the entry, yes.
-pub fn allowed(limits: &Value, share: f64) -> bool {
+/// Bulk API 2.0 cuts an upload into internal batches of at most this many
+/// records, each counted against the org's daily batches.
+pub const RECORDS_PER_BATCH: u64 = 10_000;
+
+/// The daily batches a job of `rows` rows costs.
+pub fn batches_for(rows: usize) -> u64 {
+    (rows as u64).div_ceil(RECORDS_PER_BATCH).max(1)
+}
+
+/// Whether a job of `rows` rows may start, from the org's 24-hour Bulk
+/// allocation (`GET /limits`: `DailyBulkApiBatches` `Max` and `Remaining`,
+/// shared with Bulk API 1.0 and every other client).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BulkPace {
+    /// It fits within the connector's share.
+    Job { batches: u64 },
+    /// It would pass the share: the rows go through sObject Collections.
+    Collections { reason: String },
+}
+
+/// Paces a job of `rows` rows against the connector's `share` of the org's
+/// daily Bulk API 2.0 allocation. The 150,000,000 records a rolling 24 hours
+/// are that allocation counted in records: 15,000 batches of at most
+/// 10,000 records, and `/limits` reports only the batches (no records
+/// entry), so a job counts its records as `⌈rows / 10,000⌉` batches.
+/// Without the entry (an org or proxy that hides it), the job starts.
+pub fn pace(limits: &Value, share: f64, rows: usize) -> BulkPace {
     let entry = &limits["DailyBulkApiBatches"];
-    match (entry["Max"].as_u64(), entry["Remaining"].as_u64()) {
-        (Some(max), Some(remaining)) => ((max.saturating_sub(remaining) + 1) as f64) <= share * max as f64,
-        _ => true,
+    let batches = batches_for(rows);
+    let (Some(max), Some(remaining)) = (entry["Max"].as_u64(), entry["Remaining"].as_u64()) else {
+        return BulkPace::Job { batches };
+    };
+    let used = max.saturating_sub(remaining);
+    let allowed = (share * max as f64).floor() as u64;
+    if used + batches <= allowed {
+        return BulkPace::Job { batches };
+    }
+    BulkPace::Collections {
+        reason: format!(
+            "a Bulk API 2.0 job of {rows} rows takes {batches} of the org's daily batches ({} records each); \
+             {used} of {max} are used in the last 24 hours and salesforce.api.limit.share={share} allows {allowed} \
+             (the daily {} records)",
+            RECORDS_PER_BATCH,
+            allowed * RECORDS_PER_BATCH
+        ),
     }
 }
 
@@ -184,9 +221,26 @@ mod tests {
     #[test]
     fn a_job_starts_only_within_the_share_of_the_daily_bulk_batches() {
         let limits = |remaining: u64| json!({"DailyBulkApiBatches": {"Max": 15000, "Remaining": remaining}});
-        assert!(allowed(&limits(15000), 0.8));
-        assert!(allowed(&limits(3001), 0.8), "11,999 used: the 12,000th fits");
-        assert!(!allowed(&limits(3000), 0.8), "12,000 used: at the share");
-        assert!(allowed(&json!({}), 0.8));
+        assert_eq!(pace(&limits(15000), 0.8, 1), BulkPace::Job { batches: 1 });
+        assert_eq!(pace(&limits(3001), 0.8, 500), BulkPace::Job { batches: 1 }, "11,999 used: the 12,000th fits");
+        assert!(matches!(pace(&limits(3000), 0.8, 500), BulkPace::Collections { .. }), "12,000 used: at the share");
+        assert_eq!(pace(&json!({}), 0.8, 25_000), BulkPace::Job { batches: 3 });
+    }
+
+    #[test]
+    fn a_job_counts_its_records_as_batches_of_ten_thousand() {
+        assert_eq!((batches_for(0), batches_for(1), batches_for(10_000)), (1, 1, 1));
+        assert_eq!((batches_for(10_001), batches_for(150_000)), (2, 15));
+        let limits = |remaining: u64| json!({"DailyBulkApiBatches": {"Max": 15000, "Remaining": remaining}});
+        // 11,998 used of a 12,000 share: two batches left, 20,000 records.
+        assert_eq!(pace(&limits(3002), 0.8, 20_000), BulkPace::Job { batches: 2 });
+        let BulkPace::Collections { reason } = pace(&limits(3002), 0.8, 20_001) else {
+            panic!("20,001 rows take three batches")
+        };
+        assert!(reason.contains("20001 rows takes 3 of the org's daily batches"), "{reason}");
+        assert!(reason.contains("11998 of 15000 are used") && reason.contains("allows 12000"), "{reason}");
+        // The whole 24-hour allowance of 150,000,000 records, and one more.
+        assert_eq!(pace(&limits(15000), 1.0, 150_000_000), BulkPace::Job { batches: 15000 });
+        assert!(matches!(pace(&limits(15000), 1.0, 150_000_001), BulkPace::Collections { .. }));
     }
 }

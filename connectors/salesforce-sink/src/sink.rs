@@ -462,16 +462,13 @@ impl SalesforceTask {
         let items: Vec<Item> = plan::plan(rows, true, usize::MAX).into_iter().flat_map(|p| p.items).collect();
         let ext = self.external_field().unwrap_or("Id").to_string();
         let base = self.base()?;
-        // The org's 24-hour Bulk allocation (batches, shared with Bulk API
-        // 1.0 and every other client): above the connector's share, the put
-        // goes through sObject Collections instead.
+        // The org's 24-hour Bulk allocation (batches of ≤ 10,000 records,
+        // shared with Bulk API 1.0 and every other client): a job that would
+        // pass the connector's share goes through sObject Collections instead.
         let limits = self.bulk_call(Request::get(format!("{base}/limits")))?;
         let limits = limits.json().map_err(|e| ConnectorError::fatal(format!("GET /limits: not JSON: {e}")))?;
-        if !bulk::allowed(&limits, self.config.limit_share) {
-            self.host.warn(
-                "the org's daily Bulk API batches are at the connector's share: writing through sObject Collections",
-                &[],
-            );
+        if let bulk::BulkPace::Collections { reason } = bulk::pace(&limits, self.config.limit_share, items.len()) {
+            self.host.warn("writing through sObject Collections instead of a Bulk API 2.0 job", &[("why", &reason)]);
             let planned = plan::replan(items.into_iter().map(|i| (Kind::Upsert, i)).collect(), self.config.batch_size);
             return self.write_collections(records, planned, outcome);
         }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use connector_api::{ffi::FfiSourceTaskBox, ConnectorError, SourceOffset, SourceRecord};
-use ledger::{Disposition, PollLedger, Settlement};
+use ledger::{Disposition, Failure, PollLedger, Settlement};
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
@@ -26,8 +26,12 @@ use super::{
     failure, TaskContext,
 };
 use crate::{
-    connector_config::RuntimeConfig, converter::Part, host::TaskHost, kafka::wait_delivery, metrics::CountedProducer,
-    transform::Record,
+    connector_config::RuntimeConfig,
+    converter::{infer_schema, Part},
+    host::TaskHost,
+    kafka::wait_delivery,
+    metrics::CountedProducer,
+    transform::{Data, Record},
 };
 
 /// Records asked of the plugin per poll.
@@ -45,42 +49,67 @@ struct Transformed {
 }
 
 /// Kafka Connect's order for sources: transforms, then converters. The
-/// plugin's bytes are read per converter first (JSON text for `json`), so a
-/// plugin handing invalid JSON fails at the converter stage.
-/// `Ok(None)`: a transform dropped the record; `Err`: (message, stage).
-fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transformed>, (String, &'static str)> {
+/// plugin's bytes are read per converter first (JSON text for `json` and the
+/// registry converters), so a plugin handing invalid JSON fails at the
+/// converter stage. `Ok(None)`: a transform dropped the record.
+fn transform(runtime: &RuntimeConfig, r: &SourceRecord) -> Result<Option<Transformed>, Failure> {
+    let at = || {
+        format!("record for topic {} from source partition {} offset {}", r.topic, r.source.partition, r.source.offset)
+    };
     let convert = |part: Part, bytes: Option<&[u8]>| {
         let converter = if part == Part::Key { &runtime.key_converter } else { &runtime.value_converter };
-        converter.from_plugin(bytes, part).map_err(|e| {
-            (format!("{e}; record for topic {} from source partition {}", r.topic, r.source.partition), part.stage())
-        })
+        converter.from_plugin(bytes, part).map_err(|e| Failure::bad(format!("{e}; {}", at()), part.stage()))
     };
+    let key = convert(Part::Key, r.key.as_ref().map(|k| k.as_slice()).into_option())?;
+    let value = convert(Part::Value, r.value.as_ref().map(|v| v.as_slice()).into_option())?;
     let record = Record {
         topic: r.topic.to_string(),
         partition: r.partition.into_option(),
         offset: None,
         timestamp: r.timestamp.into_option(),
-        key: convert(Part::Key, r.key.as_ref().map(|k| k.as_slice()).into_option())?,
-        value: convert(Part::Value, r.value.as_ref().map(|v| v.as_slice()).into_option())?,
+        key_schema: early_schema(runtime, Part::Key, key.as_ref()),
+        value_schema: early_schema(runtime, Part::Value, value.as_ref()),
+        key,
+        value,
         headers: r
             .headers
             .iter()
             .map(|h| (h.key.to_string(), h.value.as_ref().map(|v| v.to_vec()).into_option()))
             .collect(),
-        // A source record's schema is inferred by the converter after the
-        // transforms, so there is none yet.
-        key_schema: None,
-        value_schema: None,
     };
-    let Some(out) = runtime.transforms.apply(record).map_err(|e| (e, "TRANSFORMATION"))? else { return Ok(None) };
+    let Some(out) = runtime.transforms.apply(record).map_err(|e| Failure::bad(e, "TRANSFORMATION"))? else {
+        return Ok(None);
+    };
+    let to_kafka = |part: Part, data, schema: Option<&str>| {
+        let converter = if part == Part::Key { &runtime.key_converter } else { &runtime.value_converter };
+        converter.to_kafka(data, schema, part, &out.topic).map_err(|e| Failure {
+            message: format!("{}; {}", e.message, at()),
+            stage: part.stage(),
+            retriable: e.retriable,
+        })
+    };
     Ok(Some(Transformed {
+        key: to_kafka(Part::Key, out.key, out.key_schema.as_deref())?,
+        value: to_kafka(Part::Value, out.value, out.value_schema.as_deref())?,
         topic: out.topic,
         partition: out.partition,
         timestamp: out.timestamp,
-        key: runtime.key_converter.to_kafka(out.key),
-        value: runtime.value_converter.to_kafka(out.value),
         headers: out.headers,
     }))
+}
+
+/// A source record carries no schema through the ABI, so a converter infers
+/// one after the transforms. A registry converter's is inferred before them
+/// when no transform changes values, so a SetSchemaMetadata transform can
+/// name (and version) it, as Kafka Connect users name their Avro records.
+fn early_schema(runtime: &RuntimeConfig, part: Part, data: Option<&Data>) -> Option<String> {
+    let converter = if part == Part::Key { &runtime.key_converter } else { &runtime.value_converter };
+    match data {
+        Some(Data::Json(v)) if converter.infers_registry_schema() && runtime.transforms.keeps_values() => {
+            Some(infer_schema(v, false).to_string())
+        }
+        _ => None,
+    }
 }
 
 pub fn run(ctx: &TaskContext) -> Result<(), String> {
@@ -249,8 +278,8 @@ impl Output {
                     ledger.filtered();
                     continue;
                 }
-                Disposition::Fail { stage, trace } => {
-                    ctx.metrics.errors.with_label_values(&[&connector, &task_id, "BadRecord", stage]).inc();
+                Disposition::Fail { stage, trace, kind } => {
+                    ctx.metrics.errors.with_label_values(&[&connector, &task_id, kind.name(), stage]).inc();
                     ledger.fail(trace);
                     break;
                 }
@@ -375,5 +404,80 @@ fn send(producer: &CountedProducer, mut out: FutureRecord<'_, [u8], [u8]>) -> Re
             }
             Err((e, _)) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::plugins::Kind;
+
+    fn runtime(pairs: &[(&str, &str)]) -> RuntimeConfig {
+        let mut config: BTreeMap<String, String> = [
+            ("value.converter", "avro"),
+            ("value.converter.schema.registry.url", "http://127.0.0.1:9"),
+            ("transforms", "meta"),
+            ("transforms.meta.type", "SetSchemaMetadata$Value"),
+            ("transforms.meta.schema.name", "shop.Count"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        config.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        crate::connector_config::parse(&config, Kind::Source).unwrap()
+    }
+
+    /// A source value the registry converter cannot take (not JSON, so no
+    /// schema can be inferred) is a bad record naming the converter key and
+    /// where the record came from; routed by errors.tolerance like any.
+    #[test]
+    fn a_value_that_is_not_json_names_the_converter_key_and_the_source_position() {
+        let r = SourceRecord::new("orders", SourceOffset::new(r#"{"table":"orders"}"#, r#"{"pk":7}"#))
+            .with_value("ORDER-7");
+        let Err(failure) = transform(&runtime(&[]), &r) else { panic!("plain text is not JSON") };
+        assert_eq!((failure.stage, failure.retriable), ("VALUE_CONVERTER", false));
+        for words in
+            ["value.converter (Avro)", "topic orders", r#"source partition {"table":"orders"}"#, r#"offset {"pk":7}"#]
+        {
+            assert!(failure.message.contains(words), "{words:?} in {}", failure.message);
+        }
+    }
+
+    /// A registry converter's schema exists before the transforms when they
+    /// keep values (so SetSchemaMetadata can name it), else it is inferred
+    /// after them; other converters infer theirs after.
+    #[test]
+    fn a_registry_converters_schema_is_inferred_before_transforms_that_keep_values() {
+        let value = Data::Json(json!({"n": 1}));
+        let early = early_schema(&runtime(&[]), Part::Value, Some(&value)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&early).unwrap()["fields"][0]["type"], "int64");
+        let rt = runtime(&[]);
+        let record = Record {
+            topic: "t".into(),
+            partition: None,
+            offset: None,
+            timestamp: None,
+            key: None,
+            value: Some(value.clone()),
+            headers: Vec::new(),
+            key_schema: None,
+            value_schema: Some(early),
+        };
+        let out = rt.transforms.apply(record).unwrap().unwrap();
+        let named: Value = serde_json::from_str(out.value_schema.as_deref().unwrap()).unwrap();
+        assert_eq!(named["name"], "shop.Count", "SetSchemaMetadata named it");
+        assert_eq!(early_schema(&rt, Part::Key, Some(&value)), None, "the key converter is pass-through");
+        let hoisting = runtime(&[
+            ("transforms", "hoist,meta"),
+            ("transforms.hoist.type", "HoistField$Value"),
+            ("transforms.hoist.field", "x"),
+        ]);
+        assert_eq!(early_schema(&hoisting, Part::Value, Some(&value)), None, "HoistField changes the value");
+        let json = runtime(&[("value.converter", "json")]);
+        assert_eq!(early_schema(&json, Part::Value, Some(&value)), None);
     }
 }
