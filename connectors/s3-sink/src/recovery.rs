@@ -17,6 +17,7 @@ pub const META_TOPIC: &str = "sluice-topic";
 pub const META_PARTITION: &str = "sluice-partition";
 pub const META_FIRST: &str = "sluice-first-offset";
 pub const META_LAST: &str = "sluice-last-offset";
+pub const META_RECORDS: &str = "sluice-record-count";
 /// On a multipart object: the name of its range marker (the range is not
 /// known when the upload is created, and metadata cannot change later).
 pub const META_RANGE_ID: &str = "sluice-range-id";
@@ -28,6 +29,9 @@ pub struct OffsetRange {
     pub partition: i32,
     pub first: i64,
     pub last: i64,
+    /// Records written (fewer than the offsets when some were bad, ignored
+    /// or under other paths); Confluent's `recordCount` tag.
+    pub records: u64,
 }
 
 impl OffsetRange {
@@ -37,6 +41,7 @@ impl OffsetRange {
             (META_PARTITION.into(), self.partition.to_string()),
             (META_FIRST.into(), self.first.to_string()),
             (META_LAST.into(), self.last.to_string()),
+            (META_RECORDS.into(), self.records.to_string()),
         ]
     }
 
@@ -48,6 +53,7 @@ impl OffsetRange {
             partition: meta.get(META_PARTITION)?.parse().ok()?,
             first: meta.get(META_FIRST)?.parse().ok()?,
             last: meta.get(META_LAST)?.parse().ok()?,
+            records: meta.get(META_RECORDS)?.parse().ok()?,
         };
         (range.first <= range.last).then_some(range)
     }
@@ -184,7 +190,7 @@ mod tests {
 
     #[test]
     fn ranges_round_trip_through_metadata_and_bad_ones_are_none() {
-        let r = OffsetRange { topic: "orders-v2".into(), partition: 3, first: 100, last: 250 };
+        let r = OffsetRange { topic: "orders-v2".into(), partition: 3, first: 100, last: 250, records: 120 };
         let meta: BTreeMap<String, String> = r.to_metadata().into_iter().collect();
         assert_eq!(OffsetRange::from_metadata(&meta), Some(r));
         let mut bad = meta.clone();

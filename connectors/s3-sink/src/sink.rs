@@ -396,7 +396,8 @@ impl S3SinkTask {
         let Some(state) = self.partitions.get_mut(tp) else { return Ok(()) };
         let Some(w) = state.writers.remove(encoded) else { return Ok(()) };
         let Writer { start_offset, end_offset, records, body, mut upload, .. } = w;
-        let range = OffsetRange { topic: tp.0.clone(), partition: tp.1, first: start_offset, last: end_offset };
+        let range =
+            OffsetRange { topic: tp.0.clone(), partition: tp.1, first: start_offset, last: end_offset, records };
         self.seq += 1;
         if let Some(Err(e)) = body.map(|b| b.finish().map(|tail| upload.set_tail(tail))) {
             let err = ConnectorError::fatal(format!("finishing {}: {e}", upload.key));
@@ -486,6 +487,23 @@ impl S3SinkTask {
         }
     }
 
+    /// Tags a found object again (`s3.object.tagging`): its run may have
+    /// died between completing and tagging it, and its records are skipped
+    /// now, so this is the last chance.
+    fn retag(&self, key: &str, range: &OffsetRange) -> Result<(), ConnectorError> {
+        let Some(tagging) = &self.up.tagging else { return Ok(()) };
+        let tags = tagging.for_object(range.first, range.last, range.records);
+        let mut existing = ObjectUpload::existing(key.to_string());
+        self.rt.block_on(existing.finish(&self.up, &tags, None, range))?;
+        if let Some(why) = &existing.tagging_skipped {
+            self.host.warn(
+                "S3 object written but not tagged (s3.object.behavior.on.tagging.error=ignore)",
+                &[("key", key), ("error", why)],
+            );
+        }
+        Ok(())
+    }
+
     /// Looks, before a partition's first record, for the objects earlier
     /// incarnations completed from `first` on: lists the topic's objects,
     /// HEADs the candidates for their ranges (`recovery::candidates`).
@@ -502,6 +520,7 @@ impl S3SinkTask {
             let Some(key) = listed.get(&(path.clone(), start)) else { continue };
             match self.rt.block_on(upload::head_range(&self.up, key))? {
                 Some(r) if r.topic == tp.0 && r.partition == tp.1 && r.last >= first => {
+                    self.retag(key, &r)?;
                     objects.push(CoveredObject { path, first: r.first, last: r.last })
                 }
                 Some(_) => {}

@@ -204,6 +204,11 @@ impl ObjectUpload {
         }
     }
 
+    /// An object already in S3: finishing it only tags it.
+    pub fn existing(key: String) -> Self {
+        ObjectUpload { completed: true, ..ObjectUpload::new(key) }
+    }
+
     /// Parts started so far (S3 allows at most 10 000 per object).
     pub fn parts(&self) -> usize {
         (self.next_part - 1) as usize + self.queued.len()
