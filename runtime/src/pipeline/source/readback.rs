@@ -139,7 +139,7 @@ impl Seen {
     /// already in Kafka; a hit is forgotten (a source offset names one
     /// record, so it cannot come again).
     pub fn already_written(&mut self, partition: &str, offset: &str) -> bool {
-        self.0.remove(&(partition.to_string(), offset.to_string())).is_some()
+        !self.0.is_empty() && self.0.remove(&(partition.to_string(), offset.to_string())).is_some()
     }
 
     /// Where each topic-partition must still be read back from for the
@@ -267,14 +267,22 @@ pub fn read_back(settings: &KafkaSettings, group: &str, positions: &Positions) -
 /// this call is missed.
 pub fn first_positions(settings: &KafkaSettings, group: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
     let consumer: BaseConsumer = settings.consumer(group).create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions in the metadata");
+    // A topic just created may take a moment to appear in every broker's metadata.
+    let deadline = Instant::now() + STALL;
+    let partitions = loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !partitions.is_empty() {
+            break partitions;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "topic {topic} has no partitions in the metadata");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     partitions.into_iter().map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1))).collect()
 }
 
