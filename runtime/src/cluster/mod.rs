@@ -480,7 +480,21 @@ impl Cluster {
 
     /// Stores source offsets (after every record up to them was acknowledged).
     pub fn write_source_offsets(&self, connector: &str, offsets: &[(String, Option<String>)]) -> anyhow::Result<()> {
-        let mut deliveries = Vec::with_capacity(offsets.len());
+        self.write_source_offsets_then(connector, offsets, None)
+    }
+
+    /// [`write_source_offsets`](Self::write_source_offsets), then a task's
+    /// read-back positions (task, JSON text) queued behind them: one wait,
+    /// and the one partition and idempotent producer keep the order, so a
+    /// failure part-way stores the offsets without the positions, never the
+    /// other way round.
+    pub fn write_source_offsets_then(
+        &self,
+        connector: &str,
+        offsets: &[(String, Option<String>)],
+        positions: Option<(i32, &str)>,
+    ) -> anyhow::Result<()> {
+        let mut deliveries = Vec::with_capacity(offsets.len() + 1);
         for (partition, offset) in offsets {
             let partition: serde_json::Value =
                 serde_json::from_str(partition).unwrap_or(serde_json::Value::String(partition.clone()));
@@ -490,6 +504,13 @@ impl Cluster {
                 record = record.payload(o.as_str());
             }
             deliveries.push(self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing an offset: {e}"))?);
+        }
+        let key = positions.map(|(task, _)| serde_json::json!([POSITIONS_KEY, connector, task]).to_string());
+        if let (Some(key), Some((_, json))) = (&key, positions) {
+            let record = FutureRecord::to(&self.topics.offsets).key(key).payload(json);
+            deliveries.push(
+                self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing read-back positions: {e}"))?,
+            );
         }
         for d in deliveries {
             wait_delivery(d)?;

@@ -152,12 +152,10 @@ fn poll_loop(ctx: &TaskContext, task: &mut FfiSourceTaskBox, out: &mut Output) -
                 if filtered > 0 {
                     ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
                 }
-                store_offsets(ctx, task, offsets)?;
-                // After the offsets: a failure between the two leaves older
-                // positions, which only read back more.
-                if let Some(eos) = &out.eos {
-                    eos.store(ctx)?;
-                }
+                // The positions after the offsets: a failure between the two
+                // leaves older positions, which only read back more.
+                let positions = out.eos.as_ref().map(Eos::stored_json).transpose()?;
+                store_offsets(ctx, task, offsets, positions)?;
             }
         }
     }
@@ -165,9 +163,17 @@ fn poll_loop(ctx: &TaskContext, task: &mut FfiSourceTaskBox, out: &mut Output) -
 
 /// Invariant 3: called only once every record of the poll was acknowledged;
 /// the plugin's `commit` comes after the offsets are stored.
-fn store_offsets(ctx: &TaskContext, task: &mut FfiSourceTaskBox, last: BTreeMap<String, String>) -> Result<(), String> {
+/// `positions`: an exactly-once task's read-back positions, stored after them.
+fn store_offsets(
+    ctx: &TaskContext,
+    task: &mut FfiSourceTaskBox,
+    last: BTreeMap<String, String>,
+    positions: Option<String>,
+) -> Result<(), String> {
     let offsets: Vec<(String, Option<String>)> = last.iter().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
-    ctx.cluster.write_source_offsets(&ctx.connector, &offsets).map_err(|e| failure("storing source offsets", e))?;
+    ctx.cluster
+        .write_source_offsets_then(&ctx.connector, &offsets, positions.as_deref().map(|p| (ctx.task, p)))
+        .map_err(|e| failure("storing source offsets", e))?;
     let acked: Vec<SourceOffset> = last.into_iter().map(|(p, o)| SourceOffset::new(p, o)).collect();
     if let Err(e) = task.commit(acked.into()).into_result() {
         tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "the task's commit hook failed");
@@ -455,6 +461,8 @@ fn send(producer: &CountedProducer, mut out: FutureRecord<'_, [u8], [u8]>) -> Re
 /// earlier incarnations wrote that it has not re-polled yet.
 struct Eos {
     incarnation: u64,
+    /// `incarnation` as header text.
+    incarnation_text: String,
     /// The next record's sequence in this incarnation.
     sequence: u64,
     positions: Positions,
@@ -496,7 +504,7 @@ impl Eos {
             already_written = seen.len(),
             "exactly-once source: read back what earlier incarnations wrote"
         );
-        let eos = Eos { incarnation, sequence: 0, positions: ends, seen };
+        let eos = Eos { incarnation, incarnation_text: incarnation.to_string(), sequence: 0, positions: ends, seen };
         eos.store(ctx)?;
         Ok(eos)
     }
@@ -504,13 +512,18 @@ impl Eos {
     /// The headers' (incarnation, sequence) of the next record produced.
     fn stamp(&mut self) -> (String, String) {
         self.sequence += 1;
-        (self.incarnation.to_string(), (self.sequence - 1).to_string())
+        (self.incarnation_text.clone(), (self.sequence - 1).to_string())
     }
 
-    /// Stores the positions (held back to records not re-polled yet).
+    /// The positions to store (held back to records not re-polled yet).
+    fn stored_json(&self) -> Result<String, String> {
+        serde_json::to_string(&self.positions.to_stored(self.incarnation, &self.seen))
+            .map_err(|e| failure("encoding the read-back positions", e))
+    }
+
+    /// Stores the positions alone.
     fn store(&self, ctx: &TaskContext) -> Result<(), String> {
-        let json = serde_json::to_string(&self.positions.to_stored(self.incarnation, &self.seen))
-            .map_err(|e| failure("encoding the read-back positions", e))?;
+        let json = self.stored_json()?;
         ctx.cluster
             .write_source_positions(&ctx.connector, ctx.task, Some(&json))
             .map_err(|e| failure("storing the read-back positions", e))
