@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub dlq_context_headers: bool,
     pub rejected_topic: Option<String>,
     pub offset_flush_interval_ms: u64,
+    /// `exactly.once.source.support` (sources): headers, stored positions
+    /// and the read-back at start (`pipeline/source/readback.rs`).
+    pub exactly_once_source: bool,
     pub max_buffered_bytes: u64,
     pub batch_max_records: usize,
     /// Partitions of topics a source task creates on first use.
@@ -145,6 +148,9 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     let dlq_context_headers = p.boolean("errors.deadletterqueue.context.headers.enable", false);
     let rejected_topic = non_empty(config, "errors.rejected.topic.name");
     let offset_flush_interval_ms = p.number::<u64>("offset.flush.interval.ms", 10_000, 1);
+    // Kafka Connect's worker key and values; here per connector, like
+    // `offset.flush.interval.ms` (docs/decisions/0031).
+    let exactly_once_source = p.one_of("exactly.once.source.support", "enabled", &["enabled", "disabled"]) == "enabled";
     let max_buffered_bytes = p.number::<u64>("max.buffered.bytes", 256 * 1024 * 1024, 1);
     // Kafka Connect's spelling of the batch size is a consumer override.
     let batch_key = if config.contains_key("consumer.max.poll.records") {
@@ -198,6 +204,7 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
         dlq_context_headers,
         rejected_topic,
         offset_flush_interval_ms,
+        exactly_once_source,
         max_buffered_bytes,
         batch_max_records,
         topic_creation_partitions,
