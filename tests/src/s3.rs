@@ -141,3 +141,21 @@ impl Intercept for OneCustomerKeyMd5 {
         Ok(())
     }
 }
+
+/// An s3-sink connector config: the connection to `dev/services`' S3 server
+/// (bucket, region, endpoint, path style, credentials) with `rest` on top
+/// (a key in `rest` wins).
+pub fn sink_config(rest: serde_json::Value) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "s3.bucket.name": service_env("S3_BUCKET"),
+        "s3.region": service_env("S3_REGION"),
+        "store.url": service_env("S3_ENDPOINT"),
+        "s3.path.style.access.enabled": "true",
+        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
+        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
+    });
+    if let (Some(base), serde_json::Value::Object(rest)) = (config.as_object_mut(), rest) {
+        base.extend(rest);
+    }
+    config
+}

@@ -26,7 +26,7 @@ use std::{
 
 use rdkafka::consumer::Consumer;
 use serde_json::{json, Value};
-use sluice_tests::{hybris::HybrisDb, reader, s3::Bucket, service_env, unique, wait_until, WorkerProcess};
+use sluice_tests::{hybris::HybrisDb, reader, s3::Bucket, unique, wait_until, WorkerProcess};
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
 const ORDERS: i64 = 250;
@@ -240,13 +240,10 @@ fn workers_behind_haproxy_survive_kill_9_and_scale_in_without_losing_records() {
     });
     let (code, created) = connect_call(&lb, "POST", "/connectors", Some(&json!({"name": "hybris", "config": hybris})));
     assert_eq!(code, 201, "create hybris through haproxy: {created}");
-    let mut s3 = json!({
+    let mut s3 = sluice_tests::s3::sink_config(json!({
         "connector.class": "s3-sink", "tasks.max": "1", "topics": topic,
-        "s3.bucket.name": service_env("S3_BUCKET"), "store.url": service_env("S3_ENDPOINT"),
-        "s3.path.style.access.enabled": "true", "s3.region": service_env("S3_REGION"),
-        "aws.access.key.id": service_env("S3_ACCESS_KEY"), "aws.secret.access.key": service_env("S3_SECRET_KEY"),
         "topics.dir": dir, "format.class": "json", "flush.size": "1", "offset.flush.interval.ms": "500",
-    });
+    }));
     let (code, created) = connect_call(&lb, "PUT", "/connectors/s3/config", Some(&s3));
     assert_eq!(code, 201, "create s3 with PUT through haproxy: {created}");
     // Changed: three tasks, one per partition.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sluice_tests::{
     hybris::{fixture, HybrisDb},
     s3::Bucket,
-    service_env, unique, wait_until, WorkerProcess,
+    unique, wait_until, WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -93,22 +93,16 @@ fn hybris_orders_reach_s3_exactly_once_and_in_order() {
     create(
         &worker,
         "s3",
-        json!({
+        sluice_tests::s3::sink_config(json!({
             "connector.class": "s3-sink",
             "tasks.max": "2",
             "topics": topic,
-            "s3.bucket.name": service_env("S3_BUCKET"),
-            "store.url": service_env("S3_ENDPOINT"),
-            "s3.path.style.access.enabled": "true",
-            "s3.region": service_env("S3_REGION"),
-            "aws.access.key.id": service_env("S3_ACCESS_KEY"),
-            "aws.secret.access.key": service_env("S3_SECRET_KEY"),
             "topics.dir": dir,
             "format.class": "json",
             "flush.size": "2",
             "rotate.schedule.interval.ms": "1000",
             "offset.flush.interval.ms": "1000",
-        }),
+        })),
     );
     worker.wait_tasks_state("hybris", 1, "RUNNING", TIMEOUT);
     worker.wait_tasks_state("s3", 1, "RUNNING", TIMEOUT);

@@ -23,7 +23,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use sluice_tests::{committed_offset, create_topic, produce, s3::Bucket, service_env, unique, WorkerProcess};
+use sluice_tests::{committed_offset, create_topic, produce, s3::Bucket, unique, WorkerProcess};
 
 const PARTITIONS: i32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -59,15 +59,10 @@ struct Case {
 }
 
 fn config(case: &Case, conditional: bool, extra: &[(&str, &str)]) -> Value {
-    let mut config = json!({
+    let mut config = sluice_tests::s3::sink_config(json!({
         "connector.class": "io.confluent.connect.s3.S3SinkConnector",
         "tasks.max": "1",
         "topics": case.topic,
-        "s3.bucket.name": service_env("S3_BUCKET"),
-        "s3.region": service_env("S3_REGION"),
-        "store.url": service_env("S3_ENDPOINT"),
-        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
-        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
         "topics.dir": case.dir,
         "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
         "flush.size": "1000000",
@@ -76,7 +71,7 @@ fn config(case: &Case, conditional: bool, extra: &[(&str, &str)]) -> Value {
         // Commits are rare: completed objects pile up past the committed offset.
         "offset.flush.interval.ms": "8000",
         "enable.conditional.writes": conditional.to_string(),
-    });
+    }));
     for (k, v) in extra {
         config[*k] = json!(v);
     }

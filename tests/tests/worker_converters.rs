@@ -19,7 +19,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::Command, time::Duration
 use serde_json::{json, Value};
 use sluice_tests::{
     committed_offset, consume, create_topic, header, produce_bytes_at, s3::Bucket, schema_registry::SchemaRegistry,
-    service_env, unique, wait_until, RawRecord, WorkerProcess,
+    unique, wait_until, RawRecord, WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -71,16 +71,10 @@ fn check_golden(records: &[Value]) {
 /// An s3-sink config writing `topic` under `dir` as JSON, values read with
 /// Confluent's AvroConverter from `registry`, three records an object.
 fn s3_avro_config(topic: &str, dir: &str, registry: &SchemaRegistry) -> Value {
-    json!({
+    sluice_tests::s3::sink_config(json!({
         "connector.class": "io.confluent.connect.s3.S3SinkConnector",
         "tasks.max": "1",
         "topics": topic,
-        "s3.bucket.name": service_env("S3_BUCKET"),
-        "s3.region": service_env("S3_REGION"),
-        "store.url": service_env("S3_ENDPOINT"),
-        "s3.path.style.access.enabled": "true",
-        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
-        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
         "topics.dir": dir,
         "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
         "flush.size": "3",
@@ -89,7 +83,7 @@ fn s3_avro_config(topic: &str, dir: &str, registry: &SchemaRegistry) -> Value {
         "value.converter.schema.registry.url": registry.url,
         "value.converter.basic.auth.credentials.source": "USER_INFO",
         "value.converter.basic.auth.user.info": USER_INFO,
-    })
+    }))
 }
 
 /// The object's lines, each compared field by field with what Kafka

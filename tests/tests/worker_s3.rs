@@ -43,21 +43,16 @@ impl Case {
 
 /// An s3-sink config writing `topic` under `dir` through `store_url`.
 fn s3_config(topic: &str, dir: &str, store_url: &str, extra: &[(&str, &str)]) -> Value {
-    let mut config = json!({
+    let mut config = sluice_tests::s3::sink_config(json!({
         "connector.class": "io.confluent.connect.s3.S3SinkConnector",
         "tasks.max": "1",
         "topics": topic,
-        "s3.bucket.name": service_env("S3_BUCKET"),
-        "s3.region": service_env("S3_REGION"),
         "store.url": store_url,
-        "s3.path.style.access.enabled": "true",
-        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
-        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
         "topics.dir": dir,
         "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
         // Quick commits, so a commit that should not happen would show.
         "offset.flush.interval.ms": "500",
-    });
+    }));
     for (k, v) in extra {
         config[*k] = json!(v);
     }

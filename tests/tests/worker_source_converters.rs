@@ -17,7 +17,7 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration
 use rdkafka::Message;
 use serde_json::{json, Value};
 use sluice_tests::{
-    consume, create_topic, s3::Bucket, schema_registry::SchemaRegistry, service_env, unique, wait_until, WorkerProcess,
+    consume, create_topic, s3::Bucket, schema_registry::SchemaRegistry, unique, wait_until, WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -107,15 +107,9 @@ fn expected_values() -> Vec<Value> {
 
 /// An s3-sink reading `topic` with the sink side of `class`.
 fn s3_config(topic: &str, dir: &str, registry: &SchemaRegistry, class: &str) -> Value {
-    json!({
+    sluice_tests::s3::sink_config(json!({
         "connector.class": "io.confluent.connect.s3.S3SinkConnector",
         "topics": topic,
-        "s3.bucket.name": service_env("S3_BUCKET"),
-        "s3.region": service_env("S3_REGION"),
-        "store.url": service_env("S3_ENDPOINT"),
-        "s3.path.style.access.enabled": "true",
-        "aws.access.key.id": service_env("S3_ACCESS_KEY"),
-        "aws.secret.access.key": service_env("S3_SECRET_KEY"),
         "topics.dir": dir,
         "format.class": "io.confluent.connect.s3.format.json.JsonFormat",
         "flush.size": COUNT.to_string(),
@@ -125,7 +119,7 @@ fn s3_config(topic: &str, dir: &str, registry: &SchemaRegistry, class: &str) -> 
         "value.converter.schema.registry.url": registry.url,
         "value.converter.basic.auth.credentials.source": "USER_INFO",
         "value.converter.basic.auth.user.info": USER_INFO,
-    })
+    }))
 }
 
 fn create(worker: &WorkerProcess, name: &str, config: Value) {
