@@ -28,7 +28,10 @@ use crate::{
     rest::{BigQueryRest, TableId},
     schema,
     storage::{proto::StreamType, AppendConnection, AppendOutcome, Authorization, StorageClient, StorageError},
-    streaming::{cut_by_bytes, put_rows, resume_after_lost_stream, Append, Checkpoint, Position, PutFailure},
+    streaming::{
+        cut_by_bytes, put_rows, resume_after_lost_stream, trim_refused, Append, Checkpoint, Position, PutFailure,
+        Replay, MAX_REFUSED_BYTES,
+    },
 };
 
 /// Test-only fault points: `SLUICE_BQ_FAULT=<point>@<n>` makes the worker
@@ -39,12 +42,29 @@ use crate::{
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put). Unset in production.
+/// append: at the start of the next put).
+/// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
+/// whose bytes contain `<text>` answer as BigQuery does for a row it
+/// refuses (a row error naming the row, nothing of the request appended):
+/// the emulator never answers row errors. Unset in production.
 #[derive(Debug, Default)]
 struct Faults {
     point: Option<(String, u32)>,
     mark: Option<String>,
     seen: BTreeMap<&'static str, u32>,
+}
+
+/// The row errors BigQuery would answer for `rows` under
+/// `SLUICE_BQ_FAULT_REFUSE` (see [`Faults`]), if any.
+fn injected_row_errors(refuse: Option<&[u8]>, rows: &[Vec<u8>]) -> Option<AppendOutcome> {
+    let marker = refuse.filter(|m| !m.is_empty())?;
+    let errors: Vec<(usize, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.windows(marker.len()).any(|w| w == marker))
+        .map(|(i, _)| (i, "Field customer: invalid value (test fault SLUICE_BQ_FAULT_REFUSE)".to_string()))
+        .collect();
+    (!errors.is_empty()).then_some(AppendOutcome::RowErrors(errors))
 }
 
 impl Faults {
@@ -54,6 +74,10 @@ impl Faults {
             Some((p.to_string(), n.parse().ok()?))
         });
         Faults { point, mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(), seen: BTreeMap::new() }
+    }
+
+    fn refuse_marker() -> Option<Vec<u8>> {
+        std::env::var("SLUICE_BQ_FAULT_REFUSE").ok().map(String::into_bytes)
     }
 
     fn reach(&mut self, point: &'static str, host: &Host) {
@@ -94,10 +118,15 @@ struct StreamWriter {
     stream: String,
     conn: Option<AppendConnection>,
     descriptor: DescriptorProto,
+    /// Test-only (`SLUICE_BQ_FAULT_REFUSE`, see [`Faults`]).
+    refuse: Option<Vec<u8>>,
 }
 
 impl StreamWriter {
     async fn send(&mut self, offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendOutcome {
+        if let Some(refused) = injected_row_errors(self.refuse.as_deref(), &rows) {
+            return refused;
+        }
         if !self.conn.as_ref().is_some_and(AppendConnection::is_usable) {
             match self.client.open_append(&self.stream).await {
                 Ok(c) => self.conn = Some(c),
@@ -294,6 +323,7 @@ impl BigQuerySinkTask {
                     stream: stream.to_string(),
                     conn: None,
                     descriptor: encoder.descriptor().clone(),
+                    refuse: Faults::refuse_marker(),
                 },
             );
         }
@@ -338,9 +368,9 @@ impl BigQuerySinkTask {
                         if let Some(p) = self.parts.get_mut(tp) {
                             p.noted = Some(cp.clone());
                         }
-                        Position::from_checkpoint(&cp)
+                        Position::from_checkpoint(&cp, first_offset)
                     }
-                    Ok(None) => self.replace_lost_stream(tp, &table, &cp)?,
+                    Ok(None) => self.replace_lost_stream(tp, &table, &cp, first_offset)?,
                     Err(e) => {
                         if let Some(p) = self.parts.get_mut(tp) {
                             p.resume = Some(cp);
@@ -351,7 +381,7 @@ impl BigQuerySinkTask {
             }
             None => {
                 let stream = self.create_stream(&table)?;
-                let position = Position { stream, next_kafka: first_offset, next_row: 0 };
+                let position = Position { stream, next_kafka: first_offset, next_row: 0, refused: Vec::new() };
                 self.note(tp, &position.checkpoint())?;
                 position
             }
@@ -371,6 +401,7 @@ impl BigQuerySinkTask {
         tp: &TopicPartition,
         table: &str,
         cp: &Checkpoint,
+        first_offset: i64,
     ) -> Result<Position, ConnectorError> {
         let max = match self.cfg.kafka_data_field.clone() {
             Some(field) => {
@@ -403,7 +434,10 @@ impl BigQuerySinkTask {
             "the write stream was gone; a new one resumes the partition",
             &[("topic", &tp.topic), ("partition", &tp.partition.to_string()), ("offset", &next_kafka.to_string())],
         );
-        let position = Position { stream, next_kafka, next_row: 0 };
+        // Records below next_kafka are skipped on the new stream too: the
+        // ones BigQuery refused still go to the DLQ again.
+        let refused = Position::from_checkpoint(cp, first_offset).refused;
+        let position = Position { stream, next_kafka, next_row: 0, refused };
         self.note(tp, &position.checkpoint())?;
         Ok(position)
     }
@@ -420,7 +454,8 @@ impl BigQuerySinkTask {
 
     /// Appends `rows` (each with its record's index) from `start`, taking
     /// rows BigQuery refuses out (to the DLQ) and appending the others.
-    /// Returns how many rows landed.
+    /// Returns how many rows landed and the Kafka offsets of the records
+    /// whose rows BigQuery refused.
     fn append_all(
         &mut self,
         stream: &str,
@@ -429,7 +464,8 @@ impl BigQuerySinkTask {
         mut rows: Vec<(usize, Vec<u8>)>,
         records: &[SinkRecord<'_>],
         outcome: &mut PutOutcome,
-    ) -> Result<i64, ConnectorError> {
+    ) -> Result<(i64, Vec<i64>), ConnectorError> {
+        let mut refused = Vec::new();
         let max_bytes = self.cfg.append_max_bytes;
         let (retries, wait) = (self.cfg.retries, self.cfg.retry_wait);
         let mut done = 0usize;
@@ -466,6 +502,7 @@ impl BigQuerySinkTask {
                                 bad_record(&records[*record], table, &format!("BigQuery refused the row: {reason}")),
                             );
                             bad.push(chunk.start + i);
+                            refused.push(records[*record].offset());
                         }
                     }
                     if bad.is_empty() {
@@ -492,7 +529,7 @@ impl BigQuerySinkTask {
                 }
             }
         }
-        Ok(rows.len() as i64)
+        Ok((rows.len() as i64, refused))
     }
 
     fn put_streaming(&mut self, records: &[SinkRecord<'_>], exactly_once: bool) -> Result<PutOutcome, ConnectorError> {
@@ -556,16 +593,30 @@ impl BigQuerySinkTask {
                 match row {
                     Err(why) => outcome.fail(i, bad_record(r, &table, &why)),
                     Ok(None) => {}
-                    Ok(Some(_)) if position.as_ref().is_some_and(|p| p.already_written(r.offset())) => {}
-                    Ok(Some(bytes)) => rows.push((i, bytes)),
+                    Ok(Some(bytes)) => match position.as_ref().map_or(Replay::Append, |p| p.replay(r.offset())) {
+                        Replay::Append => rows.push((i, bytes)),
+                        Replay::Skip => {}
+                        Replay::RouteAgain => outcome.fail(
+                            i,
+                            bad_record(
+                                r,
+                                &table,
+                                "BigQuery refused the row when it was first appended, before the task restarted \
+                                 (its reason is in the dead letter record of that attempt, if it was routed then)",
+                            ),
+                        ),
+                    },
                 }
             }
             let last = records[idx[idx.len() - 1]].offset();
             match position {
                 Some(mut p) => {
-                    let landed =
+                    let (landed, refused) =
                         self.append_all(&p.stream.clone(), &table, Some(p.next_row), rows, records, outcome)?;
                     p.next_row += landed;
+                    for offset in refused {
+                        p.refuse(offset);
+                    }
                     p.next_kafka = p.next_kafka.max(last + 1);
                     if let Some(part) = self.parts.get_mut(tp) {
                         part.position = Some(p);
@@ -625,7 +676,22 @@ impl SinkTask for BigQuerySinkTask {
         let mut durable = Vec::new();
         let owned: Vec<(TopicPartition, Position, Option<Checkpoint>)> =
             self.parts.iter().filter_map(|(tp, p)| Some((tp.clone(), p.position.clone()?, p.noted.clone()))).collect();
-        for (tp, position, noted) in owned {
+        for (tp, mut position, noted) in owned {
+            let dropped = trim_refused(&mut position.refused, MAX_REFUSED_BYTES);
+            if !dropped.is_empty() {
+                self.host.warn(
+                    "too many records refused by BigQuery to keep in the partition's note: if the worker dies before \
+                     their offsets are committed, these are not routed to the dead letter queue again",
+                    &[
+                        ("topic", &tp.topic),
+                        ("partition", &tp.partition.to_string()),
+                        ("offsets", &format!("{}..={}", dropped[0], dropped[dropped.len() - 1])),
+                    ],
+                );
+                if let Some(p) = self.parts.get_mut(&tp) {
+                    p.position = Some(position.clone());
+                }
+            }
             // The note first: a commit of this offset must never exist
             // without the checkpoint that says where its rows end.
             let cp = position.checkpoint();

@@ -137,6 +137,70 @@ fn invalid_records_fail_alone_and_take_no_stream_offset() {
     assert_eq!(t.rows(), once(&[0], 40, bad));
 }
 
+/// BigQuery (not the sink's own checks) refuses some rows, and the worker
+/// dies between the note and the offset commit: the re-delivered records
+/// below the note are skipped, except the refused ones, which go to the
+/// DLQ again. The emulator never answers row errors: the sink's test-only
+/// fault point `SLUICE_BQ_FAULT_REFUSE` answers as BigQuery does for rows
+/// holding the marker (a row error naming the row, nothing of the request
+/// appended).
+#[test]
+fn rows_bigquery_refused_go_to_the_dlq_again_after_a_crash_before_the_commit() {
+    let _serial = serial();
+    const MARKER: &str = "refused-by-bigquery-3f9c";
+    // Read when a task's stream writer is made; only this test's rows
+    // hold the marker, so the other tests of the binary are not affected.
+    std::env::set_var("SLUICE_BQ_FAULT_REFUSE", MARKER);
+    let mut t = Table::new("refused_replay");
+    let refused = |o: i64| o == 4 || o == 13 || o == 14 || o == 17;
+    let batch = |from: i64, to: i64| {
+        let mut b = RecordBuilder::new("orders", 0).at(from);
+        for o in from..to {
+            let customer = if refused(o) { MARKER.to_string() } else { format!("c{o}") };
+            b.value(json!({"id": o, "customer": customer}).to_string()).push();
+        }
+        b.take()
+    };
+    let routed = |h: &SinkHarness<BigQuerySink>| -> Vec<i64> { h.routed().iter().map(|(r, _)| r.offset).collect() };
+    let mut h = SinkHarness::new(BigQuerySink, t.config()).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    h.put(&batch(0, 10)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 10);
+    h.put(&batch(10, 20)).unwrap();
+    assert_eq!(routed(&h), [4, 13, 14, 17]);
+    let (_, error) = &h.routed()[1];
+    assert_eq!(error.kind(), ErrorKind::BadRecord);
+    assert!(
+        error.message().contains("BigQuery refused the row") && error.message().contains("offset 13"),
+        "{}",
+        error.message()
+    );
+    // The note moves to 20 (it carries 13, 14, 17), then the worker dies
+    // before committing 20: 10..20 are re-delivered.
+    let noted = h.task_mut().pre_commit(&[]).unwrap();
+    assert_eq!(noted.iter().map(|t| t.offset).collect::<Vec<_>>(), [20]);
+    let note = h.context().notes.lock().unwrap().get(&TopicPartition::new("orders", 0)).cloned().unwrap();
+    // 4 too: the task is not told which offsets the worker committed, so it
+    // keeps every refusal since its first record (README, sequence 3).
+    assert_eq!(Checkpoint::parse(&note).unwrap().refused, [4, 13, 14, 17], "{note}");
+    h.crash().unwrap();
+    assert_eq!(routed(&h), [4, 13, 14, 17, 13, 14, 17], "the refused records go to the DLQ again");
+    let (_, again) = &h.routed()[4];
+    assert_eq!(again.kind(), ErrorKind::BadRecord);
+    assert!(again.message().contains("offset 13"), "{}", again.message());
+    h.put(&batch(20, 25)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 25);
+    h.never_past_unsettled();
+    assert_eq!(t.rows(), once(&[0], 25, refused));
+    // Once committed past them, the note stops carrying them.
+    let note = h.context().notes.lock().unwrap().get(&TopicPartition::new("orders", 0)).cloned().unwrap();
+    h.crash().unwrap();
+    assert_eq!(routed(&h).len(), 7, "nothing re-delivered below the commit: {note}");
+    assert_eq!(t.rows(), once(&[0], 25, refused));
+}
+
 #[test]
 fn a_paused_former_owner_appends_nothing_twice() {
     let _serial = serial();
