@@ -13,7 +13,8 @@ use std::{
 };
 
 use connector_api::{
-    ConnectorError, Host, PutOutcome, SinkContext, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset,
+    schema::Schema, ConnectorError, Host, PutOutcome, SinkContext, SinkRecord, SinkTask, TopicPartition,
+    TopicPartitionOffset,
 };
 use connector_kit::http::{HttpClient, TokenSource};
 use prost_types::DescriptorProto;
@@ -165,6 +166,8 @@ pub struct BigQuerySinkTask {
     rest: Option<BigQueryRest>,
     /// Per table: its schema's encoder.
     encoders: HashMap<String, Arc<RowEncoder>>,
+    /// Parsed Connect schemas, by their JSON text.
+    schemas: HashMap<String, Result<Schema, String>>,
     parts: BTreeMap<TopicPartition, Part>,
     /// Per stream name.
     writers: HashMap<String, StreamWriter>,
@@ -194,21 +197,32 @@ fn now_micros() -> i64 {
 }
 
 /// A record's row as a JSON object, or None for a tombstone (skipped, as
-/// Confluent's sink does without deletes), or why not.
+/// Confluent's sink does without deletes), or why not. With the value's
+/// Connect schema (JsonConverter with schemas.enable, Avro) the row is
+/// converted as the legacy path converts it (logical types to BigQuery's
+/// text forms: a Timestamp's milliseconds are not read as microseconds).
 pub fn record_row(
     r: &SinkRecord<'_>,
+    value_schema: Option<&Schema>,
     cfg: &BigQuerySinkConfig,
     insert_micros: i64,
 ) -> Result<Option<Map<String, Value>>, String> {
     let Some(value) = r.value() else { return Ok(None) };
     let parsed: Value = serde_json::from_slice(value)
         .map_err(|e| format!("the value is not JSON ({e}); this sink writes JSON objects"))?;
-    let Value::Object(mut row) = parsed else {
-        return Err("the value is not a JSON object; each record becomes one row of its fields".into());
+    let mut row = match value_schema {
+        Some(schema) => schema::connect_row(&parsed, schema, cfg.sanitize_field_names)?,
+        None => {
+            let Value::Object(row) = parsed else {
+                return Err("the value is not a JSON object; each record becomes one row of its fields".into());
+            };
+            if cfg.sanitize_field_names {
+                sanitize(row)
+            } else {
+                row
+            }
+        }
     };
-    if cfg.sanitize_field_names {
-        row = sanitize(row);
-    }
     if let Some(field) = &cfg.kafka_key_field {
         let key = r.key().map(|k| {
             serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned()))
@@ -274,6 +288,7 @@ impl BigQuerySinkTask {
             auth,
             rest: None,
             encoders: HashMap::new(),
+            schemas: HashMap::new(),
             parts: BTreeMap::new(),
             writers: HashMap::new(),
             legacy: None,
@@ -304,13 +319,95 @@ impl BigQuerySinkTask {
         }
         let id = self.table_id(table);
         let schema = self.rest().get_table(&id)?.ok_or_else(|| {
-            ConnectorError::config(format!(
-                "table {id} does not exist: create it (autoCreateTables is not built for STREAMING yet)"
-            ))
+            ConnectorError::config(format!("table {id} does not exist: create it, or set autoCreateTables=true"))
         })?;
         let e = Arc::new(RowEncoder::new(&schema));
         self.encoders.insert(table.to_string(), e.clone());
         Ok(e)
+    }
+
+    fn value_schema(&mut self, r: &SinkRecord<'_>) -> Result<Option<Schema>, String> {
+        let Some(text) = r.value_schema_json() else { return Ok(None) };
+        self.schemas.entry(text.to_string()).or_insert_with(|| Schema::parse(text)).clone().map(Some)
+    }
+
+    /// The table schema a record would create its table with: from its
+    /// Connect schema as Confluent's converter does, else from its JSON
+    /// values ([`schema::infer_from_json`]); with the key and Kafka
+    /// metadata columns when configured. Err says why not (the record's
+    /// own fault).
+    fn schema_for_new_table(&mut self, r: &SinkRecord<'_>) -> Result<Option<schema::TableSchema>, String> {
+        let options =
+            schema::ConvertOptions { sanitize_field_names: self.cfg.sanitize_field_names, all_nullable: false };
+        let value_schema = self.value_schema(r)?;
+        let Some(row) = record_row(r, value_schema.as_ref(), &self.cfg, 0)? else { return Ok(None) };
+        let value = match &value_schema {
+            Some(s) => schema::from_connect(s, &options).map_err(|e| e.0)?,
+            None => {
+                let mut inferred = schema::infer_from_json(&row);
+                // record_row put the key and metadata columns in the row;
+                // they are added with their own types below.
+                for extra in [&self.cfg.kafka_key_field, &self.cfg.kafka_data_field].into_iter().flatten() {
+                    let name = schema::sanitize_field_name(extra);
+                    inferred.fields.retain(|f| f.name != name);
+                }
+                inferred
+            }
+        };
+        let key = match &self.cfg.kafka_key_field {
+            Some(name) => {
+                let key_schema = match r.key_schema_json() {
+                    Some(text) => Some(Schema::parse(text)?),
+                    None => None,
+                };
+                match (&key_schema, row.get(&schema::sanitize_field_name(name))) {
+                    (None, Some(k)) if !k.is_null() => {
+                        let mut one = Map::new();
+                        one.insert(schema::sanitize_field_name(name), k.clone());
+                        schema::infer_from_json(&one).fields.pop()
+                    }
+                    _ => schema::kafka_key_field(name, key_schema.as_ref(), &options).map_err(|e| e.0)?,
+                }
+            }
+            None => None,
+        };
+        let data = self.cfg.kafka_data_field.as_deref().map(schema::kafka_data_field);
+        schema::record_table_schema(value, key, data).map(Some).map_err(|e| e.0)
+    }
+
+    /// Makes sure `table` exists before a stream is made on it: a missing
+    /// one is created (`autoCreateTables`) from the first record of `idx`
+    /// that can describe it. False when it is missing and none can (every
+    /// record of the group then fails or is skipped on its own).
+    fn ensure_table(&mut self, table: &str, records: &[SinkRecord<'_>], idx: &[usize]) -> Result<bool, ConnectorError> {
+        if self.encoders.contains_key(table) {
+            return Ok(true);
+        }
+        let id = self.table_id(table);
+        match self.rest().get_table(&id)? {
+            Some(schema) => {
+                self.encoders.insert(table.to_string(), Arc::new(RowEncoder::new(&schema)));
+                return Ok(true);
+            }
+            // Creating the stream says what to do.
+            None if !self.cfg.auto_create => return Ok(true),
+            None => {}
+        }
+        for &i in idx {
+            // A tombstone, or a record that cannot be a row, fails on its
+            // own; the next one may describe the table.
+            if let Ok(Some(schema)) = self.schema_for_new_table(&records[i]) {
+                let options = self.cfg.table_options();
+                let created = self.rest().ensure_table(&id, &schema, &options)?;
+                self.host.info(
+                    "created the table from a record",
+                    &[("table", &id.to_string()), ("record", &records[i].position())],
+                );
+                self.encoders.insert(table.to_string(), Arc::new(RowEncoder::new(&created)));
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn writer(&mut self, stream: &str, table: &str) -> Result<&mut StreamWriter, ConnectorError> {
@@ -544,6 +641,27 @@ impl BigQuerySinkTask {
                 None => groups.push((TopicPartition::new(r.topic(), r.partition()), vec![i])),
             }
         }
+        let mut ready = Vec::with_capacity(groups.len());
+        for (tp, idx) in groups {
+            let table = self.cfg.table_for(&tp.topic);
+            if self.ensure_table(&table, records, &idx)? {
+                ready.push((tp, idx));
+                continue;
+            }
+            // No table, and no record to create it from: each record fails
+            // with its own reason (tombstones are skipped).
+            for i in idx {
+                let r = &records[i];
+                let why = match self.value_schema(r) {
+                    Ok(schema) => record_row(r, schema.as_ref(), &self.cfg, 0).err(),
+                    Err(e) => Some(e),
+                };
+                if let Some(why) = why {
+                    outcome.fail(i, bad_record(r, &table, &why));
+                }
+            }
+        }
+        let groups = ready;
         if exactly_once {
             for (tp, idx) in &groups {
                 self.prepare(tp, records[idx[0]].offset())?;
@@ -586,10 +704,13 @@ impl BigQuerySinkTask {
             let mut rows: Vec<(usize, Vec<u8>)> = Vec::new();
             for &i in idx {
                 let r = &records[i];
-                let row = record_row(r, &self.cfg, insert_micros).and_then(|row| match row {
-                    Some(map) => encoder.encode(&map).map(Some),
-                    None => Ok(None),
-                });
+                let row = self
+                    .value_schema(r)
+                    .and_then(|schema| record_row(r, schema.as_ref(), &self.cfg, insert_micros))
+                    .and_then(|row| match row {
+                        Some(map) => encoder.encode(&map).map(Some),
+                        None => Ok(None),
+                    });
                 match row {
                     Err(why) => outcome.fail(i, bad_record(r, &table, &why)),
                     Ok(None) => {}

@@ -19,6 +19,35 @@ struct Table {
     sql: String,
 }
 
+/// The test config of `dataset`'s `orders` table.
+fn config_of(dataset: &str) -> ConnectorConfig {
+    let e = env();
+    ConnectorConfig::new()
+        .with("topics", "orders")
+        .with("project", e.project)
+        .with("defaultDataset", dataset)
+        .with("ingestion.mode", "STREAMING")
+        .with("kafkaDataFieldName", "kafka")
+        .with("bigquery.rest.endpoint", e.rest)
+        .with("bigquery.storage.endpoint", e.grpc)
+}
+
+/// `name TYPE MODE` of each column (nested as `name.sub`), as BigQuery
+/// answers `tables.get`.
+fn columns(resource: &serde_json::Value) -> Vec<String> {
+    fn walk(fields: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        for f in fields.as_array().into_iter().flatten() {
+            let name = format!("{prefix}{}", f["name"].as_str().unwrap());
+            let mode = f["mode"].as_str().unwrap_or("NULLABLE");
+            out.push(format!("{name} {} {mode}", f["type"].as_str().unwrap()));
+            walk(&f["fields"], &format!("{name}."), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&resource["schema"]["fields"], "", &mut out);
+    out
+}
+
 impl Table {
     fn new(test: &str) -> Table {
         let mut rest = Rest::new();
@@ -37,15 +66,7 @@ impl Table {
     }
 
     fn config(&self) -> ConnectorConfig {
-        let e = env();
-        ConnectorConfig::new()
-            .with("topics", "orders")
-            .with("project", e.project)
-            .with("defaultDataset", &self.dataset)
-            .with("ingestion.mode", "STREAMING")
-            .with("kafkaDataFieldName", "kafka")
-            .with("bigquery.rest.endpoint", e.rest)
-            .with("bigquery.storage.endpoint", e.grpc)
+        config_of(&self.dataset)
     }
 
     /// (partition, offset) of every row, sorted, duplicates kept.
@@ -199,6 +220,110 @@ fn rows_bigquery_refused_go_to_the_dlq_again_after_a_crash_before_the_commit() {
     h.crash().unwrap();
     assert_eq!(routed(&h).len(), 7, "nothing re-delivered below the commit: {note}");
     assert_eq!(t.rows(), once(&[0], 25, refused));
+}
+
+#[test]
+fn streaming_creates_a_missing_table_from_the_first_json_values() {
+    let _serial = serial();
+    let mut rest = Rest::new();
+    let dataset = unique("autocreate_json");
+    rest.create_dataset(&dataset);
+    let sql = format!("`{}.{dataset}.orders`", rest.project);
+    let mut h = SinkHarness::new(BigQuerySink, config_of(&dataset)).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let mut b = RecordBuilder::new("orders", 0);
+    b.tombstone().push();
+    for o in 1..10 {
+        let v = json!({"id": o, "customer": format!("c{o}"), "total": o as f64 + 0.5, "paid": o % 2 == 0,
+                       "address": {"city": "Bern", "zip": 3000 + o}, "tags": ["a"], "note": null});
+        b.value(v.to_string()).push();
+    }
+    // A later record whose total is not a number fails alone.
+    b.value(json!({"id": 10, "total": "n/a"}).to_string()).push();
+    let outcome = h.put(&b.take()).unwrap();
+    let failed: Vec<u32> = outcome.failures().iter().map(|f| f.index).collect();
+    assert_eq!(failed, [10], "{:?}", outcome.failures().first().map(|f| f.error.message()));
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 11);
+    let table = rest.table(&dataset, "orders");
+    assert_eq!(
+        columns(&table),
+        [
+            "address RECORD NULLABLE",
+            "address.city STRING NULLABLE",
+            "address.zip INTEGER NULLABLE",
+            "customer STRING NULLABLE",
+            "id INTEGER NULLABLE",
+            "note STRING NULLABLE",
+            "paid BOOLEAN NULLABLE",
+            "tags STRING REPEATED",
+            "total FLOAT NULLABLE",
+            "kafka RECORD NULLABLE",
+            "kafka.topic STRING NULLABLE",
+            "kafka.partition INTEGER NULLABLE",
+            "kafka.offset INTEGER NULLABLE",
+            "kafka.insertTime TIMESTAMP NULLABLE",
+        ],
+        "{table}"
+    );
+    assert_eq!(table["timePartitioning"]["type"], "DAY", "created tables are time-partitioned: {table}");
+    let rows = rest.query(&format!("SELECT id, address.zip FROM {sql} ORDER BY id"));
+    let got: Vec<(String, String)> =
+        rows.iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string())).collect();
+    let want: Vec<(String, String)> = (1..10).map(|o| (o.to_string(), (3000 + o).to_string())).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn streaming_creates_a_missing_table_from_the_connect_schema() {
+    let _serial = serial();
+    let mut rest = Rest::new();
+    let dataset = unique("autocreate_schema");
+    rest.create_dataset(&dataset);
+    let sql = format!("`{}.{dataset}.orders`", rest.project);
+    let schema = json!({"type": "struct", "optional": false, "fields": [
+        {"field": "id", "type": "int64", "optional": false},
+        {"field": "amount", "type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal",
+         "parameters": {"scale": "2"}},
+        {"field": "created", "type": "int64", "optional": true, "name": "org.apache.kafka.connect.data.Timestamp"}
+    ]})
+    .to_string();
+    let mut h = SinkHarness::new(BigQuerySink, config_of(&dataset).with("kafkaKeyFieldName", "order_key")).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let mut b = RecordBuilder::new("orders", 0);
+    for o in 0..5i64 {
+        // 12.34 as a Decimal of scale 2: the unscaled 1234 big-endian, base64.
+        let v = json!({"id": o, "amount": "BNI=", "created": 1_700_000_000_000i64 + o});
+        b.key(format!("k{o}")).value_schema(&schema).value(v.to_string()).push();
+    }
+    h.put(&b.take()).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 5);
+    let table = rest.table(&dataset, "orders");
+    assert_eq!(
+        columns(&table)[..4],
+        ["id INTEGER REQUIRED", "amount NUMERIC NULLABLE", "created TIMESTAMP NULLABLE", "order_key STRING NULLABLE"],
+        "{table}"
+    );
+    // The Timestamp's milliseconds are written as that instant (not read
+    // as microseconds), the Decimal as its value.
+    let rows =
+        rest.query(&format!("SELECT id, amount = 12.34, UNIX_MILLIS(created), order_key FROM {sql} ORDER BY id"));
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[1], [json!("1"), json!("true"), json!("1700000000001"), json!("k1")], "{rows:?}");
+}
+
+#[test]
+fn without_auto_create_a_missing_table_fails_the_task_naming_the_key() {
+    let _serial = serial();
+    let mut rest = Rest::new();
+    let dataset = unique("no_autocreate");
+    rest.create_dataset(&dataset);
+    let mut h = SinkHarness::new(BigQuerySink, config_of(&dataset).with("autoCreateTables", "false")).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let e = h.put(&records(0, 0, 3, |_| false)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("autoCreateTables=true"), "{}", e.message());
 }
 
 #[test]
