@@ -158,6 +158,11 @@ config_struct! {
         /// Largest append request in bytes of encoded rows (BigQuery refuses 10 MB).
         pub append_max_bytes: u32 = key("bigquery.append.max.bytes").low().group(SLUICE)
             .default(8 * 1024 * 1024).range(1024..=9 * 1024 * 1024),
+        /// How long a Storage Write call (an append, CreateWriteStream,
+        /// GetWriteStream) may wait for BigQuery's answer before it counts
+        /// as a transient failure.
+        pub append_timeout: Duration = key("bigquery.append.timeout.ms").low().group(SLUICE)
+            .default(Duration::from_millis(120_000)),
     }
 }
 
@@ -199,6 +204,7 @@ pub struct BigQuerySinkConfig {
     pub rest_endpoint: String,
     pub storage_endpoint: String,
     pub append_max_bytes: usize,
+    pub append_timeout: Duration,
 }
 
 /// The keys this connector understands.
@@ -372,6 +378,7 @@ impl BigQuerySinkConfig {
                 rest_endpoint: s.rest_endpoint.trim_end_matches('/').to_string(),
                 storage_endpoint: s.storage_endpoint.trim_end_matches('/').to_string(),
                 append_max_bytes: s.append_max_bytes as usize,
+                append_timeout: s.append_timeout,
             }
         })
     }

@@ -121,6 +121,8 @@ struct StreamWriter {
     descriptor: DescriptorProto,
     /// Test-only (`SLUICE_BQ_FAULT_REFUSE`, see [`Faults`]).
     refuse: Option<Vec<u8>>,
+    /// `bigquery.append.timeout.ms`.
+    timeout: std::time::Duration,
 }
 
 impl StreamWriter {
@@ -128,6 +130,20 @@ impl StreamWriter {
         if let Some(refused) = injected_row_errors(self.refuse.as_deref(), &rows) {
             return refused;
         }
+        let timeout = self.timeout;
+        let answered = tokio::time::timeout(timeout, self.send_now(offset, rows)).await;
+        match answered {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The rows may still land: the retry appends them again at
+                // the same offsets, where ALREADY_EXISTS counts as written.
+                self.conn = None;
+                AppendOutcome::Failed(StorageError::Transient(no_answer("AppendRows", &self.stream, timeout)))
+            }
+        }
+    }
+
+    async fn send_now(&mut self, offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendOutcome {
         if !self.conn.as_ref().is_some_and(AppendConnection::is_usable) {
             match self.client.open_append(&self.stream).await {
                 Ok(c) => self.conn = Some(c),
@@ -145,6 +161,13 @@ impl Append for StreamWriter {
     fn append(&mut self, offset: i64, rows: Vec<Vec<u8>>) -> impl std::future::Future<Output = AppendOutcome> + Send {
         self.send(Some(offset), rows)
     }
+}
+
+fn no_answer(call: &str, on: &str, timeout: std::time::Duration) -> String {
+    format!(
+        "no answer from BigQuery to {call} on {on} within {} ms (bigquery.append.timeout.ms); retrying",
+        timeout.as_millis()
+    )
 }
 
 /// Appends to the `_default` stream: no offsets (at least once).
@@ -421,6 +444,7 @@ impl BigQuerySinkTask {
                     conn: None,
                     descriptor: encoder.descriptor().clone(),
                     refuse: Faults::refuse_marker(),
+                    timeout: self.cfg.append_timeout,
                 },
             );
         }
@@ -429,7 +453,13 @@ impl BigQuerySinkTask {
 
     fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
         let path = self.cfg.table_path(table);
-        let created = self.rt.block_on(self.storage.create_write_stream(&path, StreamType::Committed));
+        let timeout = self.cfg.append_timeout;
+        let created = self
+            .rt
+            .block_on(async {
+                tokio::time::timeout(timeout, self.storage.create_write_stream(&path, StreamType::Committed)).await
+            })
+            .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("CreateWriteStream", &path, timeout))));
         let ws = match created {
             Ok(ws) => ws,
             Err(StorageError::NotFound(m)) => {
@@ -458,7 +488,11 @@ impl BigQuerySinkTask {
         let resume = part.resume.take();
         let position = match resume {
             Some(cp) => {
-                let found = self.rt.block_on(self.storage.get_write_stream(&cp.stream));
+                let timeout = self.cfg.append_timeout;
+                let found = self
+                    .rt
+                    .block_on(async { tokio::time::timeout(timeout, self.storage.get_write_stream(&cp.stream)).await })
+                    .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("GetWriteStream", &cp.stream, timeout))));
                 match found {
                     Ok(Some(_)) => {
                         self.encoder(&table)?;

@@ -326,6 +326,34 @@ fn without_auto_create_a_missing_table_fails_the_task_naming_the_key() {
     assert!(e.message().contains("autoCreateTables=true"), "{}", e.message());
 }
 
+/// A Storage Write endpoint that accepts connections and never answers (as
+/// the emulator does once its handler threads are all held by open
+/// AppendRows calls): the call ends after `bigquery.append.timeout.ms` as a
+/// retriable error naming the key, instead of blocking the task forever.
+#[test]
+fn a_storage_write_call_without_an_answer_is_a_retriable_error() {
+    let _serial = serial();
+    let mut t = Table::new("no_answer");
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hole.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let config = t
+        .config()
+        .with("bigquery.storage.endpoint", format!("http://{addr}"))
+        .with("bigquery.append.timeout.ms", "1000");
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let e = h.put(&records(0, 0, 5, |_| false)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Retriable, "{}", e.message());
+    assert!(e.message().contains("bigquery.append.timeout.ms"), "{}", e.message());
+    assert!(t.rows().is_empty());
+}
+
 #[test]
 fn a_paused_former_owner_appends_nothing_twice() {
     let _serial = serial();
