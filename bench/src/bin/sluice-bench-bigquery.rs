@@ -447,7 +447,7 @@ fn write_results(
     }
     let _ = writeln!(
         md,
-        "\nsluice / ceiling = {ratio:.2}; bound by {by} (the process with more CPU in the sluice run). Emulator CPU per record, sluice ÷ ceiling: {:.1} (the ceiling appends in requests of `bigquery.append.max.bytes`; the sink appends each partition's share of every batch the worker hands it, so many more, smaller requests, and the emulator's cost is mostly per request).\n\nCommand: `dev/bench --sink bigquery {}`",
+        "\nsluice / ceiling = {ratio:.2}; bound by {by} (the process with more CPU in the sluice run). Emulator CPU per record, sluice ÷ ceiling: {:.1} (the ceiling appends in requests of `bigquery.append.max.bytes`; the sink appends each partition's share of every batch the worker hands it, so many more, smaller requests: most likely the emulator's cost is mostly per request, not measured separately).\n\nCommand: `dev/bench --sink bigquery {}`",
         sluice.per_million(sluice.cpu_emulator) / ceiling.per_million(ceiling.cpu_emulator),
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
