@@ -68,6 +68,26 @@ for _module in list(sys.modules.values()):
     if getattr(_module, "bq_schema_to_duckdb_columns", None) is _columns:
         _module.bq_schema_to_duckdb_columns = _quoted_columns
 
+import grpc.aio  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+_aio_server = grpc.aio.server
+
+
+def _server_with_threads(*args, **kwargs):
+    # sluice patch: the Storage Write handlers are synchronous, so grpc.aio
+    # runs each open AppendRows stream on a thread of asyncio's default
+    # executor (min(32, cores + 4): 6 threads here) for as long as the
+    # client keeps the stream open. A sink holds one stream per partition;
+    # two workers with four partitions each (a paused former owner and its
+    # successor) need 8, and the 7th waited forever. BigQuery serves far
+    # more concurrent connections, so the emulator gets a larger pool.
+    kwargs.setdefault("migration_thread_pool", ThreadPoolExecutor(max_workers=64))
+    return _aio_server(*args, **kwargs)
+
+
+grpc.aio.server = _server_with_threads
+
 if __name__ == "__main__":
     sys.argv = ["bqemulator", *sys.argv[1:]]
     main()

@@ -13,6 +13,8 @@ use connector_api::{
     config_enum, config_struct, ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError,
 };
 
+use crate::rest::{PartitionType, TableOptions, TimePartitioning};
+
 config_enum! {
     /// Where `keyfile` comes from.
     pub enum KeySource {
@@ -156,6 +158,11 @@ config_struct! {
         /// Largest append request in bytes of encoded rows (BigQuery refuses 10 MB).
         pub append_max_bytes: u32 = key("bigquery.append.max.bytes").low().group(SLUICE)
             .default(8 * 1024 * 1024).range(1024..=9 * 1024 * 1024),
+        /// How long a Storage Write call (an append, CreateWriteStream,
+        /// GetWriteStream) may wait for BigQuery's answer before it counts
+        /// as a transient failure.
+        pub append_timeout: Duration = key("bigquery.append.timeout.ms").low().group(SLUICE)
+            .default(Duration::from_millis(120_000)),
     }
 }
 
@@ -185,6 +192,9 @@ pub struct BigQuerySinkConfig {
     pub allow_schema_unionization: bool,
     pub partition_field: Option<String>,
     pub partitioning: PartitioningType,
+    /// Created tables are time-partitioned (all but V2's
+    /// `auto.create.tables=NON-PARTITIONED`).
+    pub time_partitioned: bool,
     pub partition_expiration_ms: Option<i64>,
     pub clustering: Vec<String>,
     pub kafka_key_field: Option<String>,
@@ -194,6 +204,7 @@ pub struct BigQuerySinkConfig {
     pub rest_endpoint: String,
     pub storage_endpoint: String,
     pub append_max_bytes: usize,
+    pub append_timeout: Duration,
 }
 
 /// The keys this connector understands.
@@ -346,8 +357,13 @@ impl BigQuerySinkConfig {
                 allow_new_fields,
                 allow_required_relaxation: s.allow_big_query_required_field_relaxation,
                 allow_schema_unionization: s.allow_schema_unionization,
-                partition_field: s.timestamp_partition_field_name_v2.or(s.timestamp_partition_field_name),
+                // V2's `PARTITION by INGESTION TIME` ignores a partition field.
+                partition_field: match s.auto_create_tables_v2 {
+                    Some(AutoCreate::IngestionTime) => None,
+                    _ => s.timestamp_partition_field_name_v2.or(s.timestamp_partition_field_name),
+                },
                 partitioning: s.partitioning_type.unwrap_or(s.time_partitioning_type),
+                time_partitioned: s.auto_create_tables_v2 != Some(AutoCreate::NonPartitioned),
                 partition_expiration_ms: s.partition_expiration_ms,
                 clustering: s
                     .clustering_partition_field_names
@@ -362,8 +378,29 @@ impl BigQuerySinkConfig {
                 rest_endpoint: s.rest_endpoint.trim_end_matches('/').to_string(),
                 storage_endpoint: s.storage_endpoint.trim_end_matches('/').to_string(),
                 append_max_bytes: s.append_max_bytes as usize,
+                append_timeout: s.append_timeout,
             }
         })
+    }
+
+    /// What tables this sink creates are created with: time partitioning
+    /// (as Confluent's connectors: on `timestampPartitionFieldName`, else
+    /// ingestion time; none with V2's `NON-PARTITIONED`) and clustering.
+    pub fn table_options(&self) -> TableOptions {
+        let kind = match self.partitioning {
+            PartitioningType::Hour => PartitionType::Hour,
+            PartitioningType::Day => PartitionType::Day,
+            PartitioningType::Month => PartitionType::Month,
+            PartitioningType::Year => PartitionType::Year,
+        };
+        TableOptions {
+            time_partitioning: self.time_partitioned.then(|| TimePartitioning {
+                kind,
+                field: self.partition_field.clone(),
+                expiration_ms: self.partition_expiration_ms,
+            }),
+            clustering: self.clustering.clone(),
+        }
     }
 
     /// The table a topic's records go to.
@@ -419,6 +456,23 @@ mod tests {
         assert!(!format!("{c:?}").contains("SECRET-KEY"), "the key never shows in Debug");
         let def = definition();
         assert_eq!(def.key("keyfile").map(|k| format!("{:?}", k.config_type())), Some("Password".into()));
+    }
+
+    #[test]
+    fn created_tables_follow_v2_auto_create_tables() {
+        let options = |extra: &[(&str, &str)]| {
+            let mut c = base().with("ingestion.mode", "STREAMING").with("timestampPartitionFieldName", "created");
+            for (k, v) in extra {
+                c = c.with(*k, *v);
+            }
+            BigQuerySinkConfig::from_config(&c).unwrap().table_options().time_partitioning
+        };
+        let by_field = options(&[]).unwrap();
+        assert_eq!((by_field.kind, by_field.field.as_deref()), (PartitionType::Day, Some("created")));
+        assert_eq!(options(&[("auto.create.tables", "PARTITION by FIELD")]), Some(by_field));
+        let ingestion = options(&[("auto.create.tables", "PARTITION by INGESTION TIME")]).unwrap();
+        assert_eq!(ingestion.field, None);
+        assert_eq!(options(&[("auto.create.tables", "NON-PARTITIONED")]), None);
     }
 
     #[test]

@@ -36,9 +36,7 @@ use serde_json::Value;
 use crate::{
     auth::GoogleAuth,
     config::BigQuerySinkConfig,
-    rest::{
-        self, BigQueryRest, InsertErrors, InsertRow, PartitionType, RowError, TableId, TableOptions, TimePartitioning,
-    },
+    rest::{self, BigQueryRest, InsertErrors, InsertRow, RowError, TableId, TableOptions},
     schema::{self, ConvertOptions, Evolution, EvolutionPolicy, TableSchema},
 };
 
@@ -382,21 +380,7 @@ impl LegacyWriter {
     }
 
     fn options(&self) -> TableOptions {
-        let kind = match self.config.partitioning {
-            crate::config::PartitioningType::Hour => PartitionType::Hour,
-            crate::config::PartitioningType::Day => PartitionType::Day,
-            crate::config::PartitioningType::Month => PartitionType::Month,
-            crate::config::PartitioningType::Year => PartitionType::Year,
-        };
-        TableOptions {
-            // As Confluent's legacy connector: created tables are time-partitioned.
-            time_partitioning: Some(TimePartitioning {
-                kind,
-                field: self.config.partition_field.clone(),
-                expiration_ms: self.config.partition_expiration_ms,
-            }),
-            clustering: self.config.clustering.clone(),
-        }
+        self.config.table_options()
     }
 
     /// One record as a row and the table schema it needs, or why not.

@@ -844,6 +844,48 @@ fn sanitize_keys(o: &Map<String, Value>, path: &str) -> Result<Map<String, Value
     Ok(out)
 }
 
+/// The table schema a schemaless JSON row suggests, for creating a missing
+/// table from the first row (docs/decisions/0007): the types BigQuery's
+/// own schema auto-detection gives JSON values — an integer that fits
+/// int64 INTEGER, another number FLOAT, true/false BOOLEAN, text STRING,
+/// an object RECORD, an array REPEATED of its first non-null element's
+/// type — every column NULLABLE (as Confluent V2 creates them). A value
+/// whose type cannot be told (null, an empty array) becomes STRING, the
+/// column that accepts text, numbers and booleans alike; an empty object
+/// or an array of arrays gets no column (BigQuery has none for them), so a
+/// record carrying one goes to the DLQ naming the field.
+pub fn infer_from_json(row: &Map<String, Value>) -> TableSchema {
+    TableSchema { fields: infer_fields(row) }
+}
+
+fn infer_fields(row: &Map<String, Value>) -> Vec<TableField> {
+    row.iter().filter_map(|(name, v)| infer_field(name, v, FieldMode::Nullable)).collect()
+}
+
+fn infer_field(name: &str, v: &Value, mode: FieldMode) -> Option<TableField> {
+    let field_type = match v {
+        Value::Null => FieldType::String,
+        Value::Bool(_) => FieldType::Boolean,
+        Value::Number(n) if n.is_i64() => FieldType::Integer,
+        Value::Number(_) => FieldType::Float,
+        Value::String(_) => FieldType::String,
+        Value::Object(o) => {
+            let fields = infer_fields(o);
+            return (!fields.is_empty()).then(|| TableField::record(name, mode, fields));
+        }
+        Value::Array(items) => {
+            if mode == FieldMode::Repeated {
+                return None;
+            }
+            return match items.iter().find(|i| !i.is_null()) {
+                Some(first) => infer_field(name, first, FieldMode::Repeated),
+                None => Some(TableField::new(name, FieldType::String, FieldMode::Repeated)),
+            };
+        }
+    };
+    Some(TableField::new(name, field_type, mode))
+}
+
 /// The `kafkaDataFieldName` value: topic, partition, offset, and the time
 /// the row was written (ms since the epoch, as RFC 3339).
 pub fn kafka_data_value(topic: &str, partition: i32, offset: i64, insert_time_ms: i64) -> Value {
@@ -856,6 +898,39 @@ pub fn kafka_data_value(topic: &str, partition: i32, offset: i64, insert_time_ms
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schemaless_row_suggests_nullable_columns_by_json_type() {
+        let row = serde_json::json!({
+            "id": 7, "price": 9.5, "big": 18446744073709551615u64, "paid": true, "customer": "c1", "note": null,
+            "address": {"city": "Bern", "zip": 3000, "empty": {}},
+            "tags": ["a", "b"], "lines": [null, {"sku": "x", "qty": 2}], "none": [], "matrix": [[1]], "gone": {}
+        });
+        let schema = infer_from_json(row.as_object().unwrap());
+        let n = FieldMode::Nullable;
+        let r = FieldMode::Repeated;
+        let want = vec![
+            TableField::record(
+                "address",
+                n,
+                vec![TableField::new("city", FieldType::String, n), TableField::new("zip", FieldType::Integer, n)],
+            ),
+            TableField::new("big", FieldType::Float, n),
+            TableField::new("customer", FieldType::String, n),
+            TableField::new("id", FieldType::Integer, n),
+            TableField::record(
+                "lines",
+                r,
+                vec![TableField::new("qty", FieldType::Integer, n), TableField::new("sku", FieldType::String, n)],
+            ),
+            TableField::new("none", FieldType::String, r),
+            TableField::new("note", FieldType::String, n),
+            TableField::new("paid", FieldType::Boolean, n),
+            TableField::new("price", FieldType::Float, n),
+            TableField::new("tags", FieldType::String, r),
+        ];
+        assert_eq!(schema.fields, want);
+    }
 
     fn parse(json: &str) -> Schema {
         Schema::parse(json).unwrap()

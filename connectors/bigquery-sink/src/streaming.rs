@@ -19,36 +19,130 @@ use crate::storage::{AppendOutcome, StorageError};
 /// What the sink's durable note says about a partition: every record
 /// below `kafka_offset` is handled (in the table, or failed and handed to
 /// the worker), and rows below `row` of `stream` are in the table.
+/// `refused` lists, ascending, the Kafka offsets below `kafka_offset`
+/// whose rows BigQuery itself refused (row errors from AppendRows) and
+/// which may still be re-delivered: a replay must route them to the DLQ
+/// again, as nothing in the records or the schema says they fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub stream: String,
     pub kafka_offset: i64,
     pub row: i64,
+    pub refused: Vec<i64>,
 }
 
-const NOTE_PREFIX: &str = "bq1";
+const NOTE_V1: &str = "bq1";
+const NOTE_V2: &str = "bq2";
+
+/// The most bytes of refused offsets a note carries: Kafka limits commit
+/// metadata to 4 KiB (`offset.metadata.max.bytes`) and the rest of the
+/// note (a stream name) is about 150 bytes.
+pub const MAX_REFUSED_BYTES: usize = 3000;
 
 impl Checkpoint {
-    /// `bq1 <stream> <kafka offset> <row>`: small (Kafka limits commit
-    /// metadata to 4 KiB; a stream name is about 150 bytes).
+    /// `bq1 <stream> <kafka offset> <row>`, or, when BigQuery refused
+    /// records that may be re-delivered, `bq2 <stream> <kafka offset> <row>
+    /// <refused>` ([`encode_offsets`]). Without refused offsets the note
+    /// stays `bq1`, which a worker of the previous version reads too.
     pub fn to_note(&self) -> String {
-        format!("{NOTE_PREFIX} {} {} {}", self.stream, self.kafka_offset, self.row)
+        if self.refused.is_empty() {
+            format!("{NOTE_V1} {} {} {}", self.stream, self.kafka_offset, self.row)
+        } else {
+            let refused = encode_offsets(&self.refused);
+            format!("{NOTE_V2} {} {} {} {refused}", self.stream, self.kafka_offset, self.row)
+        }
     }
 
-    /// A note this sink wrote, or None (no note, or someone else's).
+    /// A note this sink wrote (`bq1` or `bq2`), or None (no note, or
+    /// someone else's).
     pub fn parse(note: &str) -> Option<Checkpoint> {
         let mut parts = note.split(' ');
-        if parts.next()? != NOTE_PREFIX {
+        let version = parts.next()?;
+        if version != NOTE_V1 && version != NOTE_V2 {
             return None;
         }
         let stream = parts.next()?.to_string();
         let kafka_offset = parts.next()?.parse().ok()?;
         let row = parts.next()?.parse().ok()?;
+        let refused = match version {
+            NOTE_V2 => decode_offsets(parts.next()?)?,
+            _ => Vec::new(),
+        };
         if parts.next().is_some() || stream.is_empty() || kafka_offset < 0 || row < 0 {
             return None;
         }
-        Some(Checkpoint { stream, kafka_offset, row })
+        if refused.last().is_some_and(|&o| o >= kafka_offset) {
+            return None;
+        }
+        Some(Checkpoint { stream, kafka_offset, row, refused })
     }
+}
+
+/// Ascending offsets as comma-separated runs, each `<gap>` or
+/// `<gap>+<more>`: `gap` is the run's first offset minus the previous
+/// run's last one (the first run's is absolute), `more` how many
+/// consecutive offsets follow it. 1000, 1001, 1002, 1050 → `1000+2,48`.
+/// Refused records are rare and close together, so deltas keep the note
+/// small.
+pub fn encode_offsets(offsets: &[i64]) -> String {
+    let mut out = String::new();
+    let mut prev = 0i64;
+    let mut i = 0;
+    while i < offsets.len() {
+        let first = offsets[i];
+        let mut last = first;
+        while i + 1 < offsets.len() && offsets[i + 1] == last + 1 {
+            i += 1;
+            last = offsets[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&(first - prev).to_string());
+        if last > first {
+            out.push('+');
+            out.push_str(&(last - first).to_string());
+        }
+        prev = last;
+        i += 1;
+    }
+    out
+}
+
+/// The inverse of [`encode_offsets`]; None unless strictly ascending and
+/// non-negative.
+pub fn decode_offsets(text: &str) -> Option<Vec<i64>> {
+    let mut out: Vec<i64> = Vec::new();
+    let mut prev = 0i64;
+    for run in text.split(',') {
+        let (gap, more) = match run.split_once('+') {
+            Some((g, m)) => (g.parse::<i64>().ok()?, m.parse::<i64>().ok()?),
+            None => (run.parse::<i64>().ok()?, 0),
+        };
+        let first = prev.checked_add(gap)?;
+        if gap < 0 || more < 0 || (!out.is_empty() && gap == 0) || first < 0 {
+            return None;
+        }
+        // A note is at most a few KiB: a run longer than that is not ours.
+        if more > 1_000_000 {
+            return None;
+        }
+        let last = first.checked_add(more)?;
+        out.extend(first..=last);
+        prev = last;
+    }
+    Some(out)
+}
+
+/// Drops the oldest refused offsets until their encoding fits in
+/// `max_bytes`; returns the dropped ones (the task logs them: a crash
+/// before their offsets are committed would not route them again).
+pub fn trim_refused(refused: &mut Vec<i64>, max_bytes: usize) -> Vec<i64> {
+    let mut drop = 0;
+    while drop < refused.len() && encode_offsets(&refused[drop..]).len() > max_bytes {
+        drop += 1;
+    }
+    refused.drain(..drop).collect()
 }
 
 /// Where a partition's next record goes.
@@ -59,22 +153,63 @@ pub struct Position {
     pub next_kafka: i64,
     /// The stream offset the next row takes.
     pub next_row: i64,
+    /// Kafka offsets below `next_kafka` whose rows BigQuery refused and
+    /// that may be re-delivered (ascending): carried in the note.
+    pub refused: Vec<i64>,
+}
+
+/// What a re-delivered or new record whose row encodes becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// A new record: appended at the next stream offset.
+    Append,
+    /// Below the checkpoint and in the table already.
+    Skip,
+    /// Below the checkpoint, and BigQuery refused its row: to the DLQ again.
+    RouteAgain,
 }
 
 impl Position {
-    pub fn from_checkpoint(c: &Checkpoint) -> Position {
-        Position { stream: c.stream.clone(), next_kafka: c.kafka_offset, next_row: c.row }
+    /// Resumes from a note. Refused offsets below `first_offset` (the
+    /// first record delivered since the assignment, which is the committed
+    /// offset) are never delivered again and are dropped.
+    pub fn from_checkpoint(c: &Checkpoint, first_offset: i64) -> Position {
+        Position {
+            stream: c.stream.clone(),
+            next_kafka: c.kafka_offset,
+            next_row: c.row,
+            refused: c.refused.iter().copied().filter(|&o| o >= first_offset).collect(),
+        }
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { stream: self.stream.clone(), kafka_offset: self.next_kafka, row: self.next_row }
+        Checkpoint {
+            stream: self.stream.clone(),
+            kafka_offset: self.next_kafka,
+            row: self.next_row,
+            refused: self.refused.clone(),
+        }
     }
 
-    /// A record re-delivered from below the checkpoint is in the table
-    /// already (re-delivery after a crash between the note and the offset
-    /// commit): it is not appended again.
-    pub fn already_written(&self, offset: i64) -> bool {
-        offset < self.next_kafka
+    /// A record re-delivered from below the checkpoint (a crash between
+    /// the note and the offset commit) is in the table already, or was
+    /// refused by BigQuery and goes to the DLQ again.
+    pub fn replay(&self, offset: i64) -> Replay {
+        if offset >= self.next_kafka {
+            Replay::Append
+        } else if self.refused.binary_search(&offset).is_ok() {
+            Replay::RouteAgain
+        } else {
+            Replay::Skip
+        }
+    }
+
+    /// Records that BigQuery refused the row of `offset` (a new record,
+    /// at or past the checkpoint).
+    pub fn refuse(&mut self, offset: i64) {
+        if let Err(at) = self.refused.binary_search(&offset) {
+            self.refused.insert(at, offset);
+        }
     }
 }
 
@@ -218,19 +353,80 @@ pub(crate) mod tests {
 
     #[test]
     fn notes_round_trip_and_foreign_notes_are_ignored() {
-        let c = Checkpoint { stream: "projects/p/datasets/d/tables/t/streams/abc".into(), kafka_offset: 42, row: 40 };
+        let c = Checkpoint {
+            stream: "projects/p/datasets/d/tables/t/streams/abc".into(),
+            kafka_offset: 42,
+            row: 40,
+            refused: vec![],
+        };
+        assert_eq!(c.to_note(), "bq1 projects/p/datasets/d/tables/t/streams/abc 42 40", "bq1 without refusals");
         assert_eq!(Checkpoint::parse(&c.to_note()), Some(c.clone()));
-        for other in ["", "stream-a@10", "bq1 s x 1", "bq1 s 1", "bq1 s 1 2 3", "bq1 s -1 0"] {
+        let with_refused = Checkpoint { refused: vec![7, 30, 31, 32, 41], ..c.clone() };
+        assert_eq!(with_refused.to_note(), "bq2 projects/p/datasets/d/tables/t/streams/abc 42 40 7,23+2,9");
+        assert_eq!(Checkpoint::parse(&with_refused.to_note()), Some(with_refused));
+        for other in [
+            "",
+            "stream-a@10",
+            "bq1 s x 1",
+            "bq1 s 1",
+            "bq1 s 1 2 3",
+            "bq1 s -1 0",
+            "bq2 s 10 2",
+            "bq2 s 10 2 10",
+            "bq2 s 10 2 3,0",
+            "bq2 s 10 2 3,-1",
+            "bq2 s 10 2 x",
+            "bq2 s 10 2 3 4",
+        ] {
             assert_eq!(Checkpoint::parse(other), None, "{other:?}");
         }
-        let p = Position::from_checkpoint(&c);
-        assert!(p.already_written(41) && !p.already_written(42));
+        let p = Position::from_checkpoint(&c, 0);
+        assert_eq!((p.replay(41), p.replay(42)), (Replay::Skip, Replay::Append));
         assert_eq!(p.checkpoint(), c);
     }
 
     #[test]
+    fn offsets_encode_as_runs_of_deltas() {
+        for offsets in [vec![], vec![0], vec![5], vec![1000, 1001, 1002, 1050], vec![0, 1, 3, 4, 5, 9, 1 << 40]] {
+            let text = encode_offsets(&offsets);
+            let back = if offsets.is_empty() { Some(vec![]) } else { decode_offsets(&text) };
+            assert_eq!(back, Some(offsets.clone()), "{text:?}");
+        }
+        assert_eq!(encode_offsets(&[1000, 1001, 1002, 1050]), "1000+2,48");
+    }
+
+    #[test]
+    fn refused_offsets_are_trimmed_oldest_first_to_fit_the_note() {
+        let mut refused: Vec<i64> = (0..1000).map(|i| 1_000_000 + i * 1000).collect();
+        let dropped = trim_refused(&mut refused, 300);
+        assert!(encode_offsets(&refused).len() <= 300);
+        assert_eq!(dropped.len() + refused.len(), 1000);
+        assert_eq!(refused.last(), Some(&(1_000_000 + 999 * 1000)), "the newest are kept");
+        assert!(dropped.iter().all(|&d| d < refused[0]));
+        let mut small = vec![1, 2, 3];
+        assert!(trim_refused(&mut small, MAX_REFUSED_BYTES).is_empty());
+    }
+
+    #[test]
+    fn a_record_bigquery_refused_is_routed_again_on_replay() {
+        // A note taken after 10..20 were handled, 13 and 17 refused by
+        // BigQuery (offset 5 refused earlier, below what was committed).
+        let c = Checkpoint { stream: "s".into(), kafka_offset: 20, row: 16, refused: vec![5, 13, 17] };
+        let p = Position::from_checkpoint(&c, 10);
+        assert_eq!(p.refused, [13, 17], "offsets below the first re-delivered one are not carried on");
+        let verdicts: Vec<Replay> = (10..22).map(|o| p.replay(o)).collect();
+        use Replay::*;
+        assert_eq!(verdicts, [Skip, Skip, Skip, RouteAgain, Skip, Skip, Skip, RouteAgain, Skip, Skip, Append, Append]);
+        let mut p = p;
+        p.refuse(21);
+        p.refuse(19);
+        p.refuse(21);
+        assert_eq!(p.refused, [13, 17, 19, 21]);
+    }
+
+    #[test]
     fn a_lost_stream_resumes_after_what_the_table_holds() {
-        let c = Checkpoint { stream: "s".into(), kafka_offset: 100, row: 90 };
+        let c = Checkpoint { stream: "s".into(), kafka_offset: 100, row: 90, refused: vec![] };
         assert_eq!(resume_after_lost_stream(&c, Some(130)), 131);
         assert_eq!(resume_after_lost_stream(&c, Some(50)), 100, "never before the checkpoint");
         assert_eq!(resume_after_lost_stream(&c, None), 100);

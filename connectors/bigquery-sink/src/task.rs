@@ -13,7 +13,8 @@ use std::{
 };
 
 use connector_api::{
-    ConnectorError, Host, PutOutcome, SinkContext, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset,
+    schema::Schema, ConnectorError, Host, PutOutcome, SinkContext, SinkRecord, SinkTask, TopicPartition,
+    TopicPartitionOffset,
 };
 use connector_kit::http::{HttpClient, TokenSource};
 use prost_types::DescriptorProto;
@@ -28,7 +29,10 @@ use crate::{
     rest::{BigQueryRest, TableId},
     schema,
     storage::{proto::StreamType, AppendConnection, AppendOutcome, Authorization, StorageClient, StorageError},
-    streaming::{cut_by_bytes, put_rows, resume_after_lost_stream, Append, Checkpoint, Position, PutFailure},
+    streaming::{
+        cut_by_bytes, put_rows, resume_after_lost_stream, trim_refused, Append, Checkpoint, Position, PutFailure,
+        Replay, MAX_REFUSED_BYTES,
+    },
 };
 
 /// Test-only fault points: `SLUICE_BQ_FAULT=<point>@<n>` makes the worker
@@ -39,12 +43,29 @@ use crate::{
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put). Unset in production.
+/// append: at the start of the next put).
+/// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
+/// whose bytes contain `<text>` answer as BigQuery does for a row it
+/// refuses (a row error naming the row, nothing of the request appended):
+/// the emulator never answers row errors. Unset in production.
 #[derive(Debug, Default)]
 struct Faults {
     point: Option<(String, u32)>,
     mark: Option<String>,
     seen: BTreeMap<&'static str, u32>,
+}
+
+/// The row errors BigQuery would answer for `rows` under
+/// `SLUICE_BQ_FAULT_REFUSE` (see [`Faults`]), if any.
+fn injected_row_errors(refuse: Option<&[u8]>, rows: &[Vec<u8>]) -> Option<AppendOutcome> {
+    let marker = refuse.filter(|m| !m.is_empty())?;
+    let errors: Vec<(usize, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.windows(marker.len()).any(|w| w == marker))
+        .map(|(i, _)| (i, "Field customer: invalid value (test fault SLUICE_BQ_FAULT_REFUSE)".to_string()))
+        .collect();
+    (!errors.is_empty()).then_some(AppendOutcome::RowErrors(errors))
 }
 
 impl Faults {
@@ -54,6 +75,10 @@ impl Faults {
             Some((p.to_string(), n.parse().ok()?))
         });
         Faults { point, mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(), seen: BTreeMap::new() }
+    }
+
+    fn refuse_marker() -> Option<Vec<u8>> {
+        std::env::var("SLUICE_BQ_FAULT_REFUSE").ok().map(String::into_bytes)
     }
 
     fn reach(&mut self, point: &'static str, host: &Host) {
@@ -94,10 +119,31 @@ struct StreamWriter {
     stream: String,
     conn: Option<AppendConnection>,
     descriptor: DescriptorProto,
+    /// Test-only (`SLUICE_BQ_FAULT_REFUSE`, see [`Faults`]).
+    refuse: Option<Vec<u8>>,
+    /// `bigquery.append.timeout.ms`.
+    timeout: std::time::Duration,
 }
 
 impl StreamWriter {
     async fn send(&mut self, offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendOutcome {
+        if let Some(refused) = injected_row_errors(self.refuse.as_deref(), &rows) {
+            return refused;
+        }
+        let timeout = self.timeout;
+        let answered = tokio::time::timeout(timeout, self.send_now(offset, rows)).await;
+        match answered {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The rows may still land: the retry appends them again at
+                // the same offsets, where ALREADY_EXISTS counts as written.
+                self.conn = None;
+                AppendOutcome::Failed(StorageError::Transient(no_answer("AppendRows", &self.stream, timeout)))
+            }
+        }
+    }
+
+    async fn send_now(&mut self, offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendOutcome {
         if !self.conn.as_ref().is_some_and(AppendConnection::is_usable) {
             match self.client.open_append(&self.stream).await {
                 Ok(c) => self.conn = Some(c),
@@ -115,6 +161,13 @@ impl Append for StreamWriter {
     fn append(&mut self, offset: i64, rows: Vec<Vec<u8>>) -> impl std::future::Future<Output = AppendOutcome> + Send {
         self.send(Some(offset), rows)
     }
+}
+
+fn no_answer(call: &str, on: &str, timeout: std::time::Duration) -> String {
+    format!(
+        "no answer from BigQuery to {call} on {on} within {} ms (bigquery.append.timeout.ms); retrying",
+        timeout.as_millis()
+    )
 }
 
 /// Appends to the `_default` stream: no offsets (at least once).
@@ -136,6 +189,8 @@ pub struct BigQuerySinkTask {
     rest: Option<BigQueryRest>,
     /// Per table: its schema's encoder.
     encoders: HashMap<String, Arc<RowEncoder>>,
+    /// Parsed Connect schemas, by their JSON text.
+    schemas: HashMap<String, Result<Schema, String>>,
     parts: BTreeMap<TopicPartition, Part>,
     /// Per stream name.
     writers: HashMap<String, StreamWriter>,
@@ -165,21 +220,32 @@ fn now_micros() -> i64 {
 }
 
 /// A record's row as a JSON object, or None for a tombstone (skipped, as
-/// Confluent's sink does without deletes), or why not.
+/// Confluent's sink does without deletes), or why not. With the value's
+/// Connect schema (JsonConverter with schemas.enable, Avro) the row is
+/// converted as the legacy path converts it (logical types to BigQuery's
+/// text forms: a Timestamp's milliseconds are not read as microseconds).
 pub fn record_row(
     r: &SinkRecord<'_>,
+    value_schema: Option<&Schema>,
     cfg: &BigQuerySinkConfig,
     insert_micros: i64,
 ) -> Result<Option<Map<String, Value>>, String> {
     let Some(value) = r.value() else { return Ok(None) };
     let parsed: Value = serde_json::from_slice(value)
         .map_err(|e| format!("the value is not JSON ({e}); this sink writes JSON objects"))?;
-    let Value::Object(mut row) = parsed else {
-        return Err("the value is not a JSON object; each record becomes one row of its fields".into());
+    let mut row = match value_schema {
+        Some(schema) => schema::connect_row(&parsed, schema, cfg.sanitize_field_names)?,
+        None => {
+            let Value::Object(row) = parsed else {
+                return Err("the value is not a JSON object; each record becomes one row of its fields".into());
+            };
+            if cfg.sanitize_field_names {
+                sanitize(row)
+            } else {
+                row
+            }
+        }
     };
-    if cfg.sanitize_field_names {
-        row = sanitize(row);
-    }
     if let Some(field) = &cfg.kafka_key_field {
         let key = r.key().map(|k| {
             serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned()))
@@ -245,6 +311,7 @@ impl BigQuerySinkTask {
             auth,
             rest: None,
             encoders: HashMap::new(),
+            schemas: HashMap::new(),
             parts: BTreeMap::new(),
             writers: HashMap::new(),
             legacy: None,
@@ -275,13 +342,95 @@ impl BigQuerySinkTask {
         }
         let id = self.table_id(table);
         let schema = self.rest().get_table(&id)?.ok_or_else(|| {
-            ConnectorError::config(format!(
-                "table {id} does not exist: create it (autoCreateTables is not built for STREAMING yet)"
-            ))
+            ConnectorError::config(format!("table {id} does not exist: create it, or set autoCreateTables=true"))
         })?;
         let e = Arc::new(RowEncoder::new(&schema));
         self.encoders.insert(table.to_string(), e.clone());
         Ok(e)
+    }
+
+    fn value_schema(&mut self, r: &SinkRecord<'_>) -> Result<Option<Schema>, String> {
+        let Some(text) = r.value_schema_json() else { return Ok(None) };
+        self.schemas.entry(text.to_string()).or_insert_with(|| Schema::parse(text)).clone().map(Some)
+    }
+
+    /// The table schema a record would create its table with: from its
+    /// Connect schema as Confluent's converter does, else from its JSON
+    /// values ([`schema::infer_from_json`]); with the key and Kafka
+    /// metadata columns when configured. Err says why not (the record's
+    /// own fault).
+    fn schema_for_new_table(&mut self, r: &SinkRecord<'_>) -> Result<Option<schema::TableSchema>, String> {
+        let options =
+            schema::ConvertOptions { sanitize_field_names: self.cfg.sanitize_field_names, all_nullable: false };
+        let value_schema = self.value_schema(r)?;
+        let Some(row) = record_row(r, value_schema.as_ref(), &self.cfg, 0)? else { return Ok(None) };
+        let value = match &value_schema {
+            Some(s) => schema::from_connect(s, &options).map_err(|e| e.0)?,
+            None => {
+                let mut inferred = schema::infer_from_json(&row);
+                // record_row put the key and metadata columns in the row;
+                // they are added with their own types below.
+                for extra in [&self.cfg.kafka_key_field, &self.cfg.kafka_data_field].into_iter().flatten() {
+                    let name = schema::sanitize_field_name(extra);
+                    inferred.fields.retain(|f| f.name != name);
+                }
+                inferred
+            }
+        };
+        let key = match &self.cfg.kafka_key_field {
+            Some(name) => {
+                let key_schema = match r.key_schema_json() {
+                    Some(text) => Some(Schema::parse(text)?),
+                    None => None,
+                };
+                match (&key_schema, row.get(&schema::sanitize_field_name(name))) {
+                    (None, Some(k)) if !k.is_null() => {
+                        let mut one = Map::new();
+                        one.insert(schema::sanitize_field_name(name), k.clone());
+                        schema::infer_from_json(&one).fields.pop()
+                    }
+                    _ => schema::kafka_key_field(name, key_schema.as_ref(), &options).map_err(|e| e.0)?,
+                }
+            }
+            None => None,
+        };
+        let data = self.cfg.kafka_data_field.as_deref().map(schema::kafka_data_field);
+        schema::record_table_schema(value, key, data).map(Some).map_err(|e| e.0)
+    }
+
+    /// Makes sure `table` exists before a stream is made on it: a missing
+    /// one is created (`autoCreateTables`) from the first record of `idx`
+    /// that can describe it. False when it is missing and none can (every
+    /// record of the group then fails or is skipped on its own).
+    fn ensure_table(&mut self, table: &str, records: &[SinkRecord<'_>], idx: &[usize]) -> Result<bool, ConnectorError> {
+        if self.encoders.contains_key(table) {
+            return Ok(true);
+        }
+        let id = self.table_id(table);
+        match self.rest().get_table(&id)? {
+            Some(schema) => {
+                self.encoders.insert(table.to_string(), Arc::new(RowEncoder::new(&schema)));
+                return Ok(true);
+            }
+            // Creating the stream says what to do.
+            None if !self.cfg.auto_create => return Ok(true),
+            None => {}
+        }
+        for &i in idx {
+            // A tombstone, or a record that cannot be a row, fails on its
+            // own; the next one may describe the table.
+            if let Ok(Some(schema)) = self.schema_for_new_table(&records[i]) {
+                let options = self.cfg.table_options();
+                let created = self.rest().ensure_table(&id, &schema, &options)?;
+                self.host.info(
+                    "created the table from a record",
+                    &[("table", &id.to_string()), ("record", &records[i].position())],
+                );
+                self.encoders.insert(table.to_string(), Arc::new(RowEncoder::new(&created)));
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn writer(&mut self, stream: &str, table: &str) -> Result<&mut StreamWriter, ConnectorError> {
@@ -294,6 +443,8 @@ impl BigQuerySinkTask {
                     stream: stream.to_string(),
                     conn: None,
                     descriptor: encoder.descriptor().clone(),
+                    refuse: Faults::refuse_marker(),
+                    timeout: self.cfg.append_timeout,
                 },
             );
         }
@@ -302,7 +453,13 @@ impl BigQuerySinkTask {
 
     fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
         let path = self.cfg.table_path(table);
-        let created = self.rt.block_on(self.storage.create_write_stream(&path, StreamType::Committed));
+        let timeout = self.cfg.append_timeout;
+        let created = self
+            .rt
+            .block_on(async {
+                tokio::time::timeout(timeout, self.storage.create_write_stream(&path, StreamType::Committed)).await
+            })
+            .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("CreateWriteStream", &path, timeout))));
         let ws = match created {
             Ok(ws) => ws,
             Err(StorageError::NotFound(m)) => {
@@ -331,16 +488,20 @@ impl BigQuerySinkTask {
         let resume = part.resume.take();
         let position = match resume {
             Some(cp) => {
-                let found = self.rt.block_on(self.storage.get_write_stream(&cp.stream));
+                let timeout = self.cfg.append_timeout;
+                let found = self
+                    .rt
+                    .block_on(async { tokio::time::timeout(timeout, self.storage.get_write_stream(&cp.stream)).await })
+                    .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("GetWriteStream", &cp.stream, timeout))));
                 match found {
                     Ok(Some(_)) => {
                         self.encoder(&table)?;
                         if let Some(p) = self.parts.get_mut(tp) {
                             p.noted = Some(cp.clone());
                         }
-                        Position::from_checkpoint(&cp)
+                        Position::from_checkpoint(&cp, first_offset)
                     }
-                    Ok(None) => self.replace_lost_stream(tp, &table, &cp)?,
+                    Ok(None) => self.replace_lost_stream(tp, &table, &cp, first_offset)?,
                     Err(e) => {
                         if let Some(p) = self.parts.get_mut(tp) {
                             p.resume = Some(cp);
@@ -351,7 +512,7 @@ impl BigQuerySinkTask {
             }
             None => {
                 let stream = self.create_stream(&table)?;
-                let position = Position { stream, next_kafka: first_offset, next_row: 0 };
+                let position = Position { stream, next_kafka: first_offset, next_row: 0, refused: Vec::new() };
                 self.note(tp, &position.checkpoint())?;
                 position
             }
@@ -371,6 +532,7 @@ impl BigQuerySinkTask {
         tp: &TopicPartition,
         table: &str,
         cp: &Checkpoint,
+        first_offset: i64,
     ) -> Result<Position, ConnectorError> {
         let max = match self.cfg.kafka_data_field.clone() {
             Some(field) => {
@@ -403,7 +565,10 @@ impl BigQuerySinkTask {
             "the write stream was gone; a new one resumes the partition",
             &[("topic", &tp.topic), ("partition", &tp.partition.to_string()), ("offset", &next_kafka.to_string())],
         );
-        let position = Position { stream, next_kafka, next_row: 0 };
+        // Records below next_kafka are skipped on the new stream too: the
+        // ones BigQuery refused still go to the DLQ again.
+        let refused = Position::from_checkpoint(cp, first_offset).refused;
+        let position = Position { stream, next_kafka, next_row: 0, refused };
         self.note(tp, &position.checkpoint())?;
         Ok(position)
     }
@@ -420,7 +585,8 @@ impl BigQuerySinkTask {
 
     /// Appends `rows` (each with its record's index) from `start`, taking
     /// rows BigQuery refuses out (to the DLQ) and appending the others.
-    /// Returns how many rows landed.
+    /// Returns how many rows landed and the Kafka offsets of the records
+    /// whose rows BigQuery refused.
     fn append_all(
         &mut self,
         stream: &str,
@@ -429,7 +595,8 @@ impl BigQuerySinkTask {
         mut rows: Vec<(usize, Vec<u8>)>,
         records: &[SinkRecord<'_>],
         outcome: &mut PutOutcome,
-    ) -> Result<i64, ConnectorError> {
+    ) -> Result<(i64, Vec<i64>), ConnectorError> {
+        let mut refused = Vec::new();
         let max_bytes = self.cfg.append_max_bytes;
         let (retries, wait) = (self.cfg.retries, self.cfg.retry_wait);
         let mut done = 0usize;
@@ -466,6 +633,7 @@ impl BigQuerySinkTask {
                                 bad_record(&records[*record], table, &format!("BigQuery refused the row: {reason}")),
                             );
                             bad.push(chunk.start + i);
+                            refused.push(records[*record].offset());
                         }
                     }
                     if bad.is_empty() {
@@ -492,7 +660,7 @@ impl BigQuerySinkTask {
                 }
             }
         }
-        Ok(rows.len() as i64)
+        Ok((rows.len() as i64, refused))
     }
 
     fn put_streaming(&mut self, records: &[SinkRecord<'_>], exactly_once: bool) -> Result<PutOutcome, ConnectorError> {
@@ -507,6 +675,27 @@ impl BigQuerySinkTask {
                 None => groups.push((TopicPartition::new(r.topic(), r.partition()), vec![i])),
             }
         }
+        let mut ready = Vec::with_capacity(groups.len());
+        for (tp, idx) in groups {
+            let table = self.cfg.table_for(&tp.topic);
+            if self.ensure_table(&table, records, &idx)? {
+                ready.push((tp, idx));
+                continue;
+            }
+            // No table, and no record to create it from: each record fails
+            // with its own reason (tombstones are skipped).
+            for i in idx {
+                let r = &records[i];
+                let why = match self.value_schema(r) {
+                    Ok(schema) => record_row(r, schema.as_ref(), &self.cfg, 0).err(),
+                    Err(e) => Some(e),
+                };
+                if let Some(why) = why {
+                    outcome.fail(i, bad_record(r, &table, &why));
+                }
+            }
+        }
+        let groups = ready;
         if exactly_once {
             for (tp, idx) in &groups {
                 self.prepare(tp, records[idx[0]].offset())?;
@@ -549,23 +738,40 @@ impl BigQuerySinkTask {
             let mut rows: Vec<(usize, Vec<u8>)> = Vec::new();
             for &i in idx {
                 let r = &records[i];
-                let row = record_row(r, &self.cfg, insert_micros).and_then(|row| match row {
-                    Some(map) => encoder.encode(&map).map(Some),
-                    None => Ok(None),
-                });
+                let row = self
+                    .value_schema(r)
+                    .and_then(|schema| record_row(r, schema.as_ref(), &self.cfg, insert_micros))
+                    .and_then(|row| match row {
+                        Some(map) => encoder.encode(&map).map(Some),
+                        None => Ok(None),
+                    });
                 match row {
                     Err(why) => outcome.fail(i, bad_record(r, &table, &why)),
                     Ok(None) => {}
-                    Ok(Some(_)) if position.as_ref().is_some_and(|p| p.already_written(r.offset())) => {}
-                    Ok(Some(bytes)) => rows.push((i, bytes)),
+                    Ok(Some(bytes)) => match position.as_ref().map_or(Replay::Append, |p| p.replay(r.offset())) {
+                        Replay::Append => rows.push((i, bytes)),
+                        Replay::Skip => {}
+                        Replay::RouteAgain => outcome.fail(
+                            i,
+                            bad_record(
+                                r,
+                                &table,
+                                "BigQuery refused the row when it was first appended, before the task restarted \
+                                 (its reason is in the dead letter record of that attempt, if it was routed then)",
+                            ),
+                        ),
+                    },
                 }
             }
             let last = records[idx[idx.len() - 1]].offset();
             match position {
                 Some(mut p) => {
-                    let landed =
+                    let (landed, refused) =
                         self.append_all(&p.stream.clone(), &table, Some(p.next_row), rows, records, outcome)?;
                     p.next_row += landed;
+                    for offset in refused {
+                        p.refuse(offset);
+                    }
                     p.next_kafka = p.next_kafka.max(last + 1);
                     if let Some(part) = self.parts.get_mut(tp) {
                         part.position = Some(p);
@@ -625,7 +831,22 @@ impl SinkTask for BigQuerySinkTask {
         let mut durable = Vec::new();
         let owned: Vec<(TopicPartition, Position, Option<Checkpoint>)> =
             self.parts.iter().filter_map(|(tp, p)| Some((tp.clone(), p.position.clone()?, p.noted.clone()))).collect();
-        for (tp, position, noted) in owned {
+        for (tp, mut position, noted) in owned {
+            let dropped = trim_refused(&mut position.refused, MAX_REFUSED_BYTES);
+            if !dropped.is_empty() {
+                self.host.warn(
+                    "too many records refused by BigQuery to keep in the partition's note: if the worker dies before \
+                     their offsets are committed, these are not routed to the dead letter queue again",
+                    &[
+                        ("topic", &tp.topic),
+                        ("partition", &tp.partition.to_string()),
+                        ("offsets", &format!("{}..={}", dropped[0], dropped[dropped.len() - 1])),
+                    ],
+                );
+                if let Some(p) = self.parts.get_mut(&tp) {
+                    p.position = Some(position.clone());
+                }
+            }
             // The note first: a commit of this offset must never exist
             // without the checkpoint that says where its rows end.
             let cp = position.checkpoint();

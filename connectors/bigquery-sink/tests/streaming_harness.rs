@@ -19,6 +19,35 @@ struct Table {
     sql: String,
 }
 
+/// The test config of `dataset`'s `orders` table.
+fn config_of(dataset: &str) -> ConnectorConfig {
+    let e = env();
+    ConnectorConfig::new()
+        .with("topics", "orders")
+        .with("project", e.project)
+        .with("defaultDataset", dataset)
+        .with("ingestion.mode", "STREAMING")
+        .with("kafkaDataFieldName", "kafka")
+        .with("bigquery.rest.endpoint", e.rest)
+        .with("bigquery.storage.endpoint", e.grpc)
+}
+
+/// `name TYPE MODE` of each column (nested as `name.sub`), as BigQuery
+/// answers `tables.get`.
+fn columns(resource: &serde_json::Value) -> Vec<String> {
+    fn walk(fields: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        for f in fields.as_array().into_iter().flatten() {
+            let name = format!("{prefix}{}", f["name"].as_str().unwrap());
+            let mode = f["mode"].as_str().unwrap_or("NULLABLE");
+            out.push(format!("{name} {} {mode}", f["type"].as_str().unwrap()));
+            walk(&f["fields"], &format!("{name}."), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&resource["schema"]["fields"], "", &mut out);
+    out
+}
+
 impl Table {
     fn new(test: &str) -> Table {
         let mut rest = Rest::new();
@@ -37,15 +66,7 @@ impl Table {
     }
 
     fn config(&self) -> ConnectorConfig {
-        let e = env();
-        ConnectorConfig::new()
-            .with("topics", "orders")
-            .with("project", e.project)
-            .with("defaultDataset", &self.dataset)
-            .with("ingestion.mode", "STREAMING")
-            .with("kafkaDataFieldName", "kafka")
-            .with("bigquery.rest.endpoint", e.rest)
-            .with("bigquery.storage.endpoint", e.grpc)
+        config_of(&self.dataset)
     }
 
     /// (partition, offset) of every row, sorted, duplicates kept.
@@ -135,6 +156,202 @@ fn invalid_records_fail_alone_and_take_no_stream_offset() {
     h.commit().unwrap();
     h.assert_durable("orders", 0, 40);
     assert_eq!(t.rows(), once(&[0], 40, bad));
+}
+
+/// BigQuery (not the sink's own checks) refuses some rows, and the worker
+/// dies between the note and the offset commit: the re-delivered records
+/// below the note are skipped, except the refused ones, which go to the
+/// DLQ again. The emulator never answers row errors: the sink's test-only
+/// fault point `SLUICE_BQ_FAULT_REFUSE` answers as BigQuery does for rows
+/// holding the marker (a row error naming the row, nothing of the request
+/// appended).
+#[test]
+fn rows_bigquery_refused_go_to_the_dlq_again_after_a_crash_before_the_commit() {
+    let _serial = serial();
+    const MARKER: &str = "refused-by-bigquery-3f9c";
+    // Read when a task's stream writer is made; only this test's rows
+    // hold the marker, so the other tests of the binary are not affected.
+    std::env::set_var("SLUICE_BQ_FAULT_REFUSE", MARKER);
+    let mut t = Table::new("refused_replay");
+    let refused = |o: i64| o == 4 || o == 13 || o == 14 || o == 17;
+    let batch = |from: i64, to: i64| {
+        let mut b = RecordBuilder::new("orders", 0).at(from);
+        for o in from..to {
+            let customer = if refused(o) { MARKER.to_string() } else { format!("c{o}") };
+            b.value(json!({"id": o, "customer": customer}).to_string()).push();
+        }
+        b.take()
+    };
+    let routed = |h: &SinkHarness<BigQuerySink>| -> Vec<i64> { h.routed().iter().map(|(r, _)| r.offset).collect() };
+    let mut h = SinkHarness::new(BigQuerySink, t.config()).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    h.put(&batch(0, 10)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 10);
+    h.put(&batch(10, 20)).unwrap();
+    assert_eq!(routed(&h), [4, 13, 14, 17]);
+    let (_, error) = &h.routed()[1];
+    assert_eq!(error.kind(), ErrorKind::BadRecord);
+    assert!(
+        error.message().contains("BigQuery refused the row") && error.message().contains("offset 13"),
+        "{}",
+        error.message()
+    );
+    // The note moves to 20 (it carries 13, 14, 17), then the worker dies
+    // before committing 20: 10..20 are re-delivered.
+    let noted = h.task_mut().pre_commit(&[]).unwrap();
+    assert_eq!(noted.iter().map(|t| t.offset).collect::<Vec<_>>(), [20]);
+    let note = h.context().notes.lock().unwrap().get(&TopicPartition::new("orders", 0)).cloned().unwrap();
+    // 4 too: the task is not told which offsets the worker committed, so it
+    // keeps every refusal since its first record (README, sequence 3).
+    assert_eq!(Checkpoint::parse(&note).unwrap().refused, [4, 13, 14, 17], "{note}");
+    h.crash().unwrap();
+    assert_eq!(routed(&h), [4, 13, 14, 17, 13, 14, 17], "the refused records go to the DLQ again");
+    let (_, again) = &h.routed()[4];
+    assert_eq!(again.kind(), ErrorKind::BadRecord);
+    assert!(again.message().contains("offset 13"), "{}", again.message());
+    h.put(&batch(20, 25)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 25);
+    h.never_past_unsettled();
+    assert_eq!(t.rows(), once(&[0], 25, refused));
+    // Once committed past them, the note stops carrying them.
+    let note = h.context().notes.lock().unwrap().get(&TopicPartition::new("orders", 0)).cloned().unwrap();
+    h.crash().unwrap();
+    assert_eq!(routed(&h).len(), 7, "nothing re-delivered below the commit: {note}");
+    assert_eq!(t.rows(), once(&[0], 25, refused));
+}
+
+#[test]
+fn streaming_creates_a_missing_table_from_the_first_json_values() {
+    let _serial = serial();
+    let mut rest = Rest::new();
+    let dataset = unique("autocreate_json");
+    rest.create_dataset(&dataset);
+    let sql = format!("`{}.{dataset}.orders`", rest.project);
+    let mut h = SinkHarness::new(BigQuerySink, config_of(&dataset)).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let mut b = RecordBuilder::new("orders", 0);
+    b.tombstone().push();
+    for o in 1..10 {
+        let v = json!({"id": o, "customer": format!("c{o}"), "total": o as f64 + 0.5, "paid": o % 2 == 0,
+                       "address": {"city": "Bern", "zip": 3000 + o}, "tags": ["a"], "note": null});
+        b.value(v.to_string()).push();
+    }
+    // A later record whose total is not a number fails alone.
+    b.value(json!({"id": 10, "total": "n/a"}).to_string()).push();
+    let outcome = h.put(&b.take()).unwrap();
+    let failed: Vec<u32> = outcome.failures().iter().map(|f| f.index).collect();
+    assert_eq!(failed, [10], "{:?}", outcome.failures().first().map(|f| f.error.message()));
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 11);
+    let table = rest.table(&dataset, "orders");
+    assert_eq!(
+        columns(&table),
+        [
+            "address RECORD NULLABLE",
+            "address.city STRING NULLABLE",
+            "address.zip INTEGER NULLABLE",
+            "customer STRING NULLABLE",
+            "id INTEGER NULLABLE",
+            "note STRING NULLABLE",
+            "paid BOOLEAN NULLABLE",
+            "tags STRING REPEATED",
+            "total FLOAT NULLABLE",
+            "kafka RECORD NULLABLE",
+            "kafka.topic STRING NULLABLE",
+            "kafka.partition INTEGER NULLABLE",
+            "kafka.offset INTEGER NULLABLE",
+            "kafka.insertTime TIMESTAMP NULLABLE",
+        ],
+        "{table}"
+    );
+    assert_eq!(table["timePartitioning"]["type"], "DAY", "created tables are time-partitioned: {table}");
+    let rows = rest.query(&format!("SELECT id, address.zip FROM {sql} ORDER BY id"));
+    let got: Vec<(String, String)> =
+        rows.iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string())).collect();
+    let want: Vec<(String, String)> = (1..10).map(|o| (o.to_string(), (3000 + o).to_string())).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn streaming_creates_a_missing_table_from_the_connect_schema() {
+    let _serial = serial();
+    let mut rest = Rest::new();
+    let dataset = unique("autocreate_schema");
+    rest.create_dataset(&dataset);
+    let sql = format!("`{}.{dataset}.orders`", rest.project);
+    let schema = json!({"type": "struct", "optional": false, "fields": [
+        {"field": "id", "type": "int64", "optional": false},
+        {"field": "amount", "type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal",
+         "parameters": {"scale": "2"}},
+        {"field": "created", "type": "int64", "optional": true, "name": "org.apache.kafka.connect.data.Timestamp"}
+    ]})
+    .to_string();
+    let mut h = SinkHarness::new(BigQuerySink, config_of(&dataset).with("kafkaKeyFieldName", "order_key")).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let mut b = RecordBuilder::new("orders", 0);
+    for o in 0..5i64 {
+        // 12.34 as a Decimal of scale 2: the unscaled 1234 big-endian, base64.
+        let v = json!({"id": o, "amount": "BNI=", "created": 1_700_000_000_000i64 + o});
+        b.key(format!("k{o}")).value_schema(&schema).value(v.to_string()).push();
+    }
+    h.put(&b.take()).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 5);
+    let table = rest.table(&dataset, "orders");
+    assert_eq!(
+        columns(&table)[..4],
+        ["id INTEGER REQUIRED", "amount NUMERIC NULLABLE", "created TIMESTAMP NULLABLE", "order_key STRING NULLABLE"],
+        "{table}"
+    );
+    // The Timestamp's milliseconds are written as that instant (not read
+    // as microseconds), the Decimal as its value.
+    let rows =
+        rest.query(&format!("SELECT id, amount = 12.34, UNIX_MILLIS(created), order_key FROM {sql} ORDER BY id"));
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[1], [json!("1"), json!("true"), json!("1700000000001"), json!("k1")], "{rows:?}");
+}
+
+#[test]
+fn without_auto_create_a_missing_table_fails_the_task_naming_the_key() {
+    let _serial = serial();
+    let mut rest = Rest::new();
+    let dataset = unique("no_autocreate");
+    rest.create_dataset(&dataset);
+    let mut h = SinkHarness::new(BigQuerySink, config_of(&dataset).with("autoCreateTables", "false")).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let e = h.put(&records(0, 0, 3, |_| false)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("autoCreateTables=true"), "{}", e.message());
+}
+
+/// A Storage Write endpoint that accepts connections and never answers (as
+/// the emulator does once its handler threads are all held by open
+/// AppendRows calls): the call ends after `bigquery.append.timeout.ms` as a
+/// retriable error naming the key, instead of blocking the task forever.
+#[test]
+fn a_storage_write_call_without_an_answer_is_a_retriable_error() {
+    let _serial = serial();
+    let mut t = Table::new("no_answer");
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hole.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let config = t
+        .config()
+        .with("bigquery.storage.endpoint", format!("http://{addr}"))
+        .with("bigquery.append.timeout.ms", "1000");
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let e = h.put(&records(0, 0, 5, |_| false)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Retriable, "{}", e.message());
+    assert!(e.message().contains("bigquery.append.timeout.ms"), "{}", e.message());
+    assert!(t.rows().is_empty());
 }
 
 #[test]

@@ -76,6 +76,16 @@ impl Rest {
         );
     }
 
+    /// A table's resource as `tables.get` answers it.
+    pub fn table(&mut self, dataset: &str, table: &str) -> Value {
+        let p = self.project.clone();
+        let r = self
+            .http
+            .send(Request::get(format!("/projects/{p}/datasets/{dataset}/tables/{table}")))
+            .unwrap_or_else(|e| panic!("GET table {table}: {}", e.message()));
+        r.json().unwrap()
+    }
+
     /// Rows of a query as f/v values turned into plain JSON arrays.
     pub fn query(&mut self, sql: &str) -> Vec<Vec<Value>> {
         let p = self.project.clone();
