@@ -13,7 +13,7 @@ use connector_api::{
     config_enum, config_struct, ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError,
 };
 
-use crate::rest::{PartitionType, TableOptions, TimePartitioning};
+use crate::table::{PartitionType, TableOptions, TimePartitioning};
 
 config_enum! {
     /// Where `keyfile` comes from.

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod legacy;
 pub mod rest;
 pub mod schema;
+pub mod table;
 
 use connector_api::{
     ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector, SinkContext,
