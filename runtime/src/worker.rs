@@ -19,6 +19,7 @@ mod plan;
 use plan::{Start, Sweep, Want};
 
 use crate::{
+    cluster::fence::{Moment, Verdict},
     cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, RunState, Status},
     connector_config::{self, RuntimeConfig},
     host::PluginMetrics,
@@ -68,6 +69,8 @@ struct Local {
     task_configs: HashMap<String, ((i64, u64), TaskConfigs)>,
     /// Last status this worker published per key, to publish only changes.
     published: HashMap<String, Status>,
+    /// The last fencing (`cluster/fence.rs`) whose tasks this worker stopped.
+    fencing_handled: u64,
 }
 
 pub struct Worker {
@@ -169,6 +172,11 @@ impl Worker {
     }
 
     fn publish(&self, key: String, status: Option<Status>) {
+        // A fenced worker's tasks may run elsewhere: its statuses would
+        // overwrite the new owner's.
+        if self.cluster.fence.fenced() {
+            return;
+        }
         {
             let local = self.local();
             if local.published.get(&key) == status.as_ref() {
@@ -193,6 +201,10 @@ impl Worker {
 
     /// One pass: make the local tasks match what the cluster wants.
     pub fn reconcile(&self) {
+        if let Verdict::Fenced { silent, fencing } = self.cluster.fence.check() {
+            self.fenced(silent, fencing);
+            return;
+        }
         let connectors: BTreeMap<String, ConnectorSpec> = self.cluster.with_view(|v| v.connectors().clone());
         let desired = self.desired(&connectors);
         for (key, version, epoch, result) in self.sweep(&desired) {
@@ -216,6 +228,37 @@ impl Worker {
         let gone = plan::forgotten(self.local().published.keys(), &names);
         for key in gone {
             self.publish(key, None);
+        }
+    }
+
+    /// This worker went unheard of for a session timeout (a pause, a frozen
+    /// VM, a partition): its tasks may already run elsewhere. Stops every
+    /// one (their own threads saw the fence and commit nothing), publishes
+    /// nothing, and lets the worker rejoin once all of them ended; placement
+    /// then decides afresh what runs here.
+    fn fenced(&self, silent: Duration, fencing: u64) {
+        let mut local = self.local();
+        if local.fencing_handled != fencing {
+            local.fencing_handled = fencing;
+            let running: Vec<(TaskKey, RunningTask)> = local.running.drain().collect();
+            let stopped = running.len();
+            for (key, task) in running {
+                task.stop.store(true, Ordering::SeqCst);
+                local.stopping.insert(key, task.handle);
+            }
+            // The new owners wrote statuses meanwhile: after rejoining, this
+            // worker publishes its own again even where they look unchanged.
+            local.published.clear();
+            tracing::warn!(
+                silent_s = silent.as_secs_f64(),
+                stopped,
+                "worker fenced after a pause of {:.1} s without a heartbeat (longer than the session timeout): stopped its {stopped} tasks without committing anything for them; it rejoins once they ended",
+                silent.as_secs_f64()
+            );
+        }
+        local.stopping.retain(|_, h| !h.is_finished());
+        if local.stopping.is_empty() {
+            self.cluster.fence.tasks_ended(Moment::now());
         }
     }
 

@@ -12,6 +12,7 @@
 //! workers derive the same task placement (see [`placement`]).
 
 pub mod active_topics;
+pub mod fence;
 pub mod placement;
 pub mod replay_lease;
 pub mod view;
@@ -140,11 +141,16 @@ pub struct Cluster {
     producer: FutureProducer<BrokerStats>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     pub placement: Arc<placement::Placement>,
+    /// Set when this worker went unheard of for a session (`fence.rs`).
+    pub fence: Arc<fence::Fence>,
     heartbeating: Arc<std::sync::atomic::AtomicBool>,
     pub topic_tracking: active_topics::TopicTracking,
     /// `connector.client.config.override.policy`.
     pub client_policy: crate::kafka::overrides::Policy,
 }
+
+/// How often a fenced worker's heartbeat thread looks whether it may rejoin.
+const FENCED_POLL: Duration = Duration::from_millis(50);
 
 /// How long a REST write waits for the worker's own view to apply it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -182,6 +188,7 @@ impl Cluster {
             producer,
             shared,
             placement,
+            fence: Arc::new(fence::Fence::new(session)),
             heartbeating,
             topic_tracking,
             client_policy,
@@ -202,16 +209,29 @@ impl Cluster {
         thread::Builder::new().name("heartbeat".into()).spawn(move || {
             let key = heartbeat_key(&cluster.worker_id);
             while cluster.heartbeating.load(std::sync::atomic::Ordering::SeqCst) {
+                let sent = fence::Moment::now();
+                // Asked before sending: after a pause a fresh heartbeat would
+                // hide the gap, and the others must not see this worker back
+                // before its old tasks ended.
+                if !cluster.fence.may_beat(sent) {
+                    thread::sleep(FENCED_POLL);
+                    continue;
+                }
                 let beat = Heartbeat {
                     state: "ALIVE".into(),
                     worker_id: cluster.worker_id.clone(),
-                    time_ms: placement::now_ms(),
+                    time_ms: sent.wall_ms,
                 };
                 match cluster.put_record(&key, Some(&beat)) {
                     // The broker acknowledged it: this worker is live whether or
                     // not its reader has caught up yet (a slow read must not
                     // make a worker give up its own tasks).
-                    Ok(()) => cluster.placement.heard(&cluster.worker_id, placement::now_ms()),
+                    Ok(()) => {
+                        if cluster.fence.acked(sent) {
+                            tracing::info!("worker rejoined the cluster after being fenced: placement decides afresh what runs here");
+                        }
+                        cluster.placement.heard(&cluster.worker_id, placement::now_ms());
+                    }
                     Err(e) => tracing::warn!(error = %e, "publishing the heartbeat failed"),
                 }
                 thread::sleep(every);
