@@ -36,6 +36,10 @@ type TaskKey = (String, i32);
 /// A connector's task configs, or why they could not be computed.
 type TaskConfigs = Result<Vec<BTreeMap<String, String>>, String>;
 
+/// A task whose thread ended: key, config version, restart epoch,
+/// incarnation, and its result.
+type Finished = (TaskKey, i64, u64, u64, Result<(), String>);
+
 /// What a task should run with.
 struct DesiredTask {
     class: Arc<ConnectorClass>,
@@ -46,6 +50,8 @@ struct DesiredTask {
 
 struct RunningTask {
     version: i64,
+    /// Its incarnation, carried by its statuses (`Status::generation`).
+    generation: u64,
     restart_epoch: u64,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
@@ -71,6 +77,8 @@ struct Local {
     published: HashMap<String, Status>,
     /// The last fencing (`cluster/fence.rs`) whose tasks this worker stopped.
     fencing_handled: u64,
+    /// The last task incarnation this worker issued.
+    last_generation: u64,
 }
 
 pub struct Worker {
@@ -196,7 +204,21 @@ impl Worker {
     }
 
     fn status(&self, state: RunState, trace: Option<String>) -> Status {
-        Status { state, worker_id: self.cluster.worker_id.clone(), trace }
+        Status { state, worker_id: self.cluster.worker_id.clone(), trace, generation: None }
+    }
+
+    /// A task's status, with the incarnation it belongs to.
+    fn task_status(&self, state: RunState, trace: Option<String>, generation: u64) -> Status {
+        Status { generation: Some(generation), ..self.status(state, trace) }
+    }
+
+    /// A new incarnation for a task of `key` starting now.
+    fn next_generation(&self, key: &TaskKey) -> u64 {
+        let known = self.cluster.status(&task_status_key(&key.0, key.1)).and_then(|s| s.generation);
+        let mut local = self.local();
+        let generation = plan::incarnation(crate::cluster::placement::now_ms(), known, local.last_generation);
+        local.last_generation = generation;
+        generation
     }
 
     /// One pass: make the local tasks match what the cluster wants.
@@ -207,21 +229,25 @@ impl Worker {
         }
         let connectors: BTreeMap<String, ConnectorSpec> = self.cluster.with_view(|v| v.connectors().clone());
         let desired = self.desired(&connectors);
-        for (key, version, epoch, result) in self.sweep(&desired) {
+        for (key, version, epoch, generation, result) in self.sweep(&desired) {
             if let Err(trace) = result {
-                self.task_failed(key, version, epoch, &trace);
+                self.task_failed(key, version, epoch, generation, &trace);
             }
         }
         for (key, d) in &desired {
             self.start_if_due(key, d);
         }
         // Publish the states of the tasks running here.
-        let states: Vec<(TaskKey, bool)> =
-            self.local().running.iter().map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst))).collect();
-        for ((name, id), paused) in states {
+        let states: Vec<(TaskKey, bool, u64)> = self
+            .local()
+            .running
+            .iter()
+            .map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst), t.generation))
+            .collect();
+        for ((name, id), paused, generation) in states {
             let state = if paused { RunState::Paused } else { RunState::Running };
             self.metrics.set_task_state(&name, id, state);
-            self.publish(task_status_key(&name, id), Some(self.status(state, None)));
+            self.publish(task_status_key(&name, id), Some(self.task_status(state, None, generation)));
         }
         // Forget the statuses of deleted connectors (the owner cleans up).
         let names: Vec<&str> = connectors.keys().map(String::as_str).collect();
@@ -295,8 +321,8 @@ impl Worker {
     }
 
     /// Reaps finished tasks, stops unwanted or outdated ones, applies pause;
-    /// the finished ones with their version, epoch and result.
-    fn sweep(&self, desired: &BTreeMap<TaskKey, DesiredTask>) -> Vec<(TaskKey, i64, u64, Result<(), String>)> {
+    /// the finished ones with their version, epoch, incarnation and result.
+    fn sweep(&self, desired: &BTreeMap<TaskKey, DesiredTask>) -> Vec<Finished> {
         let mut finished = Vec::new();
         let mut local = self.local();
         let keys: Vec<TaskKey> = local.running.keys().cloned().collect();
@@ -307,7 +333,7 @@ impl Worker {
                 Sweep::Reap => {
                     if let Some(task) = local.running.remove(&key) {
                         let result = task.handle.join().unwrap_or_else(|_| Err("the task thread panicked".to_string()));
-                        finished.push((key, task.version, task.restart_epoch, result));
+                        finished.push((key, task.version, task.restart_epoch, task.generation, result));
                     }
                 }
                 Sweep::Stop => {
@@ -324,7 +350,7 @@ impl Worker {
     }
 
     /// A task's thread ended with an error: FAILED, with its next automatic restart.
-    fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, trace: &str) {
+    fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, generation: u64, trace: &str) {
         // A plugin's error may quote a config value: what the connector's
         // references resolved to is hidden from the status and the log
         // (invariant 16).
@@ -338,7 +364,7 @@ impl Worker {
         let previous = self.local().failed.get(&key).map(|f| f.attempts);
         let failure = plan::failure(previous, self.restart_backoff, Instant::now());
         let shown = plan::failure_trace(trace, &failure, Instant::now());
-        self.publish(task_status_key(&key.0, key.1), Some(self.status(RunState::Failed, Some(shown))));
+        self.publish(task_status_key(&key.0, key.1), Some(self.task_status(RunState::Failed, Some(shown), generation)));
         let failed =
             FailedTask { version, restart_epoch: epoch, attempts: failure.attempts, retry_at: failure.retry_at };
         self.local().failed.insert(key, failed);
@@ -369,10 +395,12 @@ impl Worker {
                 }
             }
         }
+        let generation = self.next_generation(key);
         let task_config = match connector_config::resolve_secrets(&d.task_config) {
             Ok(c) => c,
             Err(trace) => {
-                self.publish(task_status_key(&key.0, key.1), Some(self.status(RunState::Failed, Some(trace))));
+                let status = self.task_status(RunState::Failed, Some(trace), generation);
+                self.publish(task_status_key(&key.0, key.1), Some(status));
                 return;
             }
         };
@@ -393,7 +421,8 @@ impl Worker {
         match spawn_task(ctx, d.class.kind()) {
             Ok(handle) => {
                 let (version, restart_epoch) = (d.want.version, d.want.restart_epoch);
-                self.local().running.insert(key.clone(), RunningTask { version, restart_epoch, stop, paused, handle });
+                let task = RunningTask { version, generation, restart_epoch, stop, paused, handle };
+                self.local().running.insert(key.clone(), task);
             }
             Err(e) => tracing::error!(connector = %key.0, task = key.1, error = %e, "cannot start a task thread"),
         }
