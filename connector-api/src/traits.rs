@@ -196,9 +196,23 @@ pub trait SourceConnector: Send + Sync + 'static {
 ///
 /// What a source must guarantee: a record's source offset says where to
 /// resume so that nothing after it is lost. After a crash the task starts
-/// from the last *committed* offset, so records polled after it may be
-/// produced again; a source that must not duplicate reads back what was
-/// produced past the offset (see the exactly-once notes in ARCHITECTURE.md).
+/// from the last *committed* offset, so records polled after it are polled
+/// again. The worker's exactly-once sources (on unless the connector sets
+/// `exactly.once.source.support=disabled`; ARCHITECTURE.md, "Exactly-once
+/// sources") then skip the ones already in Kafka, by their (source
+/// partition, source offset), which holds only if the source guarantees:
+///
+/// - **deterministic offsets**: a record polled again after `start` from a
+///   committed offset has the same source partition and offset (the same
+///   JSON text) as the first time, and no two records share them;
+/// - **the same order**: records of one source partition are polled again
+///   in the order they were polled the first time;
+/// - nothing of a source partition is skipped between the committed offset
+///   and the records polled after it.
+///
+/// A source that cannot promise these (an offset that is a wall-clock
+/// time, records merged from a changing set) is at least once: document
+/// that its users set `exactly.once.source.support=disabled`.
 ///
 /// Errors: `Retriable` from `poll` is retried with backoff; any other kind
 /// fails the task. Records the worker cannot convert or transform go to the

@@ -35,6 +35,18 @@ pub enum Command {
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
+        /// Probe over HTTPS, trusting this PEM CA bundle (a worker with --rest-tls-cert).
+        #[arg(long, env = "SLUICE_HEALTH_TLS_CA")]
+        tls_ca: Option<PathBuf>,
+        /// PEM client certificate, when the worker requires one (--rest-tls-client-auth=required).
+        #[arg(long, env = "SLUICE_HEALTH_TLS_CERT", requires = "tls_ca")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, env = "SLUICE_HEALTH_TLS_KEY", requires = "tls_ca")]
+        tls_key: Option<PathBuf>,
+        /// The name the worker's certificate must carry. Default: the probed host (127.0.0.1 for a wildcard listener).
+        #[arg(long, env = "SLUICE_HEALTH_TLS_SERVER_NAME", requires = "tls_ca")]
+        tls_server_name: Option<String>,
     },
     /// Create things: a connector plugin crate.
     New {
@@ -95,10 +107,17 @@ pub fn plugins_list(plugin_path: &[PathBuf], out: &mut impl Write, err: &mut imp
 }
 
 /// Probes the worker's REST API and says what it found.
-pub fn health(rest_listen: &str, path: &str, timeout: std::time::Duration, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn health(
+    rest_listen: &str,
+    path: &str,
+    timeout: std::time::Duration,
+    tls: Option<&crate::probe::ProbeTls>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let target = crate::probe::probe_target(rest_listen)?;
-    let status = crate::probe::probe(&target, path, timeout)?;
-    writeln!(out, "{target}{path}: {status}")?;
+    let status = crate::probe::probe(&target, path, timeout, tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    writeln!(out, "{scheme}://{target}{path}: {status}")?;
     Ok(())
 }
 
@@ -131,6 +150,8 @@ pub fn run_worker(
     for note in &settings.notes {
         tracing::warn!("{note}");
     }
+    // Before joining the cluster: a bad certificate path fails the start at once.
+    let certified = settings.rest_tls.clone().map(crate::rest::tls::Certified::load).transpose()?;
     let registry = Arc::new(PluginRegistry::load(&settings.plugin_path));
     tracing::info!(classes = registry.classes().len(), "plugins loaded");
     let cluster = crate::cluster::Cluster::start(
@@ -160,8 +181,19 @@ pub fn run_worker(
         let listener = tokio::net::TcpListener::bind(&settings.rest_listen)
             .await
             .with_context(|| format!("binding the REST API to {}", settings.rest_listen))?;
-        tracing::info!(listen = %settings.rest_listen, worker_id = %settings.worker_id, "REST API listening");
-        axum::serve(listener, crate::rest::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        let router = crate::rest::router(state);
+        match certified {
+            Some((certified, last_seen)) => {
+                tracing::info!(listen = %settings.rest_listen, worker_id = %settings.worker_id, "REST API listening (HTTPS)");
+                certified.clone().watch(last_seen);
+                let listener = crate::rest::tls::TlsListener::new(listener, certified)?;
+                axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+            }
+            None => {
+                tracing::info!(listen = %settings.rest_listen, worker_id = %settings.worker_id, "REST API listening");
+                axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+            }
+        }
         anyhow::Ok(())
     })?;
     tracing::info!("stopping tasks");

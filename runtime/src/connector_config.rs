@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub dlq_context_headers: bool,
     pub rejected_topic: Option<String>,
     pub offset_flush_interval_ms: u64,
+    /// `exactly.once.source.support` (sources): headers, stored positions
+    /// and the read-back at start (`pipeline/source/readback.rs`).
+    pub exactly_once_source: bool,
     pub max_buffered_bytes: u64,
     pub batch_max_records: usize,
     /// Partitions of topics a source task creates on first use.
@@ -145,6 +148,9 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     let dlq_context_headers = p.boolean("errors.deadletterqueue.context.headers.enable", false);
     let rejected_topic = non_empty(config, "errors.rejected.topic.name");
     let offset_flush_interval_ms = p.number::<u64>("offset.flush.interval.ms", 10_000, 1);
+    // Kafka Connect's worker key and values; here per connector, like
+    // `offset.flush.interval.ms` (docs/decisions/0031).
+    let exactly_once_source = p.one_of("exactly.once.source.support", "enabled", &["enabled", "disabled"]) == "enabled";
     let max_buffered_bytes = p.number::<u64>("max.buffered.bytes", 256 * 1024 * 1024, 1);
     // Kafka Connect's spelling of the batch size is a consumer override.
     let batch_key = if config.contains_key("consumer.max.poll.records") {
@@ -175,17 +181,6 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
     }
     let key_converter = Converter::parse(config, Part::Key, &mut p.issues);
     let value_converter = Converter::parse(config, Part::Value, &mut p.issues);
-    if kind == Kind::Source {
-        for (part, c) in [(Part::Key, &key_converter), (Part::Value, &value_converter)] {
-            if matches!(c, Converter::Registry(_)) {
-                p.issues.push(ConfigIssue::new(
-                    format!("{}.converter", part.name()),
-                    "the Schema Registry converters read records for sinks; writing them from a source is not \
-                     supported yet: use json (JsonConverter) for this source",
-                ));
-            }
-        }
-    }
     let transforms = match Chain::parse(config) {
         Ok(chain) => chain,
         Err(issues) => {
@@ -209,6 +204,7 @@ pub fn parse(config: &BTreeMap<String, String>, kind: Kind) -> Result<RuntimeCon
         dlq_context_headers,
         rejected_topic,
         offset_flush_interval_ms,
+        exactly_once_source,
         max_buffered_bytes,
         batch_max_records,
         topic_creation_partitions,
@@ -449,6 +445,31 @@ mod tests {
         assert_eq!(c.retry_timeout_ms, 0);
         assert_eq!(c.tasks_max, 1);
         assert!(parse(&config(&[]), Kind::Source).is_ok());
+    }
+
+    /// Issue 17: a source may write Confluent's Avro and JSON Schema (no
+    /// longer a 400); their settings' problems still name their keys.
+    #[test]
+    fn a_source_takes_the_schema_registry_converters() {
+        for class in ["io.confluent.connect.avro.AvroConverter", "io.confluent.connect.json.JsonSchemaConverter"] {
+            let c = parse(
+                &config(&[("value.converter", class), ("value.converter.schema.registry.url", "http://r:8081")]),
+                Kind::Source,
+            )
+            .unwrap();
+            assert!(matches!(c.value_converter, Converter::Registry(_)), "{class}");
+        }
+        let issues = parse(
+            &config(&[
+                ("key.converter", "avro"),
+                ("key.converter.schema.registry.url", "http://r:8081"),
+                ("key.converter.use.latest.version", "sometimes"),
+            ]),
+            Kind::Source,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["key.converter.use.latest.version"]);
     }
 
     #[test]

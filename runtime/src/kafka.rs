@@ -12,6 +12,7 @@ use rdkafka::{
     producer::DeliveryFuture,
 };
 
+pub mod diagnose;
 pub mod overrides;
 
 /// How to reach the brokers, plus librdkafka properties passed through as
@@ -103,6 +104,33 @@ pub fn with_overrides(mut config: ClientConfig, overrides: &[(String, String)]) 
         config.set(k, v);
     }
     config
+}
+
+/// Reaches the brokers once before the worker does anything else, so a TLS
+/// or SASL mistake in the worker's settings stops the start with the setting
+/// to fix rather than a bare timeout of the first admin call.
+pub fn preflight(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let client: BaseProducer<diagnose::Diagnosing> = settings
+        .admin()
+        .set_log_level(diagnose::LOG_LEVEL)
+        .create_with_context(diagnose::Diagnosing::new("worker"))
+        .with_context(|| format!("creating a Kafka client for {}", settings.bootstrap_servers))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let result = client.client().fetch_metadata(None, Duration::from_secs(2));
+        // Serves librdkafka's log and error events (they wait in the main
+        // queue), which is where the reason of a failed connection is.
+        client.poll(Duration::ZERO);
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                let why = client.context().last_error().unwrap_or_else(|| e.to_string());
+                anyhow::bail!("cannot reach Kafka at {}: {why}", settings.bootstrap_servers);
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// A topic the worker creates when missing.

@@ -16,5 +16,6 @@ pub mod probe;
 pub mod rest;
 pub mod settings;
 pub mod state;
+pub mod tls;
 pub mod transform;
 pub mod worker;

@@ -34,9 +34,16 @@ fn main() -> anyhow::Result<()> {
             logging::init(false, "error");
             cli::plugins_list(&plugin_path, &mut std::io::stdout(), &mut std::io::stderr())
         }
-        Command::Health { rest_listen, path, timeout_ms } => {
+        Command::Health { rest_listen, path, timeout_ms, tls_ca, tls_cert, tls_key, tls_server_name } => {
             logging::init(false, "error");
-            cli::health(&rest_listen, &path, std::time::Duration::from_millis(timeout_ms), &mut std::io::stdout())
+            let tls = tls_ca.map(|ca| sluice_runtime::probe::ProbeTls {
+                ca,
+                cert: tls_cert,
+                key: tls_key,
+                server_name: tls_server_name,
+            });
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            cli::health(&rest_listen, &path, timeout, tls.as_ref(), &mut std::io::stdout())
         }
         Command::New { command: NewCommand::Connector { kind, name, dir, connector_api } } => {
             logging::init(false, "error");

@@ -50,11 +50,14 @@ pub const STATISTICS_INTERVAL_MS: &str = "5000";
 /// stale gauge behind).
 pub struct BrokerStats {
     client: String,
+    /// The last connection error, so a repeated one is logged once.
+    errors: crate::kafka::diagnose::Diagnosing,
 }
 
 impl BrokerStats {
     pub fn new(client: impl Into<String>) -> BrokerStats {
-        BrokerStats { client: client.into() }
+        let client = client.into();
+        BrokerStats { errors: crate::kafka::diagnose::Diagnosing::new(client.clone()), client }
     }
 
     /// Kafka Connect's client ids for a task's clients:
@@ -89,6 +92,16 @@ pub type CountedProducer = rdkafka::producer::FutureProducer<BrokerStats>;
 impl ClientContext for BrokerStats {
     fn stats(&self, statistics: Statistics) {
         self.record(&statistics);
+    }
+
+    /// Connection errors name the setting to fix (a wrong CA, password, …);
+    /// librdkafka keeps retrying, so the task and the worker stay up.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::kafka::diagnose::log_connection_failure(&self.errors, level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka::diagnose::report_error(&self.errors, &error, reason);
     }
 }
 

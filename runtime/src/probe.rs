@@ -1,14 +1,65 @@
 //! `sluice health`: asks a worker's REST API whether it is alive, for a
-//! container `HEALTHCHECK` (the runtime image has no curl). Plain HTTP/1.0
-//! over `std::net`, so the probe needs neither the async runtime nor Kafka.
+//! container `HEALTHCHECK` (the runtime image has no curl). HTTP/1.0 over
+//! `std::net`, through blocking rustls when the API speaks HTTPS, so the
+//! probe needs neither the async runtime nor Kafka.
 
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream, ToSocketAddrs},
+    path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::{anyhow, bail, Context};
+use rustls::pki_types::ServerName;
+
+/// HTTPS for the probe: the CA the worker's certificate chains to, a client
+/// certificate when the worker requires one, and the name to check the
+/// worker's certificate against (default: the probed host).
+#[derive(Debug, Clone, Default)]
+pub struct ProbeTls {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+const CA: &str = "--tls-ca (SLUICE_HEALTH_TLS_CA)";
+const CERT: &str = "--tls-cert (SLUICE_HEALTH_TLS_CERT)";
+const KEY: &str = "--tls-key (SLUICE_HEALTH_TLS_KEY)";
+
+impl ProbeTls {
+    fn client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        use crate::tls;
+        let roots = tls::roots(CA, &self.ca, &tls::read(CA, &self.ca)?)?;
+        let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => builder
+                .with_client_auth_cert(
+                    tls::certificates(CERT, cert, &tls::read(CERT, cert)?)?,
+                    tls::private_key(KEY, key, &tls::read(KEY, key)?)?,
+                )
+                .with_context(|| format!("{CERT} and {KEY} do not make a usable pair"))?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => bail!("{CERT} and {KEY} go together: give both or neither"),
+        };
+        Ok(Arc::new(config))
+    }
+
+    /// The name the worker's certificate must carry: the one given, or the probed host.
+    fn name(&self, target: &str) -> anyhow::Result<ServerName<'static>> {
+        let host = match &self.server_name {
+            Some(name) => name.as_str(),
+            None => target.rsplit_once(':').map_or(target, |(h, _)| h).trim_start_matches('[').trim_end_matches(']'),
+        };
+        ServerName::try_from(host.to_string()).map_err(|_| {
+            anyhow!("`{host}` is not a host name or address to check the certificate against (--tls-server-name)")
+        })
+    }
+}
 
 /// The address to probe for a worker listening on `listen`: a wildcard
 /// listener (`0.0.0.0`, `[::]`, as in a container) is reached on loopback.
@@ -44,8 +95,9 @@ pub fn judge_response(head: &str) -> anyhow::Result<u16> {
     }
 }
 
-/// GETs `path` from the worker at `target` (host:port) within `timeout`.
-pub fn probe(target: &str, path: &str, timeout: Duration) -> anyhow::Result<u16> {
+/// GETs `path` from the worker at `target` (host:port) within `timeout`,
+/// over HTTPS when `tls` is given.
+pub fn probe(target: &str, path: &str, timeout: Duration, tls: Option<&ProbeTls>) -> anyhow::Result<u16> {
     let addr: SocketAddr = target
         .to_socket_addrs()
         .with_context(|| format!("resolving {target}"))?
@@ -54,6 +106,17 @@ pub fn probe(target: &str, path: &str, timeout: Duration) -> anyhow::Result<u16>
     let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {target}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    match tls {
+        None => exchange(&mut stream, target, path),
+        Some(tls) => {
+            let connection = rustls::ClientConnection::new(tls.client_config()?, tls.name(target)?)?;
+            let mut stream = rustls::StreamOwned::new(connection, stream);
+            exchange(&mut stream, target, path).context("over HTTPS")
+        }
+    }
+}
+
+fn exchange(stream: &mut (impl Read + Write), target: &str, path: &str) -> anyhow::Result<u16> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: {target}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     let mut head = Vec::new();
@@ -119,8 +182,8 @@ mod tests {
                 s.write_all(answer.as_bytes()).unwrap();
             }
         });
-        assert_eq!(probe(&target, "/health", Duration::from_secs(5)).unwrap(), 200);
-        assert!(probe(&target, "/health", Duration::from_secs(5)).is_err());
+        assert_eq!(probe(&target, "/health", Duration::from_secs(5), None).unwrap(), 200);
+        assert!(probe(&target, "/health", Duration::from_secs(5), None).is_err());
         server.join().unwrap();
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::{
     cluster::{active_topics::TopicTracking, Topics},
     kafka::{overrides::Policy, KafkaSettings},
-    rest::Auth,
+    rest::{tls::RestTls, Auth},
 };
 
 #[derive(clap::Args, Debug, Default)]
@@ -30,6 +30,18 @@ pub struct WorkerArgs {
     /// Address of the REST API. Default: 127.0.0.1:8083.
     #[arg(long, env = "SLUICE_REST_LISTEN")]
     pub rest_listen: Option<String>,
+    /// PEM certificate chain of the REST API: set with --rest-tls-key, the API speaks HTTPS only (reloaded on SIGHUP and when the file changes).
+    #[arg(long, env = "SLUICE_REST_TLS_CERT")]
+    pub rest_tls_cert: Option<PathBuf>,
+    /// PEM private key of --rest-tls-cert.
+    #[arg(long, env = "SLUICE_REST_TLS_KEY")]
+    pub rest_tls_key: Option<PathBuf>,
+    /// PEM CA bundle that REST clients' certificates must chain to; setting it asks clients for a certificate.
+    #[arg(long, env = "SLUICE_REST_TLS_CLIENT_CA")]
+    pub rest_tls_client_ca: Option<PathBuf>,
+    /// Client certificates (Kafka Connect's ssl.client.auth): required, requested or none. Default: required with --rest-tls-client-ca, none without.
+    #[arg(long, env = "SLUICE_REST_TLS_CLIENT_AUTH")]
+    pub rest_tls_client_auth: Option<String>,
     /// Address other workers and operators see this worker at; its `host:port` is the status `worker_id` (as Kafka Connect's). Default: the listen address.
     #[arg(long, env = "SLUICE_ADVERTISED_URL")]
     pub advertised_url: Option<String>,
@@ -104,6 +116,13 @@ struct FileSettings {
     bootstrap_servers: Option<String>,
     cluster_id: Option<String>,
     rest_listen: Option<String>,
+    rest_tls_cert: Option<PathBuf>,
+    rest_tls_key: Option<PathBuf>,
+    rest_tls_client_ca: Option<PathBuf>,
+    rest_tls_client_auth: Option<String>,
+    /// A `.properties` file's `listeners` is `https://…`: TLS settings must come with it.
+    #[serde(skip)]
+    rest_https_listener: bool,
     advertised_url: Option<String>,
     plugin_path: Option<Vec<PathBuf>>,
     session_timeout_ms: Option<u32>,
@@ -143,6 +162,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub cluster_id: String,
     pub rest_listen: String,
+    /// HTTPS on the REST API; None: plain HTTP.
+    pub rest_tls: Option<RestTls>,
     pub worker_id: String,
     pub plugin_path: Vec<PathBuf>,
     pub restart_backoff: Option<Duration>,
@@ -166,6 +187,25 @@ fn pair(text: &str) -> anyhow::Result<(String, String)> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .with_context(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// `${env:…}`, `${file:…}` and `${directory:…}` in worker-level Kafka
+/// properties (a SASL password, a key password), resolved as in connector
+/// configs; an error names the property, never the value.
+fn resolve_references(table: &str, properties: Vec<(String, String)>) -> anyhow::Result<Vec<(String, String)>> {
+    properties
+        .into_iter()
+        .map(|(key, value)| {
+            if !crate::connector_config::has_reference(&value) {
+                return Ok((key, value));
+            }
+            let one = BTreeMap::from([(key.clone(), value)]);
+            let mut resolved =
+                crate::connector_config::resolve_secrets(&one).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
+            let value = resolved.remove(&key).unwrap_or_default();
+            Ok((key, value))
+        })
+        .collect()
 }
 
 /// Kafka Connect keeps the offsets and status topics in many partitions;
@@ -247,11 +287,29 @@ impl Settings {
         for p in &args.kafka {
             properties.push(pair(p)?);
         }
+        let properties = resolve_references("the worker's Kafka properties", properties)?;
+        let consumer_properties = resolve_references("[kafka_consumer]", file.kafka_consumer.into_iter().collect())?;
+        let producer_properties = resolve_references("[kafka_producer]", file.kafka_producer.into_iter().collect())?;
+        let admin_properties = resolve_references("[kafka_admin]", file.kafka_admin.into_iter().collect())?;
         let bootstrap_servers = args
             .bootstrap_servers
             .or(file.bootstrap_servers)
             .context("bootstrap servers are required: --bootstrap-servers, SLUICE_BOOTSTRAP_SERVERS or bootstrap_servers in the file")?;
         let rest_listen = args.rest_listen.or(file.rest_listen).unwrap_or_else(|| "127.0.0.1:8083".to_string());
+        let rest_tls = RestTls::from_keys(
+            args.rest_tls_cert.or(file.rest_tls_cert),
+            args.rest_tls_key.or(file.rest_tls_key),
+            args.rest_tls_client_ca.or(file.rest_tls_client_ca),
+            args.rest_tls_client_auth.or(file.rest_tls_client_auth).as_deref(),
+        )?;
+        if file.rest_https_listener && rest_tls.is_none() {
+            anyhow::bail!(
+                "listeners asks for HTTPS but no certificate is given: set listeners.https.ssl.keystore.type=PEM and \
+                 listeners.https.ssl.keystore.location (one PEM file with the key and its chain), or {} and {}",
+                crate::rest::tls::CERT,
+                crate::rest::tls::KEY
+            );
+        }
         let worker_id = worker_id(args.advertised_url.or(file.advertised_url).as_deref().unwrap_or(&rest_listen));
         let plugin_path =
             if args.plugin_path.is_empty() { file.plugin_path.unwrap_or_default() } else { args.plugin_path };
@@ -281,14 +339,15 @@ impl Settings {
             kafka: KafkaSettings {
                 bootstrap_servers,
                 properties,
-                consumer_properties: file.kafka_consumer.into_iter().collect(),
-                producer_properties: file.kafka_producer.into_iter().collect(),
-                admin_properties: file.kafka_admin.into_iter().collect(),
+                consumer_properties,
+                producer_properties,
+                admin_properties,
                 session_timeout_ms: args.session_timeout_ms.or(file.session_timeout_ms).unwrap_or(10_000),
                 fetch_wait_max_ms: args.fetch_wait_max_ms.or(file.fetch_wait_max_ms).unwrap_or(10),
             },
             cluster_id,
             rest_listen,
+            rest_tls,
             worker_id,
             plugin_path,
             restart_backoff: (backoff > 0).then(|| Duration::from_millis(backoff)),
@@ -425,8 +484,45 @@ mod tests {
         let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
         assert!(err.to_string().contains("offset.storage.partitions=25"), "{err}");
         fs::write(&path, "bootstrap.servers=k:9092\nlisteners=HTTPS://:8443\n").unwrap();
-        let err = Settings::resolve(WorkerArgs { config: Some(path), ..WorkerArgs::default() }).unwrap_err();
-        assert!(err.to_string().contains("refusing listeners"), "{err}");
+        let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
+        assert!(
+            err.to_string().contains("listeners asks for HTTPS") && err.to_string().contains("rest_tls_cert"),
+            "{err}"
+        );
+        let s = Settings::resolve(WorkerArgs {
+            config: Some(path),
+            rest_tls_cert: Some("/tls/rest.pem".into()),
+            rest_tls_key: Some("/tls/rest.key".into()),
+            ..WorkerArgs::default()
+        })
+        .unwrap();
+        assert_eq!(s.rest_listen, "0.0.0.0:8443");
+        assert_eq!(s.rest_tls.map(|t| t.cert), Some(PathBuf::from("/tls/rest.pem")), "the variables complete the file");
+    }
+
+    #[test]
+    fn kafka_properties_resolve_provider_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("kafka.properties");
+        fs::write(&secrets, "password=s3cr3t\n").unwrap();
+        let path = dir.path().join("worker.toml");
+        fs::write(
+            &path,
+            format!(
+                "bootstrap_servers = \"k:9092\"\n[kafka]\n\"sasl.password\" = \"${{file:{}:password}}\"\n\
+                 [kafka_producer]\n\"ssl.key.password\" = \"${{file:{}:missing}}\"\n",
+                secrets.display(),
+                secrets.display()
+            ),
+        )
+        .unwrap();
+        let err = Settings::resolve(WorkerArgs { config: Some(path.clone()), ..WorkerArgs::default() }).unwrap_err();
+        assert!(err.to_string().contains("[kafka_producer]: ssl.key.password"), "{err}");
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replace(":missing}", ":password}")).unwrap();
+        let s = Settings::resolve(WorkerArgs { config: Some(path), ..WorkerArgs::default() }).unwrap();
+        assert!(s.kafka.properties.contains(&("sasl.password".to_string(), "s3cr3t".to_string())));
+        assert_eq!(s.kafka.producer_properties, [("ssl.key.password".to_string(), "s3cr3t".to_string())]);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod s3;
 pub mod s3_proxy;
 pub mod salesforce;
 pub mod schema_registry;
+pub mod tls;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary
 /// and the plugin libraries) of the profile these tests were built in.

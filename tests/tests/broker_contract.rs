@@ -96,3 +96,51 @@ fn commit_metadata_is_kept_and_a_member_the_group_moved_past_cannot_commit() {
     let (offset, note) = sluice_tests::committed_with_metadata(&group, &topic, 0).expect("committed");
     assert_eq!((offset, note.as_str()), (2, "stream-b@2"), "the stale commit changed nothing");
 }
+
+/// Exactly-once sources (runtime/src/pipeline/source/readback.rs) read a
+/// topic-partition back from a stored position up to its end, and store
+/// ListOffsets' high watermark as the position of a topic first written to.
+/// Measured on the test broker: ListOffsets answers the last batch's base
+/// offset + 1 (after batches of 1, 7, 50, 3: 1, 2, 9, 59 for true ends 1, 8,
+/// 58, 61), so it is trusted only as a lower bound; the end of partition a
+/// fetch reports comes after the last acknowledged record, and is the end.
+#[test]
+fn list_offsets_is_a_lower_bound_and_a_fetch_reports_the_end_after_the_last_record() {
+    let topic = unique("broker-high-watermark");
+    create_topic(&topic, 1);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", service_env("KAFKA_BOOTSTRAP"))
+        .set("group.id", unique("broker-high-watermark-reader"))
+        .create()
+        .expect("consumer");
+    let mut last = -1;
+    // Batches of different sizes, each from its own producer.
+    for size in [1usize, 7, 50, 3] {
+        let values: Vec<String> = (0..size).map(|i| format!("v{i}")).collect();
+        let records: Vec<(Option<&str>, Option<&str>)> = values.iter().map(|v| (None, Some(v.as_str()))).collect();
+        let offsets = produce(&topic, 0, &records);
+        assert_eq!(offsets.first(), Some(&(last + 1)));
+        last = *offsets.last().expect("offsets");
+        let (_, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)).expect("watermarks");
+        assert!(high <= last + 1, "ListOffsets {high} after a batch of {size}: past the end {}", last + 1);
+    }
+    let eof: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", service_env("KAFKA_BOOTSTRAP"))
+        .set("group.id", unique("broker-high-watermark-eof"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(0)).expect("partition");
+    eof.assign(&tpl).expect("assign");
+    let mut seen = Vec::new();
+    wait_until("the end of the partition", Duration::from_secs(20), || match eof.poll(Duration::from_millis(100)) {
+        Some(Ok(m)) => {
+            seen.push(m.offset());
+            None
+        }
+        Some(Err(rdkafka::error::KafkaError::PartitionEOF(0))) => Some(()),
+        _ => None,
+    });
+    assert_eq!(seen, (0..=last).collect::<Vec<i64>>(), "the end of partition came after every record");
+}

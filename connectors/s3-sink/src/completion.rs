@@ -8,11 +8,14 @@
 use connector_api::{ConnectorError, Host};
 use tokio::{runtime::Runtime, task::JoinHandle};
 
-use crate::upload::{ObjectUpload, Uploader};
+use crate::{
+    recovery::OffsetRange,
+    upload::{Finished, ObjectUpload, Uploader},
+};
 
 pub struct Completing {
     pub start_offset: i64,
-    end_offset: i64,
+    range: OffsetRange,
     records: u64,
     pub key: String,
     /// Rotation order, to wait for the oldest when too many run.
@@ -22,11 +25,14 @@ pub struct Completing {
 
 enum State {
     /// Finishing in the background; the future hands the upload back.
-    Running(JoinHandle<(ObjectUpload, Result<(), ConnectorError>)>),
+    Running(JoinHandle<(ObjectUpload, Result<Finished, ConnectorError>)>),
     /// Failed: retried, blocking, before the task takes more records.
     Waiting(ObjectUpload),
     /// In S3.
     Done,
+    /// Its name was taken by an object holding other offsets (a former
+    /// owner's late completion): the sink re-checks the partition.
+    Conflict(Option<OffsetRange>),
     /// Can never complete (its body failed, or the background future died
     /// and took the upload's state): only a restart from the committed
     /// offset writes these records again.
@@ -44,28 +50,33 @@ impl Completing {
         rt: &Runtime,
         up: &Uploader,
         mut upload: ObjectUpload,
-        (start_offset, end_offset, records): (i64, i64, u64),
+        range: OffsetRange,
+        records: u64,
         seq: u64,
     ) -> Completing {
         let _ = upload.pump(rt, up);
         let reserved = rt.block_on(up.permits.clone().acquire_owned()).ok();
-        let (up, tags) = (up.clone(), tags(up, start_offset, end_offset, records));
+        let (up, tags) = (up.clone(), tags(up, &range, records));
         let key = upload.key.clone();
+        let theirs = range.clone();
         let handle = rt.spawn(async move {
-            let result = upload.finish(&up, &tags, reserved).await;
+            let result = upload.finish(&up, &tags, reserved, &theirs).await;
             (upload, result)
         });
-        Completing { start_offset, end_offset, records, key, seq, state: State::Running(handle) }
+        Completing { start_offset: range.first, range, records, key, seq, state: State::Running(handle) }
     }
 
     /// An object that cannot complete; it stays listed so its offset is held.
-    pub fn lost(
-        key: String,
-        (start_offset, end_offset, records): (i64, i64, u64),
-        seq: u64,
-        error: ConnectorError,
-    ) -> Self {
-        Completing { start_offset, end_offset, records, key, seq, state: State::Lost(error) }
+    pub fn lost(key: String, range: OffsetRange, records: u64, seq: u64, error: ConnectorError) -> Self {
+        Completing { start_offset: range.first, range, records, key, seq, state: State::Lost(error) }
+    }
+
+    /// The object lost its name to one holding other offsets: what that one holds, if known.
+    pub fn conflict(&self) -> Option<Option<&OffsetRange>> {
+        match &self.state {
+            State::Conflict(theirs) => Some(theirs.as_ref()),
+            _ => None,
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -88,10 +99,11 @@ impl Completing {
         }
         let State::Running(handle) = std::mem::replace(&mut self.state, State::Done) else { return };
         self.state = match rt.block_on(handle) {
-            Ok((upload, Ok(()))) => {
+            Ok((upload, Ok(Finished::Written))) => {
                 self.count(host, &upload);
                 State::Done
             }
+            Ok((_, Ok(Finished::Conflict(theirs)))) => State::Conflict(theirs),
             Ok((upload, Err(e))) => {
                 self.warn(host, &e);
                 State::Waiting(upload)
@@ -106,20 +118,28 @@ impl Completing {
     /// Completes a failed object now (blocking); an error means its records
     /// must keep waiting.
     pub fn retry(&mut self, rt: &Runtime, up: &Uploader, host: &Host) -> Result<(), ConnectorError> {
-        let tags = tags(up, self.start_offset, self.end_offset, self.records);
+        let tags = tags(up, &self.range, self.records);
         match &mut self.state {
             State::Waiting(upload) => {
-                let result = rt.block_on(upload.finish(up, &tags, None));
-                if let Err(e) = result {
-                    self.warn(host, &e);
-                    return Err(e);
+                let result = rt.block_on(upload.finish(up, &tags, None, &self.range));
+                match result {
+                    Err(e) => {
+                        self.warn(host, &e);
+                        return Err(e);
+                    }
+                    Ok(Finished::Conflict(theirs)) => {
+                        self.state = State::Conflict(theirs);
+                        return Ok(());
+                    }
+                    Ok(Finished::Written) => {}
                 }
                 let State::Waiting(upload) = std::mem::replace(&mut self.state, State::Done) else { return Ok(()) };
                 self.count(host, &upload);
                 Ok(())
             }
             State::Lost(e) => Err(e.clone()),
-            State::Running(_) | State::Done => Ok(()),
+            // A conflict is the sink's to resolve (it re-checks the partition).
+            State::Running(_) | State::Done | State::Conflict(_) => Ok(()),
         }
     }
 
@@ -134,7 +154,8 @@ impl Completing {
                 _ => None,
             },
             State::Waiting(upload) => Some(upload),
-            State::Done | State::Lost(_) => None,
+            // A conflicting completion already dropped its parts.
+            State::Done | State::Lost(_) | State::Conflict(_) => None,
         }
     }
 
@@ -161,6 +182,6 @@ impl Completing {
 }
 
 /// The object's tags (none without `s3.object.tagging`).
-fn tags(up: &Uploader, start_offset: i64, end_offset: i64, records: u64) -> Vec<(String, String)> {
-    up.tagging.as_ref().map(|t| t.for_object(start_offset, end_offset, records)).unwrap_or_default()
+fn tags(up: &Uploader, range: &OffsetRange, records: u64) -> Vec<(String, String)> {
+    up.tagging.as_ref().map(|t| t.for_object(range.first, range.last, records)).unwrap_or_default()
 }

@@ -185,7 +185,7 @@ config_struct! {
         /// deterministic). -1: off.
         pub rotate_interval_ms: Option<i64> = key("rotate.interval.ms").high().group(CONNECTOR).off(-1).range(1..),
         /// Rotate open objects on this wall-clock schedule, aligned to timezone, idle partitions too
-        /// (at-least-once). -1: off.
+        /// (exactly once with enable.conditional.writes). -1: off.
         pub rotate_schedule_interval_ms: Option<i64> =
             key("rotate.schedule.interval.ms").group(CONNECTOR).off(-1).range(1..),
         /// Rotate an object once this many uncompressed bytes were written (beyond Confluent). -1: off.
@@ -261,8 +261,9 @@ config_struct! {
         /// Initial backoff of S3 retries.
         pub s3_retry_backoff_ms: Duration =
             key("s3.retry.backoff.ms").low().group(S3).default(Duration::from_millis(200)),
-        /// Create objects with If-None-Match: * when rotation is deterministic; an existing object counts as
-        /// written.
+        /// Exactly-once objects: each records its offset range, is created with If-None-Match: *, and a
+        /// re-delivery skips records earlier objects hold. false: unconditional overwrites (at-least-once
+        /// unless rotation is deterministic).
         pub enable_conditional_writes: bool = key("enable.conditional.writes").low().group(S3).default(true),
         /// Server-side encryption: AES256 (SSE-S3, or SSE-C with s3.sse.customer.key), aws:kms or aws:kms:dsse
         /// (with s3.sse.kms.key.id, or the AWS-managed key); empty: the bucket's default.

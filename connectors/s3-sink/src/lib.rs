@@ -21,6 +21,7 @@ pub mod naming;
 pub mod object_security;
 pub mod parquet_format;
 pub mod partitioner;
+pub mod recovery;
 pub mod rotation;
 pub mod sink;
 pub mod tagging;
@@ -58,10 +59,15 @@ impl SinkConnector for S3Sink {
         config::validate(config)
     }
 
-    fn create_task(&self, config: &ConnectorConfig, host: Host, _: SinkContext) -> Result<S3SinkTask, ConnectorError> {
+    fn create_task(
+        &self,
+        config: &ConnectorConfig,
+        host: Host,
+        context: SinkContext,
+    ) -> Result<S3SinkTask, ConnectorError> {
         let cfg = S3SinkConfig::from_config(config)?;
         host.info("S3 sink task starting", &[("bucket", &cfg.bucket), ("topics.dir", &cfg.topics_dir)]);
-        S3SinkTask::new(cfg, host)
+        S3SinkTask::new(cfg, host, context)
     }
 }
 

@@ -60,6 +60,32 @@ impl Naming {
         format!("{}{}", self.topics_dir, self.directory_delim)
     }
 
+    /// The prefix of every object of `topic` (all encoded partitions).
+    pub fn topic_prefix(&self, topic: &str) -> String {
+        format!("{}{topic}{}", self.prefix(), self.directory_delim)
+    }
+
+    /// The encoded partition and start offset of `key`, when it is an object
+    /// of this topic partition written under this naming.
+    pub fn parse(&self, key: &str, topic: &str, partition: i32) -> Option<(String, i64)> {
+        let rest = key.strip_prefix(&self.topic_prefix(topic))?;
+        let (encoded, file) = rest.rsplit_once(self.directory_delim.as_str())?;
+        let f = &self.file_delim;
+        let offset = file.strip_prefix(&format!("{topic}{f}{partition}{f}"))?.strip_suffix(&self.extension)?;
+        if encoded.is_empty() || offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((encoded.to_string(), offset.parse().ok()?))
+    }
+
+    /// Where the offset range of a multipart object (named by the id in its
+    /// metadata) is kept: outside `topics.dir`, so that readers of the
+    /// topics never see the markers.
+    pub fn range_marker_key(&self, id: &str) -> String {
+        let d = &self.directory_delim;
+        format!("_sluice{d}ranges{d}{}{d}{id}", self.topics_dir)
+    }
+
     /// True when `key` is an object of this topic partition (any encoded partition).
     pub fn belongs_to(&self, key: &str, topic: &str, partition: i32) -> bool {
         let file = key.rsplit(self.directory_delim.as_str()).next().unwrap_or(key);
@@ -116,6 +142,19 @@ mod tests {
             .object_key("partition=0", "t", 0, 0),
             "topics/t/partition=0/t+0+0000000000.snappy.parquet"
         );
+    }
+
+    #[test]
+    fn keys_parse_back_to_their_path_and_start_offset() {
+        let n = naming(&[]);
+        let key = n.object_key("year=2026/month=11", "t", 2, 1234);
+        assert_eq!(n.parse(&key, "t", 2), Some(("year=2026/month=11".to_string(), 1234)));
+        assert_eq!(n.parse(&key, "t", 1), None, "another partition");
+        assert_eq!(n.parse(&key, "tt", 2), None, "another topic");
+        assert_eq!(n.parse("topics/t/partition=2/t+2+0000000001.json.gz", "t", 2), None, "another extension");
+        assert_eq!(n.parse("topics/t/partition=2/t+2+12x.json", "t", 2), None);
+        assert_eq!(n.parse("topics/_sluice/ranges/x", "t", 2), None);
+        assert_eq!(n.range_marker_key("t+2+5-9-1"), "_sluice/ranges/topics/t+2+5-9-1");
     }
 
     #[test]

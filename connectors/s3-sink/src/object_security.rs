@@ -10,7 +10,8 @@
 use aws_sdk_s3::{
     operation::{
         create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
-        put_object::builders::PutObjectFluentBuilder, upload_part::builders::UploadPartFluentBuilder,
+        head_object::builders::HeadObjectFluentBuilder, put_object::builders::PutObjectFluentBuilder,
+        upload_part::builders::UploadPartFluentBuilder,
     },
     types::{ObjectCannedAcl, ServerSideEncryption},
 };
@@ -145,6 +146,16 @@ impl ObjectSecurity {
 
     pub fn put(&self, req: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
         on_new_object!(self, req)
+    }
+
+    /// Reading an SSE-C object's metadata needs its key too.
+    pub fn head(&self, req: HeadObjectFluentBuilder) -> HeadObjectFluentBuilder {
+        match &self.encryption {
+            Encryption::CustomerKey { key, key_md5 } => {
+                req.sse_customer_algorithm("AES256").sse_customer_key(key).sse_customer_key_md5(key_md5)
+            }
+            _ => req,
+        }
     }
 
     /// A part carries the customer key (SSE-C) and nothing else: S3 refuses

@@ -4,18 +4,20 @@
 //!
 //! Invariant: for every Kafka partition, the offset `pre_commit` reports is
 //! `min(start offset of every object still open or completing, next offset
-//! handed over)`. Records before it are in completed objects, were ignored
-//! (null values with `ignore`), or were reported as failed (the runtime
-//! settles those through the DLQ).
+//! handed over)`. Records before it are in completed objects (written by
+//! this task, or found there by `recovery` and skipped), were ignored (null
+//! values with `ignore`), or were reported as failed (the runtime settles
+//! those through the DLQ).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use connector_api::{
-    ConnectorError, ErrorKind, Host, PutOutcome, SinkRecord, SinkTask, TopicPartition, TopicPartitionOffset,
+    ConnectorError, ErrorKind, Host, PutOutcome, SinkContext, SinkRecord, SinkTask, TopicPartition,
+    TopicPartitionOffset,
 };
 use serde_json::Value;
 use tokio::{runtime::Runtime, sync::Semaphore};
@@ -28,6 +30,7 @@ use crate::{
     naming::Naming,
     parquet_format::ParquetObject,
     partitioner::{Partitioner, RecordView, TimestampExtractor},
+    recovery::{self, Covered, CoveredObject, Decision, OffsetRange},
     rotation,
     take::{self, Again, Fill, Limits, Taken},
     upload::{self, ObjectUpload, Uploader},
@@ -65,8 +68,21 @@ struct Writer {
     upload: ObjectUpload,
 }
 
+/// What earlier incarnations left in S3 for a partition (`recovery`).
+#[derive(Default)]
+enum Recovery {
+    /// Not looked yet: the first record handed over lists the objects.
+    #[default]
+    Unknown,
+    /// Re-delivered records up to the covered end are checked.
+    Active(Covered),
+    /// Past every object found (or exactly-once objects are off).
+    Done,
+}
+
 #[derive(Default)]
 struct PartitionState {
+    recovery: Recovery,
     /// The offset after the last record handed over (accepted, ignored or failed).
     next_offset: Option<i64>,
     /// Open objects by encoded partition.
@@ -101,6 +117,10 @@ pub struct S3SinkTask {
     line: Vec<u8>,
     /// Compression threads (gzip objects only).
     gzip: Option<Arc<GzipPool>>,
+    context: SinkContext,
+    /// Partitions rewound (`seek`) in this call: their remaining records of
+    /// the current batch come again from the seek offset.
+    rewound: BTreeSet<Tp>,
 }
 
 fn now_ms() -> i64 {
@@ -108,27 +128,28 @@ fn now_ms() -> i64 {
 }
 
 impl S3SinkTask {
-    pub fn new(cfg: S3SinkConfig, host: Host) -> Result<Self, ConnectorError> {
+    pub fn new(cfg: S3SinkConfig, host: Host, context: SinkContext) -> Result<Self, ConnectorError> {
         // The task owns its runtime (never the worker's): two workers run the
         // background part uploads while `put` blocks on the rest.
         let rt = connector_kit::runtime::multi_thread("s3-sink-io", 2)?;
         let client = rt.block_on(upload::client(&cfg));
-        let deterministic = cfg.deterministic();
+        let naming = Naming::new(&cfg);
         let up = Uploader {
             client,
             bucket: cfg.bucket.clone(),
             permits: Arc::new(Semaphore::new(cfg.upload_concurrency)),
-            // With non-deterministic rotation a re-delivery may cut objects
-            // differently: overwriting (at-least-once) is then safer than
-            // keeping an older object that holds fewer records.
-            conditional: cfg.conditional_writes && deterministic,
+            // Every object records its offsets and is created only if its
+            // name is free; a re-delivery skips what earlier objects hold
+            // (`recovery`), whatever cut them.
+            conditional: cfg.conditional_writes,
+            marker_prefix: naming.range_marker_key(""),
             tagging: cfg.tagging.clone().map(Arc::new),
             unsigned_payloads: !upload::signs_payloads(cfg.endpoint.as_deref()),
             security: Arc::new(cfg.security.clone()),
         };
-        if !deterministic {
+        if !cfg.conditional_writes && !cfg.deterministic() {
             host.info(
-                "S3 sink rotation is not deterministic (wall clock or open-file limit): delivery is at-least-once",
+                "S3 sink rotation is not deterministic (wall clock or open-file limit) and enable.conditional.writes=false: delivery is at-least-once",
                 &[("bucket", &cfg.bucket)],
             );
         }
@@ -141,7 +162,7 @@ impl S3SinkTask {
         Ok(S3SinkTask {
             gzip,
             rt,
-            naming: Naming::new(&cfg),
+            naming,
             encoder: RecordEncoder::new(cfg.format, cfg.bytes_separator.clone(), cfg.values_are_checked_json),
             up,
             cfg: Arc::new(cfg),
@@ -149,6 +170,8 @@ impl S3SinkTask {
             partitions: BTreeMap::new(),
             seq: 0,
             line: Vec::new(),
+            context,
+            rewound: BTreeSet::new(),
         })
     }
 
@@ -208,6 +231,19 @@ impl S3SinkTask {
         let time = self.record_time(r, json.as_ref());
         let tp: Tp = (r.topic().to_string(), r.partition());
 
+        if self.covered(&tp, &encoded, r.offset()) {
+            // In S3 already: the open object of this path ends here, where
+            // the earlier object begins, so no object's range spans another's.
+            self.rotate(&tp, &encoded)?;
+            self.host.counter(
+                "s3_sink_records_skipped_total",
+                "Re-delivered records skipped: an earlier object holds them",
+                &[],
+                1.0,
+            );
+            return Ok(Taken::Ignored);
+        }
+
         // Record-time rotation happens before the record: it starts the next object.
         let due = self
             .partitions
@@ -243,6 +279,13 @@ impl S3SinkTask {
         }
         let body = self.new_body(json, r.value())?;
         self.seq += 1;
+        let mut upload = ObjectUpload::new(self.naming.object_key(encoded, r.topic(), r.partition(), r.offset()));
+        if self.cfg.conditional_writes {
+            // Unique per object and run: two runs' uploads of one name never
+            // share a marker.
+            let run = self.context.incarnation();
+            upload.range_id = Some(format!("{}+{}+{}-{run}-{}", r.topic(), r.partition(), r.offset(), self.seq));
+        }
         let writer = Writer {
             start_offset: r.offset(),
             end_offset: r.offset(),
@@ -252,7 +295,7 @@ impl S3SinkTask {
             deadline: self.schedule_deadline(now),
             seq: self.seq,
             body: Some(body),
-            upload: ObjectUpload::new(self.naming.object_key(encoded, r.topic(), r.partition(), r.offset())),
+            upload,
         };
         self.partitions.entry(tp.clone()).or_default().writers.insert(encoded.to_string(), writer);
         Ok(())
@@ -353,14 +396,15 @@ impl S3SinkTask {
         let Some(state) = self.partitions.get_mut(tp) else { return Ok(()) };
         let Some(w) = state.writers.remove(encoded) else { return Ok(()) };
         let Writer { start_offset, end_offset, records, body, mut upload, .. } = w;
-        let span = (start_offset, end_offset, records);
+        let range =
+            OffsetRange { topic: tp.0.clone(), partition: tp.1, first: start_offset, last: end_offset, records };
         self.seq += 1;
         if let Some(Err(e)) = body.map(|b| b.finish().map(|tail| upload.set_tail(tail))) {
             let err = ConnectorError::fatal(format!("finishing {}: {e}", upload.key));
-            state.completing.push(Completing::lost(upload.key.clone(), span, self.seq, err.clone()));
+            state.completing.push(Completing::lost(upload.key.clone(), range, records, self.seq, err.clone()));
             return Err(err);
         }
-        state.completing.push(Completing::start(&self.rt, &self.up, upload, span, self.seq));
+        state.completing.push(Completing::start(&self.rt, &self.up, upload, range, records, self.seq));
         // Each running completion holds its last part: bound them like part uploads.
         while self.running_completions() > self.cfg.upload_concurrency {
             self.wait_oldest_completion();
@@ -405,9 +449,105 @@ impl S3SinkTask {
             let Some(state) = self.partitions.get_mut(&tp) else { continue };
             let result = state.completing.iter_mut().try_for_each(|c| c.retry(&self.rt, &self.up, &self.host));
             state.completing.retain(|c| !c.is_done());
+            if let Some((key, theirs)) =
+                state.completing.iter().find_map(|c| c.conflict().map(|t| (c.key.clone(), t.cloned())))
+            {
+                self.rewind(&tp, &key, theirs.as_ref());
+                continue;
+            }
             result?;
         }
         Ok(())
+    }
+
+    /// A conditional completion lost its name to an object holding other
+    /// offsets (a former owner completed late, after this task looked):
+    /// drop the partition's objects, and read it again from its committable
+    /// offset, checking it against S3 anew.
+    fn rewind(&mut self, tp: &Tp, key: &str, theirs: Option<&OffsetRange>) {
+        let back = self.partitions.get(tp).and_then(|s| s.committable());
+        let theirs = theirs.map_or_else(|| "unknown".to_string(), |r| format!("{}..={}", r.first, r.last));
+        self.host.warn(
+            "S3 object name taken by an object with other offsets (a former owner's late completion); re-reading the partition",
+            &[("key", key), ("their offsets", &theirs), ("topic", &tp.0), ("partition", &tp.1.to_string())],
+        );
+        self.abort_partition(tp);
+        if let Some(offset) = back {
+            self.context.seek(&TopicPartition::new(tp.0.as_str(), tp.1), offset);
+            self.rewound.insert(tp.clone());
+        }
+    }
+
+    /// Whether the record at `offset` under `path` is in an object an earlier
+    /// incarnation completed (only while the re-delivery lasts).
+    fn covered(&self, tp: &Tp, path: &str, offset: i64) -> bool {
+        match self.partitions.get(tp).map(|s| &s.recovery) {
+            Some(Recovery::Active(c)) => c.decide(path, offset) == Decision::Skip,
+            _ => false,
+        }
+    }
+
+    /// Tags a found object again (`s3.object.tagging`): its run may have
+    /// died between completing and tagging it, and its records are skipped
+    /// now, so this is the last chance.
+    fn retag(&self, key: &str, range: &OffsetRange) -> Result<(), ConnectorError> {
+        let Some(tagging) = &self.up.tagging else { return Ok(()) };
+        let tags = tagging.for_object(range.first, range.last, range.records);
+        let mut existing = ObjectUpload::existing(key.to_string());
+        self.rt.block_on(existing.finish(&self.up, &tags, None, range))?;
+        if let Some(why) = &existing.tagging_skipped {
+            self.host.warn(
+                "S3 object written but not tagged (s3.object.behavior.on.tagging.error=ignore)",
+                &[("key", key), ("error", why)],
+            );
+        }
+        Ok(())
+    }
+
+    /// Looks, before a partition's first record, for the objects earlier
+    /// incarnations completed from `first` on: lists the topic's objects,
+    /// HEADs the candidates for their ranges (`recovery::candidates`).
+    fn recover(&mut self, tp: &Tp, first: i64) -> Result<Recovery, ConnectorError> {
+        if !self.cfg.conditional_writes {
+            return Ok(Recovery::Done);
+        }
+        let keys = upload::list_keys(&self.rt, &self.up, &self.naming.topic_prefix(&tp.0))?;
+        let listed: BTreeMap<(String, i64), String> =
+            keys.into_iter().filter_map(|k| self.naming.parse(&k, &tp.0, tp.1).map(|ps| (ps, k))).collect();
+        let names: Vec<(String, i64)> = listed.keys().cloned().collect();
+        let mut objects = Vec::new();
+        for (path, start) in recovery::candidates(&names, first) {
+            let Some(key) = listed.get(&(path.clone(), start)) else { continue };
+            match self.rt.block_on(upload::head_range(&self.up, key))? {
+                Some(r) if r.topic == tp.0 && r.partition == tp.1 && r.last >= first => {
+                    self.retag(key, &r)?;
+                    objects.push(CoveredObject { path, first: r.first, last: r.last })
+                }
+                Some(_) => {}
+                None => self.host.warn(
+                    "S3 object records no offset range (written before ranges were recorded): a re-delivery does not check it",
+                    &[("key", key)],
+                ),
+            }
+        }
+        if objects.is_empty() {
+            return Ok(Recovery::Done);
+        }
+        let any_path =
+            matches!(&self.cfg.partitioner, Partitioner::Time(t) if t.extractor == TimestampExtractor::Wallclock);
+        let covered = Covered::new(objects, any_path);
+        let (count, end) = (names.len().to_string(), covered.end().unwrap_or(first).to_string());
+        self.host.info(
+            "S3 objects of earlier runs found past the committed offset; their records are not written again",
+            &[
+                ("topic", &tp.0),
+                ("partition", &tp.1.to_string()),
+                ("from", &first.to_string()),
+                ("through", &end),
+                ("listed", &count),
+            ],
+        );
+        Ok(Recovery::Active(covered))
     }
 
     /// Waits for every object completing in the background, then retries
@@ -498,6 +638,8 @@ impl SinkTask for S3SinkTask {
     }
 
     fn put(&mut self, records: &[SinkRecord<'_>]) -> Result<PutOutcome, ConnectorError> {
+        // A seek asked in `pre_commit` took effect before this batch.
+        self.rewound.clear();
         // Objects whose completion failed come first: nothing new is taken
         // while one is pending (the runtime backs off on the Retriable error).
         self.complete_pending()?;
@@ -505,7 +647,21 @@ impl SinkTask for S3SinkTask {
         let now = now_ms();
         for (i, r) in records.iter().enumerate() {
             let tp: Tp = (r.topic().to_string(), r.partition());
+            if self.rewound.contains(&tp) {
+                // Comes again from the seek offset.
+                continue;
+            }
             let state = self.partitions.entry(tp.clone()).or_default();
+            if matches!(state.recovery, Recovery::Unknown) {
+                let found = self.recover(&tp, r.offset())?;
+                self.partitions.entry(tp.clone()).or_default().recovery = found;
+            }
+            let state = self.partitions.entry(tp.clone()).or_default();
+            if let Recovery::Active(c) = &state.recovery {
+                if c.end().is_none_or(|end| r.offset() > end) {
+                    state.recovery = Recovery::Done;
+                }
+            }
             match take::again(state.next_offset, r.offset(), &state.failed) {
                 Again::New => {}
                 // Re-delivered after a retriable error (invariant 7).
@@ -542,6 +698,7 @@ impl SinkTask for S3SinkTask {
                 state.failed = state.failed.split_off(&c);
             }
         }
+        self.rewound.clear();
         self.rotate_scheduled()?;
         Ok(outcome)
     }

@@ -29,6 +29,7 @@ use tokio::{
 use crate::{
     config::{uses_tls, S3SinkConfig},
     object_security::ObjectSecurity,
+    recovery::{OffsetRange, META_RANGE_ID},
     tagging::{OnTaggingError, Tagging},
 };
 
@@ -103,7 +104,7 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 }
 
 /// "The object already exists": a conditional create lost to an earlier
-/// write of the same name, which (deterministic rotation) has the same content.
+/// write of the same name (whose range [`finish`](ObjectUpload::finish) compares).
 fn already_exists<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status(err) == Some(412) || matches!(err, SdkError::ServiceError(s) if s.err().code() == Some("PreconditionFailed"))
 }
@@ -115,8 +116,12 @@ pub struct Uploader {
     pub bucket: String,
     /// Bounds part uploads in flight per task (and so their memory).
     pub permits: Arc<Semaphore>,
-    /// `If-None-Match: *` on object creation (deterministic rotation only).
+    /// `If-None-Match: *` on object creation, and every object's offset
+    /// range in its metadata (`enable.conditional.writes`).
     pub conditional: bool,
+    /// Where multipart objects' range markers go: the prefix of
+    /// [`Naming::range_marker_key`](crate::naming::Naming::range_marker_key).
+    pub marker_prefix: String,
     /// `s3.object.tagging=true`.
     pub tagging: Option<Arc<Tagging>>,
     /// Part and object bodies go without their SHA-256 in the signature
@@ -164,6 +169,20 @@ pub struct ObjectUpload {
     /// Why the object is not tagged (s3.object.behavior.on.tagging.error=ignore).
     pub tagging_skipped: Option<String>,
     pub bytes_uploaded: u64,
+    /// Names this object's range marker (a multipart object's metadata is
+    /// fixed when the upload is created, before its last offset is known).
+    pub range_id: Option<String>,
+}
+
+/// How a completion ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// The object is in S3 with this task's records (or an earlier write of
+    /// the same name holds exactly the same offsets).
+    Written,
+    /// A conditional create lost to an object holding other offsets (a
+    /// former owner's late completion): the partition must be re-checked.
+    Conflict(Option<OffsetRange>),
 }
 
 impl ObjectUpload {
@@ -181,7 +200,13 @@ impl ObjectUpload {
             completed: false,
             tagging_skipped: None,
             bytes_uploaded: 0,
+            range_id: None,
         }
+    }
+
+    /// An object already in S3: finishing it only tags it.
+    pub fn existing(key: String) -> Self {
+        ObjectUpload { completed: true, ..ObjectUpload::new(key) }
     }
 
     /// Parts started so far (S3 allows at most 10 000 per object).
@@ -221,7 +246,10 @@ impl ObjectUpload {
             return Ok(());
         }
         if self.upload_id.is_none() {
-            let req = up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key);
+            let mut req = up.client.create_multipart_upload().bucket(&up.bucket).key(&self.key);
+            if let Some(id) = &self.range_id {
+                req = req.metadata(META_RANGE_ID, id);
+            }
             let res = up.security.create(req).send().await;
             let out = res.map_err(|e| classify(&format!("CreateMultipartUpload of {}", self.key), &e))?;
             let id = out.upload_id().unwrap_or_default().to_string();
@@ -333,15 +361,27 @@ impl ObjectUpload {
         up: &Uploader,
         tags: &[(String, String)],
         reserved: Option<OwnedSemaphorePermit>,
-    ) -> Result<(), ConnectorError> {
+        range: &OffsetRange,
+    ) -> Result<Finished, ConnectorError> {
         if !self.completed {
-            if self.is_multipart() {
-                self.complete(up, reserved).await?;
+            let created = if self.is_multipart() {
+                self.complete(up, reserved, range).await?
             } else {
                 let tail = self.tail.clone().unwrap_or_default();
-                let result = self.put_single(up, tail).await;
+                let result = self.put_single(up, tail, range).await;
                 drop(reserved);
-                result?;
+                result?
+            };
+            if !created {
+                // Re-check what the existing object holds: the same offsets
+                // (our own earlier attempt, or the same cut) count as written.
+                match head_range(up, &self.key).await? {
+                    Some(theirs) if theirs == *range => {}
+                    // Written before objects recorded their range: as before,
+                    // the same name is taken to hold the same records.
+                    None => {}
+                    theirs => return Ok(Finished::Conflict(theirs)),
+                }
             }
             self.completed = true;
         }
@@ -349,19 +389,25 @@ impl ObjectUpload {
         // connector, also for a single PUT: AWS refuses a PUT that carries
         // tags when the credentials lack s3:PutObjectTagging, and `ignore`
         // must still write the object then.
-        let Some(tagging) = &up.tagging else { return Ok(()) };
+        let Some(tagging) = &up.tagging else { return Ok(Finished::Written) };
         match self.tag(up, tags).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Finished::Written),
             Err(e) if tagging.on_error == OnTaggingError::Ignore => {
                 self.tagging_skipped = Some(e.message().to_string());
-                Ok(())
+                Ok(Finished::Written)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Sends the last parts and completes the multipart upload.
-    async fn complete(&mut self, up: &Uploader, reserved: Option<OwnedSemaphorePermit>) -> Result<(), ConnectorError> {
+    /// Sends the last parts and completes the multipart upload; false when a
+    /// conditional completion found the name taken.
+    async fn complete(
+        &mut self,
+        up: &Uploader,
+        reserved: Option<OwnedSemaphorePermit>,
+        range: &OffsetRange,
+    ) -> Result<bool, ConnectorError> {
         let tail = self.tail.clone().unwrap_or_default();
         self.send_queued(up).await?;
         if !tail.is_empty() || self.next_part == 1 {
@@ -375,6 +421,20 @@ impl ObjectUpload {
         }
         let all = std::mem::take(&mut self.in_flight);
         self.collect(all).await?;
+        if let Some(id) = &self.range_id {
+            // The marker goes first: an object that exists always has one.
+            // A marker whose completion never happened names an id no object
+            // carries, and is never read.
+            let marker = format!("{}{id}", up.marker_prefix);
+            // Encrypted like the objects, so that one HEAD works for both.
+            let mut req = up
+                .security
+                .put(up.client.put_object().bucket(&up.bucket).key(&marker).body(ByteStream::from_static(b"")));
+            for (k, v) in range.to_metadata() {
+                req = req.metadata(k, v);
+            }
+            req.send().await.map_err(|e| classify(&format!("PutObject of the range marker {marker}"), &e))?;
+        }
         let parts: Vec<CompletedPart> =
             self.done.iter().map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build()).collect();
         let mut req = up
@@ -388,11 +448,12 @@ impl ObjectUpload {
             req = req.if_none_match("*");
         }
         match req.send().await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e) if already_exists(&e) => {
-                // Same name, same records: the earlier object stands (its
-                // tags are written again: a crash may have come between its
-                // completion and its tagging). Drop our parts.
+                // The earlier object stands (`finish` compares its range;
+                // its tags are written again when it holds the same records:
+                // a crash may have come between its completion and its
+                // tagging). Drop our parts.
                 let _ = up
                     .client
                     .abort_multipart_upload()
@@ -401,7 +462,7 @@ impl ObjectUpload {
                     .upload_id(self.upload_id.clone().unwrap_or_default())
                     .send()
                     .await;
-                Ok(())
+                Ok(false)
             }
             Err(e) => {
                 let what = format!("CompleteMultipartUpload of {}", self.key);
@@ -419,12 +480,16 @@ impl ObjectUpload {
         }
     }
 
-    async fn put_single(&mut self, up: &Uploader, body: Bytes) -> Result<(), ConnectorError> {
+    /// A single PUT; false when a conditional create found the name taken.
+    async fn put_single(&mut self, up: &Uploader, body: Bytes, range: &OffsetRange) -> Result<bool, ConnectorError> {
         let len = body.len() as u64;
         let mut req =
             up.security.put(up.client.put_object().bucket(&up.bucket).key(&self.key).body(ByteStream::from(body)));
         if up.conditional {
             req = req.if_none_match("*");
+            for (k, v) in range.to_metadata() {
+                req = req.metadata(k, v);
+            }
         }
         let mut req = req.customize();
         if up.unsigned_payloads {
@@ -433,9 +498,9 @@ impl ObjectUpload {
         match req.send().await {
             Ok(_) => {
                 self.bytes_uploaded += len;
-                Ok(())
+                Ok(true)
             }
-            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) if already_exists(&e) => Ok(false),
             Err(e) => Err(classify(&format!("PutObject of {}", self.key), &e)),
         }
     }
@@ -492,6 +557,45 @@ pub fn abort_upload(rt: &Runtime, up: &Uploader, key: &str, upload_id: &str) -> 
         Err(e) if matches!(&e, SdkError::ServiceError(s) if s.err().code() == Some("NoSuchUpload")) => Ok(()),
         Err(e) => Err(classify(&format!("AbortMultipartUpload of {key}"), &e)),
     }
+}
+
+/// The offset range an object records: in its own metadata (a single PUT),
+/// or in the marker its range id names (a multipart object). `None` for an
+/// object written without ranges.
+pub async fn head_range(up: &Uploader, key: &str) -> Result<Option<OffsetRange>, ConnectorError> {
+    let head = |key: String| async move {
+        let req = up.security.head(up.client.head_object().bucket(&up.bucket).key(&key));
+        let out = req.send().await.map_err(|e| classify(&format!("HeadObject of {key}"), &e))?;
+        Ok::<_, ConnectorError>(out.metadata().cloned().unwrap_or_default())
+    };
+    let meta: BTreeMap<String, String> = head(key.to_string()).await?.into_iter().collect();
+    if let Some(range) = OffsetRange::from_metadata(&meta) {
+        return Ok(Some(range));
+    }
+    let Some(id) = meta.get(META_RANGE_ID) else { return Ok(None) };
+    let marker: BTreeMap<String, String> = head(format!("{}{id}", up.marker_prefix)).await?.into_iter().collect();
+    Ok(OffsetRange::from_metadata(&marker))
+}
+
+/// Every object key under `prefix` (ListObjectsV2, all pages).
+pub fn list_keys(rt: &Runtime, up: &Uploader, prefix: &str) -> Result<Vec<String>, ConnectorError> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = up.client.list_objects_v2().bucket(&up.bucket).prefix(prefix);
+        if let Some(t) = &token {
+            req = req.continuation_token(t);
+        }
+        let out = rt.block_on(req.send()).map_err(|e| classify(&format!("ListObjectsV2 under {prefix}"), &e))?;
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        match out.next_continuation_token() {
+            Some(next) if out.is_truncated().unwrap_or(false) && token.as_deref() != Some(next) => {
+                token = Some(next.to_string())
+            }
+            _ => break,
+        }
+    }
+    Ok(keys)
 }
 
 /// Multipart uploads open under `prefix` whose key passes `keep`: leftovers

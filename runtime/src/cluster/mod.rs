@@ -183,6 +183,7 @@ impl Cluster {
         topic_tracking: active_topics::TopicTracking,
         client_policy: crate::kafka::overrides::Policy,
     ) -> anyhow::Result<Arc<Cluster>> {
+        crate::kafka::preflight(&settings, Duration::from_secs(30))?;
         for (name, replication_factor, setting) in topics.specs() {
             let spec = NewTopicSpec { name, partitions: 1, replication_factor, compacted: true };
             ensure_topic(&settings, spec, &[])
@@ -191,6 +192,7 @@ impl Cluster {
         let producer: FutureProducer<BrokerStats> = settings
             .producer()
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
             .create_with_context(BrokerStats::new("cluster-producer"))
             .context("creating the cluster's producer")?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
@@ -410,6 +412,40 @@ impl Cluster {
         })
     }
 
+    /// The read-back positions every task of `connector` stored (exactly-once
+    /// sources, `pipeline/source/readback.rs`): task → JSON text.
+    pub fn read_source_positions(&self, connector: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        self.read_offsets_topic(|parts| {
+            (parts.first().and_then(|v| v.as_str()) == Some(POSITIONS_KEY)
+                && parts.get(1).and_then(|v| v.as_str()) == Some(connector))
+            .then(|| parts.get(2).map(|p| p.to_string()).unwrap_or_default())
+        })
+    }
+
+    /// Stores one task's read-back positions (`None`: forgets them).
+    pub fn write_source_positions(&self, connector: &str, task: i32, positions: Option<&str>) -> anyhow::Result<()> {
+        let key = serde_json::json!([POSITIONS_KEY, connector, task]).to_string();
+        let mut record = FutureRecord::to(&self.topics.offsets).key(&key);
+        if let Some(p) = positions {
+            record = record.payload(p);
+        }
+        let delivery =
+            self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing read-back positions: {e}"))?;
+        wait_delivery(delivery)?;
+        Ok(())
+    }
+
+    /// Forgets every task's read-back positions of `connector`: after its
+    /// source offsets were altered or reset, records already in Kafka must
+    /// not stop the ones the new offsets ask for again.
+    pub fn clear_source_positions(&self, connector: &str) -> anyhow::Result<()> {
+        for task in self.read_source_positions(connector)?.into_keys() {
+            let task: i32 = task.parse().map_err(|_| anyhow!("a read-back positions key with task {task}"))?;
+            self.write_source_positions(connector, task, None)?;
+        }
+        Ok(())
+    }
+
     /// Stores DLQ replay positions (after every replayed record up to them
     /// was acknowledged): (cursor JSON text, next offset).
     pub fn write_replay_positions(&self, connector: &str, positions: &[(String, i64)]) -> anyhow::Result<()> {
@@ -483,7 +519,21 @@ impl Cluster {
 
     /// Stores source offsets (after every record up to them was acknowledged).
     pub fn write_source_offsets(&self, connector: &str, offsets: &[(String, Option<String>)]) -> anyhow::Result<()> {
-        let mut deliveries = Vec::with_capacity(offsets.len());
+        self.write_source_offsets_then(connector, offsets, None)
+    }
+
+    /// [`write_source_offsets`](Self::write_source_offsets), then a task's
+    /// read-back positions (task, JSON text) queued behind them: one wait,
+    /// and the one partition and idempotent producer keep the order, so a
+    /// failure part-way stores the offsets without the positions, never the
+    /// other way round.
+    pub fn write_source_offsets_then(
+        &self,
+        connector: &str,
+        offsets: &[(String, Option<String>)],
+        positions: Option<(i32, &str)>,
+    ) -> anyhow::Result<()> {
+        let mut deliveries = Vec::with_capacity(offsets.len() + 1);
         for (partition, offset) in offsets {
             let partition: serde_json::Value =
                 serde_json::from_str(partition).unwrap_or(serde_json::Value::String(partition.clone()));
@@ -493,6 +543,13 @@ impl Cluster {
                 record = record.payload(o.as_str());
             }
             deliveries.push(self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing an offset: {e}"))?);
+        }
+        let key = positions.map(|(task, _)| serde_json::json!([POSITIONS_KEY, connector, task]).to_string());
+        if let (Some(key), Some((_, json))) = (&key, positions) {
+            let record = FutureRecord::to(&self.topics.offsets).key(key).payload(json);
+            deliveries.push(
+                self.producer.send_result(record).map_err(|(e, _)| anyhow!("queueing read-back positions: {e}"))?,
+            );
         }
         for d in deliveries {
             wait_delivery(d)?;
@@ -518,6 +575,11 @@ fn replay_position_id(parts: &[serde_json::Value], connector: &str) -> Option<St
     .then(|| parts.get(2).map(|p| p.to_string()).unwrap_or_default())
 }
 
+/// First element of the offsets-topic keys of a source task's read-back
+/// positions (`[POSITIONS_KEY, connector, task]`); like [`REPLAY_KEY`] it
+/// cannot clash with a connector's source offsets.
+pub const POSITIONS_KEY: &str = "__sluice.source.positions";
+
 /// First element of the offsets-topic keys of DLQ replay positions
 /// (`[REPLAY_KEY, connector, cursor]`). Connector names cannot start with
 /// `__`, so no source connector's offsets (`[connector, partition]`) match.
@@ -536,6 +598,7 @@ fn spawn_reader(
     let consumer: BaseConsumer<BrokerStats> = settings
         .consumer(&format!("{}-reader", topics.configs))
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
         .create_with_context(BrokerStats::new("cluster-reader"))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topics.configs, 0, Offset::Beginning)?;

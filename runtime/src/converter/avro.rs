@@ -15,13 +15,13 @@ use base64::Engine;
 use connector_api::schema::{Field, Schema, SchemaType, DATE, DECIMAL, TIME, TIMESTAMP};
 use serde_json::{Map, Number, Value};
 
-const UNION: &str = "io.confluent.connect.avro.Union";
+pub(super) const UNION: &str = "io.confluent.connect.avro.Union";
 const ENUM: &str = "io.confluent.connect.avro.Enum";
-const RECORD_DOC: &str = "io.confluent.connect.avro.record.doc";
-const FIELD_DOC: &str = "io.confluent.connect.avro.field.doc.";
+pub(super) const RECORD_DOC: &str = "io.confluent.connect.avro.record.doc";
+pub(super) const FIELD_DOC: &str = "io.confluent.connect.avro.field.doc.";
 const ENUM_DOC: &str = "io.confluent.connect.avro.enum.doc.";
-const FIELD_DEFAULT: &str = "io.confluent.connect.avro.field.default";
-const PRECISION: &str = "connect.decimal.precision";
+pub(super) const FIELD_DEFAULT: &str = "io.confluent.connect.avro.field.default";
+pub(super) const PRECISION: &str = "connect.decimal.precision";
 const DEFAULT_NAME: &str = "io.confluent.connect.avro.ConnectDefault";
 
 /// A registered Avro schema, ready for records: apache-avro's parsed form
@@ -66,7 +66,7 @@ impl AvroSchema {
     }
 }
 
-fn full_name(name: &str, namespace: Option<&Value>, enclosing: &str) -> String {
+pub(super) fn full_name(name: &str, namespace: Option<&Value>, enclosing: &str) -> String {
     if name.contains('.') {
         return name.to_string();
     }
@@ -78,13 +78,13 @@ fn full_name(name: &str, namespace: Option<&Value>, enclosing: &str) -> String {
     }
 }
 
-fn namespace_of(full: &str) -> String {
+pub(super) fn namespace_of(full: &str) -> String {
     full.rsplit_once('.').map(|(ns, _)| ns.to_string()).unwrap_or_default()
 }
 
 /// Every named type (record, enum, fixed) by full name, with the namespace
 /// its own references resolve in.
-fn collect_names(node: &Value, ns: &str, names: &mut HashMap<String, (Value, String)>) {
+pub(super) fn collect_names(node: &Value, ns: &str, names: &mut HashMap<String, (Value, String)>) {
     match node {
         Value::Array(members) => members.iter().for_each(|m| collect_names(m, ns, names)),
         Value::Object(o) => {
@@ -121,7 +121,7 @@ struct Walk<'a> {
     names: &'a HashMap<String, (Value, String)>,
 }
 
-const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+pub(super) const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 
 impl Walk<'_> {
     /// A node with references resolved: (the definition, its namespace).

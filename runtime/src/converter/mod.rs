@@ -14,20 +14,25 @@
 //!   record (stage KEY_CONVERTER / VALUE_CONVERTER). JSON `null` (or a null
 //!   payload) is no value, a tombstone, as Kafka Connect reads it;
 //! - `avro` (Confluent's AvroConverter) and `json_schema` (Confluent's
-//!   JsonSchemaConverter), sinks only so far: records in Confluent's wire
-//!   format, their schema from a Schema Registry (`registry.rs`); the plugin
-//!   gets the JSON JsonConverter would write for the Connect value and the
-//!   Connect schema beside it (`avro.rs`, `json_schema.rs`).
+//!   JsonSchemaConverter): records in Confluent's wire format, their schema
+//!   in a Schema Registry (`registry.rs`). A sink's plugin gets the JSON
+//!   JsonConverter would write for the Connect value and the Connect schema
+//!   beside it (`avro.rs`, `json_schema.rs`); a source's JSON value is
+//!   written with its Connect schema — inferred from the value as
+//!   JsonConverter infers it, the source ABI carrying none — registered
+//!   under the record's subject (`write.rs`).
 
 pub mod avro;
 pub mod json_schema;
 pub mod registry;
+pub mod write;
 
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
 };
 
+use base64::Engine;
 use connector_api::ConfigIssue;
 use serde_json::{json, Map, Value};
 
@@ -92,7 +97,22 @@ pub struct SchemaConverter {
     pub format: Format,
     pub registry: registry::Registry,
     parsed: Mutex<HashMap<u32, Arc<Result<Parsed, String>>>>,
+    /// Sources: per topic and Connect schema (its JSON text), the schema id
+    /// and how to write values with it; a schema Avro cannot hold is
+    /// remembered as its error. Registry outages are not remembered.
+    written: Mutex<HashMap<(String, String), CachedWriter>>,
 }
+
+type CachedWriter = Arc<Result<Writer, String>>;
+
+/// How a source's values are written once the schema id is known.
+enum Writer {
+    Avro { id: u32, writer: write::AvroWriter },
+    Json { id: u32, schema: connector_api::schema::Schema },
+}
+
+/// Distinct (topic, schema) pairs remembered before the cache starts over.
+const WRITTEN_CACHE_MAX: usize = 1000;
 
 impl std::fmt::Debug for SchemaConverter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,7 +128,115 @@ impl PartialEq for SchemaConverter {
 
 impl SchemaConverter {
     fn new(format: Format, config: registry::RegistryConfig) -> SchemaConverter {
-        SchemaConverter { format, registry: registry::Registry::new(config), parsed: Mutex::default() }
+        SchemaConverter {
+            format,
+            registry: registry::Registry::new(config),
+            parsed: Mutex::default(),
+            written: Mutex::default(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.format {
+            Format::Avro => "AVRO",
+            Format::JsonSchema => "JSON",
+        }
+    }
+
+    /// The schema id and writer for a source record's Connect schema under
+    /// `topic`: registered (`auto.register.schemas`, the default), the
+    /// subject's latest (`use.latest.version`), or looked up.
+    fn writer(&self, schema: &connector_api::schema::Schema, part: Part, topic: &str) -> Result<Writer, ConvertError> {
+        let p = part.name();
+        let (doc, record) = match self.format {
+            Format::Avro => write::avro_schema(schema)?,
+            Format::JsonSchema => (write::json_schema(schema)?, schema.name.clone()),
+        };
+        let text = doc.to_string();
+        let config = &self.registry.config;
+        let subject = registry::subject(config.strategy, topic, part, record.as_deref()).ok_or_else(|| {
+            ConvertError::bad(format!(
+                "{p}.converter.{p}.subject.name.strategy names subjects after the record's schema name, and this \
+                 {p} schema has none (a primitive, or an unnamed JSON Schema): use TopicNameStrategy, or name the \
+                 schema with a SetSchemaMetadata transform"
+            ))
+        })?;
+        let kind = self.kind();
+        if config.auto_register {
+            let id = self.registry.register(&subject, kind, &text)?;
+            return Ok(self.writer_for(id, doc, schema.clone()));
+        }
+        if config.use_latest {
+            let latest = self.registry.latest(&subject)?.ok_or_else(|| {
+                ConvertError::bad(format!(
+                    "{p}.converter.use.latest.version=true but subject {subject} has no schema: register one, or \
+                     set {p}.converter.auto.register.schemas=true"
+                ))
+            })?;
+            if latest.kind != kind {
+                return Err(ConvertError::bad(format!(
+                    "the latest schema of subject {subject} (id {}) is a {} schema, not one the {:?} converter writes",
+                    latest.id, latest.kind, self.format
+                )));
+            }
+            let parsed: Value = serde_json::from_str(&latest.text)
+                .map_err(|e| format!("the latest schema of subject {subject} is not JSON: {e}"))?;
+            let connect = match self.format {
+                Format::Avro => schema.clone(),
+                Format::JsonSchema => json_schema::connect_schema(&parsed)
+                    .map_err(|e| format!("the latest schema of subject {subject}: {e}"))?,
+            };
+            return Ok(self.writer_for(latest.id, parsed, connect));
+        }
+        let id = self.registry.lookup(&subject, kind, &text)?.ok_or_else(|| {
+            ConvertError::bad(format!(
+                "the record's {p} schema is not registered under subject {subject}, and \
+                 {p}.converter.auto.register.schemas=false: register it, or set \
+                 {p}.converter.use.latest.version=true to write with the subject's latest schema; the schema: {text}"
+            ))
+        })?;
+        Ok(self.writer_for(id, doc, schema.clone()))
+    }
+
+    fn writer_for(&self, id: u32, doc: Value, connect: connector_api::schema::Schema) -> Writer {
+        match self.format {
+            Format::Avro => Writer::Avro { id, writer: write::AvroWriter::new(doc) },
+            Format::JsonSchema => Writer::Json { id, schema: connect },
+        }
+    }
+
+    /// Source: a JSON value and its Connect schema → wire-format bytes.
+    fn write(
+        &self,
+        value: &Value,
+        schema: &connector_api::schema::Schema,
+        part: Part,
+        topic: &str,
+    ) -> Result<Vec<u8>, ConvertError> {
+        let key = (topic.to_string(), schema.to_json());
+        let cached = self.written.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let writer = match cached {
+            Some(w) => w,
+            None => {
+                let w = match self.writer(schema, part, topic) {
+                    Err(e) if e.retriable => return Err(e),
+                    result => Arc::new(result.map_err(|e| e.message)),
+                };
+                let mut cache = self.written.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= WRITTEN_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(key, w.clone());
+                w
+            }
+        };
+        match writer.as_ref() {
+            Err(e) => Err(ConvertError::bad(e.clone())),
+            Ok(Writer::Avro { id, writer }) => Ok(registry::wire(*id, &writer.write(value)?)),
+            Ok(Writer::Json { id, schema }) => {
+                Ok(registry::wire(*id, write::json_payload(schema, value)?.to_string().as_bytes()))
+            }
+        }
     }
 
     fn parsed(&self, id: u32) -> Result<Arc<Result<Parsed, String>>, ConvertError> {
@@ -364,17 +492,33 @@ impl Converter {
         }
     }
 
+    /// Whether this converter writes a source's value with a Connect schema
+    /// it infers (a Schema Registry converter).
+    pub fn infers_registry_schema(&self) -> bool {
+        matches!(self, Converter::Registry(_))
+    }
+
     /// Whether a source record must be rewritten for this converter.
     pub fn source_rewrites(&self) -> bool {
-        matches!(self, Converter::Json { .. })
+        matches!(self, Converter::Json { .. } | Converter::Registry(_))
     }
 
     /// Source: the plugin's bytes → what the transforms see.
     pub fn from_plugin(&self, bytes: Option<&[u8]>, part: Part) -> Result<Option<Data>, String> {
         let Some(b) = bytes else { return Ok(None) };
         Ok(match self {
-            // Refused for sources when the config is parsed.
-            Converter::Registry(_) => return Err(format!("{}.converter: not supported for sources", part.name())),
+            Converter::Registry(c) => {
+                let v: Value = serde_json::from_slice(b).map_err(|e| {
+                    format!(
+                        "the source task's {p} is not JSON ({e}); {p}.converter ({f:?}) writes a JSON value with the \
+                         Connect schema inferred from it, so the source must give its {p} as JSON (or use another \
+                         {p}.converter for it, such as string)",
+                        p = part.name(),
+                        f = c.format
+                    )
+                })?;
+                (!v.is_null()).then_some(Data::Json(v))
+            }
             Converter::PassThrough => Some(Data::Raw(b.to_vec())),
             Converter::Bytes => Some(Data::Bytes(b.to_vec())),
             Converter::String => Some(Data::Json(Value::String(String::from_utf8_lossy(b).into_owned()))),
@@ -388,17 +532,45 @@ impl Converter {
 
     /// Source: what the transforms left → the bytes produced to Kafka. A
     /// missing value stays a tombstone (JsonConverter writes no envelope for
-    /// null either).
-    pub fn to_kafka(&self, data: Option<Data>) -> Option<Vec<u8>> {
-        let data = data?;
-        match (self, data) {
+    /// null either). `schema`: the Connect schema (JSON form) the record
+    /// carries, if any; the registry converters infer one from the value
+    /// otherwise, as JsonConverter does. `topic` names the subject.
+    pub fn to_kafka(
+        &self,
+        data: Option<Data>,
+        schema: Option<&str>,
+        part: Part,
+        topic: &str,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
+        let Some(data) = data else { return Ok(None) };
+        Ok(match (self, data) {
+            (Converter::Registry(c), data) => {
+                let value = match data {
+                    Data::Json(v) => v,
+                    Data::Raw(b) => serde_json::from_slice(&b)
+                        .map_err(|e| format!("the {} is not JSON after the transforms: {e}", part.name()))?,
+                    Data::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                };
+                if value.is_null() {
+                    return Ok(None);
+                }
+                let schema = match schema {
+                    Some(text) => connector_api::schema::Schema::parse(text)?,
+                    None => connector_api::schema::Schema::parse(&infer_schema(&value, false).to_string())?,
+                };
+                let p = part.name();
+                Some(c.write(&value, &schema, part, topic).map_err(|e| ConvertError {
+                    message: format!("{p}.converter ({:?}) could not write the {p}: {}", c.format, e.message),
+                    retriable: e.retriable,
+                })?)
+            }
             (_, Data::Raw(b) | Data::Bytes(b)) => Some(b),
             (Converter::String, Data::Json(Value::String(s))) => Some(s.into_bytes()),
             (Converter::Json { schemas: true }, Data::Json(v)) => {
                 Some(json!({"schema": infer_schema(&v, false), "payload": v}).to_string().into_bytes())
             }
             (_, Data::Json(v)) => Some(v.to_string().into_bytes()),
-        }
+        })
     }
 }
 
@@ -562,6 +734,33 @@ mod tests {
         assert!(e.retriable && e.message.contains("is unavailable"), "{e}");
     }
 
+    /// Sources: the plugin's value must be JSON (its Connect schema is
+    /// inferred from it), a registry that does not answer is retriable, and
+    /// both errors name the converter key.
+    #[test]
+    fn source_registry_converters_read_json_and_report_outages_as_retriable() {
+        let config: BTreeMap<String, String> = [
+            ("value.converter", "io.confluent.connect.avro.AvroConverter"),
+            ("value.converter.schema.registry.url", "http://127.0.0.1:9"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut issues = Vec::new();
+        let c = Converter::parse(&config, Part::Value, &mut issues);
+        assert!(issues.is_empty() && c.source_rewrites());
+        let e = c.from_plugin(Some(b"ORDER-1"), Part::Value).unwrap_err();
+        assert!(e.contains("value is not JSON") && e.contains("value.converter (Avro)"), "{e}");
+        assert_eq!(c.from_plugin(Some(b"null"), Part::Value).unwrap(), None, "JSON null is a tombstone");
+        let data = c.from_plugin(Some(br#"{"id":1}"#), Part::Value).unwrap();
+        let e = c.to_kafka(data, None, Part::Value, "orders").unwrap_err();
+        assert!(e.retriable, "{e}");
+        assert!(
+            e.message.contains("value.converter (Avro) could not write the value") && e.message.contains("unavailable")
+        );
+        assert_eq!(c.to_kafka(None, None, Part::Value, "orders").unwrap(), None);
+    }
+
     #[test]
     fn names_class_names_and_the_schemas_default() {
         let (k, v, issues) = parse(&[
@@ -628,7 +827,7 @@ mod tests {
     fn source_json_wraps_with_an_inferred_schema() {
         let c = Converter::Json { schemas: true };
         let data = c.from_plugin(Some(br#"{"id":1,"price":2.5,"tags":["a"],"note":null}"#), Part::Value).unwrap();
-        let out: Value = serde_json::from_slice(&c.to_kafka(data).unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(&c.to_kafka(data, None, Part::Value, "t").unwrap().unwrap()).unwrap();
         assert_eq!(out["payload"], json!({"id": 1, "price": 2.5, "tags": ["a"], "note": null}));
         let schema = &out["schema"];
         assert_eq!(schema["type"], "struct");
@@ -641,10 +840,16 @@ mod tests {
             .collect();
         assert!(types.contains(&("id", "int64")) && types.contains(&("price", "double")));
         assert!(types.contains(&("tags", "array")) && types.contains(&("note", "string")));
-        assert_eq!(c.to_kafka(None), None);
+        assert_eq!(c.to_kafka(None, None, Part::Value, "t").unwrap(), None);
         assert!(c.from_plugin(Some(b"nope"), Part::Value).is_err());
         let plain = Converter::Json { schemas: false };
-        assert_eq!(plain.to_kafka(Some(Data::Json(json!([1])))), Some(b"[1]".to_vec()));
-        assert_eq!(Converter::String.to_kafka(Some(Data::Json(json!("hi")))), Some(b"hi".to_vec()));
+        assert_eq!(
+            plain.to_kafka(Some(Data::Json(json!([1]))), None, Part::Value, "t").unwrap(),
+            Some(b"[1]".to_vec())
+        );
+        assert_eq!(
+            Converter::String.to_kafka(Some(Data::Json(json!("hi"))), None, Part::Value, "t").unwrap(),
+            Some(b"hi".to_vec())
+        );
     }
 }

@@ -71,6 +71,10 @@ pub struct RegistryConfig {
     /// `user:password` for HTTP basic auth.
     pub user_info: Option<String>,
     pub strategy: SubjectStrategy,
+    /// Sources: `auto.register.schemas` (default true).
+    pub auto_register: bool,
+    /// Sources: `use.latest.version` (default false).
+    pub use_latest: bool,
 }
 
 impl std::fmt::Debug for RegistryConfig {
@@ -79,6 +83,8 @@ impl std::fmt::Debug for RegistryConfig {
             .field("urls", &self.urls)
             .field("user_info", &self.user_info.as_ref().map(|_| "[hidden]"))
             .field("strategy", &self.strategy)
+            .field("auto_register", &self.auto_register)
+            .field("use_latest", &self.use_latest)
             .finish()
     }
 }
@@ -172,7 +178,21 @@ pub fn parse_config(config: &BTreeMap<String, String>, part: Part, issues: &mut 
             }
         }
     };
-    RegistryConfig { urls, user_info, strategy }
+    let mut flag = |name: &str, default: bool| {
+        let key = format!("{prefix}{name}");
+        match config.get(&key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") => default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                issues.push(ConfigIssue::new(&key, format!("Invalid value {other}: must be true or false")));
+                default
+            }
+        }
+    };
+    let auto_register = flag("auto.register.schemas", true);
+    let use_latest = flag("use.latest.version", false);
+    RegistryConfig { urls, user_info, strategy, auto_register, use_latest }
 }
 
 /// `http://user:pw@host/…` → (`user:pw`, `http://host/…`).
@@ -327,6 +347,103 @@ impl Registry {
     }
 }
 
+/// A schema registered under a subject (`GET …/versions/latest`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    pub id: u32,
+    pub version: i64,
+    pub kind: String,
+    pub text: String,
+}
+
+impl Registry {
+    /// The error for an answer that is neither success nor "not found".
+    fn refused(&self, what: &str, status: u16, body: &str) -> ConvertError {
+        let text = error_text(status, body);
+        match status {
+            401 | 403 => ConvertError::retriable(format!(
+                "the Schema Registry refused the credentials ({text}); check basic.auth.user.info"
+            )),
+            _ => ConvertError::bad(format!("{what}: {text}")),
+        }
+    }
+
+    /// `POST /subjects/{subject}/versions` (what `auto.register.schemas`
+    /// does): the schema's id, the same for the same schema. A schema the
+    /// subject's compatibility rule refuses (409) is the record's fault.
+    pub fn register(&self, subject: &str, kind: &str, text: &str) -> Result<u32, ConvertError> {
+        let mut body = json!({ "schema": text });
+        if kind != "AVRO" {
+            body["schemaType"] = Value::String(kind.to_string());
+        }
+        let (status, answer) = self.call("POST", &format!("/subjects/{}/versions", percent(subject)), Some(&body))?;
+        if status != 200 {
+            return Err(self.refused(
+                &format!("registering the record's schema under subject {subject}"),
+                status,
+                &answer,
+            ));
+        }
+        serde_json::from_str::<Value>(&answer)
+            .ok()
+            .and_then(|v| v["id"].as_u64())
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| ConvertError::retriable(format!("the Schema Registry's answer has no id: {answer}")))
+    }
+
+    /// `POST /subjects/{subject}` (what `auto.register.schemas=false` does):
+    /// the id the subject holds the schema under, `None` when it does not.
+    pub fn lookup(&self, subject: &str, kind: &str, text: &str) -> Result<Option<u32>, ConvertError> {
+        let mut body = json!({ "schema": text });
+        if kind != "AVRO" {
+            body["schemaType"] = Value::String(kind.to_string());
+        }
+        let (status, answer) = self.call("POST", &format!("/subjects/{}", percent(subject)), Some(&body))?;
+        match status {
+            200 => Ok(serde_json::from_str::<Value>(&answer)
+                .ok()
+                .and_then(|v| v["id"].as_u64())
+                .and_then(|id| u32::try_from(id).ok())),
+            404 => Ok(None),
+            _ => Err(self.refused(&format!("looking the record's schema up under subject {subject}"), status, &answer)),
+        }
+    }
+
+    /// `GET /subjects/{subject}/versions/latest` (what `use.latest.version`
+    /// does); `None` when the subject does not exist.
+    pub fn latest(&self, subject: &str) -> Result<Option<Latest>, ConvertError> {
+        let (status, answer) = self.call("GET", &format!("/subjects/{}/versions/latest", percent(subject)), None)?;
+        match status {
+            200 => {
+                let v: Value = serde_json::from_str(&answer)
+                    .map_err(|e| ConvertError::retriable(format!("the Schema Registry's answer is not JSON: {e}")))?;
+                match (v["id"].as_u64().and_then(|i| u32::try_from(i).ok()), v["schema"].as_str()) {
+                    (Some(id), Some(text)) => Ok(Some(Latest {
+                        id,
+                        version: v["version"].as_i64().unwrap_or(0),
+                        kind: v["schemaType"].as_str().unwrap_or("AVRO").to_string(),
+                        text: text.to_string(),
+                    })),
+                    _ => Err(ConvertError::retriable(format!(
+                        "the Schema Registry's answer has no id or schema: {answer}"
+                    ))),
+                }
+            }
+            404 => Ok(None),
+            _ => Err(self.refused(&format!("reading the latest schema of subject {subject}"), status, &answer)),
+        }
+    }
+}
+
+/// Confluent's wire format for a payload written with schema `id`.
+pub fn wire(id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.push(0);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 /// A subject in a URL path (record names hold only `[A-Za-z0-9_.-]`, topics
 /// too, but a subject is free text).
 fn percent(s: &str) -> String {
@@ -407,6 +524,33 @@ mod tests {
         assert!(is_secret_key("value.converter.basic.auth.user.info"));
         assert!(is_secret_key("key.converter.schema.registry.basic.auth.user.info"));
         assert!(!is_secret_key("value.converter.schema.registry.url"));
+    }
+
+    #[test]
+    fn source_settings_default_to_registering_and_refuse_what_is_not_a_boolean() {
+        let (c, issues) = cfg(&[("value.converter.schema.registry.url", "http://r")]);
+        assert!(issues.is_empty());
+        assert_eq!((c.auto_register, c.use_latest), (true, false), "Confluent's serializer defaults");
+        let (c, issues) = cfg(&[
+            ("value.converter.schema.registry.url", "http://r"),
+            ("value.converter.auto.register.schemas", "FALSE"),
+            ("value.converter.use.latest.version", " true "),
+        ]);
+        assert!(issues.is_empty());
+        assert_eq!((c.auto_register, c.use_latest), (false, true));
+        let (_, issues) = cfg(&[
+            ("value.converter.schema.registry.url", "http://r"),
+            ("value.converter.auto.register.schemas", "yes"),
+            ("value.converter.use.latest.version", "1"),
+        ]);
+        assert_eq!(issues, ["value.converter.auto.register.schemas", "value.converter.use.latest.version"]);
+    }
+
+    #[test]
+    fn the_wire_format_written_is_the_one_read() {
+        let bytes = wire(258, b"xy");
+        assert_eq!(bytes, [0, 0, 0, 1, 2, b'x', b'y']);
+        assert_eq!(split_wire(&bytes).unwrap(), (258, b"xy".as_slice()));
     }
 
     #[test]

@@ -59,9 +59,20 @@ impl TaskContext {
     /// records, `dlq-producer` for a sink's failed records), counted in
     /// `sluice_broker_connections`.
     pub fn producer(&self, role: &str) -> Result<CountedProducer, String> {
+        self.producer_with(role, &[])
+    }
+
+    /// [`producer`](Self::producer) with settings that win over the
+    /// connector's overrides.
+    pub fn producer_with(&self, role: &str, fixed: &[(&str, String)]) -> Result<CountedProducer, String> {
         let overrides = self.client_overrides()?;
-        crate::kafka::with_overrides(self.cluster.kafka().producer(), &overrides.producer)
+        let mut config = crate::kafka::with_overrides(self.cluster.kafka().producer(), &overrides.producer);
+        for (key, value) in fixed {
+            config.set(*key, value);
+        }
+        config
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
             .create_with_context(BrokerStats::task(role, &self.connector, self.task))
             .map_err(|e| failure(&format!("creating the {role}"), e))
     }

@@ -616,6 +616,10 @@ pub async fn patch_offsets(
                 .iter()
                 .map(|e| (e["partition"].to_string(), (!e["offset"].is_null()).then(|| e["offset"].to_string())))
                 .collect();
+            // Positions first: a failure between the two leaves the old
+            // offsets without read-back (at least once), never new offsets
+            // whose records a read-back would skip.
+            worker.cluster.clear_source_positions(&name).map_err(ApiError::internal)?;
             worker.cluster.write_source_offsets(&name, &offsets).map_err(ApiError::internal)?;
         } else {
             let consumer: BaseConsumer =
@@ -667,6 +671,7 @@ pub async fn reset_offsets(State(state): State<Shared>, Path(name): Path<String>
         }
         let current = worker.cluster.read_source_offsets(&name).map_err(ApiError::internal)?;
         let tombstones: Vec<(String, Option<String>)> = current.into_keys().map(|p| (p, None)).collect();
+        worker.cluster.clear_source_positions(&name).map_err(ApiError::internal)?;
         worker.cluster.write_source_offsets(&name, &tombstones).map_err(ApiError::internal)?;
         Ok(Json(json!({"message": "The offsets for this connector have been reset successfully"})))
     })

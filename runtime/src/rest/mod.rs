@@ -10,6 +10,7 @@ mod loggers;
 mod openapi;
 mod plugins;
 mod restart;
+pub mod tls;
 
 use std::sync::Arc;
 

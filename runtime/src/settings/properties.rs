@@ -144,10 +144,11 @@ pub(super) fn map_worker(pairs: &[(String, String)]) -> Mapped {
             "bootstrap.servers" => m.settings.bootstrap_servers = Some(value.to_string()),
             "group.id" => m.settings.cluster_id = Some(value.to_string()),
             "listeners" => match listener(value) {
-                Ok((address, skipped)) => {
+                Ok((address, https, skipped)) => {
                     m.settings.rest_listen = Some(address);
+                    m.settings.rest_https_listener = https;
                     for s in skipped {
-                        ignore(&mut m, &format!("listener {s} (the REST API listens on one plain HTTP address)"));
+                        ignore(&mut m, &format!("listener {s} (the REST API listens on one address)"));
                     }
                 }
                 Err(why) => m.refused.push(format!("refusing {key}={value}: {why}")),
@@ -232,6 +233,7 @@ pub(super) fn map_worker(pairs: &[(String, String)]) -> Mapped {
             k if k == "metric.reporters" || k.starts_with("metrics.") => {
                 ignore(&mut m, "metrics are served in Prometheus format at /metrics")
             }
+            k if k.starts_with("listeners.https.") => https_key(&mut m, &props, k, value),
             k if k.starts_with("rest.extension") || k.starts_with("admin.listeners") || k.starts_with("listeners.") => {
                 ignore(&mut m, "not supported by Sluice's REST API (auth: --rest-auth-tokens, --rest-basic-auth)")
             }
@@ -301,20 +303,61 @@ fn client_key(m: &mut Mapped, client: Option<Client>, name: &str, value: &str) {
     }
 }
 
-/// The REST address from `listeners`: the first `http://` listener (an empty
-/// host binds every interface, as in Kafka Connect), and the listeners left
-/// out; HTTPS is refused (the REST API serves plain HTTP: terminate TLS at
-/// the load balancer).
-fn listener(value: &str) -> Result<(String, Vec<String>), String> {
+/// The REST address from `listeners`: the first `http://` or `https://`
+/// listener (an empty host binds every interface, as in Kafka Connect),
+/// whether it is HTTPS, and the listeners left out (Sluice serves one).
+fn listener(value: &str) -> Result<(String, bool, Vec<String>), String> {
     let all: Vec<&str> = value.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
-    let http = all
+    let (first, https) = all
         .iter()
-        .find(|l| l.to_ascii_lowercase().starts_with("http://"))
-        .ok_or("Sluice's REST API serves plain HTTP only (terminate TLS in front of it): give an HTTP:// listener")?;
-    let address = &http["http://".len()..];
+        .find_map(|l| {
+            let lower = l.to_ascii_lowercase();
+            if lower.starts_with("http://") {
+                Some((*l, false))
+            } else if lower.starts_with("https://") {
+                Some((*l, true))
+            } else {
+                None
+            }
+        })
+        .ok_or("give an HTTP:// or HTTPS:// listener")?;
+    let address = &first[if https { "https://".len() } else { "http://".len() }..];
     let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
-    let skipped = all.iter().filter(|l| *l != http).map(|l| l.to_string()).collect();
-    Ok((address, skipped))
+    let skipped = all.iter().filter(|l| **l != first).map(|l| l.to_string()).collect();
+    Ok((address, https, skipped))
+}
+
+/// `listeners.https.ssl.*`, the HTTPS listener's TLS in Kafka Connect. Java
+/// keystores cannot be read here; their PEM form (`ssl.keystore.type=PEM`:
+/// one file with the key and chain) maps to the PEM settings.
+fn https_key(m: &mut Mapped, props: &BTreeMap<&str, &str>, key: &str, value: &str) {
+    let pem = |type_key: &str| props.get(type_key).is_some_and(|t| t.trim().eq_ignore_ascii_case("PEM"));
+    let convert = "convert it to PEM (openssl pkcs12 -in store.p12 -nodes) and set the type to PEM, \
+                   or set rest_tls_cert/rest_tls_key/rest_tls_client_ca (SLUICE_REST_TLS_*)";
+    match &key["listeners.https.".len()..] {
+        "ssl.keystore.location" if pem("listeners.https.ssl.keystore.type") => {
+            m.settings.rest_tls_cert = Some(PathBuf::from(value));
+            m.settings.rest_tls_key = Some(PathBuf::from(value));
+        }
+        "ssl.keystore.location" => m.refused.push(format!("refusing {key}: a Java keystore cannot be read; {convert}")),
+        "ssl.truststore.location" if pem("listeners.https.ssl.truststore.type") => {
+            m.settings.rest_tls_client_ca = Some(PathBuf::from(value))
+        }
+        "ssl.truststore.location" => {
+            m.refused.push(format!("refusing {key}: a Java truststore cannot be read; {convert}"))
+        }
+        "ssl.client.auth" => m.settings.rest_tls_client_auth = Some(value.to_string()),
+        "ssl.keystore.type" | "ssl.truststore.type" => {}
+        "ssl.key.password" => m.refused.push(format!(
+            "refusing {key}: encrypted private keys are not supported; decrypt it (openssl pkey -in key.pem -out plain.pem)"
+        )),
+        "ssl.keystore.password" | "ssl.truststore.password" if pem(&key.replace("password", "type")) => {
+            m.ignored.push(format!("ignoring {key}: a PEM file needs no store password"))
+        }
+        _ => m.ignored.push(format!(
+            "ignoring {key}: the REST API's TLS takes rustls' safe defaults (TLS 1.2 and 1.3); only the PEM files and ssl.client.auth are read"
+        )),
+    }
 }
 
 /// `rest.advertised.{listener,host.name,port}` as an advertised URL; each
@@ -409,11 +452,33 @@ mod tests {
     #[test]
     fn keys_the_worker_cannot_honour_are_refused() {
         let m = map_worker(&pairs(
-            "listeners=HTTPS://:8443\nssl.truststore.location=/etc/kafka/truststore.jks\nsession.timeout.ms=soon\n",
+            "listeners=HTTPS://:8443\nlisteners.https.ssl.keystore.location=/etc/connect/keystore.jks\n\
+             ssl.truststore.location=/etc/kafka/truststore.jks\nsession.timeout.ms=soon\n",
         ));
         let lines = m.refused.join("\n");
         assert_eq!(m.refused.len(), 3, "{lines}");
-        assert!(lines.contains("plain HTTP") && lines.contains("ssl.ca.location"), "{lines}");
+        assert!(lines.contains("listeners.https.ssl.keystore.location: a Java keystore"), "{lines}");
+        assert!(lines.contains("rest_tls_cert") && lines.contains("ssl.ca.location"), "{lines}");
+    }
+
+    #[test]
+    fn an_https_listener_takes_its_pem_files() {
+        let m = map_worker(&pairs(
+            "listeners=https://:8443,http://:8083\nlisteners.https.ssl.keystore.type=PEM\n\
+             listeners.https.ssl.keystore.location=/etc/connect/rest.pem\nlisteners.https.ssl.keystore.password=x\n\
+             listeners.https.ssl.truststore.type=PEM\nlisteners.https.ssl.truststore.location=/etc/connect/ca.pem\n\
+             listeners.https.ssl.client.auth=requested\nlisteners.https.ssl.enabled.protocols=TLSv1.3\n",
+        ));
+        assert!(m.refused.is_empty(), "{:?}", m.refused);
+        let s = &m.settings;
+        assert_eq!((s.rest_listen.as_deref(), s.rest_https_listener), (Some("0.0.0.0:8443"), true));
+        assert_eq!(s.rest_tls_cert, Some(PathBuf::from("/etc/connect/rest.pem")));
+        assert_eq!(s.rest_tls_key, s.rest_tls_cert, "a PEM keystore holds the key and the chain");
+        assert_eq!(s.rest_tls_client_ca, Some(PathBuf::from("/etc/connect/ca.pem")));
+        assert_eq!(s.rest_tls_client_auth.as_deref(), Some("requested"));
+        let lines = m.ignored.join("\n");
+        assert!(lines.contains("http://:8083") && lines.contains("enabled.protocols"), "{lines}");
+        assert!(lines.contains("keystore.password: a PEM file needs no store password"), "{lines}");
     }
 
     #[test]

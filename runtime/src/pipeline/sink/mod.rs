@@ -166,6 +166,14 @@ impl ClientContext for ConsumerCallbacks {
     fn stats(&self, statistics: Statistics) {
         self.stats.record(&statistics);
     }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.stats.log(level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.stats.error(error, reason);
+    }
 }
 
 impl ConsumerContext for ConsumerCallbacks {
@@ -302,6 +310,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let consumer: Arc<BaseConsumer<ConsumerCallbacks>> = Arc::new(
         crate::kafka::with_overrides(kafka.consumer(&format!("connect-{}", ctx.connector)), &overrides.consumer)
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set_log_level(crate::kafka::diagnose::LOG_LEVEL)
             .create_with_context(ConsumerCallbacks {
                 state: state.clone(),
                 stats: BrokerStats::task("consumer", &ctx.connector, ctx.task),
@@ -452,7 +461,14 @@ fn poll_batch<'c>(
             None => break,
             Some(Ok(m)) => batch.push(m),
             Some(Err(e)) => {
-                tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "consumer error");
+                // A failed connection comes back from every poll until it
+                // heals; the client context has logged it once, with the
+                // setting to check.
+                if crate::kafka::diagnose::is_connection_error(&e) {
+                    tracing::debug!(connector = %ctx.connector, task = ctx.task, error = %e, "consumer error");
+                } else {
+                    tracing::warn!(connector = %ctx.connector, task = ctx.task, error = %e, "consumer error");
+                }
                 break;
             }
         }

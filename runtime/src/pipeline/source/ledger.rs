@@ -21,23 +21,50 @@ pub enum Disposition<T> {
     /// routed to `dlq` (`None`: tolerated without a DLQ, skipped).
     Tolerated { error: ConnectorError, stage: &'static str, dlq: Option<String> },
     /// A transform or converter failed it, and it is not tolerated: the poll
-    /// stops before it and the task fails with this trace.
-    Fail { stage: &'static str, trace: String },
+    /// stops before it and the task fails with this trace. `kind`: the
+    /// error kind counted (`Retriable` when a service did not answer).
+    Fail { stage: &'static str, trace: String, kind: ErrorKind },
+}
+
+/// Why a transform or converter could not handle a polled record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub message: String,
+    pub stage: &'static str,
+    /// A service the converter needs (the Schema Registry) did not answer:
+    /// not the record's fault.
+    pub retriable: bool,
+}
+
+impl Failure {
+    pub fn bad(message: String, stage: &'static str) -> Failure {
+        Failure { message, stage, retriable: false }
+    }
 }
 
 /// Kafka Connect's order for sources: transforms then converters produced
 /// `transformed` (`None`: nothing configured that changes records); a
-/// failure is routed by `route` (`dlq::route` over the runtime config).
+/// failure is routed by `route` (`dlq::route` over the runtime config),
+/// except a retriable one, which fails the task whatever the tolerance
+/// (invariant 7: an outage never empties a source into the DLQ).
 pub fn dispose<T>(
-    transformed: Option<Result<Option<T>, (String, &'static str)>>,
+    transformed: Option<Result<Option<T>, Failure>>,
     route: impl FnOnce(&ConnectorError) -> Route,
 ) -> Disposition<T> {
-    let (message, stage) = match transformed {
+    let Failure { message, stage, retriable } = match transformed {
         None => return Disposition::Produce(None),
         Some(Ok(Some(t))) => return Disposition::Produce(Some(t)),
         Some(Ok(None)) => return Disposition::Filtered,
         Some(Err(failed)) => failed,
     };
+    if retriable {
+        let trace = format!(
+            "{message} (stage {stage}); the record is not at fault, so it is neither skipped nor sent to the \
+             DLQ: the task fails before this poll's source offsets are stored, and once restarted the source \
+             resumes from the last stored offsets (nothing is lost)"
+        );
+        return Disposition::Fail { stage, trace, kind: ErrorKind::Retriable };
+    }
     let error = ConnectorError::bad_record(message);
     let dlq = match route(&error) {
         Route::Fail => {
@@ -46,7 +73,7 @@ pub fn dispose<T>(
                  transform/converter config, or set errors.tolerance=all to skip such records \
                  (with errors.deadletterqueue.topic.name to keep them)"
             );
-            return Disposition::Fail { stage, trace };
+            return Disposition::Fail { stage, trace, kind: ErrorKind::BadRecord };
         }
         Route::Drop => None,
         Route::Topic { topic, .. } => Some(topic),
@@ -124,17 +151,25 @@ mod tests {
     /// only an untolerated failure stops the poll.
     #[test]
     fn each_polled_record_is_produced_filtered_routed_skipped_or_fails_the_task() {
-        type Case =
-            (Option<Result<Option<&'static str>, (String, &'static str)>>, fn(&ConnectorError) -> Route, &'static str);
-        let bad = || Err(("not JSON".to_string(), "VALUE_CONVERTER"));
-        let table: [Case; 7] = [
+        type Case = (Option<Result<Option<&'static str>, Failure>>, fn(&ConnectorError) -> Route, &'static str);
+        let bad = || Err(Failure::bad("not JSON".to_string(), "VALUE_CONVERTER"));
+        let away = || {
+            Err(Failure {
+                message: "the Schema Registry is unavailable".into(),
+                stage: "VALUE_CONVERTER",
+                retriable: true,
+            })
+        };
+        let table: [Case; 9] = [
             (None, fail, "produce as polled"),
             (Some(Ok(Some("t"))), fail, "produce transformed"),
             (Some(Ok(None)), fail, "filtered"),
             (Some(bad()), to_dlq, "dlq"),
             (Some(bad()), drop, "skipped"),
             (Some(bad()), fail, "fail"),
-            (Some(Err(("boom".to_string(), "TRANSFORMATION"))), fail, "fail"),
+            (Some(Err(Failure::bad("boom".to_string(), "TRANSFORMATION"))), fail, "fail"),
+            (Some(away()), to_dlq, "outage"),
+            (Some(away()), drop, "outage"),
         ];
         for (input, route, expected) in table {
             let got = match dispose(input, route) {
@@ -146,7 +181,13 @@ mod tests {
                     "dlq"
                 }
                 Disposition::Tolerated { dlq: None, .. } => "skipped",
-                Disposition::Fail { trace, stage } => {
+                Disposition::Fail { trace, stage, kind: ErrorKind::Retriable } => {
+                    assert!(trace.contains("nothing is lost"), "{trace}");
+                    assert!(trace.contains(stage) && trace.contains("neither skipped nor sent to the DLQ"), "{trace}");
+                    "outage"
+                }
+                Disposition::Fail { trace, stage, kind } => {
+                    assert_eq!(kind, ErrorKind::BadRecord);
                     assert!(trace.contains(stage) && trace.contains("errors.tolerance is none"), "{trace}");
                     "fail"
                 }
