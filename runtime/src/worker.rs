@@ -19,6 +19,7 @@ mod plan;
 use plan::{Start, Sweep, Want};
 
 use crate::{
+    cluster::fence::{Moment, Verdict},
     cluster::{connector_status_key, task_status_key, Cluster, ConnectorSpec, RunState, Status},
     connector_config::{self, RuntimeConfig},
     host::PluginMetrics,
@@ -35,6 +36,10 @@ type TaskKey = (String, i32);
 /// A connector's task configs, or why they could not be computed.
 type TaskConfigs = Result<Vec<BTreeMap<String, String>>, String>;
 
+/// A task whose thread ended: key, config version, restart epoch,
+/// incarnation, and its result.
+type Finished = (TaskKey, i64, u64, u64, Result<(), String>);
+
 /// What a task should run with.
 struct DesiredTask {
     class: Arc<ConnectorClass>,
@@ -45,6 +50,8 @@ struct DesiredTask {
 
 struct RunningTask {
     version: i64,
+    /// Its incarnation, carried by its statuses (`Status::generation`).
+    generation: u64,
     restart_epoch: u64,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
@@ -68,6 +75,10 @@ struct Local {
     task_configs: HashMap<String, ((i64, u64), TaskConfigs)>,
     /// Last status this worker published per key, to publish only changes.
     published: HashMap<String, Status>,
+    /// The last fencing (`cluster/fence.rs`) whose tasks this worker stopped.
+    fencing_handled: u64,
+    /// The last task incarnation this worker issued.
+    last_generation: u64,
 }
 
 pub struct Worker {
@@ -169,6 +180,11 @@ impl Worker {
     }
 
     fn publish(&self, key: String, status: Option<Status>) {
+        // A fenced worker's tasks may run elsewhere: its statuses would
+        // overwrite the new owner's.
+        if self.cluster.fence.fenced() {
+            return;
+        }
         {
             let local = self.local();
             if local.published.get(&key) == status.as_ref() {
@@ -188,34 +204,87 @@ impl Worker {
     }
 
     fn status(&self, state: RunState, trace: Option<String>) -> Status {
-        Status { state, worker_id: self.cluster.worker_id.clone(), trace }
+        Status { state, worker_id: self.cluster.worker_id.clone(), trace, generation: None }
+    }
+
+    /// A task's status, with the incarnation it belongs to.
+    fn task_status(&self, state: RunState, trace: Option<String>, generation: u64) -> Status {
+        Status { generation: Some(generation), ..self.status(state, trace) }
+    }
+
+    /// A new incarnation for a task of `key` starting now.
+    fn next_generation(&self, key: &TaskKey) -> u64 {
+        let known = self.cluster.status(&task_status_key(&key.0, key.1)).and_then(|s| s.generation);
+        let mut local = self.local();
+        let generation = plan::incarnation(crate::cluster::placement::now_ms(), known, local.last_generation);
+        local.last_generation = generation;
+        generation
     }
 
     /// One pass: make the local tasks match what the cluster wants.
     pub fn reconcile(&self) {
+        if let Verdict::Fenced { silent, fencing } = self.cluster.fence.check() {
+            self.fenced(silent, fencing);
+            return;
+        }
         let connectors: BTreeMap<String, ConnectorSpec> = self.cluster.with_view(|v| v.connectors().clone());
         let desired = self.desired(&connectors);
-        for (key, version, epoch, result) in self.sweep(&desired) {
+        for (key, version, epoch, generation, result) in self.sweep(&desired) {
             if let Err(trace) = result {
-                self.task_failed(key, version, epoch, &trace);
+                self.task_failed(key, version, epoch, generation, &trace);
             }
         }
         for (key, d) in &desired {
             self.start_if_due(key, d);
         }
         // Publish the states of the tasks running here.
-        let states: Vec<(TaskKey, bool)> =
-            self.local().running.iter().map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst))).collect();
-        for ((name, id), paused) in states {
+        let states: Vec<(TaskKey, bool, u64)> = self
+            .local()
+            .running
+            .iter()
+            .map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst), t.generation))
+            .collect();
+        for ((name, id), paused, generation) in states {
             let state = if paused { RunState::Paused } else { RunState::Running };
             self.metrics.set_task_state(&name, id, state);
-            self.publish(task_status_key(&name, id), Some(self.status(state, None)));
+            self.publish(task_status_key(&name, id), Some(self.task_status(state, None, generation)));
         }
         // Forget the statuses of deleted connectors (the owner cleans up).
         let names: Vec<&str> = connectors.keys().map(String::as_str).collect();
         let gone = plan::forgotten(self.local().published.keys(), &names);
         for key in gone {
             self.publish(key, None);
+        }
+    }
+
+    /// This worker went unheard of for a session timeout (a pause, a frozen
+    /// VM, a partition): its tasks may already run elsewhere. Stops every
+    /// one (their own threads saw the fence and commit nothing), publishes
+    /// nothing, and lets the worker rejoin once all of them ended; placement
+    /// then decides afresh what runs here.
+    fn fenced(&self, silent: Duration, fencing: u64) {
+        let mut local = self.local();
+        if local.fencing_handled != fencing {
+            local.fencing_handled = fencing;
+            let running: Vec<(TaskKey, RunningTask)> = local.running.drain().collect();
+            let stopped = running.len();
+            for (key, task) in running {
+                task.stop.store(true, Ordering::SeqCst);
+                local.stopping.insert(key, task.handle);
+            }
+            // The new owners wrote statuses meanwhile: after rejoining, this
+            // worker publishes its own again even where they look unchanged.
+            local.published.clear();
+            tracing::warn!(
+                silent_s = silent.as_secs_f64(),
+                stopped,
+                "worker fenced after a pause of {:.1} s without a heartbeat (longer than the session timeout): stopped its {stopped} tasks without committing anything for them; it rejoins once they ended",
+                silent.as_secs_f64()
+            );
+        }
+        local.stopping.retain(|_, h| !h.is_finished());
+        if local.stopping.is_empty() {
+            self.cluster.fence.tasks_ended(Moment::now());
         }
     }
 
@@ -252,8 +321,8 @@ impl Worker {
     }
 
     /// Reaps finished tasks, stops unwanted or outdated ones, applies pause;
-    /// the finished ones with their version, epoch and result.
-    fn sweep(&self, desired: &BTreeMap<TaskKey, DesiredTask>) -> Vec<(TaskKey, i64, u64, Result<(), String>)> {
+    /// the finished ones with their version, epoch, incarnation and result.
+    fn sweep(&self, desired: &BTreeMap<TaskKey, DesiredTask>) -> Vec<Finished> {
         let mut finished = Vec::new();
         let mut local = self.local();
         let keys: Vec<TaskKey> = local.running.keys().cloned().collect();
@@ -264,7 +333,7 @@ impl Worker {
                 Sweep::Reap => {
                     if let Some(task) = local.running.remove(&key) {
                         let result = task.handle.join().unwrap_or_else(|_| Err("the task thread panicked".to_string()));
-                        finished.push((key, task.version, task.restart_epoch, result));
+                        finished.push((key, task.version, task.restart_epoch, task.generation, result));
                     }
                 }
                 Sweep::Stop => {
@@ -281,7 +350,7 @@ impl Worker {
     }
 
     /// A task's thread ended with an error: FAILED, with its next automatic restart.
-    fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, trace: &str) {
+    fn task_failed(&self, key: TaskKey, version: i64, epoch: u64, generation: u64, trace: &str) {
         // A plugin's error may quote a config value: what the connector's
         // references resolved to is hidden from the status and the log
         // (invariant 16).
@@ -295,7 +364,7 @@ impl Worker {
         let previous = self.local().failed.get(&key).map(|f| f.attempts);
         let failure = plan::failure(previous, self.restart_backoff, Instant::now());
         let shown = plan::failure_trace(trace, &failure, Instant::now());
-        self.publish(task_status_key(&key.0, key.1), Some(self.status(RunState::Failed, Some(shown))));
+        self.publish(task_status_key(&key.0, key.1), Some(self.task_status(RunState::Failed, Some(shown), generation)));
         let failed =
             FailedTask { version, restart_epoch: epoch, attempts: failure.attempts, retry_at: failure.retry_at };
         self.local().failed.insert(key, failed);
@@ -326,10 +395,12 @@ impl Worker {
                 }
             }
         }
+        let generation = self.next_generation(key);
         let task_config = match connector_config::resolve_secrets(&d.task_config) {
             Ok(c) => c,
             Err(trace) => {
-                self.publish(task_status_key(&key.0, key.1), Some(self.status(RunState::Failed, Some(trace))));
+                let status = self.task_status(RunState::Failed, Some(trace), generation);
+                self.publish(task_status_key(&key.0, key.1), Some(status));
                 return;
             }
         };
@@ -350,7 +421,8 @@ impl Worker {
         match spawn_task(ctx, d.class.kind()) {
             Ok(handle) => {
                 let (version, restart_epoch) = (d.want.version, d.want.restart_epoch);
-                self.local().running.insert(key.clone(), RunningTask { version, restart_epoch, stop, paused, handle });
+                let task = RunningTask { version, generation, restart_epoch, stop, paused, handle };
+                self.local().running.insert(key.clone(), task);
             }
             Err(e) => tracing::error!(connector = %key.0, task = key.1, error = %e, "cannot start a task thread"),
         }

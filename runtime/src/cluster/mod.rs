@@ -12,6 +12,7 @@
 //! workers derive the same task placement (see [`placement`]).
 
 pub mod active_topics;
+pub mod fence;
 pub mod placement;
 pub mod replay_lease;
 pub mod view;
@@ -89,6 +90,23 @@ pub struct Status {
     pub worker_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// A task's incarnation (Kafka Connect's field name): higher than every
+    /// incarnation of the task this worker knew when it started it. Readers
+    /// ignore a status of an older incarnation than the one they hold, so a
+    /// worker that resumes after a pause cannot flip the new owner's status
+    /// back. Absent on connector statuses and on records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+/// Whether a status record read from the topic replaces `known`: unless both
+/// carry an incarnation and the new one is older. A record without one (a
+/// connector's, or an earlier version's) always counts, as it did before.
+pub fn supersedes(known: Option<&Status>, read: &Status) -> bool {
+    match (known.and_then(|k| k.generation), read.generation) {
+        (Some(known), Some(read)) => read >= known,
+        _ => true,
+    }
 }
 
 /// A worker's heartbeat on the status topic (key `worker-<id>`):
@@ -140,11 +158,16 @@ pub struct Cluster {
     producer: FutureProducer<BrokerStats>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     pub placement: Arc<placement::Placement>,
+    /// Set when this worker went unheard of for a session (`fence.rs`).
+    pub fence: Arc<fence::Fence>,
     heartbeating: Arc<std::sync::atomic::AtomicBool>,
     pub topic_tracking: active_topics::TopicTracking,
     /// `connector.client.config.override.policy`.
     pub client_policy: crate::kafka::overrides::Policy,
 }
+
+/// How often a fenced worker's heartbeat thread looks whether it may rejoin.
+const FENCED_POLL: Duration = Duration::from_millis(50);
 
 /// How long a REST write waits for the worker's own view to apply it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -184,6 +207,7 @@ impl Cluster {
             producer,
             shared,
             placement,
+            fence: Arc::new(fence::Fence::new(session)),
             heartbeating,
             topic_tracking,
             client_policy,
@@ -204,16 +228,29 @@ impl Cluster {
         thread::Builder::new().name("heartbeat".into()).spawn(move || {
             let key = heartbeat_key(&cluster.worker_id);
             while cluster.heartbeating.load(std::sync::atomic::Ordering::SeqCst) {
+                let sent = fence::Moment::now();
+                // Asked before sending: after a pause a fresh heartbeat would
+                // hide the gap, and the others must not see this worker back
+                // before its old tasks ended.
+                if !cluster.fence.may_beat(sent) {
+                    thread::sleep(FENCED_POLL);
+                    continue;
+                }
                 let beat = Heartbeat {
                     state: "ALIVE".into(),
                     worker_id: cluster.worker_id.clone(),
-                    time_ms: placement::now_ms(),
+                    time_ms: sent.wall_ms,
                 };
                 match cluster.put_record(&key, Some(&beat)) {
                     // The broker acknowledged it: this worker is live whether or
                     // not its reader has caught up yet (a slow read must not
                     // make a worker give up its own tasks).
-                    Ok(()) => cluster.placement.heard(&cluster.worker_id, placement::now_ms()),
+                    Ok(()) => {
+                        if cluster.fence.acked(sent) {
+                            tracing::info!("worker rejoined the cluster after being fenced: placement decides afresh what runs here");
+                        }
+                        cluster.placement.heard(&cluster.worker_id, placement::now_ms());
+                    }
                     Err(e) => tracing::warn!(error = %e, "publishing the heartbeat failed"),
                 }
                 thread::sleep(every);
@@ -606,9 +643,15 @@ fn spawn_reader(
             }
         } else if message.topic() == status {
             match message.payload().map(serde_json::from_slice::<Status>) {
-                Some(Ok(s)) => {
+                Some(Ok(s)) if supersedes(guard.statuses.get(&key), &s) => {
                     guard.statuses.insert(key, s);
                 }
+                Some(Ok(s)) => tracing::info!(
+                    key = %key,
+                    worker = %s.worker_id,
+                    generation = ?s.generation,
+                    "ignoring a status of an older incarnation of the task (written by a worker that was paused and taken over)"
+                ),
                 Some(Err(e)) => tracing::warn!(offset = message.offset(), error = %e, "skipping an unreadable status"),
                 None => {
                     guard.statuses.remove(&key);
@@ -639,19 +682,44 @@ mod tests {
 
     #[test]
     fn status_and_heartbeat_records_keep_their_wire_format() {
-        let failed = Status { state: RunState::Failed, worker_id: "http://w1:8083".into(), trace: Some("boom".into()) };
+        let failed = Status {
+            state: RunState::Failed,
+            worker_id: "http://w1:8083".into(),
+            trace: Some("boom".into()),
+            generation: None,
+        };
         let text = serde_json::to_string(&failed).unwrap();
         assert_eq!(text, r#"{"state":"FAILED","worker_id":"http://w1:8083","trace":"boom"}"#);
         assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), failed);
-        let running = Status { state: RunState::Running, worker_id: "w".into(), trace: None };
+        let running = Status { state: RunState::Running, worker_id: "w".into(), trace: None, generation: None };
         assert_eq!(serde_json::to_string(&running).unwrap(), r#"{"state":"RUNNING","worker_id":"w"}"#);
         // Heartbeats share the topic with their own record.
         let beat = Heartbeat { state: "ALIVE".into(), worker_id: "w".into(), time_ms: 42 };
         let text = serde_json::to_string(&beat).unwrap();
         assert_eq!(text, r#"{"state":"ALIVE","worker_id":"w","time_ms":42}"#);
         assert_eq!(serde_json::from_str::<Heartbeat>(&text).unwrap(), beat);
+        // A task's status carries its incarnation; one without reads as before.
+        let task = Status { generation: Some(1_700_000_000_123), ..running.clone() };
+        let text = serde_json::to_string(&task).unwrap();
+        assert_eq!(text, r#"{"state":"RUNNING","worker_id":"w","generation":1700000000123}"#);
+        assert_eq!(serde_json::from_str::<Status>(r#"{"state":"RUNNING","worker_id":"w"}"#).unwrap(), running);
         // A status record written with the former optional time_ms still reads.
         let older = r#"{"state":"PAUSED","worker_id":"w","time_ms":null}"#;
         assert_eq!(serde_json::from_str::<Status>(older).unwrap().state, RunState::Paused);
+    }
+
+    #[test]
+    fn a_status_of_an_older_incarnation_does_not_replace_a_newer_one() {
+        let at = |worker: &str, state, generation| Status { state, worker_id: worker.into(), trace: None, generation };
+        let new_owner = at("b", RunState::Running, Some(200));
+        // The paused former owner's late RUNNING: ignored.
+        assert!(!supersedes(Some(&new_owner), &at("a", RunState::Running, Some(100))));
+        // The same incarnation's changes, and a later one (the task moved back): applied.
+        assert!(supersedes(Some(&new_owner), &at("b", RunState::Paused, Some(200))));
+        assert!(supersedes(Some(&new_owner), &at("a", RunState::Running, Some(201))));
+        // Nothing known, or a record without an incarnation on either side: applied as before.
+        assert!(supersedes(None, &at("a", RunState::Running, Some(1))));
+        assert!(supersedes(Some(&new_owner), &at("a", RunState::Failed, None)));
+        assert!(supersedes(Some(&at("a", RunState::Running, None)), &at("b", RunState::Running, Some(1))));
     }
 }

@@ -42,8 +42,11 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
+    /// Stopped by the worker, or the worker is fenced after a pause
+    /// (`cluster/fence.rs`): then every task ends by itself on wake, before
+    /// the reconciler gets to it.
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.cluster.fence.fenced()
     }
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)

@@ -148,6 +148,15 @@ pub fn forgotten<'a>(published: impl IntoIterator<Item = &'a String>, connectors
         .collect()
 }
 
+/// The incarnation of a task starting now: the wall clock in ms, but above
+/// every incarnation of the task the cluster's statuses show (`known`: a
+/// former owner's clock may run ahead of this one's) and above the last one
+/// this worker issued (two starts in one millisecond).
+pub fn incarnation(now_ms: i64, known: Option<u64>, last_issued: u64) -> u64 {
+    let now = u64::try_from(now_ms).unwrap_or(0);
+    now.max(known.map_or(0, |k| k.saturating_add(1))).max(last_issued.saturating_add(1))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -277,5 +286,16 @@ mod tests {
         for (live, expected) in table {
             assert_eq!(forgotten(&published, live), expected, "{live:?}");
         }
+    }
+
+    #[test]
+    fn a_new_incarnation_is_above_every_one_known_even_from_a_clock_ahead() {
+        assert_eq!(incarnation(5_000, None, 0), 5_000);
+        // The former owner's clock ran 10 s ahead: still newer than its task.
+        assert_eq!(incarnation(5_000, Some(15_000), 0), 15_001);
+        // Two starts in one millisecond differ.
+        assert_eq!(incarnation(5_000, Some(4_000), 5_000), 5_001);
+        // A wall clock before the epoch still gives an increasing number.
+        assert_eq!(incarnation(-1, None, 7), 8);
     }
 }

@@ -26,6 +26,7 @@ use super::{
     TaskContext,
 };
 use crate::{
+    cluster::fence::{Fence, Verdict},
     host::TaskHost,
     metrics::{BrokerStats, CountedProducer, STATISTICS_INTERVAL_MS},
     transform::routing::RoutedOffsets,
@@ -67,6 +68,9 @@ struct SinkState {
     plugin_paused: BTreeSet<(String, i32)>,
     /// The plugin's context: its requests, notes and committed positions.
     context: ContextState,
+    /// The worker's fence: once it was paused past the session timeout, this
+    /// task may run elsewhere and commits nothing more.
+    fence: Arc<Fence>,
 }
 
 /// Consumed topic → partition → (topic the sink saw, next offset). Looked up
@@ -229,6 +233,13 @@ fn commit_settled(
     consumer: &BaseConsumer<ConsumerCallbacks>,
     only: Option<&BTreeSet<(String, i32)>>,
 ) -> anyhow::Result<usize> {
+    // Asked before pre_commit too: a sink may write when asked what is durable.
+    if let Verdict::Fenced { silent, .. } = state.fence.check() {
+        anyhow::bail!(
+            "not committing: this worker went {:.1} s without a heartbeat (a pause longer than the session timeout), so the task may already run on another worker",
+            silent.as_secs_f64()
+        );
+    }
     let delivered = state.delivered.offsets();
     let durable = match state.task.pre_commit(delivered.as_slice().into()).into_result() {
         Ok(durable) => durable,
@@ -292,6 +303,7 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
         delivered: Delivered::default(),
         plugin_paused: BTreeSet::new(),
         context: context.clone(),
+        fence: ctx.cluster.fence.clone(),
     }));
     let kafka = ctx.cluster.kafka();
     let overrides = ctx.client_overrides()?;
@@ -375,6 +387,11 @@ fn poll_loop(
             plan::unstash(std::mem::take(&mut stash), |m| guard.revocations_of(m))
         };
         poll_batch(ctx, consumer, &mut batch);
+        // A worker frozen inside the poll wakes with a batch in hand: once
+        // fenced it hands the plugin nothing more (`cluster/fence.rs`).
+        if ctx.cluster.fence.fenced() {
+            break;
+        }
         // What the plugin asked through its context since the last look
         // (in open, put or pre_commit): a sought partition's records polled
         // so far are dropped, the consumer fetches them again from there.
