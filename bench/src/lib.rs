@@ -5,5 +5,6 @@
 pub mod data;
 pub mod kafka;
 pub mod procstat;
+pub mod provenance;
 pub mod s3;
 pub mod worker;

@@ -1,22 +1,12 @@
 //! The results as markdown and JSON under `bench/results/`.
 
-use std::{collections::BTreeMap, fmt::Write as _, fs, process::Command};
+use std::{collections::BTreeMap, fmt::Write as _, fs};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use sluice_bench::{kafka::PARTITIONS, procstat};
+use sluice_bench::{kafka::PARTITIONS, procstat, provenance};
 
 use crate::{latency::Latency, max_buffered_bytes, Cpu, Ctx, Row, SluiceRun, MIB};
-
-pub(crate) fn git(args: &[&str]) -> String {
-    Command::new("git")
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
 
 fn cpu_json(c: &Cpu) -> Value {
     json!({ "worker": c.worker, "broker": c.broker, "s3_server": c.s3, "bench": c.bench })
@@ -39,9 +29,9 @@ pub(crate) fn write_results(
     latency: Option<&Latency>,
 ) -> anyhow::Result<()> {
     let a = &ctx.args;
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let commit = provenance::commit();
     // Uncommitted changes in what is measured (the runtime or the sink).
-    let dirty = !git(&["status", "--porcelain", "--", "runtime", "connectors/s3-sink", "connector-api"]).is_empty();
+    let dirty = provenance::dirty(&["runtime", "connectors/s3-sink", "connector-api"]);
     let now = chrono::Utc::now();
     let ceiling = rows[1].mbps().min(rows[2].mbps());
     let ceiling_by = if rows[1].mbps() <= rows[2].mbps() { "consume" } else { "upload" };

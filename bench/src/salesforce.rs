@@ -19,12 +19,12 @@ use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
 use sluice_bench::{
     kafka::{self, now_ms, CommittedReader, Producing},
-    procstat,
+    procstat, provenance,
     worker::Worker,
 };
 use sluice_tests::salesforce::{Logged, SalesforceFake};
 
-use crate::{env, report::git, Args};
+use crate::{env, Args};
 
 const OBJECT: &str = "Contact";
 const EXTERNAL_ID: &str = "Customer_Id__c";
@@ -325,9 +325,8 @@ fn one_run(args: &Args, env: &Env, topics: &mut Vec<String>, mode: Mode) -> anyh
 }
 
 fn write_results(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
-    let dirty =
-        !git(&["status", "--porcelain", "--", "runtime", "connectors/salesforce-sink", "connector-api"]).is_empty();
+    let commit = provenance::commit();
+    let dirty = provenance::dirty(&["runtime", "connectors/salesforce-sink", "connector-api"]);
     let now = chrono::Utc::now();
     let machine = procstat::machine();
     let command = format!("dev/bench {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));

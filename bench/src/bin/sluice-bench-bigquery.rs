@@ -10,7 +10,6 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -21,6 +20,7 @@ use sluice_bench::{
     data,
     kafka::{self, now_ms, CommittedReader, PARTITIONS},
     procstat::{self, ThreadSampler},
+    provenance,
     worker::Worker,
 };
 use sluice_bigquery_sink::{
@@ -375,16 +375,6 @@ fn count_rows(rest: &mut BigQueryRest, s: &Setup, table: &str) -> anyhow::Result
     }
 }
 
-fn git(args: &[&str]) -> String {
-    Command::new("git")
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn phase_json(p: &Phase) -> Value {
     json!({
         "name": p.name, "records": p.records, "seconds": p.seconds, "records_per_s": p.rps(),
@@ -403,9 +393,8 @@ fn write_results(
     rows: i64,
 ) -> anyhow::Result<()> {
     let a = &s.args;
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
-    let dirty =
-        !git(&["status", "--porcelain", "--", "runtime", "connectors/bigquery-sink", "connector-api"]).is_empty();
+    let commit = provenance::commit();
+    let dirty = provenance::dirty(&["runtime", "connectors/bigquery-sink", "connector-api"]);
     let profile = if a.build_dir.ends_with("release") { "release" } else { "not release (see build dir)" };
     let now = chrono::Utc::now();
     let (ratio, by) = bound_by(sluice, ceiling);
