@@ -141,20 +141,29 @@ fn crash_loop(label: &str, conditional: bool, kills: usize, extra: &[(&str, &str
     let (code, reply) = worker.request("POST", "/connectors", Some(&body));
     assert_eq!(code, 201, "creating the connector: {reply}");
 
+    // Objects in S3 when the worker last (re)started: a kill waits until the
+    // running incarnation completed one of its own, so each kill lands on a
+    // task that joined its group and wrote, not on one still starting.
+    let mut objects_at_start = 0;
     for kill in 0..kills {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let pending = uncommitted_objects(&s3, &case);
-            if pending.iter().any(|n| *n >= 2) {
+            let own = s3.keys(&format!("{}/", case.dir)).len() > objects_at_start;
+            if own && pending.iter().any(|n| *n >= 2) {
                 break;
             }
-            assert!(Instant::now() < deadline, "kill {kill}: no completed objects past the commit: {pending:?}");
+            assert!(
+                Instant::now() < deadline,
+                "kill {kill}: no object of this incarnation, or none past the commit: {pending:?}"
+            );
             thread::sleep(Duration::from_millis(100));
         }
         let delay = rng.next() % 400;
         thread::sleep(Duration::from_millis(delay));
         eprintln!("{label}: kill -9 #{} after {delay} ms", kill + 1);
         worker.kill();
+        objects_at_start = s3.keys(&format!("{}/", case.dir)).len();
         worker.restart();
     }
     stop.store(true, Ordering::Relaxed);
