@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -158,15 +158,6 @@ fn split_sink_args(args: &[SinkArg]) -> (Target, Vec<(String, String)>) {
     (target, settings)
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run through dev/bench, or `eval \"$(dev/services env)\"` first"))
-}
-
-fn pid_file(run_dir: &Path, name: &str) -> Option<u32> {
-    fs::read_to_string(run_dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
-}
-
 /// CPU seconds of the broker, the S3 server and this process, to diff.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
@@ -195,7 +186,7 @@ struct Ctx {
 
 impl Ctx {
     fn cpu(&self, worker: Option<u32>) -> Cpu {
-        let get = |p: Option<u32>| p.and_then(|p| procstat::cpu_seconds(p).ok()).unwrap_or(0.0);
+        let get = procstat::cpu_seconds_or_zero;
         Cpu {
             broker: get(self.broker_pid),
             s3: get(self.s3_pid),
@@ -291,13 +282,13 @@ fn run() -> anyhow::Result<()> {
     if args.https {
         // Read by the TLS clients of this harness and of the worker (which
         // inherits it) when they first connect; no thread runs yet.
-        std::env::set_var("SSL_CERT_FILE", env("S3_CA_FILE")?);
+        std::env::set_var("SSL_CERT_FILE", procstat::services_env("S3_CA_FILE")?);
     }
     let s3env = S3Env {
-        endpoint: env(if args.https { "S3_HTTPS_ENDPOINT" } else { "S3_ENDPOINT" })?,
-        access_key: env("S3_ACCESS_KEY")?,
-        secret_key: env("S3_SECRET_KEY")?,
-        region: env("S3_REGION")?,
+        endpoint: procstat::services_env(if args.https { "S3_HTTPS_ENDPOINT" } else { "S3_ENDPOINT" })?,
+        access_key: procstat::services_env("S3_ACCESS_KEY")?,
+        secret_key: procstat::services_env("S3_SECRET_KEY")?,
+        region: procstat::services_env("S3_REGION")?,
     };
     let rt = Arc::new(s3::runtime()?);
     let client = rt.block_on(s3::client(&s3env));
@@ -309,8 +300,8 @@ fn run() -> anyhow::Result<()> {
             PathBuf::from("bench/results")
         }
     });
-    let broker_pid = pid_file(&args.run_dir, "kafka");
-    let s3_pid = pid_file(&args.run_dir, "s3");
+    let broker_pid = procstat::service_pid(&args.run_dir, "kafka");
+    let s3_pid = procstat::service_pid(&args.run_dir, "s3");
     if broker_pid.is_none() || s3_pid.is_none() {
         eprintln!(
             "[bench] warning: no broker or S3 pid under {} (SLUICE_RUN_DIR): their CPU is not reported",
@@ -318,7 +309,7 @@ fn run() -> anyhow::Result<()> {
         );
     }
     let mut ctx = Ctx {
-        bootstrap: env("KAFKA_BOOTSTRAP")?,
+        bootstrap: procstat::services_env("KAFKA_BOOTSTRAP")?,
         s3env,
         rt,
         client,

@@ -24,7 +24,8 @@ use sluice_bench::{
 };
 use sluice_tests::salesforce::{Logged, SalesforceFake};
 
-use crate::{env, Args};
+use crate::Args;
+use sluice_bench::procstat::services_env as env;
 
 const OBJECT: &str = "Contact";
 const EXTERNAL_ID: &str = "Customer_Id__c";
