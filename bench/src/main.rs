@@ -16,7 +16,7 @@ use sluice_bench::{
     kafka::{self, now_ms, CommittedReader, PARTITIONS},
     procstat::{self, ThreadSampler},
     s3::{self, S3Env},
-    worker::{Perf, Worker},
+    worker::{Perf, Poll, Worker},
 };
 
 mod latency;
@@ -521,37 +521,17 @@ fn sluice_run(
     let started = Instant::now();
     worker.create_connector(&name, &connector_config(ctx, &ctx.topic, format, format, flush))?;
     let total: i64 = ends.iter().sum();
-    let mut last_print = Instant::now();
-    let mut last_status = Instant::now();
-    let listed = loop {
-        if !worker.alive() {
-            bail!("the worker died; log:\n{}", worker.log_tail());
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("sluice did not finish {format} within an hour; log:\n{}", worker.log_tail());
-        }
-        if last_status.elapsed() > Duration::from_secs(2) {
-            last_status = Instant::now();
-            worker.task_states(&name)?;
-        }
+    let listed = worker.run_until(&name, started, Duration::from_millis(200), || {
         let committed = reader.committed()?;
         if committed.iter().zip(ends).all(|(c, e)| c >= e) {
             let listed = ctx.rt.block_on(s3::list(&ctx.client, &ctx.bucket, &format!("{format}/")))?;
             if listed.len() >= objects {
-                break listed;
+                return Ok(Poll::Done(listed));
             }
         }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
-            eprintln!(
-                "[bench]   committed {done} of {total} after {:.0} s, worker RSS {:.0} MiB",
-                started.elapsed().as_secs_f64(),
-                procstat::status_mib(pid, "VmRSS").unwrap_or(0.0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
+        Ok(Poll::Pending(format!("committed {done} of {total}")))
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = diff(c0, ctx.cpu(Some(pid)));
     let peak_rss_mib = procstat::status_mib(pid, "VmHWM")?;

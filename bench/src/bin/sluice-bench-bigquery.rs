@@ -22,7 +22,7 @@ use sluice_bench::{
     kafka::{self, now_ms, CommittedReader, PARTITIONS},
     procstat::{self, ThreadSampler},
     provenance,
-    worker::Worker,
+    worker::{Poll, Worker},
 };
 use sluice_bigquery_sink::{
     encode::RowEncoder,
@@ -298,33 +298,14 @@ fn sluice_run(
     let started = Instant::now();
     worker.create_connector(name, &config)?;
     let total: i64 = ends.iter().sum();
-    let (mut last_print, mut last_status) = (Instant::now(), Instant::now());
-    loop {
-        if !worker.alive() {
-            bail!("the worker died; log:\n{}", worker.log_tail());
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("sluice did not finish within an hour; log:\n{}", worker.log_tail());
-        }
-        if last_status.elapsed() > Duration::from_secs(2) {
-            last_status = Instant::now();
-            worker.task_states(name)?;
-        }
+    worker.run_until(name, started, Duration::from_millis(200), || {
         let committed = reader.committed()?;
         if committed.iter().zip(ends).all(|(c, e)| c >= e) {
-            break;
+            return Ok(Poll::Done(()));
         }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
-            eprintln!(
-                "[bench]   committed {done} of {total} after {:.0} s, worker RSS {:.0} MiB",
-                started.elapsed().as_secs_f64(),
-                procstat::status_mib(pid, "VmRSS").unwrap_or(0.0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
+        Ok(Poll::Pending(format!("committed {done} of {total}")))
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let phase = Phase {
         name: "sluice bigquery-sink (STREAMING, exactly once, tasks.max 1)".into(),
