@@ -19,7 +19,7 @@ use crate::{
     config::{ConfigEntry, ConfigIssue, ConfigKeyInfo},
     context::FfiSinkContextBox,
     host::FfiHostBox,
-    record::{PutOutcome, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
+    record::{RecordFailure, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
     ConnectorError,
 };
 
@@ -54,6 +54,16 @@ pub struct ConnectorDescriptor {
     pub version: RString,
     pub documentation: RString,
     pub config: RVec<ConfigKeyInfo>,
+}
+
+/// What `FfiSinkTask::put` returns: the records it could not take. The
+/// ABI's half of [`crate::PutOutcome`] (its details travel through
+/// [`crate::ext`]); the name is part of the layout abi_stable checks, so it
+/// stays `PutOutcome`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub failures: RVec<RecordFailure>,
 }
 
 /// A sink task as the worker sees it.

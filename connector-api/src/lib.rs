@@ -137,6 +137,7 @@ pub mod config;
 pub mod context;
 mod error;
 pub mod export;
+pub mod ext;
 pub mod ffi;
 pub mod host;
 pub mod json;
@@ -152,8 +153,8 @@ pub use context::SinkContext;
 pub use error::{ConnectorError, ErrorKind};
 pub use host::{Host, Level};
 pub use record::{
-    Header, HeaderRef, PutOutcome, RecordFailure, SinkRecord, SourceOffset, SourceRecord, TopicPartition,
-    TopicPartitionOffset,
+    FailureDetail, Header, HeaderRef, PutOutcome, RecordFailure, SinkRecord, SourceOffset, SourceRecord,
+    TopicPartition, TopicPartitionOffset,
 };
 pub use schema::Schema;
 pub use traits::{ConnectorInfo, SinkConnector, SinkTask, SourceConnector, SourceTask};
