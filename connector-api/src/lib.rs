@@ -30,7 +30,11 @@
 //! - A sink's `pre_commit` decides what the worker commits: report only what
 //!   is durable in the target. Records that failed go in the `put` outcome
 //!   with an [`ErrorKind`]; the worker routes them (DLQ, rejected topic,
-//!   retries) and keeps the committed offset contiguous.
+//!   retries) and keeps the committed offset contiguous. What the target
+//!   said about a record (its error code, the fields it named) can go with
+//!   it as headers of their own ([`PutOutcome::fail_with_details`]); what
+//!   the task wants its status to say while it runs, through
+//!   [`SinkContext::report_status`].
 //!
 //! ## Write your own connector
 //!
