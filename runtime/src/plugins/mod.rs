@@ -107,7 +107,13 @@ impl PluginRegistry {
             for name in class.names() {
                 self.by_name.insert(name.to_string(), index);
             }
-            tracing::info!(class = class.name(), kind = class.kind().name(), path = %path.display(), "connector class loaded");
+            tracing::info!(
+                class = class.name(),
+                kind = class.kind().name(),
+                extensions = class.has_extensions(),
+                path = %path.display(),
+                "connector class loaded"
+            );
             self.classes.push(Arc::new(class));
         }
         Ok(())
