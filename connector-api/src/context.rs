@@ -16,11 +16,7 @@ use abi_stable::{
     std_types::{RBox, ROption, RResult, RSlice, RStr, RString},
 };
 
-use crate::{
-    ext::{FfiTaskStatus, FfiTaskStatusBox, FfiTaskStatus_TO},
-    record::TopicPartition,
-    ConnectorError,
-};
+use crate::{record::TopicPartition, ConnectorError};
 
 /// The worker's side of the context, as a stable trait object.
 #[sabi_trait]
@@ -37,6 +33,20 @@ pub trait FfiSinkContext: Send + Sync {
 
 /// The boxed trait object the worker passes at task creation.
 pub type FfiSinkContextBox = FfiSinkContext_TO<'static, RBox<()>>;
+
+/// The worker's side of a task's status message
+/// ([`SinkContext::report_status`]). Not a method of [`FfiSinkContext`]:
+/// that would refuse every plugin built before it; it reaches plugins
+/// through `crate::ext` instead.
+#[sabi_trait]
+pub trait FfiTaskStatus: Send + Sync {
+    /// `RSome`: what the task wants its status to say while it runs;
+    /// `RNone`: nothing any more.
+    #[sabi(last_prefix_field)]
+    fn report(&self, message: ROption<RStr<'_>>);
+}
+
+pub type FfiTaskStatusBox = FfiTaskStatus_TO<'static, RBox<()>>;
 
 /// What a sink task can ask of the worker. Cheap to clone; keep it in the
 /// task.

@@ -25,11 +25,14 @@
 
 use abi_stable::{
     sabi_trait,
-    std_types::{RBox, ROption, RResult, RSlice, RStr, RVec},
+    std_types::{RBox, RResult, RSlice, RStr, RVec},
     type_layout::TypeLayout,
     StableAbi,
 };
 
+// The status line is the context's (`context::FfiTaskStatus`); it travels
+// only through these extensions.
+pub use crate::context::{FfiTaskStatus, FfiTaskStatusBox, FfiTaskStatus_TO};
 use crate::{
     config::ConfigEntry, context::FfiSinkContextBox, ffi::FfiSinkTaskBox, host::FfiHostBox, record::FailureDetail,
     ConnectorError,
@@ -74,17 +77,6 @@ pub struct SinkTaskParts {
     pub task: FfiSinkTaskBox,
     pub details: FfiFailureDetailsBox,
 }
-
-/// The worker's side of a task's status message (`SinkContext::report_status`).
-#[sabi_trait]
-pub trait FfiTaskStatus: Send + Sync {
-    /// `RSome`: what the task wants its status to say while it runs;
-    /// `RNone`: nothing any more.
-    #[sabi(last_prefix_field)]
-    fn report(&self, message: ROption<RStr<'_>>);
-}
-
-pub type FfiTaskStatusBox = FfiTaskStatus_TO<'static, RBox<()>>;
 
 /// The plugin's side of failure details: what the last `put` gave with its
 /// failures ([`crate::PutOutcome::fail_with_details`]).

@@ -24,7 +24,7 @@ use crate::{
     config::{ConfigEntry, ConfigIssue, ConfigKeyInfo},
     context::FfiSinkContextBox,
     host::FfiHostBox,
-    record::{RecordFailure, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
+    record::{SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
     ConnectorError,
 };
 
@@ -61,15 +61,7 @@ pub struct ConnectorDescriptor {
     pub config: RVec<ConfigKeyInfo>,
 }
 
-/// What `FfiSinkTask::put` returns: the records it could not take. The
-/// ABI's half of [`crate::PutOutcome`] (its details travel through
-/// [`crate::ext`]); the name is part of the layout abi_stable checks, so it
-/// stays `PutOutcome`.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
-pub struct PutOutcome {
-    pub failures: RVec<RecordFailure>,
-}
+pub use crate::record::abi::PutOutcome;
 
 /// A sink task as the worker sees it.
 #[sabi_trait]

@@ -287,13 +287,30 @@ impl PutOutcome {
     }
     /// The ABI's two halves: the failures `put` returns, and the details the
     /// worker takes after it (`crate::ext`).
-    pub fn into_parts(self) -> (crate::ffi::PutOutcome, Vec<FailureDetail>) {
-        (crate::ffi::PutOutcome { failures: self.failures.into() }, self.details)
+    pub fn into_parts(self) -> (abi::PutOutcome, Vec<FailureDetail>) {
+        (abi::PutOutcome { failures: self.failures.into() }, self.details)
     }
     /// The worker's side: a `put` result with the details taken after it
     /// (none from a plugin without extensions).
-    pub fn from_parts(outcome: crate::ffi::PutOutcome, details: Vec<FailureDetail>) -> Self {
+    pub fn from_parts(outcome: abi::PutOutcome, details: Vec<FailureDetail>) -> Self {
         PutOutcome { failures: outcome.failures.into_vec(), details }
+    }
+}
+
+/// The ABI's types of this module's idiomatic ones.
+pub mod abi {
+    use abi_stable::{std_types::RVec, StableAbi};
+
+    use super::RecordFailure;
+
+    /// What `FfiSinkTask::put` returns: the records it could not take. The
+    /// ABI's half of [`super::PutOutcome`] (its details travel through
+    /// `crate::ext`); the name is part of the layout abi_stable checks, so
+    /// it stays `PutOutcome`.
+    #[repr(C)]
+    #[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+    pub struct PutOutcome {
+        pub failures: RVec<RecordFailure>,
     }
 }
 
