@@ -6,6 +6,8 @@
 //! it from the worker's task thread (nothing runs between calls); the
 //! REST client is blocking.
 
+mod batch_task;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -199,6 +201,8 @@ pub struct BigQuerySinkTask {
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
+    /// BATCH LOADING's pending streams and commits.
+    batch: batch_task::BatchState,
 }
 
 impl std::fmt::Debug for BigQuerySinkTask {
@@ -302,6 +306,10 @@ impl BigQuerySinkTask {
             f
         });
         let storage = rt.block_on(async { StorageClient::new(&cfg.storage_endpoint, authorization) })?;
+        let batch = batch_task::BatchState::new(match cfg.path {
+            WritePath::BatchLoading { commit_interval } => commit_interval,
+            _ => std::time::Duration::ZERO,
+        });
         Ok(BigQuerySinkTask {
             cfg,
             host,
@@ -318,6 +326,7 @@ impl BigQuerySinkTask {
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
+            batch,
         })
     }
 
@@ -452,13 +461,15 @@ impl BigQuerySinkTask {
     }
 
     fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
+        self.create_stream_of(table, StreamType::Committed)
+    }
+
+    fn create_stream_of(&mut self, table: &str, kind: StreamType) -> Result<String, ConnectorError> {
         let path = self.cfg.table_path(table);
         let timeout = self.cfg.append_timeout;
         let created = self
             .rt
-            .block_on(async {
-                tokio::time::timeout(timeout, self.storage.create_write_stream(&path, StreamType::Committed)).await
-            })
+            .block_on(async { tokio::time::timeout(timeout, self.storage.create_write_stream(&path, kind)).await })
             .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("CreateWriteStream", &path, timeout))));
         let ws = match created {
             Ok(ws) => ws,
@@ -697,8 +708,12 @@ impl BigQuerySinkTask {
         }
         let groups = ready;
         if exactly_once {
+            let batch = matches!(self.cfg.path, WritePath::BatchLoading { .. });
             for (tp, idx) in &groups {
-                self.prepare(tp, records[idx[0]].offset())?;
+                match batch {
+                    true => self.prepare_batch(tp, records[idx[0]].offset())?,
+                    false => self.prepare(tp, records[idx[0]].offset())?,
+                }
             }
         }
         // A failed put leaves the positions as they were: the worker puts
@@ -801,6 +816,10 @@ impl BigQuerySinkTask {
 
 impl SinkTask for BigQuerySinkTask {
     fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            self.open_batch(partitions);
+            return Ok(());
+        }
         for tp in partitions {
             let note = self.context.note(tp);
             let resume = note.as_deref().and_then(Checkpoint::parse);
@@ -817,10 +836,14 @@ impl SinkTask for BigQuerySinkTask {
         match self.cfg.path {
             WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
             WritePath::InsertAll => self.put_insert_all(records),
+            WritePath::BatchLoading { .. } => self.put_batch(records),
         }
     }
 
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            return self.pre_commit_batch();
+        }
         if self.cfg.path != (WritePath::Streaming { exactly_once: true }) {
             // Written synchronously in put: durable up to what was delivered.
             return Ok(delivered.to_vec());
@@ -861,6 +884,7 @@ impl SinkTask for BigQuerySinkTask {
     }
 
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        self.close_batch(partitions);
         for tp in partitions {
             if let Some(p) = self.parts.remove(tp) {
                 if let Some(pos) = p.position {
