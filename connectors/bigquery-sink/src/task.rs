@@ -45,7 +45,10 @@ use crate::{
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put).
+/// append: at the start of the next put); BATCH LOADING's interval commit
+/// adds `after-finalize`, `after-note` (streams sealed in the notes, before
+/// BatchCommitWriteStreams) and `after-batch-commit` (before the offsets
+/// are reported durable).
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):
