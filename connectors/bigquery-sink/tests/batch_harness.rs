@@ -262,3 +262,50 @@ fn a_paused_former_owner_commits_nothing_twice() {
     assert!(a.commit().is_err());
     assert_eq!(t.rows(), once(&[0], 30));
 }
+
+/// BigQuery refuses some rows (row errors), and the worker dies after the
+/// BatchCommit, before the offset commit: the re-delivered records of the
+/// committed stream are skipped, except the refused ones, which go to the
+/// DLQ again (the sealed note lists them). The emulator never answers row
+/// errors: the sink's test-only fault point `SLUICE_BQ_FAULT_REFUSE`
+/// answers as BigQuery does for rows holding the marker.
+#[test]
+fn rows_bigquery_refused_go_to_the_dlq_again_after_a_crash_before_the_offset_commit() {
+    let _serial = serial();
+    const MARKER: &str = "refused-by-bigquery-b47d";
+    // Read when a stream writer is made; only this test's rows hold it.
+    std::env::set_var("SLUICE_BQ_FAULT_REFUSE", MARKER);
+    let mut t = Table::new("batch_refused");
+    let refused = |o: i64| o == 13 || o == 17;
+    let batch = |from: i64, to: i64| {
+        let mut b = RecordBuilder::new("orders", 0).at(from);
+        for o in from..to {
+            let customer = if refused(o) { MARKER.to_string() } else { format!("c{o}") };
+            b.value(json!({"id": o, "customer": customer}).to_string()).push();
+        }
+        b.take()
+    };
+    let routed = |h: &SinkHarness<BigQuerySink>| -> Vec<i64> { h.routed().iter().map(|(r, _)| r.offset).collect() };
+    let tp = TopicPartition::new("orders", 0);
+    let mut h = SinkHarness::new(BigQuerySink, t.config()).unwrap();
+    h.open(std::slice::from_ref(&tp)).unwrap();
+    h.put(&batch(0, 10)).unwrap();
+    commit_interval(&mut h);
+    h.put(&batch(10, 20)).unwrap();
+    assert_eq!(routed(&h), [13, 17]);
+    h.task_mut().stop_batch_commit_after("after-batch-commit");
+    h.task_mut().end_batch_interval_now();
+    assert!(h.commit().is_err());
+    let note = h.context().notes.lock().unwrap().get(&tp).cloned().unwrap();
+    assert_eq!(Sealed::parse(&note).unwrap().refused, [13, 17], "{note}");
+    h.crash().unwrap();
+    assert_eq!(routed(&h), [13, 17, 13, 17], "the refused records go to the DLQ again, the others are skipped");
+    let (_, again) = &h.routed()[2];
+    assert!(again.message().contains("offset 13"), "{}", again.message());
+    h.put(&batch(20, 25)).unwrap();
+    assert_eq!(offsets(&commit_interval(&mut h)), [(0, 25)]);
+    h.never_past_unsettled();
+    let want: Vec<(i64, i64)> = (0..25).filter(|&o| !refused(o)).map(|o| (0, o)).collect();
+    assert_eq!(t.rows(), want);
+    std::env::remove_var("SLUICE_BQ_FAULT_REFUSE");
+}
