@@ -191,21 +191,30 @@ fn tail(worker: &WorkerProcess) -> String {
 #[test]
 fn records_are_committed_per_interval_exactly_once() {
     let _serial = serial();
+    // Records per partition; more for a measurement.
+    let count: i64 = std::env::var("SLUICE_BQ_E2E_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
     let case = Case::new("bqb-once");
-    produce(&case.topic, 0, 1_000);
+    produce(&case.topic, 0, count);
+    let started = Instant::now();
     let worker =
         WorkerProcess::start(&unique("bqb-once-cluster"), &[], &[("SLUICE_BQ_TEST_COMMIT_INTERVAL_MS", INTERVAL_MS)]);
     case.create(&worker, &[]);
-    case.wait_committed(&worker, 1_000);
-    assert_eq!(census(&case.dataset), exactly_once(1_000));
+    case.wait_committed(&worker, count);
+    eprintln!(
+        "{} records over {PARTITIONS} partitions committed in {:.1} s (commit interval {INTERVAL_MS} ms)",
+        count * PARTITIONS as i64,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(census(&case.dataset), exactly_once(count));
     // The committed offset carries the sealed stream's note.
     let (_, note) = committed_with_metadata(&case.group, &case.topic, 0).unwrap();
     let fields: Vec<&str> = note.split(' ').collect();
-    assert_eq!((fields[0], fields.get(3).copied()), ("bqb1", Some("1000")), "sealed up to 1000: {note}");
+    let end = count.to_string();
+    assert_eq!((fields[0], fields.get(3).copied()), ("bqb1", Some(end.as_str())), "sealed up to {count}: {note}");
     // A second interval: new streams, the same table.
-    produce(&case.topic, 1_000, 1_500);
-    case.wait_committed(&worker, 1_500);
-    assert_eq!(census(&case.dataset), exactly_once(1_500));
+    produce(&case.topic, count, count + 500);
+    case.wait_committed(&worker, count + 500);
+    assert_eq!(census(&case.dataset), exactly_once(count + 500));
 }
 
 /// The worker dies at `point` (once: the mark file stops it firing again),
