@@ -309,3 +309,87 @@ fn rows_bigquery_refused_go_to_the_dlq_again_after_a_crash_before_the_offset_com
     assert_eq!(t.rows(), want);
     std::env::remove_var("SLUICE_BQ_FAULT_REFUSE");
 }
+
+/// A TCP forwarder in front of the emulator's gRPC port that can be taken
+/// down: open connections are cut and new ones closed at once, as a
+/// BigQuery outage looks to the sink.
+struct Outage {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Outage {
+    fn start(upstream: &str) -> Outage {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+        let (u, o) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if !u.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                for s in [&client, &server] {
+                    o.lock().unwrap().push(s.try_clone().unwrap());
+                }
+                let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c2, mut s2) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Outage { url, up, open }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// BigQuery unavailable at the interval's end: the pending stream cannot
+/// be finalized, so it is never committed; nothing is reported durable and
+/// the task asks the worker to read the partition again from the stream's
+/// start, into a new stream once BigQuery is back: every record once.
+#[test]
+fn bigquery_unavailable_at_the_interval_end_commits_nothing_and_everything_once_after() {
+    let _serial = serial();
+    let mut t = Table::new("batch_outage");
+    let outage = Outage::start(&env().grpc);
+    let config = t.config().with("bigquery.storage.endpoint", &outage.url);
+    let tp = TopicPartition::new("orders", 0);
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    h.open(std::slice::from_ref(&tp)).unwrap();
+    h.put(&records(0, 0, 10)).unwrap();
+    outage.set(false);
+    let during = h.task_mut().pre_commit(&[]);
+    assert!(matches!(&during, Ok(d) if d.is_empty()), "nothing durable during the outage: {during:?}");
+    h.task_mut().end_batch_interval_now();
+    let during = h.task_mut().pre_commit(&[]);
+    assert!(matches!(&during, Ok(d) if d.is_empty()), "nothing durable during the outage: {during:?}");
+    assert_eq!(h.take_seeks(), [(tp.clone(), 0)], "the partition is read again from the stream's start");
+    outage.set(true);
+    assert!(t.rows().is_empty());
+    // The worker re-delivers from the seek.
+    h.put(&records(0, 0, 15)).unwrap();
+    assert_eq!(offsets(&commit_interval(&mut h)), [(0, 15)]);
+    h.never_past_unsettled();
+    assert_eq!(t.rows(), once(&[0], 15));
+}
