@@ -94,6 +94,15 @@ def _batch_commit_once(self, request_bytes, context):
     from google.cloud.bigquery_storage_v1 import types
 
     request = types.BatchCommitWriteStreamsRequest.deserialize(request_bytes)
+    # sluice patch: BigQuery commits streams of the request's parent table
+    # only; the emulator committed any table's streams together.
+    foreign = [n for n in request.write_streams if not n.startswith(request.parent + "/streams/")]
+    if foreign:
+        import grpc
+
+        context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+        context.set_details("Streams of another table than %s: %s" % (request.parent, ", ".join(foreign)))
+        return b""
     again = [n for n in request.write_streams if n in _commit_times]
     if again:
         code = types.StorageError.StorageErrorCode.STREAM_ALREADY_COMMITTED

@@ -2,11 +2,12 @@
 //! driven by the connector kit's harness against the BigQuery emulator of
 //! `dev/services`: real gRPC streams, real tables, counted by a query.
 //!
-//! The emulator differs from BigQuery in two ways that matter here, both
+//! The emulator differs from BigQuery in three ways that matter here, each
 //! answered as BigQuery does by a patch in `dev/bigquery/launch.py` (the
 //! emulator must run with it): GetWriteStream leaves `commit_time` out of
-//! a committed PENDING stream, and committing a stream twice answered
-//! INVALID_STREAM_STATE instead of STREAM_ALREADY_COMMITTED.
+//! a committed PENDING stream, committing a stream twice answered
+//! INVALID_STREAM_STATE instead of STREAM_ALREADY_COMMITTED, and one
+//! BatchCommitWriteStreams committed streams of several tables.
 //!
 //! The tests end an interval with the task's test-only
 //! `end_batch_interval_now` instead of waiting a minute, and stop a
@@ -135,6 +136,9 @@ fn pending_streams_on_the_emulator_behave_as_bigquery_documents() {
         assert!(!matches!(after, AppendOutcome::Appended { .. }), "a finalized stream takes no rows: {after:?}");
         drop(conn);
         assert!(client.get_write_stream(&s).await.unwrap().unwrap().commit_time.is_none());
+        // Launcher patch: BigQuery commits streams of the parent table only.
+        let elsewhere = format!("projects/{}/datasets/{}/tables/other", e.project, t.dataset);
+        assert!(client.batch_commit(&elsewhere, vec![s.clone()]).await.is_err());
         client.batch_commit(&table, vec![s.clone()]).await.unwrap();
         // Launcher patch: BigQuery sets commit_time, the emulator did not.
         assert!(client.get_write_stream(&s).await.unwrap().unwrap().commit_time.is_some());
@@ -392,4 +396,39 @@ fn bigquery_unavailable_at_the_interval_end_commits_nothing_and_everything_once_
     assert_eq!(offsets(&commit_interval(&mut h)), [(0, 15)]);
     h.never_past_unsettled();
     assert_eq!(t.rows(), once(&[0], 15));
+}
+
+/// Two topics into two tables: BigQuery commits streams of one table per
+/// BatchCommitWriteStreams (the emulator allowed more; the launcher patch
+/// refuses it as BigQuery does), so each table's streams are committed by
+/// a call of their own, and both tables' rows appear at the interval's end.
+#[test]
+fn each_table_s_streams_are_committed_together_at_the_interval_end() {
+    let _serial = serial();
+    let mut t = Table::new("batch_two_tables");
+    let returns_columns = t.rest.table(&t.dataset, "orders")["schema"]["fields"].clone();
+    t.rest.create_table(&t.dataset, "returns", returns_columns);
+    let config = t.config().with("topics", "orders,returns");
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    let tps = [TopicPartition::new("orders", 0), TopicPartition::new("returns", 0), TopicPartition::new("returns", 1)];
+    h.open(&tps).unwrap();
+    h.put(&records(0, 0, 10)).unwrap();
+    for p in [0, 1] {
+        let mut b = RecordBuilder::new("returns", p);
+        for o in 0..7 {
+            b.value(json!({"id": o, "customer": format!("r{o}")}).to_string()).push();
+        }
+        h.put(&b.take()).unwrap();
+    }
+    let returns_sql = format!("`{}.{}.returns`", t.rest.project, t.dataset);
+    let count_returns = |t: &mut Table| t.rest.count(&format!("SELECT COUNT(*) FROM {returns_sql}"));
+    assert!(h.commit().unwrap().is_empty());
+    assert_eq!((t.rows().len(), count_returns(&mut t)), (0, 0), "nothing visible within the interval");
+    let durable = commit_interval(&mut h);
+    let mut got: Vec<(String, i32, i64)> =
+        durable.iter().map(|d| (d.topic.to_string(), d.partition, d.offset)).collect();
+    got.sort();
+    assert_eq!(got, [("orders".into(), 0, 10), ("returns".into(), 0, 7), ("returns".into(), 1, 7)]);
+    assert_eq!(t.rows(), once(&[0], 10));
+    assert_eq!(count_returns(&mut t), 14);
 }
