@@ -259,3 +259,83 @@ fn killed_after_the_note_before_the_batch_commit_then_restarted_writes_every_rec
 fn killed_after_the_batch_commit_before_the_offset_commit_then_restarted_writes_every_record_once() {
     killed_at("after-batch-commit");
 }
+
+/// The worker's process state letter from /proc (`T`: stopped).
+fn process_state(worker: &WorkerProcess) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", worker.pid()?)).ok()?;
+    stat.rsplit(") ").next()?.chars().next()
+}
+
+fn signal(worker: &WorkerProcess, name: &str) {
+    let pid = worker.pid().expect("a running worker");
+    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Continues a stopped worker even when an assertion fails.
+struct Stopped<'a>(&'a WorkerProcess);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn task_worker(asked: &WorkerProcess, name: &str) -> Option<(String, String)> {
+    let (code, status) = asked.get(&format!("/connectors/{name}/status"));
+    let task: &Value = status["tasks"].as_array().filter(|_| code == 200)?.first()?;
+    Some((task["worker_id"].as_str()?.to_string(), task["state"].as_str()?.to_string()))
+}
+
+/// The owner pauses itself (SIGSTOP, the sink's test-only fault action)
+/// right after its streams were noted as sealed, before its
+/// BatchCommitWriteStreams; the other worker of the cluster takes the task
+/// over; then the paused worker is continued and goes on into its late
+/// commit. Whatever order the two commits land in, every record is in the
+/// table once.
+#[test]
+fn a_worker_paused_between_its_note_and_its_batch_commit_doubles_nothing() {
+    let _serial = serial();
+    let case = Case::new("bqb-pause");
+    produce(&case.topic, 0, 1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("fired");
+    let mark_text = mark.to_string_lossy().to_string();
+    let envs = [
+        ("SLUICE_BQ_FAULT", "after-note@1"),
+        ("SLUICE_BQ_FAULT_ACTION", "stop"),
+        ("SLUICE_BQ_FAULT_MARK", mark_text.as_str()),
+        ("SLUICE_BQ_TEST_COMMIT_INTERVAL_MS", INTERVAL_MS),
+    ];
+    let cluster = unique("bqb-pause-cluster");
+    let a = WorkerProcess::start(&cluster, &[], &envs);
+    let b = WorkerProcess::start(&cluster, &[], &envs);
+    case.create(&a, &[]);
+    let (owner, other) = wait_until("a worker to stop itself after its note", TIMEOUT, || {
+        if !mark.exists() {
+            return None;
+        }
+        match (process_state(&a), process_state(&b)) {
+            (Some('T'), _) => Some((&a, &b)),
+            (_, Some('T')) => Some((&b, &a)),
+            _ => None,
+        }
+    });
+    let stopped = Stopped(owner);
+    produce(&case.topic, 1_000, 1_500);
+    wait_until(&format!("the other worker to run the task; its log:\n{}", tail(other)), TIMEOUT, || {
+        (task_worker(other, &case.name)? == (other.worker_id(), "RUNNING".to_string())).then_some(())
+    });
+    drop(stopped);
+    case.wait_committed(other, 1_500);
+    assert!(owner.log_text().contains("the worker was continued"), "{}", tail(owner));
+    assert_eq!(census(&case.dataset), exactly_once(1_500));
+    // Which order the commits took, for the reader of the test's output.
+    for (who, w) in [("paused", owner), ("other", other)] {
+        for line in w.log_text().lines().filter(|l| {
+            ["fault point", "sealed", "fenced", "BatchCommit", "not committing"].iter().any(|k| l.contains(k))
+        }) {
+            eprintln!("{who}: {line}");
+        }
+    }
+}

@@ -48,7 +48,9 @@ use crate::{
 /// append: at the start of the next put); BATCH LOADING's interval commit
 /// adds `after-finalize`, `after-note` (streams sealed in the notes, before
 /// BatchCommitWriteStreams) and `after-batch-commit` (before the offsets
-/// are reported durable).
+/// are reported durable). With `SLUICE_BQ_FAULT_ACTION=stop` the process
+/// stops itself there instead (SIGSTOP, as a paused worker) and goes on
+/// from that point when continued.
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):
@@ -57,6 +59,7 @@ use crate::{
 struct Faults {
     point: Option<(String, u32)>,
     mark: Option<String>,
+    stop: bool,
     seen: BTreeMap<&'static str, u32>,
 }
 
@@ -79,7 +82,12 @@ impl Faults {
             let (p, n) = v.split_once('@')?;
             Some((p.to_string(), n.parse().ok()?))
         });
-        Faults { point, mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(), seen: BTreeMap::new() }
+        Faults {
+            point,
+            mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(),
+            stop: std::env::var("SLUICE_BQ_FAULT_ACTION").is_ok_and(|a| a == "stop"),
+            seen: BTreeMap::new(),
+        }
     }
 
     fn refuse_marker() -> Option<Vec<u8>> {
@@ -101,6 +109,17 @@ impl Faults {
                 return;
             }
             let _ = std::fs::write(mark, point);
+        }
+        if self.stop {
+            host.warn("test fault point reached: the worker stops itself (SIGSTOP) now", &[("point", point)]);
+            // SAFETY: raise only sends a signal to the calling thread; SIGSTOP
+            // stops the whole process before raise returns, so nothing of the
+            // sink runs between the point and the pause.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+            }
+            host.warn("test fault point: the worker was continued", &[("point", point)]);
+            return;
         }
         host.warn("test fault point reached: the worker dies now", &[("point", point)]);
         std::process::abort();
