@@ -419,6 +419,13 @@ impl BigQuerySinkTask {
         self.commit_streams(table, &streams)?;
         self.batch_point("after-batch-commit")?;
         for (tp, s) in sealed {
+            // A stream opened while this one waited for its commit carries
+            // its refusals on: its note replaces this one's.
+            if let Some(position) = self.parts.get_mut(&tp).and_then(|p| p.position.as_mut()) {
+                for &offset in &s.refused {
+                    position.refuse(offset);
+                }
+            }
             let bp = self.batch.parts.entry(tp).or_default();
             bp.settled = Some(s.end);
             bp.refused = s.refused;
