@@ -173,6 +173,9 @@ pub enum WritePath {
     InsertAll,
     /// V2 STREAMING through the Storage Write API.
     Streaming { exactly_once: bool },
+    /// V2 BATCH LOADING: PENDING streams committed every `commit.interval`
+    /// (exactly once, [`crate::batch`]).
+    BatchLoading { commit_interval: Duration },
 }
 
 /// Everything a task needs, parsed and checked once.
@@ -243,7 +246,9 @@ pub fn write_path(s: &Settings) -> Result<WritePath, ConfigIssue> {
     match s.ingestion_mode {
         None => Ok(WritePath::InsertAll),
         Some(IngestionMode::Streaming) => Ok(WritePath::Streaming { exactly_once: s.exactly_once }),
-        Some(IngestionMode::BatchLoading) => Err(not_yet(Settings::ingestion_mode, "BATCH LOADING")),
+        Some(IngestionMode::BatchLoading) => {
+            Ok(WritePath::BatchLoading { commit_interval: Duration::from_secs(u64::from(s.commit_interval)) })
+        }
         Some(IngestionMode::Upsert) => Err(not_yet(Settings::ingestion_mode, "UPSERT")),
         Some(IngestionMode::UpsertDelete) => Err(not_yet(Settings::ingestion_mode, "UPSERT_DELETE")),
     }
@@ -496,9 +501,23 @@ mod tests {
     }
 
     #[test]
+    fn batch_loading_commits_every_commit_interval_within_v2s_range() {
+        let c = BigQuerySinkConfig::from_config(&base().with("ingestion.mode", "BATCH LOADING")).unwrap();
+        assert_eq!(c.path, WritePath::BatchLoading { commit_interval: Duration::from_secs(60) }, "V2's default");
+        let c = BigQuerySinkConfig::from_config(
+            &base().with("ingestion.mode", "BATCH LOADING").with("commit.interval", "14400"),
+        )
+        .unwrap();
+        assert_eq!(c.path, WritePath::BatchLoading { commit_interval: Duration::from_secs(14_400) });
+        for outside in ["59", "14401"] {
+            let config = base().with("ingestion.mode", "BATCH LOADING").with("commit.interval", outside);
+            assert_eq!(keys(&config), ["commit.interval"], "{outside}");
+        }
+    }
+
+    #[test]
     fn refusals_name_their_key() {
         assert_eq!(keys(&base().with("ingestion.mode", "UPSERT")), ["ingestion.mode"]);
-        assert_eq!(keys(&base().with("ingestion.mode", "BATCH LOADING")), ["ingestion.mode"]);
         assert_eq!(keys(&base().with("ingestion.mode", "FAST")), ["ingestion.mode"]);
         assert_eq!(keys(&base().with("upsertEnabled", "true").with("kafkaKeyFieldName", "k")), ["upsertEnabled"]);
         assert_eq!(keys(&base().with("commit.interval", "30")), ["commit.interval"]);

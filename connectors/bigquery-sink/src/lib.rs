@@ -7,6 +7,8 @@
 //!   partition ([`streaming`]: the decisions, [`storage`]: the gRPC client,
 //!   [`encode`]: rows as protobuf); without `ingestion.mode` it is the
 //!   legacy connector's `tabledata.insertAll` ([`legacy`]).
+//!   `ingestion.mode=BATCH LOADING` appends the same way to PENDING
+//!   streams committed every `commit.interval` ([`batch`]).
 //! - [`rest`], [`auth`], [`schema`]: tables, credentials, table schemas.
 //!
 //! Threading: each task owns a current-thread tokio runtime for gRPC and
@@ -19,6 +21,7 @@ pub mod streaming;
 pub mod task;
 
 pub mod auth;
+pub mod batch;
 pub mod legacy;
 pub mod rest;
 pub mod schema;
@@ -42,7 +45,8 @@ impl SinkConnector for BigQuerySink {
             aliases: &["com.wepay.kafka.connect.bigquery.BigQuerySinkConnector", "BigQueryStorageSink", "BigQuerySink"],
             version: env!("CARGO_PKG_VERSION"),
             documentation: "Writes JSON records to BigQuery tables with Confluent's configuration: exactly once \
-                            through the Storage Write API (ingestion.mode=STREAMING), or insertAll (legacy).",
+                            through the Storage Write API (ingestion.mode=STREAMING, or BATCH LOADING: committed every \
+                            commit.interval), or insertAll (legacy).",
         }
     }
 

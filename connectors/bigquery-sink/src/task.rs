@@ -6,6 +6,8 @@
 //! it from the worker's task thread (nothing runs between calls); the
 //! REST client is blocking.
 
+mod batch_task;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -43,7 +45,12 @@ use crate::{
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put).
+/// append: at the start of the next put); BATCH LOADING's interval commit
+/// adds `after-finalize`, `after-note` (streams sealed in the notes, before
+/// BatchCommitWriteStreams) and `after-batch-commit` (before the offsets
+/// are reported durable). With `SLUICE_BQ_FAULT_ACTION=stop` the process
+/// stops itself there instead (SIGSTOP, as a paused worker) and goes on
+/// from that point when continued.
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):
@@ -52,6 +59,7 @@ use crate::{
 struct Faults {
     point: Option<(String, u32)>,
     mark: Option<String>,
+    stop: bool,
     seen: BTreeMap<&'static str, u32>,
 }
 
@@ -74,7 +82,12 @@ impl Faults {
             let (p, n) = v.split_once('@')?;
             Some((p.to_string(), n.parse().ok()?))
         });
-        Faults { point, mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(), seen: BTreeMap::new() }
+        Faults {
+            point,
+            mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(),
+            stop: std::env::var("SLUICE_BQ_FAULT_ACTION").is_ok_and(|a| a == "stop"),
+            seen: BTreeMap::new(),
+        }
     }
 
     fn refuse_marker() -> Option<Vec<u8>> {
@@ -96,6 +109,17 @@ impl Faults {
                 return;
             }
             let _ = std::fs::write(mark, point);
+        }
+        if self.stop {
+            host.warn("test fault point reached: the worker stops itself (SIGSTOP) now", &[("point", point)]);
+            // SAFETY: raise only sends a signal to the calling thread; SIGSTOP
+            // stops the whole process before raise returns, so nothing of the
+            // sink runs between the point and the pause.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+            }
+            host.warn("test fault point: the worker was continued", &[("point", point)]);
+            return;
         }
         host.warn("test fault point reached: the worker dies now", &[("point", point)]);
         std::process::abort();
@@ -199,6 +223,8 @@ pub struct BigQuerySinkTask {
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
+    /// BATCH LOADING's pending streams and commits.
+    batch: batch_task::BatchState,
 }
 
 impl std::fmt::Debug for BigQuerySinkTask {
@@ -302,6 +328,10 @@ impl BigQuerySinkTask {
             f
         });
         let storage = rt.block_on(async { StorageClient::new(&cfg.storage_endpoint, authorization) })?;
+        let batch = batch_task::BatchState::new(match cfg.path {
+            WritePath::BatchLoading { commit_interval } => commit_interval,
+            _ => std::time::Duration::ZERO,
+        });
         Ok(BigQuerySinkTask {
             cfg,
             host,
@@ -318,6 +348,7 @@ impl BigQuerySinkTask {
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
+            batch,
         })
     }
 
@@ -452,13 +483,15 @@ impl BigQuerySinkTask {
     }
 
     fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
+        self.create_stream_of(table, StreamType::Committed)
+    }
+
+    fn create_stream_of(&mut self, table: &str, kind: StreamType) -> Result<String, ConnectorError> {
         let path = self.cfg.table_path(table);
         let timeout = self.cfg.append_timeout;
         let created = self
             .rt
-            .block_on(async {
-                tokio::time::timeout(timeout, self.storage.create_write_stream(&path, StreamType::Committed)).await
-            })
+            .block_on(async { tokio::time::timeout(timeout, self.storage.create_write_stream(&path, kind)).await })
             .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("CreateWriteStream", &path, timeout))));
         let ws = match created {
             Ok(ws) => ws,
@@ -697,8 +730,12 @@ impl BigQuerySinkTask {
         }
         let groups = ready;
         if exactly_once {
+            let batch = matches!(self.cfg.path, WritePath::BatchLoading { .. });
             for (tp, idx) in &groups {
-                self.prepare(tp, records[idx[0]].offset())?;
+                match batch {
+                    true => self.prepare_batch(tp, records[idx[0]].offset())?,
+                    false => self.prepare(tp, records[idx[0]].offset())?,
+                }
             }
         }
         // A failed put leaves the positions as they were: the worker puts
@@ -801,6 +838,10 @@ impl BigQuerySinkTask {
 
 impl SinkTask for BigQuerySinkTask {
     fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            self.open_batch(partitions);
+            return Ok(());
+        }
         for tp in partitions {
             let note = self.context.note(tp);
             let resume = note.as_deref().and_then(Checkpoint::parse);
@@ -817,10 +858,14 @@ impl SinkTask for BigQuerySinkTask {
         match self.cfg.path {
             WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
             WritePath::InsertAll => self.put_insert_all(records),
+            WritePath::BatchLoading { .. } => self.put_batch(records),
         }
     }
 
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            return self.pre_commit_batch();
+        }
         if self.cfg.path != (WritePath::Streaming { exactly_once: true }) {
             // Written synchronously in put: durable up to what was delivered.
             return Ok(delivered.to_vec());
@@ -861,6 +906,7 @@ impl SinkTask for BigQuerySinkTask {
     }
 
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        self.close_batch(partitions);
         for tp in partitions {
             if let Some(p) = self.parts.remove(tp) {
                 if let Some(pos) = p.position {
