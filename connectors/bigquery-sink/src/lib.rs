@@ -6,7 +6,8 @@
 //!   once through a COMMITTED Storage Write API stream per table and
 //!   partition ([`streaming`]: the decisions, [`storage`]: the gRPC client,
 //!   [`encode`]: rows as protobuf); without `ingestion.mode` it is the
-//!   legacy connector's `tabledata.insertAll` ([`legacy`]).
+//!   legacy connector's `tabledata.insertAll` ([`legacy`]); UPSERT and
+//!   UPSERT_DELETE append to an intermediate table and MERGE ([`upsert`]).
 //! - [`rest`], [`auth`], [`schema`]: tables, credentials, table schemas.
 //!
 //! Threading: each task owns a current-thread tokio runtime for gRPC and
@@ -23,6 +24,7 @@ pub mod legacy;
 pub mod rest;
 pub mod schema;
 pub mod table;
+pub mod upsert;
 
 use connector_api::{
     ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector, SinkContext,

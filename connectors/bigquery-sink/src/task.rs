@@ -35,6 +35,8 @@ use crate::{
     },
 };
 
+mod upsert_io;
+
 /// Test-only fault points: `SLUICE_BQ_FAULT=<point>@<n>` makes the worker
 /// process die at once (abort: no unwinding, no commit, as `kill -9`) the
 /// n-th time it reaches `<point>`; `SLUICE_BQ_FAULT_MARK=<file>` makes it
@@ -199,6 +201,8 @@ pub struct BigQuerySinkTask {
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
+    /// UPSERT / UPSERT_DELETE.
+    upsert: upsert_io::State,
 }
 
 impl std::fmt::Debug for BigQuerySinkTask {
@@ -247,10 +251,7 @@ pub fn record_row(
         }
     };
     if let Some(field) = &cfg.kafka_key_field {
-        let key = r.key().map(|k| {
-            serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned()))
-        });
-        row.insert(schema::sanitize_field_name(field), key.unwrap_or(Value::Null));
+        row.insert(schema::sanitize_field_name(field), key_value(r).unwrap_or(Value::Null));
     }
     if let Some(field) = &cfg.kafka_data_field {
         let mut meta = Map::new();
@@ -261,6 +262,13 @@ pub fn record_row(
         row.insert(schema::sanitize_field_name(field), Value::Object(meta));
     }
     Ok(Some(row))
+}
+
+/// The `kafkaKeyFieldName` value of a record: its key as JSON, or as text
+/// when it is not JSON.
+fn key_value(r: &SinkRecord<'_>) -> Option<Value> {
+    r.key()
+        .map(|k| serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned())))
 }
 
 fn sanitize(row: Map<String, Value>) -> Map<String, Value> {
@@ -318,6 +326,7 @@ impl BigQuerySinkTask {
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
+            upsert: upsert_io::State::default(),
         })
     }
 
@@ -801,6 +810,10 @@ impl BigQuerySinkTask {
 
 impl SinkTask for BigQuerySinkTask {
     fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        if let WritePath::Upsert { .. } = self.cfg.path {
+            self.upsert.open(partitions);
+            return Ok(());
+        }
         for tp in partitions {
             let note = self.context.note(tp);
             let resume = note.as_deref().and_then(Checkpoint::parse);
@@ -817,10 +830,15 @@ impl SinkTask for BigQuerySinkTask {
         match self.cfg.path {
             WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
             WritePath::InsertAll => self.put_insert_all(records),
+            WritePath::Upsert { delete } => self.put_upsert(records, delete),
         }
     }
 
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        if let WritePath::Upsert { .. } = self.cfg.path {
+            // Durable is what a MERGE covered, not what was appended.
+            return self.pre_commit_upsert();
+        }
         if self.cfg.path != (WritePath::Streaming { exactly_once: true }) {
             // Written synchronously in put: durable up to what was delivered.
             return Ok(delivered.to_vec());
@@ -861,6 +879,7 @@ impl SinkTask for BigQuerySinkTask {
     }
 
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        self.upsert.close(partitions);
         for tp in partitions {
             if let Some(p) = self.parts.remove(tp) {
                 if let Some(pos) = p.position {
