@@ -45,7 +45,8 @@ mod upsert_io;
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put).
+/// append: at the start of the next put), `after-merge` (UPSERT: a MERGE
+/// done, before its offsets are reported durable).
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):

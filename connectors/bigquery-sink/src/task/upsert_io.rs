@@ -250,6 +250,7 @@ impl BigQuerySinkTask {
             );
             let started = Instant::now();
             let merged = self.rest().query(&sql)?;
+            self.faults.reach("after-merge", &self.host);
             self.host.info(
                 "merged the intermediate table into the destination",
                 &[
