@@ -217,3 +217,60 @@ fn without_deletes_a_tombstone_is_skipped_and_a_keyless_record_goes_to_the_dlq()
     h.assert_durable("orders", 0, 3);
     assert_eq!(d.orders(), vec![("a".to_string(), 1)]);
 }
+
+/// A Connect schema with a REQUIRED field: the destination keeps it
+/// REQUIRED, the intermediate table relaxes it (a tombstone's row has only
+/// its key), and a tombstone still deletes.
+#[test]
+fn tables_are_created_from_the_connect_schema_and_a_tombstone_fits_the_intermediate_table() {
+    let _serial = serial();
+    let mut d = Dataset::new("upsert_connect_schema");
+    let schema = json!({"type": "struct", "optional": false, "fields": [
+        {"field": "status", "type": "string", "optional": false},
+        {"field": "version", "type": "int64", "optional": false}
+    ]})
+    .to_string();
+    let mut h = SinkHarness::new(BigQuerySink, d.config("UPSERT_DELETE", 4)).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let mut b = RecordBuilder::new("orders", 0);
+    for (key, v) in [("a", 1), ("b", 1), ("a", 2)] {
+        b.key(key).value_schema(&schema).value(json!({"status": format!("v{v}"), "version": v}).to_string()).push();
+    }
+    b.key("b").tombstone().push();
+    h.put(&b.take()).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 4);
+    assert_eq!(d.orders(), vec![("a".to_string(), 2)]);
+    let modes = |table: &str, d: &mut Dataset| -> Vec<String> {
+        let t = d.rest.table(&d.name.clone(), table);
+        t["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{} {}", f["name"].as_str().unwrap(), f["mode"].as_str().unwrap_or("NULLABLE")))
+            .collect()
+    };
+    assert_eq!(
+        modes("orders", &mut d),
+        ["status REQUIRED", "version REQUIRED", "order_id NULLABLE", "_sluice_offset NULLABLE"]
+    );
+    assert_eq!(modes("orders_tmp", &mut d)[..2], ["status NULLABLE", "version NULLABLE"]);
+}
+
+#[test]
+fn an_existing_table_without_the_offset_column_fails_the_task_with_the_fix() {
+    let _serial = serial();
+    let mut d = Dataset::new("upsert_no_offset_column");
+    let name = d.name.clone();
+    d.rest.create_table(
+        &name,
+        "orders",
+        json!([{"name": "order_id", "type": "STRING"}, {"name": "status", "type": "STRING"},
+               {"name": "version", "type": "INTEGER"}]),
+    );
+    let mut h = SinkHarness::new(BigQuerySink, d.config("UPSERT", 1)).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let e = h.put(&versions(0, 0, 1, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("ADD COLUMN _sluice_offset INT64"), "{}", e.message());
+}
