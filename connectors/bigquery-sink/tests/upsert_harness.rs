@@ -274,3 +274,35 @@ fn an_existing_table_without_the_offset_column_fails_the_task_with_the_fix() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("ADD COLUMN _sluice_offset INT64"), "{}", e.message());
 }
+
+/// A paused former owner wakes up after the next owner took over: the
+/// note committed before its MERGE is refused (the group moved on), so it
+/// merges nothing; the rows it appended are older than what the next owner
+/// merged and change nothing when that one merges.
+#[test]
+fn a_former_owner_whose_note_is_refused_merges_nothing() {
+    let _serial = serial();
+    let mut d = Dataset::new("upsert_fenced");
+    let n = 10;
+    let all = versions(0, 0, n, 5);
+    let mut former = SinkHarness::new(BigQuerySink, d.config("UPSERT", 20)).unwrap();
+    former.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    former.put(&all[..20]).unwrap();
+    assert_eq!(d.orders(), latest(&[0], n, 2));
+    // Paused here; the next owner takes every version to v5.
+    let mut next = SinkHarness::new(BigQuerySink, d.config("UPSERT", 20)).unwrap();
+    next.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    next.put(&all).unwrap();
+    assert_eq!(d.orders(), latest(&[0], n, 5));
+    // The former owner wakes up with v3 and v4 in hand.
+    *former.context().fenced.lock().unwrap() = Some("generation 1 is not current".into());
+    let e = former.put(&all[20..40]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Retriable, "{}", e.message());
+    assert_eq!(d.orders(), latest(&[0], n, 5));
+    next.put(&RecordBuilder::new("orders", 0).at(50).records(20, |b, o| {
+        b.key(format!("p0-o{}", o % 10))
+            .value(json!({"status": "v9", "version": 5 + (o - 50) / 10 + 1, "total": 1}).to_string());
+    }))
+    .unwrap();
+    assert_eq!(d.orders(), latest(&[0], n, 7));
+}
