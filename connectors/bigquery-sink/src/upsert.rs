@@ -247,6 +247,16 @@ pub fn merge_due(records: u64, elapsed: Duration, interval: Option<Duration>, th
     threshold.is_some_and(|t| records >= t) || interval.is_some_and(|i| elapsed >= i)
 }
 
+/// Whether a failed MERGE lost to another DML statement on the same table
+/// (BigQuery serialises DML per table and aborts one of two that touch the
+/// same data: "Could not serialize access to table … due to concurrent
+/// update", "Transaction is aborted due to concurrent update"): worth
+/// running again, unlike an error in the statement.
+pub fn lost_to_concurrent_dml(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("concurrent update") || m.contains("could not serialize access")
+}
+
 /// The note committed for a partition before each merge: `bqu1 <offset>`,
 /// records below `offset` are in the intermediate table. Committing it is
 /// the fence: a task that lost the partition is refused and does not merge.
@@ -362,6 +372,15 @@ mod tests {
         assert!(!merge_due(1, s(59), Some(s(60)), None));
         assert!(!merge_due(0, s(600), Some(s(60)), Some(1)));
         assert!(!merge_due(10_000, s(600), None, None));
+    }
+
+    #[test]
+    fn a_merge_that_lost_to_another_dml_statement_is_worth_another_attempt() {
+        assert!(lost_to_concurrent_dml(
+            "running query `MERGE …`: invalidQuery: Could not serialize access to table p:d.o due to concurrent update"
+        ));
+        assert!(lost_to_concurrent_dml("Transaction is aborted due to concurrent update against table p.d.o"));
+        assert!(!lost_to_concurrent_dml("invalidQuery: Unrecognized name: status"));
     }
 
     #[test]

@@ -249,7 +249,15 @@ impl BigQuerySinkTask {
                 matches!(self.cfg.path, WritePath::Upsert { delete: true }),
             );
             let started = Instant::now();
-            let merged = self.rest().query(&sql)?;
+            let merged = self.rest().query(&sql).map_err(|e| {
+                if upsert::lost_to_concurrent_dml(e.message()) {
+                    // Another task's MERGE into the same table won; the
+                    // worker puts the batch again and this one merges then.
+                    ConnectorError::retriable(e.message())
+                } else {
+                    e
+                }
+            })?;
             self.faults.reach("after-merge", &self.host);
             self.host.info(
                 "merged the intermediate table into the destination",
