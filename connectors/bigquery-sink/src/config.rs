@@ -177,6 +177,9 @@ pub enum WritePath {
     /// `deleteEnabled`: an intermediate table and a periodic MERGE keeping
     /// each key's latest row by Kafka offset ([`crate::upsert`]).
     Upsert { delete: bool },
+    /// V2 BATCH LOADING: PENDING streams committed every `commit.interval`
+    /// (exactly once, [`crate::batch`]).
+    BatchLoading { commit_interval: Duration },
 }
 
 /// Everything a task needs, parsed and checked once.
@@ -232,17 +235,7 @@ pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
     issues
 }
 
-fn not_yet(key: &str, what: &str) -> ConfigIssue {
-    ConfigIssue::new(
-        key,
-        format!(
-            "{what} is not supported by this connector yet; use ingestion.mode=STREAMING (exactly once) or leave \
-             ingestion.mode unset (insertAll)"
-        ),
-    )
-}
-
-/// The write path the mode keys select; refuses what is not built yet.
+/// The write path the mode keys select (refusing contradictory switches, and upsert without its key).
 pub fn write_path(s: &Settings) -> Result<WritePath, ConfigIssue> {
     let legacy_upsert = s.upsert_enabled || s.delete_enabled;
     let path = match s.ingestion_mode {
@@ -266,7 +259,9 @@ pub fn write_path(s: &Settings) -> Result<WritePath, ConfigIssue> {
             ));
         }
         Some(IngestionMode::Streaming) => WritePath::Streaming { exactly_once: s.exactly_once },
-        Some(IngestionMode::BatchLoading) => return Err(not_yet(Settings::ingestion_mode, "BATCH LOADING")),
+        Some(IngestionMode::BatchLoading) => {
+            WritePath::BatchLoading { commit_interval: Duration::from_secs(u64::from(s.commit_interval)) }
+        }
         Some(IngestionMode::Upsert) => WritePath::Upsert { delete: false },
         Some(IngestionMode::UpsertDelete) => WritePath::Upsert { delete: true },
     };
@@ -552,8 +547,22 @@ mod tests {
     }
 
     #[test]
+    fn batch_loading_commits_every_commit_interval_within_v2s_range() {
+        let c = BigQuerySinkConfig::from_config(&base().with("ingestion.mode", "BATCH LOADING")).unwrap();
+        assert_eq!(c.path, WritePath::BatchLoading { commit_interval: Duration::from_secs(60) }, "V2's default");
+        let c = BigQuerySinkConfig::from_config(
+            &base().with("ingestion.mode", "BATCH LOADING").with("commit.interval", "14400"),
+        )
+        .unwrap();
+        assert_eq!(c.path, WritePath::BatchLoading { commit_interval: Duration::from_secs(14_400) });
+        for outside in ["59", "14401"] {
+            let config = base().with("ingestion.mode", "BATCH LOADING").with("commit.interval", outside);
+            assert_eq!(keys(&config), ["commit.interval"], "{outside}");
+        }
+    }
+
+    #[test]
     fn refusals_name_their_key() {
-        assert_eq!(keys(&base().with("ingestion.mode", "BATCH LOADING")), ["ingestion.mode"]);
         assert_eq!(keys(&base().with("ingestion.mode", "FAST")), ["ingestion.mode"]);
         assert_eq!(keys(&base().with("ingestion.mode", "UPSERT")), ["kafkaKeyFieldName"]);
         assert_eq!(keys(&base().with("upsertEnabled", "true")), ["kafkaKeyFieldName"]);

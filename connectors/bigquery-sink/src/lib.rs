@@ -6,7 +6,9 @@
 //!   once through a COMMITTED Storage Write API stream per table and
 //!   partition ([`streaming`]: the decisions, [`storage`]: the gRPC client,
 //!   [`encode`]: rows as protobuf); without `ingestion.mode` it is the
-//!   legacy connector's `tabledata.insertAll` ([`legacy`]); UPSERT and
+//!   legacy connector's `tabledata.insertAll` ([`legacy`]).
+//!   `ingestion.mode=BATCH LOADING` appends the same way to PENDING
+//!   streams committed every `commit.interval` ([`batch`]); UPSERT and
 //!   UPSERT_DELETE append to an intermediate table and MERGE ([`upsert`]).
 //! - [`rest`], [`auth`], [`schema`]: tables, credentials, table schemas.
 //!
@@ -20,6 +22,7 @@ pub mod streaming;
 pub mod task;
 
 pub mod auth;
+pub mod batch;
 pub mod legacy;
 pub mod rest;
 pub mod schema;
@@ -44,7 +47,8 @@ impl SinkConnector for BigQuerySink {
             aliases: &["com.wepay.kafka.connect.bigquery.BigQuerySinkConnector", "BigQueryStorageSink", "BigQuerySink"],
             version: env!("CARGO_PKG_VERSION"),
             documentation: "Writes JSON records to BigQuery tables with Confluent's configuration: exactly once \
-                            through the Storage Write API (ingestion.mode=STREAMING), or insertAll (legacy).",
+                            through the Storage Write API (ingestion.mode=STREAMING, or BATCH LOADING: committed every \
+                            commit.interval), or insertAll (legacy).",
         }
     }
 

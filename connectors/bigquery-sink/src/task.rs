@@ -6,6 +6,8 @@
 //! it from the worker's task thread (nothing runs between calls); the
 //! REST client is blocking.
 
+mod batch_task;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -46,7 +48,10 @@ mod upsert_io;
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
 /// append: at the start of the next put), `after-merge` (UPSERT: a MERGE
-/// done, before its offsets are reported durable).
+/// done, before its offsets are reported durable); BATCH LOADING's interval
+/// commit adds `after-finalize`, `after-note` (streams sealed in the notes,
+/// before BatchCommitWriteStreams) and `after-batch-commit` (before the
+/// offsets are reported durable).
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):
@@ -204,6 +209,8 @@ pub struct BigQuerySinkTask {
     committed_since_append: bool,
     /// UPSERT / UPSERT_DELETE.
     upsert: upsert_io::State,
+    /// BATCH LOADING's pending streams and commits.
+    batch: batch_task::BatchState,
 }
 
 impl std::fmt::Debug for BigQuerySinkTask {
@@ -311,6 +318,10 @@ impl BigQuerySinkTask {
             f
         });
         let storage = rt.block_on(async { StorageClient::new(&cfg.storage_endpoint, authorization) })?;
+        let batch = batch_task::BatchState::new(match cfg.path {
+            WritePath::BatchLoading { commit_interval } => commit_interval,
+            _ => std::time::Duration::ZERO,
+        });
         Ok(BigQuerySinkTask {
             cfg,
             host,
@@ -328,6 +339,7 @@ impl BigQuerySinkTask {
             appended_since_commit: false,
             committed_since_append: false,
             upsert: upsert_io::State::default(),
+            batch,
         })
     }
 
@@ -462,13 +474,15 @@ impl BigQuerySinkTask {
     }
 
     fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
+        self.create_stream_of(table, StreamType::Committed)
+    }
+
+    fn create_stream_of(&mut self, table: &str, kind: StreamType) -> Result<String, ConnectorError> {
         let path = self.cfg.table_path(table);
         let timeout = self.cfg.append_timeout;
         let created = self
             .rt
-            .block_on(async {
-                tokio::time::timeout(timeout, self.storage.create_write_stream(&path, StreamType::Committed)).await
-            })
+            .block_on(async { tokio::time::timeout(timeout, self.storage.create_write_stream(&path, kind)).await })
             .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("CreateWriteStream", &path, timeout))));
         let ws = match created {
             Ok(ws) => ws,
@@ -707,8 +721,12 @@ impl BigQuerySinkTask {
         }
         let groups = ready;
         if exactly_once {
+            let batch = matches!(self.cfg.path, WritePath::BatchLoading { .. });
             for (tp, idx) in &groups {
-                self.prepare(tp, records[idx[0]].offset())?;
+                match batch {
+                    true => self.prepare_batch(tp, records[idx[0]].offset())?,
+                    false => self.prepare(tp, records[idx[0]].offset())?,
+                }
             }
         }
         // A failed put leaves the positions as they were: the worker puts
@@ -815,6 +833,10 @@ impl SinkTask for BigQuerySinkTask {
             self.upsert.open(partitions);
             return Ok(());
         }
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            self.open_batch(partitions);
+            return Ok(());
+        }
         for tp in partitions {
             let note = self.context.note(tp);
             let resume = note.as_deref().and_then(Checkpoint::parse);
@@ -832,6 +854,7 @@ impl SinkTask for BigQuerySinkTask {
             WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
             WritePath::InsertAll => self.put_insert_all(records),
             WritePath::Upsert { delete } => self.put_upsert(records, delete),
+            WritePath::BatchLoading { .. } => self.put_batch(records),
         }
     }
 
@@ -839,6 +862,9 @@ impl SinkTask for BigQuerySinkTask {
         if let WritePath::Upsert { .. } = self.cfg.path {
             // Durable is what a MERGE covered, not what was appended.
             return self.pre_commit_upsert();
+        }
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            return self.pre_commit_batch();
         }
         if self.cfg.path != (WritePath::Streaming { exactly_once: true }) {
             // Written synchronously in put: durable up to what was delivered.
@@ -881,6 +907,7 @@ impl SinkTask for BigQuerySinkTask {
 
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
         self.upsert.close(partitions);
+        self.close_batch(partitions);
         for tp in partitions {
             if let Some(p) = self.parts.remove(tp) {
                 if let Some(pos) = p.position {
