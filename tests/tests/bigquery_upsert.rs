@@ -82,7 +82,9 @@ impl Case {
         case
     }
 
-    fn config(&self, mode: &str, extra: &[(&str, &str)]) -> Value {
+    /// The config with `mode` as V2's `ingestion.mode`, or none (the legacy
+    /// connector's keys, `upsertEnabled` in `extra`).
+    fn config(&self, mode: Option<&str>, extra: &[(&str, &str)]) -> Value {
         let mut c = json!({
             "connector.class": "com.wepay.kafka.connect.bigquery.BigQuerySinkConnector",
             "tasks.max": "1",
@@ -90,12 +92,14 @@ impl Case {
             "topic2TableMap": format!("{}:orders", self.topic),
             "project": service_env("BQ_PROJECT"),
             "defaultDataset": self.dataset,
-            "ingestion.mode": mode,
             "kafkaKeyFieldName": "order_id",
             "bigquery.rest.endpoint": service_env("BQ_REST_ENDPOINT"),
             "bigquery.storage.endpoint": service_env("BQ_GRPC_ENDPOINT"),
             "offset.flush.interval.ms": "500",
         });
+        if let Some(mode) = mode {
+            c["ingestion.mode"] = json!(mode);
+        }
         for (k, v) in extra {
             c[*k] = json!(v);
         }
@@ -182,7 +186,8 @@ fn last_versions(n: i64, deleted: impl Fn(i64) -> bool) -> Vec<(i64, i64)> {
 
 /// `SLUICE_BQ_UPSERT_ORDERS` orders (default 2,000; the full size
 /// is 10,000) with five versions each over four partitions → the table
-/// holds each order once, at its last version.
+/// holds each order once, at its last version. A pasted legacy config:
+/// `upsertEnabled=true`, no `ingestion.mode`.
 #[test]
 fn orders_with_five_versions_each_end_at_their_last_version() {
     let _serial = serial();
@@ -191,7 +196,7 @@ fn orders_with_five_versions_each_end_at_their_last_version() {
     produce(&case.topic, n, |_| false);
     let started = Instant::now();
     let worker = WorkerProcess::start(&unique("bq-upsert-cluster"), &[], &[]);
-    create(&worker, &case.name, case.config("UPSERT", &[("mergeIntervalMs", "1000")]));
+    create(&worker, &case.name, case.config(None, &[("upsertEnabled", "true"), ("mergeIntervalMs", "1000")]));
     wait_committed(&worker, &case, &case.end(n, |_| false));
     eprintln!(
         "{n} orders x {VERSIONS} versions ({} records) over {PARTITIONS} partitions merged and committed in {:.1} s",
@@ -222,7 +227,7 @@ fn killed_after_a_merge_before_the_commit_no_order_rolls_back_and_no_deleted_one
     let mut worker = WorkerProcess::start(&unique("bq-upsert-kill-cluster"), &[], &envs);
     let threshold = total.to_string();
     let extra = [("mergeRecordsThreshold", threshold.as_str()), ("mergeIntervalMs", "-1")];
-    create(&worker, &case.name, case.config("UPSERT_DELETE", &extra));
+    create(&worker, &case.name, case.config(Some("UPSERT_DELETE"), &extra));
     wait_until(&format!("the worker to die after its first merge; log:\n{}", tail(&worker)), TIMEOUT, || {
         Path::new(&mark).exists().then_some(())
     });
