@@ -98,6 +98,31 @@ pub fn check_destination(table: &TableId, schema: &TableSchema, key: &str) -> Re
     }
 }
 
+/// Why an existing intermediate table cannot take the destination's rows:
+/// it lacks some of the columns [`intermediate_schema`] gives it (the
+/// destination gained columns since it was created). Dropping it is safe:
+/// its rows are merged already or belong to records not yet committed,
+/// which Kafka delivers again.
+pub fn check_intermediate(
+    intermediate: &TableId,
+    schema: &TableSchema,
+    destination: &TableId,
+    expected: &TableSchema,
+) -> Result<(), String> {
+    let missing: Vec<&str> =
+        expected.fields.iter().filter(|f| schema.field(&f.name).is_none()).map(|f| f.name.as_str()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "intermediate table {intermediate} lacks column(s) {} of table {destination} (it was created before they \
+         were added): drop {intermediate} (`DROP TABLE {}`; the sink creates it again, and records not yet merged \
+         are delivered again) or add the columns to it",
+        missing.join(", "),
+        intermediate.sql()
+    ))
+}
+
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', ""))
 }
@@ -381,6 +406,16 @@ mod tests {
         ));
         assert!(lost_to_concurrent_dml("Transaction is aborted due to concurrent update against table p.d.o"));
         assert!(!lost_to_concurrent_dml("invalidQuery: Unrecognized name: status"));
+    }
+
+    #[test]
+    fn an_intermediate_table_older_than_the_destination_is_refused_with_the_fix() {
+        let expected = intermediate_schema(&orders());
+        assert_eq!(check_intermediate(&id("o_tmp"), &expected, &id("o"), &expected), Ok(()));
+        let mut old = expected.clone();
+        old.fields.retain(|f| f.name != "total");
+        let e = check_intermediate(&id("o_tmp"), &old, &id("o"), &expected).unwrap_err();
+        assert!(e.contains("lacks column(s) total of table p.d.o") && e.contains("DROP TABLE `p.d.o_tmp`"), "{e}");
     }
 
     #[test]

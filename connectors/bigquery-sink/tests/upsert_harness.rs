@@ -306,3 +306,31 @@ fn a_former_owner_whose_note_is_refused_merges_nothing() {
     .unwrap();
     assert_eq!(d.orders(), latest(&[0], n, 7));
 }
+
+#[test]
+fn an_intermediate_table_older_than_the_destination_fails_the_task_with_the_fix() {
+    let _serial = serial();
+    let mut d = Dataset::new("upsert_old_intermediate");
+    let name = d.name.clone();
+    d.rest.create_table(
+        &name,
+        "orders",
+        json!([{"name": "order_id", "type": "STRING"}, {"name": "status", "type": "STRING"},
+               {"name": "version", "type": "INTEGER"}, {"name": "total", "type": "INTEGER"},
+               {"name": "_sluice_offset", "type": "INTEGER"}]),
+    );
+    // Created when the destination had no `total`.
+    d.rest.create_table(
+        &name,
+        "orders_tmp",
+        json!([{"name": "order_id", "type": "STRING"}, {"name": "status", "type": "STRING"},
+               {"name": "version", "type": "INTEGER"}, {"name": "_sluice_offset", "type": "INTEGER"},
+               {"name": "_sluice_topic", "type": "STRING"}, {"name": "_sluice_partition", "type": "INTEGER"},
+               {"name": "_sluice_deleted", "type": "BOOLEAN"}]),
+    );
+    let mut h = SinkHarness::new(BigQuerySink, d.config("UPSERT", 1)).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    let e = h.put(&versions(0, 0, 1, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("lacks column(s) total") && e.message().contains("DROP TABLE"), "{}", e.message());
+}

@@ -108,7 +108,9 @@ impl BigQuerySinkTask {
         upsert::check_destination(&id, &destination, &key).map_err(ConnectorError::config)?;
         let tmp = self.table_id(&upsert::intermediate_table(table, &self.cfg.intermediate_suffix));
         // Not partitioned: its rows live between two merges.
-        self.rest().ensure_table(&tmp, &upsert::intermediate_schema(&destination), &TableOptions::default())?;
+        let expected = upsert::intermediate_schema(&destination);
+        let existing = self.rest().ensure_table(&tmp, &expected, &TableOptions::default())?;
+        upsert::check_intermediate(&tmp, &existing, &id, &expected).map_err(ConnectorError::config)?;
         self.upsert.tables.insert(table.to_string(), destination);
         Ok(true)
     }
