@@ -8,7 +8,8 @@
 //!   [`encode`]: rows as protobuf); without `ingestion.mode` it is the
 //!   legacy connector's `tabledata.insertAll` ([`legacy`]).
 //!   `ingestion.mode=BATCH LOADING` appends the same way to PENDING
-//!   streams committed every `commit.interval` ([`batch`]).
+//!   streams committed every `commit.interval` ([`batch`]); UPSERT and
+//!   UPSERT_DELETE append to an intermediate table and MERGE ([`upsert`]).
 //! - [`rest`], [`auth`], [`schema`]: tables, credentials, table schemas.
 //!
 //! Threading: each task owns a current-thread tokio runtime for gRPC and
@@ -26,6 +27,7 @@ pub mod legacy;
 pub mod rest;
 pub mod schema;
 pub mod table;
+pub mod upsert;
 
 use connector_api::{
     ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector, SinkContext,

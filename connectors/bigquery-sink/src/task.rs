@@ -37,6 +37,8 @@ use crate::{
     },
 };
 
+mod upsert_io;
+
 /// Test-only fault points: `SLUICE_BQ_FAULT=<point>@<n>` makes the worker
 /// process die at once (abort: no unwinding, no commit, as `kill -9`) the
 /// n-th time it reaches `<point>`; `SLUICE_BQ_FAULT_MARK=<file>` makes it
@@ -45,12 +47,13 @@ use crate::{
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put); BATCH LOADING's interval commit
-/// adds `after-finalize`, `after-note` (streams sealed in the notes, before
-/// BatchCommitWriteStreams) and `after-batch-commit` (before the offsets
-/// are reported durable). With `SLUICE_BQ_FAULT_ACTION=stop` the process
-/// stops itself there instead (SIGSTOP, as a paused worker) and goes on
-/// from that point when continued.
+/// append: at the start of the next put), `after-merge` (UPSERT: a MERGE
+/// done, before its offsets are reported durable); BATCH LOADING's interval
+/// commit adds `after-finalize`, `after-note` (streams sealed in the notes,
+/// before BatchCommitWriteStreams) and `after-batch-commit` (before the
+/// offsets are reported durable). With `SLUICE_BQ_FAULT_ACTION=stop` the
+/// process stops itself there instead (SIGSTOP, as a paused worker) and goes
+/// on from that point when continued.
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):
@@ -223,6 +226,8 @@ pub struct BigQuerySinkTask {
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
+    /// UPSERT / UPSERT_DELETE.
+    upsert: upsert_io::State,
     /// BATCH LOADING's pending streams and commits.
     batch: batch_task::BatchState,
 }
@@ -273,10 +278,7 @@ pub fn record_row(
         }
     };
     if let Some(field) = &cfg.kafka_key_field {
-        let key = r.key().map(|k| {
-            serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned()))
-        });
-        row.insert(schema::sanitize_field_name(field), key.unwrap_or(Value::Null));
+        row.insert(schema::sanitize_field_name(field), key_value(r).unwrap_or(Value::Null));
     }
     if let Some(field) = &cfg.kafka_data_field {
         let mut meta = Map::new();
@@ -287,6 +289,13 @@ pub fn record_row(
         row.insert(schema::sanitize_field_name(field), Value::Object(meta));
     }
     Ok(Some(row))
+}
+
+/// The `kafkaKeyFieldName` value of a record: its key as JSON, or as text
+/// when it is not JSON.
+fn key_value(r: &SinkRecord<'_>) -> Option<Value> {
+    r.key()
+        .map(|k| serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned())))
 }
 
 fn sanitize(row: Map<String, Value>) -> Map<String, Value> {
@@ -348,6 +357,7 @@ impl BigQuerySinkTask {
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
+            upsert: upsert_io::State::default(),
             batch,
         })
     }
@@ -838,6 +848,10 @@ impl BigQuerySinkTask {
 
 impl SinkTask for BigQuerySinkTask {
     fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        if let WritePath::Upsert { .. } = self.cfg.path {
+            self.upsert.open(partitions);
+            return Ok(());
+        }
         if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
             self.open_batch(partitions);
             return Ok(());
@@ -858,11 +872,16 @@ impl SinkTask for BigQuerySinkTask {
         match self.cfg.path {
             WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
             WritePath::InsertAll => self.put_insert_all(records),
+            WritePath::Upsert { delete } => self.put_upsert(records, delete),
             WritePath::BatchLoading { .. } => self.put_batch(records),
         }
     }
 
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        if let WritePath::Upsert { .. } = self.cfg.path {
+            // Durable is what a MERGE covered, not what was appended.
+            return self.pre_commit_upsert();
+        }
         if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
             return self.pre_commit_batch();
         }
@@ -906,6 +925,7 @@ impl SinkTask for BigQuerySinkTask {
     }
 
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        self.upsert.close(partitions);
         self.close_batch(partitions);
         for tp in partitions {
             if let Some(p) = self.parts.remove(tp) {
