@@ -184,6 +184,9 @@ mod tests {
         assert!(hint(no_client_cert).unwrap().contains("ssl.certificate.location"));
         let bad_login = "sasl_plaintext://127.0.0.1:29092/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user (after 14ms in state AUTH_REQ)";
         assert!(hint(bad_login).unwrap().contains("sasl.password"));
+        // A known user with a wrong password (the patched Tansu, 0044).
+        let wrong_password = "sasl_plaintext://127.0.0.1:39320/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with invalid-proof (after 13ms in state AUTH_REQ)";
+        assert!(hint(wrong_password).unwrap().contains("sasl.password"));
         let no_mechanism = "sasl_plaintext://127.0.0.1:29092/bootstrap: SASL PLAIN mechanism handshake failed: Local: Broker transport failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)";
         assert!(hint(no_mechanism).unwrap().contains("sasl.mechanism"));
         let expired =
