@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{service_env, unique, wait_until};
+use crate::{build_dir, service_env, unique, wait_until};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -153,4 +153,53 @@ pub fn tls_front(dir: &Path, port: u16, backend: u16, cert: &Path, key: &Path, c
     let front = Process(child);
     wait_until("haproxy to listen", TIMEOUT, || port_open(port));
     front
+}
+
+/// Waits until a log file satisfies `check`; on timeout, fails showing it.
+pub fn wait_log(what: &str, log: &Path, check: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if check(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; log:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a log has a line of a failed connection of `client` saying `what`.
+pub fn names(log: &str, client: &str, what: &str) -> bool {
+    log.lines().any(|l| l.contains("Kafka connection failed") && l.contains(client) && l.contains(what))
+}
+
+/// Starts a worker with `args` against `bootstrap` that is expected not to
+/// get through its start check, and waits for its first log line naming
+/// `what` (it would stop after 30 s; the line comes at the first attempt).
+/// Returns the log up to then.
+pub fn start_check_names(dir: &Path, bootstrap: &str, args: &[String], envs: &[(&str, &str)], what: &str) -> String {
+    let log = dir.join(format!("{}.log", unique("refused-worker")));
+    let child = Command::new(build_dir().join("sluice"))
+        .args(["worker", "--bootstrap-servers", bootstrap, "--cluster-id"])
+        .arg(unique("kafka-refused"))
+        .args(["--rest-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("SLUICE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("worker log"))
+        .spawn()
+        .expect("start sluice worker");
+    let _worker = Process(child);
+    wait_log(&format!("the start check to say {what}"), &log, |text| names(text, "worker", what))
+}
+
+/// An example-file-sink connector's create request with `overrides` added
+/// to its config.
+pub fn file_sink(name: &str, topic: &str, file: &Path, overrides: &[(&str, &str)]) -> String {
+    let mut config = serde_json::json!({"connector.class": "example-file-sink", "topics": topic, "file": file});
+    for (k, v) in overrides {
+        config[*k] = serde_json::json!(v);
+    }
+    serde_json::json!({"name": name, "config": config}).to_string()
 }

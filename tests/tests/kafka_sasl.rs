@@ -6,12 +6,7 @@
 //! log line naming `sasl.password` while the running worker stays up; no
 //! password shows in a log or a REST answer.
 
-use std::{
-    fs,
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{fs, path::Path, time::Duration};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -19,11 +14,10 @@ use rdkafka::{
     config::ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_tests::{
-    build_dir,
     s3::Bucket,
-    secured_kafka::{free_port, tls_front, Process, Tansu},
+    secured_kafka::{file_sink, free_port, start_check_names, tls_front, wait_log, Tansu},
     tls::{make_ca, make_cert},
     unique, wait_until, WorkerProcess,
 };
@@ -41,27 +35,6 @@ fn sasl_client(bootstrap: &str, ca: &Path, mechanism: &str, user: &str) -> Clien
         .set("sasl.username", user)
         .set("sasl.password", PASSWORD);
     c
-}
-
-fn file_sink(name: &str, topic: &str, file: &Path, overrides: &[(&str, &str)]) -> String {
-    let mut config = json!({"connector.class": "example-file-sink", "topics": topic, "file": file.to_str().unwrap()});
-    for (k, v) in overrides {
-        config[*k] = json!(v);
-    }
-    json!({"name": name, "config": config}).to_string()
-}
-
-/// Waits until a log file satisfies `check`; on timeout, fails showing it.
-fn wait_log(what: &str, log: &Path, check: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if check(&text) {
-            return text;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; log:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -148,24 +121,10 @@ fn scram_over_sasl_ssl_moves_records_and_a_wrong_password_names_the_setting() {
 
     // A worker whose own password is wrong says so while it checks its
     // connection at start (it stops after 30 s; the line comes first).
-    let bad_log = d.join("bad-worker.log");
-    let mut bad_args: Vec<String> = kafka_args.iter().flat_map(|p| ["--kafka".to_string(), p.clone()]).collect();
+    let mut bad_args = args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     bad_args.extend(["--kafka".to_string(), "sasl.password=${env:KAFKA_SASL_TEST_WRONG_PASSWORD}".to_string()]);
-    let bad = Command::new(build_dir().join("sluice"))
-        .args(["worker", "--bootstrap-servers", &bootstrap, "--cluster-id"])
-        .arg(unique("kafka-sasl-bad"))
-        .args(["--rest-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(&bad_args)
-        .env("KAFKA_SASL_TEST_WRONG_PASSWORD", WRONG_PASSWORD)
-        .env("SLUICE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&bad_log).unwrap())
-        .spawn()
-        .expect("start a worker with a wrong password");
-    let _bad = Process(bad);
-    wait_log("the bad worker's start check to name sasl.password", &bad_log, |log| {
-        log.lines().any(|l| l.contains("Kafka connection failed") && l.contains("sasl.password"))
-    });
+    let wrong_env = [("KAFKA_SASL_TEST_WRONG_PASSWORD", WRONG_PASSWORD)];
+    let bad_log = start_check_names(d, &bootstrap, &bad_args, &wrong_env, "sasl.password");
 
     // Neither password shows anywhere.
     for path in ["/connectors/sasl-wrong", "/connectors/sasl-wrong/config", "/connectors?expand=info&expand=status"] {
@@ -174,7 +133,7 @@ fn scram_over_sasl_ssl_moves_records_and_a_wrong_password_names_the_setting() {
         let body = body.to_string();
         assert!(!body.contains(PASSWORD) && !body.contains(WRONG_PASSWORD), "{path} shows a password: {body}");
     }
-    for log in [w.log_text(), fs::read_to_string(&bad_log).unwrap()] {
+    for log in [w.log_text(), bad_log] {
         assert!(!log.contains(PASSWORD) && !log.contains(WRONG_PASSWORD), "a log shows a password:\n{log}");
     }
 }

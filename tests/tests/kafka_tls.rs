@@ -6,7 +6,7 @@
 //! other connector stay up; a SASL password given as `${env:}` shows in no
 //! log line and no REST answer.
 
-use std::{fs, path::Path, process::Command, process::Stdio, time::Duration};
+use std::{fs, path::Path, time::Duration};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -14,10 +14,8 @@ use rdkafka::{
     config::ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::json;
 use sluice_tests::{
-    build_dir,
-    secured_kafka::{free_port, tls_front, Process, Tansu},
+    secured_kafka::{file_sink, free_port, names, start_check_names, tls_front, wait_log, Process, Tansu},
     tls::{make_ca, make_cert, make_cert_for_days},
     unique, wait_until, WorkerProcess,
 };
@@ -85,51 +83,6 @@ fn kafka_args(ca: &Path, client: Option<(&Path, &Path)>) -> Vec<String> {
         props.push(format!("ssl.key.location={}", key.display()));
     }
     props.into_iter().flat_map(|p| ["--kafka".to_string(), p]).collect()
-}
-
-/// Waits until a log file satisfies `check`; on timeout, fails showing it.
-fn wait_log(what: &str, log: &Path, check: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if check(&text) {
-            return text;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; log:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Whether a log has a line of a failed connection of `client` saying `what`.
-fn names(log: &str, client: &str, what: &str) -> bool {
-    log.lines().any(|l| l.contains("Kafka connection failed") && l.contains(client) && l.contains(what))
-}
-
-/// Starts a worker with `args` against `bootstrap` that is expected not to
-/// get through its start check, and waits for its first log line naming
-/// `what` (it would stop after 30 s; the line comes at the first attempt).
-fn start_check_names(dir: &Path, bootstrap: &str, args: &[String], what: &str) -> String {
-    let log = dir.join(format!("{}.log", unique("refused-worker")));
-    let child = Command::new(build_dir().join("sluice"))
-        .args(["worker", "--bootstrap-servers", bootstrap, "--cluster-id"])
-        .arg(unique("kafka-tls-refused"))
-        .args(["--rest-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(args)
-        .env("SLUICE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start sluice worker");
-    let _worker = Process(child);
-    wait_log(&format!("the start check to say {what}"), &log, |text| names(text, "worker", what))
-}
-
-fn file_sink(name: &str, topic: &str, file: &Path, overrides: &[(&str, &str)]) -> String {
-    let mut config = json!({"connector.class": "example-file-sink", "topics": topic, "file": file.to_str().unwrap()});
-    for (k, v) in overrides {
-        config[*k] = json!(v);
-    }
-    json!({"name": name, "config": config}).to_string()
 }
 
 fn three_records_in(file: &Path) {
@@ -268,13 +221,13 @@ fn mutual_tls_needs_a_trusted_unexpired_client_certificate() {
     assert_eq!(w.get("/connectors/mtls-good/status").1["tasks"][0]["state"], "RUNNING");
 
     // A worker without a client certificate is told at its start check.
-    start_check_names(d, &kafka.bootstrap, &kafka_args(&ca, None), "ssl.certificate.location");
+    start_check_names(d, &kafka.bootstrap, &kafka_args(&ca, None), &[], "ssl.certificate.location");
 
     // A broker whose certificate has expired (librdkafka says only that it
     // could not be verified: the line names the CA setting and expiry).
     let (expired_broker, expired_broker_key) = make_cert_for_days(d, &ca, "expired-broker", true, -1);
     let expired_port = free_port();
     let _expired_front = tls_front(d, expired_port, kafka.tansu.port, &expired_broker, &expired_broker_key, None);
-    let log = start_check_names(d, &format!("127.0.0.1:{expired_port}"), &kafka_args(&ca, client), "expired");
+    let log = start_check_names(d, &format!("127.0.0.1:{expired_port}"), &kafka_args(&ca, client), &[], "expired");
     assert!(names(&log, "worker", "ssl.ca.location"), "{log}");
 }
