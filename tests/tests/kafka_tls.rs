@@ -4,7 +4,9 @@
 //! connector whose clients are set up wrong (wrong CA, plaintext against the
 //! TLS listener) gets a log line naming the setting while the worker and the
 //! other connector stay up; a SASL password given as `${env:}` shows in no
-//! log line and no REST answer.
+//! log line and no REST answer. Mutual TLS through one front that requires
+//! client certificates, and expired client and broker certificates
+//! (docs/decisions/0044).
 
 use std::{fs, path::Path, time::Duration};
 
