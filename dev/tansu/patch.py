@@ -21,6 +21,9 @@ generation (ILLEGAL_GENERATION). While a group is forming it stays lenient:
 Tansu bumps the generation on every join, so a member committing on revoke
 would be refused where Kafka accepts it.
 
+And it keeps SCRAM credentials in the same engine, which 0.6.0 dropped, so a
+SASL login can succeed (patch_scram_credentials, docs/decisions/0044).
+
 Usage: patch.py <tansu-storage source dir> <tansu source dir> <tansu-broker source dir>
 """
 import pathlib
@@ -196,6 +199,121 @@ text = text[:at] + new + text[at + len(old):]
 code_at = text.index("ErrorCode::UnknownMemberId.into(),", at + len(new))
 text = text[:code_at] + "code.into()," + text[code_at + len("ErrorCode::UnknownMemberId.into(),"):]
 admin.write_text(text)
+
+
+def patch_scram_credentials(dynostore):
+    """SCRAM users in the in-memory/S3 engine (dynostore).
+
+    Tansu 0.6.0's dynostore accepts AlterUserScramCredentials (`tansu user
+    create`) and drops the credential, so a broker started with
+    `--authentication` answers every SCRAM login `unknown-user`
+    (docs/decisions/0023). The patch keeps each credential as an object
+    next to the engine's other metadata, so a broker on the same storage
+    (s3://) finds it after a restart with authentication on
+    (docs/decisions/0044).
+    """
+    text = dynostore.read_text()
+    old = (
+        "    async fn delete_user_scram_credential(\n"
+        "        &self,\n"
+        "        _user: &str,\n"
+        "        _mechanism: ScramMechanism,\n"
+        "    ) -> Result<()> {\n"
+        "        Ok(())\n"
+        "    }\n"
+        "\n"
+        "    async fn upsert_user_scram_credential(\n"
+        "        &self,\n"
+        "        _user: &str,\n"
+        "        _mechanism: ScramMechanism,\n"
+        "        _credential: ScramCredential,\n"
+        "    ) -> Result<()> {\n"
+        "        Ok(())\n"
+        "    }\n"
+        "\n"
+        "    async fn user_scram_credential(\n"
+        "        &self,\n"
+        "        _user: &str,\n"
+        "        _mechanism: ScramMechanism,\n"
+        "    ) -> Result<Option<ScramCredential>> {\n"
+        "        Ok(None)\n"
+        "    }\n"
+    )
+    new = (
+        "    async fn delete_user_scram_credential(\n"
+        "        &self,\n"
+        "        user: &str,\n"
+        "        mechanism: ScramMechanism,\n"
+        "    ) -> Result<()> {\n"
+        "        match self.object_store.delete(&self.sluice_scram_location(user, mechanism)).await {\n"
+        "            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),\n"
+        "            Err(error) => Err(error.into()),\n"
+        "        }\n"
+        "    }\n"
+        "\n"
+        "    async fn upsert_user_scram_credential(\n"
+        "        &self,\n"
+        "        user: &str,\n"
+        "        mechanism: ScramMechanism,\n"
+        "        credential: ScramCredential,\n"
+        "    ) -> Result<()> {\n"
+        "        // sluice patch: keep the credential (0.6.0 dropped it).\n"
+        "        let stored: (Vec<u8>, i32, Vec<u8>, Vec<u8>) = (\n"
+        "            credential.salt.to_vec(),\n"
+        "            credential.iterations,\n"
+        "            credential.stored_key.to_vec(),\n"
+        "            credential.server_key.to_vec(),\n"
+        "        );\n"
+        "        let payload = serde_json::to_vec(&stored).map(Bytes::from).map(PutPayload::from)?;\n"
+        "        _ = self\n"
+        "            .object_store\n"
+        "            .put(&self.sluice_scram_location(user, mechanism), payload)\n"
+        "            .await?;\n"
+        "        Ok(())\n"
+        "    }\n"
+        "\n"
+        "    async fn user_scram_credential(\n"
+        "        &self,\n"
+        "        user: &str,\n"
+        "        mechanism: ScramMechanism,\n"
+        "    ) -> Result<Option<ScramCredential>> {\n"
+        "        let location = self.sluice_scram_location(user, mechanism);\n"
+        "        let encoded = match self.object_store.get(&location).await {\n"
+        "            Ok(get_result) => get_result.bytes().await?,\n"
+        "            Err(object_store::Error::NotFound { .. }) => return Ok(None),\n"
+        "            Err(error) => return Err(error.into()),\n"
+        "        };\n"
+        "        let (salt, iterations, stored_key, server_key): (Vec<u8>, i32, Vec<u8>, Vec<u8>) =\n"
+        "            serde_json::from_slice(&encoded[..])?;\n"
+        "        Ok(Some(ScramCredential {\n"
+        "            salt: Bytes::from(salt),\n"
+        "            iterations,\n"
+        "            stored_key: Bytes::from(stored_key),\n"
+        "            server_key: Bytes::from(server_key),\n"
+        "        }))\n"
+        "    }\n"
+    )
+    if text.count(old) != 1:
+        sys.exit(f"patch.py: the SCRAM credential stubs were not found exactly once in {dynostore}; is this Tansu 0.6.0?")
+    text = text.replace(old, new)
+    # A helper on DynoStore itself (not the Storage trait) naming the object.
+    anchor = "    fn encode(&self, deflated: deflated::Batch) -> Result<PutPayload> {\n"
+    if text.count(anchor) != 1:
+        sys.exit(f"patch.py: DynoStore::encode was not found exactly once in {dynostore}; is this Tansu 0.6.0?")
+    helper = (
+        "    fn sluice_scram_location(&self, user: &str, mechanism: ScramMechanism) -> Path {\n"
+        "        let mechanism = match mechanism {\n"
+        "            ScramMechanism::Scram256 => \"SCRAM-SHA-256\",\n"
+        "            ScramMechanism::Scram512 => \"SCRAM-SHA-512\",\n"
+        "        };\n"
+        "        Path::from(format!(\"clusters/{}/scram/{}/{}.json\", self.cluster, mechanism, user))\n"
+        "    }\n"
+        "\n"
+    )
+    dynostore.write_text(text.replace(anchor, helper + anchor))
+
+
+patch_scram_credentials(dynostore)
 
 manifest = tansu / "Cargo.toml"
 manifest.write_text(

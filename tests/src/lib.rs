@@ -32,6 +32,7 @@ pub mod s3;
 pub mod s3_proxy;
 pub mod salesforce;
 pub mod schema_registry;
+pub mod secured_kafka;
 pub mod tls;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary
@@ -96,12 +97,18 @@ impl WorkerProcess {
     /// Starts a worker of cluster `cluster_id` with the workspace's plugins
     /// and waits until it is ready.
     pub fn start(cluster_id: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> WorkerProcess {
+        WorkerProcess::start_on(&service_env("KAFKA_BOOTSTRAP"), cluster_id, extra_args, envs)
+    }
+
+    /// As [`WorkerProcess::start`], against the brokers at `bootstrap` (a
+    /// private broker of the test).
+    pub fn start_on(bootstrap: &str, cluster_id: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> WorkerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut args: Vec<String> = vec![
             "worker".into(),
             "--bootstrap-servers".into(),
-            service_env("KAFKA_BOOTSTRAP"),
+            bootstrap.into(),
             "--cluster-id".into(),
             cluster_id.into(),
             "--rest-listen".into(),

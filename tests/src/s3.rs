@@ -46,6 +46,16 @@ impl Bucket {
         Bucket { rt, client: Client::from_conf(conf), name: service_env("S3_BUCKET") }
     }
 
+    /// A new bucket `name` (S3 naming rules) on the same server, for a test
+    /// that needs a bucket to itself.
+    pub fn create(name: &str) -> Bucket {
+        let mut bucket = Bucket::new();
+        let req = bucket.client.create_bucket().bucket(name);
+        bucket.rt.block_on(req.send()).unwrap_or_else(|e| panic!("create bucket {name}: {}", DisplayErrorContext(e)));
+        bucket.name = name.to_string();
+        bucket
+    }
+
     /// Every object key under `prefix`, sorted.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();

@@ -43,6 +43,12 @@ pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
 /// A certificate `<file>.pem` with its key `<file>.key` in `dir`, signed by
 /// the CA `ca` (from [`make_ca`]): for 127.0.0.1 as a server, or a client's.
 pub fn make_cert(dir: &Path, ca: &Path, file: &str, server: bool) -> (PathBuf, PathBuf) {
+    make_cert_for_days(dir, ca, file, server, 2)
+}
+
+/// As [`make_cert`], valid from now for `days`; `-1` makes a certificate
+/// that has already expired (its end a day before its start).
+pub fn make_cert_for_days(dir: &Path, ca: &Path, file: &str, server: bool, days: i32) -> (PathBuf, PathBuf) {
     let (pem, key) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
     let (csr, ext) = (dir.join(format!("{file}.csr")), dir.join(format!("{file}.ext")));
     let ext_text = if server {
@@ -76,7 +82,7 @@ pub fn make_cert(dir: &Path, ca: &Path, file: &str, server: bool) -> (PathBuf, P
         "x509",
         "-req",
         "-days",
-        "2",
+        &days.to_string(),
         "-in",
         s(&csr),
         "-CA",

@@ -18,11 +18,17 @@ pub const LOG_LEVEL: RDKafkaLogLevel = RDKafkaLogLevel::Info;
 pub fn hint(reason: &str) -> Option<&'static str> {
     let r = reason.to_ascii_lowercase();
     let has = |s: &str| r.contains(s);
-    if has("certificate has expired") || has("certificate expired") {
-        Some("a certificate has expired: renew the broker's certificate, or the client certificate in ssl.certificate.location")
+    // The broker's alert about our certificate comes first: "certificate
+    // expired" in it is the client certificate's, not the broker's.
+    if has("alert certificate expired") {
+        Some("the broker refused the client certificate as expired: renew the certificate in ssl.certificate.location (and its key in ssl.key.location)")
+    } else if has("certificate has expired") {
+        Some("the broker's certificate has expired: renew it on the broker (or check this machine's clock)")
     } else if has("certificate verify failed") || has("unable to get local issuer") || has("self-signed certificate") {
+        // librdkafka does not pass on OpenSSL's reason (measured: an expired
+        // broker certificate gives the same text as a wrong CA).
         Some(
-            "the broker's certificate does not chain to a trusted CA: set ssl.ca.location to the PEM CA that signed it",
+            "the broker's certificate could not be verified: set ssl.ca.location to the PEM CA that signed it; if it is set right, the broker's certificate has expired or is not valid yet (check its dates and this machine's clock)",
         )
     } else if has("alert certificate required") || has("alert bad certificate") || has("alert unknown ca") {
         Some("the broker wants a client certificate it trusts: set ssl.certificate.location and ssl.key.location (signed by a CA the broker trusts)")
@@ -178,11 +184,22 @@ mod tests {
         assert!(hint(no_client_cert).unwrap().contains("ssl.certificate.location"));
         let bad_login = "sasl_plaintext://127.0.0.1:29092/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user (after 14ms in state AUTH_REQ)";
         assert!(hint(bad_login).unwrap().contains("sasl.password"));
+        // A known user with a wrong password (the patched Tansu, 0044).
+        let wrong_password = "sasl_plaintext://127.0.0.1:39320/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with invalid-proof (after 13ms in state AUTH_REQ)";
+        assert!(hint(wrong_password).unwrap().contains("sasl.password"));
         let no_mechanism = "sasl_plaintext://127.0.0.1:29092/bootstrap: SASL PLAIN mechanism handshake failed: Local: Broker transport failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)";
         assert!(hint(no_mechanism).unwrap().contains("sasl.mechanism"));
         let expired =
             "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: certificate has expired";
-        assert!(hint(expired).unwrap().contains("expired"));
+        assert!(hint(expired).unwrap().contains("broker's certificate has expired"));
+        // Measured through haproxy (docs/decisions/0044): the broker refusing
+        // an expired client certificate, and an expired broker certificate.
+        let client_expired = "ssl://127.0.0.1:39301/bootstrap: Receive failed: error:0A000415:SSL routines::ssl/tls alert certificate expired: SSL alert number 45 (after 0ms in state APIVERSION_QUERY)";
+        let h = hint(client_expired).unwrap();
+        assert!(h.contains("client certificate as expired") && h.contains("ssl.certificate.location"), "{h}");
+        let broker_expired = "ssl://127.0.0.1:39302/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed (install ca-certificates package) (after 4ms in state SSL_HANDSHAKE)";
+        let h = hint(broker_expired).unwrap();
+        assert!(h.contains("ssl.ca.location") && h.contains("expired"), "{h}");
         assert_eq!(hint("127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"), None);
     }
 
