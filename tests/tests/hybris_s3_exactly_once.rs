@@ -15,8 +15,8 @@
 //!   duplicates it finds (whether a kill lands between an acknowledgement and
 //!   the offset store is chance, so no count is asserted; the sink side must
 //!   still write each Kafka record once).
-//! - Zombie: the worker running the s3-sink task is SIGSTOPped past the
-//!   takeover time, the other worker takes the tasks over, SIGCONT → the
+//! - Zombie: the worker running both the hybris-source and the s3-sink task
+//!   is SIGSTOPped past the takeover time, the other worker takes both over, SIGCONT → the
 //!   resumed worker logs that it fenced itself; afterwards every row version
 //!   is in S3 exactly once and no (source partition, source offset) is in
 //!   Kafka twice.
@@ -34,6 +34,7 @@ use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
 };
 use serde_json::{json, Value};
+use sluice_runtime::cluster::placement::score;
 use sluice_tests::{
     committed_offset, create_topic, hybris::HybrisDb, s3::Bucket, service_env, unique, wait_until, WorkerProcess,
 };
@@ -231,7 +232,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn create(label: &str, worker: &WorkerProcess, exactly_once: bool) -> Pipeline {
+    fn create(label: &str, worker: &WorkerProcess, exactly_once: bool, sink_name: String) -> Pipeline {
         let db = HybrisDb::create(label, false);
         let prefix = format!("{}.", unique(label));
         let topic = format!("{prefix}order");
@@ -253,7 +254,6 @@ impl Pipeline {
         });
         // The demo's s3-sink (dev/demo): small objects, rotated every 2 s on
         // the wall clock, offsets committed every second.
-        let sink_name = unique(&format!("{label}-s3"));
         let sink = sluice_tests::s3::sink_config(json!({
             "connector.class": "s3-sink",
             "tasks.max": "1",
@@ -355,7 +355,7 @@ fn crash_loop(label: &str, exactly_once: bool, kills: usize, seed: u64) -> (Foun
     let mut rng = Rng(seed);
     let cluster = unique(&format!("{label}-cluster"));
     let mut workers = [WorkerProcess::start(&cluster, &[], &[]), WorkerProcess::start(&cluster, &[], &[])];
-    let mut p = Pipeline::create(label, &workers[0], exactly_once);
+    let mut p = Pipeline::create(label, &workers[0], exactly_once, unique(&format!("{label}-s3")));
     workers[0].wait_tasks_state("hybris", 1, "RUNNING", TIMEOUT);
     workers[0].wait_tasks_state(&p.sink, 1, "RUNNING", TIMEOUT);
 
@@ -478,7 +478,17 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
     // Both workers run with the harness's 6 s session timeout: the takeover time.
     let a = WorkerProcess::start(&cluster, &[], &[]);
     let b = WorkerProcess::start(&cluster, &[], &[]);
-    let mut p = Pipeline::create("eo_zombie", &a, true);
+    // Tasks are placed by rendezvous hashing of (worker, connector, task):
+    // a sink name whose task scores highest on the worker that scores
+    // highest for the source's task puts both tasks on one worker.
+    let best = |connector: &str| {
+        [a.worker_id(), b.worker_id()].into_iter().max_by_key(|w| score(w, connector, 0)).expect("two workers")
+    };
+    let sink_name = (0..)
+        .map(|_| unique("eo_zombie-s3"))
+        .find(|name| best(name) == best("hybris"))
+        .expect("a name placed with the source");
+    let mut p = Pipeline::create("eo_zombie", &a, true, sink_name);
     a.wait_tasks_state("hybris", 1, "RUNNING", TIMEOUT);
     a.wait_tasks_state(&p.sink, 1, "RUNNING", TIMEOUT);
     insert_orders(&mut p.db, 0, 40, 1000);
@@ -492,6 +502,7 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
     };
     let sink_owner = owner_of(&p.sink);
     let source_owner = owner_of("hybris");
+    assert_eq!(sink_owner, source_owner, "both tasks on one worker, as placement computes");
     let (owner, other) = if sink_owner == a.worker_id() { (&a, &b) } else { (&b, &a) };
     eprintln!("s3-sink task on {sink_owner}, hybris-source task on {source_owner}: SIGSTOP {}", owner.worker_id());
 
@@ -505,9 +516,6 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
     expected.extend(versions(&mut p.db));
     let mut moved = Vec::new();
     for name in [p.sink.clone(), "hybris".to_string()] {
-        if name == "hybris" && source_owner != owner.worker_id() {
-            continue;
-        }
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut last = None;
         while last != Some((other.worker_id(), "RUNNING".to_string())) {
