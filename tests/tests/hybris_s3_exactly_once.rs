@@ -294,9 +294,10 @@ impl Pipeline {
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
+                let status = workers.first().map(|w| w.get(&format!("/connectors/{}/status", self.sink)).1);
                 panic!(
-                    "timed out: {missing} of {} order versions not in S3; ends {ends:?}, committed {committed:?}\n\
-                     worker logs:\n{}",
+                    "timed out: {missing} of {} order versions not in S3; ends {ends:?}, committed {committed:?}; \
+                     sink status {status:?}\nworker logs:\n{}",
                     expected.len(),
                     logs.join("\n-----\n")
                 );
