@@ -295,9 +295,24 @@ impl Pipeline {
             if Instant::now() > deadline {
                 let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
                 let status = workers.first().map(|w| w.get(&format!("/connectors/{}/status", self.sink)).1);
+                // Whether the sink's consumer reads at all (records read per worker).
+                let read: Vec<String> = workers
+                    .iter()
+                    .map(|w| {
+                        let text = ureq::get(&format!("{}/metrics", w.url))
+                            .call()
+                            .ok()
+                            .and_then(|mut r| r.body_mut().read_to_string().ok())
+                            .unwrap_or_default();
+                        text.lines()
+                            .filter(|l| l.starts_with("sluice_records_read_total") && l.contains(&self.sink))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
                 panic!(
                     "timed out: {missing} of {} order versions not in S3; ends {ends:?}, committed {committed:?}; \
-                     sink status {status:?}\nworker logs:\n{}",
+                     sink status {status:?}; sink records read per worker {read:?}\nworker logs:\n{}",
                     expected.len(),
                     logs.join("\n-----\n")
                 );
