@@ -24,6 +24,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -76,6 +80,8 @@ struct Read {
     version: Version,
     /// The `__sluice.source.partition` / `__sluice.source.offset` headers.
     source: Option<(String, String)>,
+    /// The `__sluice.source.incarnation` header: the producing task's incarnation.
+    incarnation: Option<u64>,
 }
 
 fn header(m: &impl Message, key: &str) -> Option<String> {
@@ -87,7 +93,8 @@ fn parse(m: &impl Message) -> Read {
     let value: Value = serde_json::from_slice(m.payload().expect("a value")).expect("JSON value");
     let modified = value["modifiedTS"].as_str().expect("modifiedTS").to_string();
     let source = header(m, "__sluice.source.partition").zip(header(m, "__sluice.source.offset"));
-    Read { partition: m.partition(), offset: m.offset(), version: (code, modified), source }
+    let incarnation = header(m, "__sluice.source.incarnation").and_then(|i| i.parse().ok());
+    Read { partition: m.partition(), offset: m.offset(), version: (code, modified), source, incarnation }
 }
 
 fn consumer(topic: &str) -> BaseConsumer {
@@ -488,6 +495,88 @@ fn task_worker(asked: &WorkerProcess, name: &str) -> Option<(String, String)> {
     Some((task["worker_id"].as_str()?.to_string(), task["state"].as_str()?.to_string()))
 }
 
+/// The sink group's committed offsets, read over and over from the pause on
+/// until stopped: a paused worker's stale commit would show as an offset
+/// going back.
+struct CommitWatch {
+    stop: Arc<AtomicBool>,
+    samples: std::thread::JoinHandle<Vec<Vec<Option<i64>>>>,
+}
+
+impl CommitWatch {
+    fn start(group: String, topic: String) -> CommitWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let samples = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                samples.push((0..PARTITIONS).map(|p| committed_offset(&group, &topic, p)).collect());
+                // A sampling interval, not synchronisation.
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            samples
+        });
+        CommitWatch { stop, samples }
+    }
+
+    fn finish(self) -> Vec<Vec<Option<i64>>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.samples.join().expect("the commit watch")
+    }
+}
+
+/// Partitions whose committed offset went back between two samples.
+fn commits_gone_back(samples: &[Vec<Option<i64>>]) -> Vec<(i32, i64, i64)> {
+    let mut back = Vec::new();
+    for p in 0..PARTITIONS as usize {
+        let seen: Vec<i64> = samples.iter().filter_map(|s| s.get(p).copied().flatten()).collect();
+        back.extend(seen.windows(2).filter(|w| w[1] < w[0]).map(|w| (p as i32, w[0], w[1])));
+    }
+    back
+}
+
+/// Records written to a partition by an older source incarnation after a
+/// newer one had written there: what a paused source task's late delivery
+/// would look like. (partition, offset, its incarnation, the newer one).
+fn older_incarnation_after_newer(messages: &[Read]) -> Vec<(i32, i64, u64, u64)> {
+    let mut by_partition: BTreeMap<i32, Vec<&Read>> = BTreeMap::new();
+    for m in messages {
+        by_partition.entry(m.partition).or_default().push(m);
+    }
+    let mut late = Vec::new();
+    for (partition, mut list) in by_partition {
+        list.sort_by_key(|m| m.offset);
+        let mut newest = 0;
+        for m in list {
+            let incarnation = m.incarnation.unwrap_or_else(|| panic!("no incarnation at {partition}/{}", m.offset));
+            if incarnation < newest {
+                late.push((partition, m.offset, incarnation, newest));
+            }
+            newest = newest.max(incarnation);
+        }
+    }
+    late
+}
+
+#[test]
+fn the_zombie_checks_find_a_commit_gone_back_and_a_late_record_of_an_older_incarnation() {
+    let read = |partition, offset, incarnation| Read {
+        partition,
+        offset,
+        version: ("o".into(), offset.to_string()),
+        source: None,
+        incarnation: Some(incarnation),
+    };
+    let ordered = [read(0, 0, 5), read(0, 1, 7), read(1, 0, 5), read(0, 2, 7)];
+    assert!(older_incarnation_after_newer(&ordered).is_empty());
+    let late = [read(0, 0, 5), read(0, 1, 7), read(0, 2, 5), read(1, 0, 5)];
+    assert_eq!(older_incarnation_after_newer(&late), vec![(0, 2, 5, 7)]);
+    let samples = vec![vec![None, Some(3), None], vec![Some(1), Some(4), None], vec![Some(2), Some(4), Some(1)]];
+    assert!(commits_gone_back(&samples).is_empty());
+    let back = vec![vec![Some(4), Some(3), None], vec![Some(2), Some(3), None]];
+    assert_eq!(commits_gone_back(&back), vec![(0, 4, 2)]);
+}
+
 #[test]
 fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_and_s3() {
     let cluster = unique("eo-zombie-cluster");
@@ -524,6 +613,7 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
 
     // Freeze the sink's worker while orders keep coming and changing, until
     // the other worker visibly runs every task the frozen one had.
+    let watch = CommitWatch::start(format!("connect-{}", p.sink), p.topic.clone());
     let stopped = Stopped(owner);
     signal(owner, "STOP");
     insert_orders(&mut p.db, 1000, 40, 1000);
@@ -560,10 +650,21 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
     insert_orders(&mut p.db, 2000, 20, 0);
     expected.extend(versions(&mut p.db));
     let objects = p.settled(&expected, &[&a, &b]);
+    let samples = watch.finish();
 
     let found = check_objects(&objects, &expected);
     let s3_twice = twice(&found.copies);
     let messages = read_all(&p.topic);
+    // The resumed worker's old tasks wrote and committed nothing after the
+    // takeover: no partition holds a record of an older incarnation after
+    // one of a newer (the takeover's task is newer), and no committed
+    // offset ever went back.
+    let incarnations: BTreeSet<u64> = messages.iter().filter_map(|m| m.incarnation).collect();
+    assert!(incarnations.len() >= 2, "the takeover started a new source incarnation: {incarnations:?}");
+    let late = older_incarnation_after_newer(&messages);
+    assert!(late.is_empty(), "records of an older incarnation after a newer one's: {late:?}");
+    let back = commits_gone_back(&samples);
+    assert!(back.is_empty(), "committed offsets went back (partition, from, to): {back:?}");
     let mut by_source: BTreeMap<(String, String), Vec<(i32, i64)>> = BTreeMap::new();
     for m in &messages {
         let source = m.source.clone().unwrap_or_else(|| panic!("no source headers at {}/{}", m.partition, m.offset));
@@ -571,10 +672,12 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
     }
     let kafka_twice: Vec<_> = by_source.iter().filter(|(_, at)| at.len() > 1).collect();
     eprintln!(
-        "zombie: {} records checked in S3, {} in Kafka; {} versions in S3 more than once, {} source positions \
-         in Kafka more than once",
+        "zombie: {} records checked in S3, {} in Kafka from {} source incarnations, {} commit samples; {} versions \
+         in S3 more than once, {} source positions in Kafka more than once",
         found.records,
         messages.len(),
+        incarnations.len(),
+        samples.len(),
         s3_twice.len(),
         kafka_twice.len()
     );
