@@ -21,6 +21,21 @@ generation (ILLEGAL_GENERATION). While a group is forming it stays lenient:
 Tansu bumps the generation on every join, so a member committing on revoke
 would be refused where Kafka accepts it.
 
+And it keeps a consumer group from keeping a leader it no longer has. Tansu
+elects a group's leader only when a join finds none, and one path left a gone
+member as leader for good: a heartbeat to a formed group dropped the members
+whose session had run out (the leader among them) but kept the group formed
+and its leader set, so every later join was answered "the leader is that gone
+member", the survivors' syncs were refused and their partitions were never
+assigned again (measured with tests/tests/broker_contract.rs: a formed group
+of two whose leader is killed; the survivor never got the dead leader's
+partitions, with cooperative-sticky and with range; docs/decisions/0033). A
+leader leaving a group that is forming was kept the same way. The patch
+makes that heartbeat leave the expiry to the code the join path already uses
+(the group re-forms without a leader), and a forming group drops a leader
+that is no longer a member, so the next member to join leads, as Kafka
+elects a new leader when the old one leaves or times out.
+
 And it keeps SCRAM credentials in the same engine, which 0.6.0 dropped, so a
 SASL login can succeed (patch_scram_credentials, docs/decisions/0044).
 
@@ -314,6 +329,42 @@ def patch_scram_credentials(dynostore):
 
 
 patch_scram_credentials(dynostore)
+
+
+def patch_group_leadership(admin):
+    """A heartbeat to a formed group only notices expired members (the caller's
+    missed_heartbeat then re-forms the group without a leader), and a forming
+    group's join drops a leader that is no longer a member."""
+    text = admin.read_text()
+    formed = text.index("impl<O> Group for Inner<O, Formed>")
+    old = "        if self.missed_heartbeat(group_id, now) || (generation_id < self.generation_id) {\n"
+    at = text.index(old, formed)
+    new = (
+        "        // sluice patch: notice expired members, leave removing them (and the\n"
+        "        // leader with them) to Wrapper::missed_heartbeat, which re-forms the group.\n"
+        "        let session = u128::try_from(self.session_timeout_ms).unwrap_or(45_000);\n"
+        "        let expired = self.members.values().any(|member| {\n"
+        "            member.last_contact.is_none_or(|last_contact| {\n"
+        "                now.duration_since(last_contact).unwrap_or_default().as_millis() > session\n"
+        "            })\n"
+        "        });\n"
+        "        if expired || (generation_id < self.generation_id) {\n"
+    )
+    admin.write_text(text[:at] + new + text[at + len(old):])
+    replace_once(
+        admin,
+        "        debug!(?member_id, ?self.members);\n\n        if self.state.leader.is_none() {\n",
+        "        debug!(?member_id, ?self.members);\n\n"
+        "        // sluice patch: a leader that left or expired leads no more.\n"
+        "        if self.state.leader.as_ref().is_some_and(|leader| !self.members.contains_key(leader)) {\n"
+        "            _ = self.state.leader.take();\n"
+        "        }\n\n"
+        "        if self.state.leader.is_none() {\n",
+        "the forming group's leader election",
+    )
+
+
+patch_group_leadership(admin)
 
 manifest = tansu / "Cargo.toml"
 manifest.write_text(

@@ -2,7 +2,13 @@
 //! test broker itself: where Tansu differed from Kafka, dev/services patches
 //! it (dev/tansu/patch.py), and this test fails if that patch goes missing.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
 
 use rdkafka::{
     config::ClientConfig,
@@ -143,4 +149,188 @@ fn list_offsets_is_a_lower_bound_and_a_fetch_reports_the_end_after_the_last_reco
         _ => None,
     });
     assert_eq!(seen, (0..=last).collect::<Vec<i64>>(), "the end of partition came after every record");
+}
+
+/// A group member as a process of its own (`sluice-fake group-member`),
+/// killed when dropped.
+struct Member {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Member {
+    fn start(topic: &str, config: &ClientConfig) -> Member {
+        let settings: Vec<String> = config.config_map().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-fake"))
+            .arg("group-member")
+            .arg(topic)
+            .args(settings)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sluice-fake group-member");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Member { child, lines }
+    }
+
+    /// Waits until the member reports an assignment of at least one partition.
+    fn wait_assigned(&self, what: &str) {
+        wait_until(what, Duration::from_secs(60), || match self.lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => line.strip_prefix("assigned ").filter(|parts| !parts.is_empty()).map(|_| ()),
+            Err(_) => None,
+        });
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sink task's consumer as the runtime builds it (`KafkaSettings::consumer`,
+/// with the 6 s session timeout the tests' workers run with), but for the
+/// assignment strategy.
+fn sink_consumer(group: &str, strategy: &str) -> ClientConfig {
+    let settings = sluice_runtime::kafka::KafkaSettings {
+        bootstrap_servers: service_env("KAFKA_BOOTSTRAP"),
+        session_timeout_ms: 6000,
+        fetch_wait_max_ms: 10,
+        ..Default::default()
+    };
+    let mut config = settings.consumer(group);
+    config.set("partition.assignment.strategy", strategy);
+    config
+}
+
+/// How the members that are not the survivor go away: all without leaving
+/// the group (a worker killed or paused), `dead` of them, before or after the
+/// survivor had its share of a group they all formed.
+struct Departure {
+    strategy: &'static str,
+    dead: usize,
+    signal: &'static str,
+    survivor_in_the_group: bool,
+}
+
+/// The survivor eventually reads every partition: the group moved the gone
+/// members' partitions to it (how long that took is printed).
+fn the_survivor_reads_every_partition(case: Departure) {
+    let topic = unique("broker-group-departure");
+    create_topic(&topic, 3);
+    for partition in 0..3 {
+        produce(&topic, partition, &[(None, Some("v0")), (None, Some("v1"))]);
+    }
+    let group = unique("broker-group-departure-group");
+    let config = sink_consumer(&group, case.strategy);
+    let mut gone = Vec::new();
+    for k in 0..case.dead {
+        let member = Member::start(&topic, &config);
+        // The first member leads the group; each later one joins a formed group.
+        member.wait_assigned(&format!("member {k}'s assignment"));
+        gone.push(member);
+    }
+    let survivor: BaseConsumer = config.create().expect("consumer");
+    let mut seen = BTreeSet::new();
+    let read = |c: &BaseConsumer, seen: &mut BTreeSet<i32>| {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            seen.insert(m.partition());
+        }
+    };
+    if case.survivor_in_the_group {
+        survivor.subscribe(&[&topic]).expect("subscribe");
+        wait_until("the survivor's share of the group", Duration::from_secs(90), || {
+            read(&survivor, &mut seen);
+            survivor.assignment().ok().filter(|a| a.count() > 0).map(|_| ())
+        });
+    }
+    for member in &gone {
+        member.signal(case.signal);
+    }
+    let since = Instant::now();
+    if !case.survivor_in_the_group {
+        survivor.subscribe(&[&topic]).expect("subscribe");
+    }
+    wait_until(
+        &format!(
+            "the survivor to read all 3 partitions ({} member(s) gone by SIG{}, {})",
+            case.dead, case.signal, case.strategy
+        ),
+        Duration::from_secs(120),
+        || {
+            read(&survivor, &mut seen);
+            (seen.len() == 3).then_some(())
+        },
+    );
+    eprintln!(
+        "{} {} member(s) gone by SIG{}, survivor {} the group: all partitions read {:.1} s later",
+        case.strategy,
+        case.dead,
+        case.signal,
+        if case.survivor_in_the_group { "already in" } else { "joining" },
+        since.elapsed().as_secs_f64()
+    );
+}
+
+/// A sink task restarted while its previous consumer (killed with its worker)
+/// is still in the group: the new consumer gets the partitions once the dead
+/// member's session ran out (docs/decisions/0033).
+#[test]
+fn a_member_joining_while_killed_members_are_still_in_the_group_gets_their_partitions() {
+    for dead in [1, 2] {
+        the_survivor_reads_every_partition(Departure {
+            strategy: "cooperative-sticky",
+            dead,
+            signal: "KILL",
+            survivor_in_the_group: false,
+        });
+    }
+}
+
+/// Two copies of a task's consumer formed a group (a task moved while its
+/// old copy was still running) and the one leading the group dies: the
+/// survivor takes its partitions. Tansu kept the dead member as the group's
+/// leader for good until dev/tansu/patch.py fixed it (docs/decisions/0033).
+#[test]
+fn the_survivor_of_a_killed_group_leader_gets_its_partitions() {
+    for strategy in ["cooperative-sticky", "range"] {
+        the_survivor_reads_every_partition(Departure {
+            strategy,
+            dead: 1,
+            signal: "KILL",
+            survivor_in_the_group: true,
+        });
+    }
+}
+
+/// The same with two dead members, and with a leader that is paused, not
+/// dead (its worker frozen): the group moves on without it.
+#[test]
+fn the_survivor_of_two_killed_members_or_a_paused_leader_gets_their_partitions() {
+    the_survivor_reads_every_partition(Departure {
+        strategy: "cooperative-sticky",
+        dead: 2,
+        signal: "KILL",
+        survivor_in_the_group: true,
+    });
+    the_survivor_reads_every_partition(Departure {
+        strategy: "cooperative-sticky",
+        dead: 1,
+        signal: "STOP",
+        survivor_in_the_group: true,
+    });
 }
