@@ -218,6 +218,11 @@ pub struct BigQuerySinkTask {
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
+    /// Tables whose schema this task changed and on which no append has
+    /// landed since: a writer made for one now starts with
+    /// `schema_changed` (a partition's first batch may change the table
+    /// before its writer exists).
+    changed_tables: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for BigQuerySinkTask {
@@ -337,6 +342,7 @@ impl BigQuerySinkTask {
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
+            changed_tables: Default::default(),
         })
     }
 
@@ -464,7 +470,7 @@ impl BigQuerySinkTask {
                     descriptor: encoder.descriptor().clone(),
                     refuse: Faults::refuse_marker(),
                     timeout: self.cfg.append_timeout,
-                    schema_changed: false,
+                    schema_changed: self.changed_tables.contains(table),
                 },
             );
         }
@@ -640,6 +646,7 @@ impl BigQuerySinkTask {
                     done = chunk.end;
                     attempt = 0;
                     self.appended_since_commit = true;
+                    self.changed_tables.remove(table);
                     if done < rows.len() {
                         self.faults.reach("mid-append", &self.host);
                     }
@@ -893,6 +900,7 @@ impl BigQuerySinkTask {
             }
         }
         self.encoders.insert(table.to_string(), encoder);
+        self.changed_tables.insert(table.to_string());
     }
 
     /// Legacy mode: the REST side's writer (tables found or created,
