@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,7 +16,7 @@ use sluice_bench::{
     kafka::{self, now_ms, CommittedReader, PARTITIONS},
     procstat::{self, ThreadSampler},
     s3::{self, S3Env},
-    worker::{Perf, Worker},
+    worker::{Perf, Poll, Worker},
 };
 
 mod latency;
@@ -158,15 +158,6 @@ fn split_sink_args(args: &[SinkArg]) -> (Target, Vec<(String, String)>) {
     (target, settings)
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run through dev/bench, or `eval \"$(dev/services env)\"` first"))
-}
-
-fn pid_file(run_dir: &Path, name: &str) -> Option<u32> {
-    fs::read_to_string(run_dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
-}
-
 /// CPU seconds of the broker, the S3 server and this process, to diff.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
@@ -195,7 +186,7 @@ struct Ctx {
 
 impl Ctx {
     fn cpu(&self, worker: Option<u32>) -> Cpu {
-        let get = |p: Option<u32>| p.and_then(|p| procstat::cpu_seconds(p).ok()).unwrap_or(0.0);
+        let get = procstat::cpu_seconds_or_zero;
         Cpu {
             broker: get(self.broker_pid),
             s3: get(self.s3_pid),
@@ -291,13 +282,13 @@ fn run() -> anyhow::Result<()> {
     if args.https {
         // Read by the TLS clients of this harness and of the worker (which
         // inherits it) when they first connect; no thread runs yet.
-        std::env::set_var("SSL_CERT_FILE", env("S3_CA_FILE")?);
+        std::env::set_var("SSL_CERT_FILE", procstat::services_env("S3_CA_FILE")?);
     }
     let s3env = S3Env {
-        endpoint: env(if args.https { "S3_HTTPS_ENDPOINT" } else { "S3_ENDPOINT" })?,
-        access_key: env("S3_ACCESS_KEY")?,
-        secret_key: env("S3_SECRET_KEY")?,
-        region: env("S3_REGION")?,
+        endpoint: procstat::services_env(if args.https { "S3_HTTPS_ENDPOINT" } else { "S3_ENDPOINT" })?,
+        access_key: procstat::services_env("S3_ACCESS_KEY")?,
+        secret_key: procstat::services_env("S3_SECRET_KEY")?,
+        region: procstat::services_env("S3_REGION")?,
     };
     let rt = Arc::new(s3::runtime()?);
     let client = rt.block_on(s3::client(&s3env));
@@ -309,8 +300,8 @@ fn run() -> anyhow::Result<()> {
             PathBuf::from("bench/results")
         }
     });
-    let broker_pid = pid_file(&args.run_dir, "kafka");
-    let s3_pid = pid_file(&args.run_dir, "s3");
+    let broker_pid = procstat::service_pid(&args.run_dir, "kafka");
+    let s3_pid = procstat::service_pid(&args.run_dir, "s3");
     if broker_pid.is_none() || s3_pid.is_none() {
         eprintln!(
             "[bench] warning: no broker or S3 pid under {} (SLUICE_RUN_DIR): their CPU is not reported",
@@ -318,7 +309,7 @@ fn run() -> anyhow::Result<()> {
         );
     }
     let mut ctx = Ctx {
-        bootstrap: env("KAFKA_BOOTSTRAP")?,
+        bootstrap: procstat::services_env("KAFKA_BOOTSTRAP")?,
         s3env,
         rt,
         client,
@@ -530,37 +521,17 @@ fn sluice_run(
     let started = Instant::now();
     worker.create_connector(&name, &connector_config(ctx, &ctx.topic, format, format, flush))?;
     let total: i64 = ends.iter().sum();
-    let mut last_print = Instant::now();
-    let mut last_status = Instant::now();
-    let listed = loop {
-        if !worker.alive() {
-            bail!("the worker died; log:\n{}", worker.log_tail());
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("sluice did not finish {format} within an hour; log:\n{}", worker.log_tail());
-        }
-        if last_status.elapsed() > Duration::from_secs(2) {
-            last_status = Instant::now();
-            worker.task_states(&name)?;
-        }
+    let listed = worker.run_until(&name, started, Duration::from_millis(200), || {
         let committed = reader.committed()?;
         if committed.iter().zip(ends).all(|(c, e)| c >= e) {
             let listed = ctx.rt.block_on(s3::list(&ctx.client, &ctx.bucket, &format!("{format}/")))?;
             if listed.len() >= objects {
-                break listed;
+                return Ok(Poll::Done(listed));
             }
         }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
-            eprintln!(
-                "[bench]   committed {done} of {total} after {:.0} s, worker RSS {:.0} MiB",
-                started.elapsed().as_secs_f64(),
-                procstat::status_mib(pid, "VmRSS").unwrap_or(0.0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
+        Ok(Poll::Pending(format!("committed {done} of {total}")))
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = diff(c0, ctx.cpu(Some(pid)));
     let peak_rss_mib = procstat::status_mib(pid, "VmHWM")?;

@@ -159,6 +159,25 @@ pub fn machine() -> Machine {
     Machine { cores, memory_mib, cpu_model, kernel }
 }
 
+/// The pid a service of `dev/services` wrote under its run directory
+/// (`kafka`, `s3`, `bigquery`), when it is running.
+pub fn service_pid(run_dir: &std::path::Path, name: &str) -> Option<u32> {
+    std::fs::read_to_string(run_dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
+}
+
+/// CPU seconds of `pid` so far, 0 when there is no such process (a phase
+/// then reports no CPU for it rather than failing the whole run).
+pub fn cpu_seconds_or_zero(pid: Option<u32>) -> f64 {
+    pid.and_then(|p| cpu_seconds(p).ok()).unwrap_or(0.0)
+}
+
+/// A variable `dev/services env` exports, or an error saying how to get it.
+pub fn services_env(name: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run through dev/bench, or `eval \"$(dev/services env)\"` first"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

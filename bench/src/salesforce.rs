@@ -20,11 +20,12 @@ use serde_json::{json, Map, Value};
 use sluice_bench::{
     kafka::{self, now_ms, CommittedReader, Producing},
     procstat, provenance,
-    worker::Worker,
+    worker::{Poll, Worker},
 };
 use sluice_tests::salesforce::{Logged, SalesforceFake};
 
-use crate::{env, Args};
+use crate::Args;
+use sluice_bench::procstat::services_env as env;
 
 const OBJECT: &str = "Contact";
 const EXTERNAL_ID: &str = "Customer_Id__c";
@@ -264,34 +265,14 @@ fn one_run(args: &Args, env: &Env, topics: &mut Vec<String>, mode: Mode) -> anyh
     let (w0, h0) = (cpu(pid), cpu(std::process::id()));
     let started = Instant::now();
     worker.create_connector(&name, &connector_config(args, &fake, &env.topic, mode))?;
-    let (mut last_print, mut last_status) = (Instant::now(), Instant::now());
-    loop {
-        if !worker.alive() {
-            bail!("the worker died; log:\n{}", worker.log_tail());
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("the {label} run did not finish within an hour; log:\n{}", worker.log_tail());
-        }
-        if last_status.elapsed() > Duration::from_secs(2) {
-            last_status = Instant::now();
-            worker.task_states(&name)?;
-        }
+    worker.run_until(&name, started, Duration::from_millis(100), || {
         let committed = reader.committed()?.first().copied().unwrap_or(-1);
-        if committed >= env.end {
-            break;
-        }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            eprintln!(
-                "[bench]   committed {} of {} after {:.0} s, worker RSS {:.0} MiB",
-                committed.max(0),
-                env.end,
-                started.elapsed().as_secs_f64(),
-                procstat::status_mib(pid, "VmRSS").unwrap_or(0.0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Ok(if committed >= env.end {
+            Poll::Done(())
+        } else {
+            Poll::Pending(format!("committed {} of {}", committed.max(0), env.end))
+        })
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let (worker_cpu, harness_cpu) = (cpu(pid) - w0, cpu(std::process::id()) - h0);
     let peak_rss_mib = procstat::status_mib(pid, "VmHWM")?;

@@ -12,6 +12,13 @@ use std::{
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+/// What a benchmark run's poll found.
+pub enum Poll<T> {
+    Done(T),
+    /// Not yet; how far it got (e.g. "committed 120 of 4000").
+    Pending(String),
+}
+
 pub struct Worker {
     child: Child,
     pub url: String,
@@ -119,6 +126,45 @@ impl Worker {
             }
         }
         Ok(tasks.iter().filter_map(|t| t["state"].as_str().map(str::to_string)).collect())
+    }
+
+    /// Polls `poll` every `every` until it returns the run's result
+    /// (typically: the connector's committed offsets reached the end and
+    /// the target holds everything); fails when the worker dies, a task
+    /// fails or an hour passes, and prints the pending state every 5 s.
+    pub fn run_until<T>(
+        &mut self,
+        connector: &str,
+        started: Instant,
+        every: Duration,
+        mut poll: impl FnMut() -> anyhow::Result<Poll<T>>,
+    ) -> anyhow::Result<T> {
+        let (mut last_print, mut last_status) = (Instant::now(), Instant::now());
+        loop {
+            if !self.alive() {
+                bail!("the worker died; log:\n{}", self.log_tail());
+            }
+            if started.elapsed() > Duration::from_secs(3600) {
+                bail!("{connector} did not finish within an hour; log:\n{}", self.log_tail());
+            }
+            if last_status.elapsed() > Duration::from_secs(2) {
+                last_status = Instant::now();
+                self.task_states(connector)?;
+            }
+            let progress = match poll()? {
+                Poll::Done(result) => return Ok(result),
+                Poll::Pending(progress) => progress,
+            };
+            if last_print.elapsed() >= Duration::from_secs(5) {
+                last_print = Instant::now();
+                eprintln!(
+                    "[bench]   {progress} after {:.0} s, worker RSS {:.0} MiB",
+                    started.elapsed().as_secs_f64(),
+                    crate::procstat::status_mib(self.pid(), "VmRSS").unwrap_or(0.0)
+                );
+            }
+            std::thread::sleep(every);
+        }
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

@@ -5,7 +5,8 @@
 //! applied by the worker when the current call into the task returns, on
 //! the task's own thread, before the next `put`. The note is different: it
 //! is committed at once, synchronously, so a sink can record what it is
-//! about to start before starting it.
+//! about to start before starting it. The status message
+//! ([`SinkContext::report_status`]) is shown by the worker's REST API.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,21 +34,64 @@ pub trait FfiSinkContext: Send + Sync {
 /// The boxed trait object the worker passes at task creation.
 pub type FfiSinkContextBox = FfiSinkContext_TO<'static, RBox<()>>;
 
+/// The worker's side of a task's status message
+/// ([`SinkContext::report_status`]). Not a method of [`FfiSinkContext`]:
+/// that would refuse every plugin built before it; it reaches plugins
+/// through `crate::ext` instead.
+#[sabi_trait]
+pub trait FfiTaskStatus: Send + Sync {
+    /// `RSome`: what the task wants its status to say while it runs;
+    /// `RNone`: nothing any more.
+    #[sabi(last_prefix_field)]
+    fn report(&self, message: ROption<RStr<'_>>);
+}
+
+pub type FfiTaskStatusBox = FfiTaskStatus_TO<'static, RBox<()>>;
+
 /// What a sink task can ask of the worker. Cheap to clone; keep it in the
 /// task.
 #[derive(Clone)]
 pub struct SinkContext {
     inner: Arc<FfiSinkContextBox>,
+    /// Absent in a worker without plugin extensions (`crate::ext`).
+    status: Option<Arc<FfiTaskStatusBox>>,
 }
 
 impl SinkContext {
     pub fn from_ffi(inner: FfiSinkContextBox) -> Self {
-        SinkContext { inner: Arc::new(inner) }
+        SinkContext { inner: Arc::new(inner), status: None }
+    }
+
+    /// With the worker's status line (a worker with plugin extensions).
+    pub fn from_ffi_with_status(inner: FfiSinkContextBox, status: FfiTaskStatusBox) -> Self {
+        SinkContext { inner: Arc::new(inner), status: Some(Arc::new(status)) }
     }
 
     /// Wraps any implementation (the test harness's, or [`Recorded`]).
     pub fn from_impl(context: impl FfiSinkContext + 'static) -> Self {
         SinkContext::from_ffi(FfiSinkContext_TO::from_value(context, TD_Opaque))
+    }
+
+    /// [`Recorded`] as both the context and the status line: its requests
+    /// include [`Request::Status`].
+    pub fn recorded(context: Recorded) -> Self {
+        let status = FfiTaskStatus_TO::from_value(context.clone(), TD_Opaque);
+        SinkContext::from_ffi_with_status(FfiSinkContext_TO::from_value(context, TD_Opaque), status)
+    }
+
+    /// What the task's status should say while it runs, or `None` once
+    /// there is nothing to say: shown as `message` beside `"state":
+    /// "RUNNING"` in `GET /connectors/{name}/status` and
+    /// `/connectors/{name}/tasks/{id}/status`, from any worker. For a
+    /// condition the user should know of that is not a failure, such as a
+    /// pause for the target's API allocation ("paused until …: …"). Cheap:
+    /// the worker publishes it on its next pass, only when it changed. A
+    /// worker older than this method shows nothing (the call does nothing);
+    /// a task that ends has its message cleared.
+    pub fn report_status(&self, message: Option<&str>) {
+        if let Some(status) = &self.status {
+            status.report(message.map(RStr::from).into());
+        }
     }
 
     /// Re-reads `partition` from `offset`: records from there on are handed
@@ -108,6 +152,8 @@ pub enum Request {
     Resume(Vec<TopicPartition>),
     Commit,
     Note(TopicPartition, String),
+    /// `report_status` (through [`SinkContext::recorded`]).
+    Status(Option<String>),
 }
 
 /// A context that records requests and keeps notes in memory: for unit
@@ -128,6 +174,12 @@ impl Recorded {
     /// The requests so far, emptying the log.
     pub fn take(&self) -> Vec<Request> {
         std::mem::take(&mut *self.requests.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl FfiTaskStatus for Recorded {
+    fn report(&self, message: ROption<RStr<'_>>) {
+        self.push(Request::Status(message.into_option().map(|m| m.to_string())));
     }
 }
 
@@ -189,5 +241,18 @@ mod tests {
         *recorded.fenced.lock().unwrap() = Some("generation 3 is not current".into());
         assert!(ctx.commit_note(&tp, "stream-b@0").unwrap_err().to_string().contains("generation 3"));
         assert_eq!(ctx.note(&tp).as_deref(), Some("stream-a@10"), "a fenced note is not kept");
+    }
+
+    #[test]
+    fn a_status_message_reaches_a_status_line_and_is_dropped_without_one() {
+        let recorded = Recorded::default();
+        let ctx = SinkContext::recorded(recorded.clone());
+        ctx.report_status(Some("paused until 00:00 UTC"));
+        ctx.report_status(None);
+        assert_eq!(recorded.take(), [Request::Status(Some("paused until 00:00 UTC".into())), Request::Status(None)]);
+        // A worker without extensions gives no status line: nothing happens.
+        let without = Recorded::default();
+        SinkContext::from_impl(without.clone()).report_status(Some("not shown"));
+        assert_eq!(without.take(), []);
     }
 }

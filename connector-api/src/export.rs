@@ -2,23 +2,32 @@
 //! traits to the ABI, with every call guarded by `catch_unwind` so a panic in
 //! connector code becomes a `Fatal` error instead of aborting the worker.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{Arc, Mutex},
+};
 
 use abi_stable::{
     prefix_type::WithMetadata,
     sabi_trait::TD_Opaque,
     std_types::{RResult, RSlice, RStr, RVec},
+    StableAbi,
 };
 
 use crate::{
     config::{ConfigEntry, ConfigIssue, ConnectorConfig},
     context::{FfiSinkContextBox, SinkContext},
+    ext::{
+        ExtensionsExport, FfiFailureDetails, FfiFailureDetails_TO, FfiTaskStatusBox, PluginExtensions,
+        PluginExtensionsRef, SinkTaskParts,
+    },
+    ffi::PutOutcome,
     ffi::{
         ConnectorDescriptor, FfiSinkTask, FfiSinkTaskBox, FfiSinkTask_TO, FfiSourceTask, FfiSourceTaskBox,
         FfiSourceTask_TO, PluginModule, PluginModuleRef, KIND_SINK, KIND_SOURCE,
     },
     host::{FfiHostBox, Host},
-    record::{PutOutcome, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
+    record::{FailureDetail, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
     traits::{ConnectorInfo, SinkConnector, SinkTask, SourceConnector, SourceTask},
     ConnectorError,
 };
@@ -52,7 +61,7 @@ pub trait ErasedConnector: Send + Sync {
         config: &ConnectorConfig,
         host: Host,
         context: SinkContext,
-    ) -> Result<FfiSinkTaskBox, ConnectorError>;
+    ) -> Result<SinkTaskParts, ConnectorError>;
     fn create_source_task(&self, config: &ConnectorConfig, host: Host) -> Result<FfiSourceTaskBox, ConnectorError>;
 }
 
@@ -94,9 +103,13 @@ impl<C: SinkConnector> ErasedConnector for SinkEntry<C> {
         config: &ConnectorConfig,
         host: Host,
         context: SinkContext,
-    ) -> Result<FfiSinkTaskBox, ConnectorError> {
+    ) -> Result<SinkTaskParts, ConnectorError> {
         let task = self.0.create_task(config, host, context)?;
-        Ok(FfiSinkTask_TO::from_value(SinkTaskAdapter(task), TD_Opaque))
+        let details = LastDetails::default();
+        Ok(SinkTaskParts {
+            task: FfiSinkTask_TO::from_value(SinkTaskAdapter { task, details: details.clone() }, TD_Opaque),
+            details: FfiFailureDetails_TO::from_value(details, TD_Opaque),
+        })
     }
     fn create_source_task(&self, _: &ConnectorConfig, _: Host) -> Result<FfiSourceTaskBox, ConnectorError> {
         Err(ConnectorError::config(format!("{} is a sink connector, not a source", self.0.info().class)))
@@ -116,7 +129,7 @@ impl<C: SourceConnector> ErasedConnector for SourceEntry<C> {
     fn task_configs(&self, config: &ConnectorConfig, max_tasks: usize) -> Result<Vec<ConnectorConfig>, ConnectorError> {
         self.0.task_configs(config, max_tasks)
     }
-    fn create_sink_task(&self, _: &ConnectorConfig, _: Host, _: SinkContext) -> Result<FfiSinkTaskBox, ConnectorError> {
+    fn create_sink_task(&self, _: &ConnectorConfig, _: Host, _: SinkContext) -> Result<SinkTaskParts, ConnectorError> {
         Err(ConnectorError::config(format!("{} is a source connector, not a sink", self.0.info().class)))
     }
     fn create_source_task(&self, config: &ConnectorConfig, host: Host) -> Result<FfiSourceTaskBox, ConnectorError> {
@@ -125,26 +138,57 @@ impl<C: SourceConnector> ErasedConnector for SourceEntry<C> {
     }
 }
 
-struct SinkTaskAdapter<T>(T);
+/// The details of the last `put`'s failures, shared by the task adapter
+/// (which replaces them on every `put`) and the worker's side (which takes
+/// them after it). Replaced, never appended: a worker that never takes them
+/// (one without extensions) holds at most one batch's.
+#[derive(Clone, Default)]
+struct LastDetails(Arc<Mutex<Vec<FailureDetail>>>);
+
+impl LastDetails {
+    fn set(&self, details: Vec<FailureDetail>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = details;
+    }
+}
+
+impl FfiFailureDetails for LastDetails {
+    fn take(&mut self) -> RVec<FailureDetail> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner())).into()
+    }
+}
+
+struct SinkTaskAdapter<T> {
+    task: T,
+    details: LastDetails,
+}
 
 impl<T: SinkTask> FfiSinkTask for SinkTaskAdapter<T> {
     fn open(&mut self, partitions: RSlice<'_, TopicPartition>) -> RResult<(), ConnectorError> {
-        guard("open", || self.0.open(partitions.as_slice()))
+        guard("open", || self.task.open(partitions.as_slice()))
     }
     fn put(&mut self, records: RSlice<'_, SinkRecord<'_>>) -> RResult<PutOutcome, ConnectorError> {
-        guard("put", || self.0.put(records.as_slice()))
+        let result = guard("put", || self.task.put(records.as_slice()));
+        let (result, details) = match result {
+            RResult::ROk(outcome) => {
+                let (outcome, details) = outcome.into_parts();
+                (RResult::ROk(outcome), details)
+            }
+            RResult::RErr(e) => (RResult::RErr(e), Vec::new()),
+        };
+        self.details.set(details);
+        result
     }
     fn pre_commit(
         &mut self,
         delivered: RSlice<'_, TopicPartitionOffset>,
     ) -> RResult<RVec<TopicPartitionOffset>, ConnectorError> {
-        guard("pre_commit", || self.0.pre_commit(delivered.as_slice()).map(RVec::from))
+        guard("pre_commit", || self.task.pre_commit(delivered.as_slice()).map(RVec::from))
     }
     fn close(&mut self, partitions: RSlice<'_, TopicPartition>) -> RResult<(), ConnectorError> {
-        guard("close", || self.0.close(partitions.as_slice()))
+        guard("close", || self.task.close(partitions.as_slice()))
     }
     fn stop(&mut self) -> RResult<(), ConnectorError> {
-        guard("stop", || self.0.stop())
+        guard("stop", || self.task.stop())
     }
 }
 
@@ -223,10 +267,30 @@ extern "C" fn create_sink_task<R: RegistryProvider>(
 ) -> RResult<FfiSinkTaskBox, ConnectorError> {
     guard("create_task", || {
         let config = ConnectorConfig::from_entries(config.as_slice());
-        R::registry().find(class.as_str())?.create_sink_task(
+        let parts = R::registry().find(class.as_str())?.create_sink_task(
             &config,
             Host::from_ffi(host),
             SinkContext::from_ffi(context),
+        )?;
+        Ok(parts.task)
+    })
+}
+
+/// `PluginExtensions::create_sink_task`: with the worker's status line, and
+/// the failure details handed back.
+extern "C" fn create_sink_task_with_extensions<R: RegistryProvider>(
+    class: RStr<'_>,
+    config: RSlice<'_, ConfigEntry>,
+    host: FfiHostBox,
+    context: FfiSinkContextBox,
+    status: FfiTaskStatusBox,
+) -> RResult<SinkTaskParts, ConnectorError> {
+    guard("create_task", || {
+        let config = ConnectorConfig::from_entries(config.as_slice());
+        R::registry().find(class.as_str())?.create_sink_task(
+            &config,
+            Host::from_ffi(host),
+            SinkContext::from_ffi_with_status(context, status),
         )
     })
 }
@@ -257,6 +321,17 @@ pub fn root_module<R: RegistryProvider>(abi_version: u32) -> PluginModuleRef {
     PluginModuleRef(leaked.static_as_prefix())
 }
 
+/// Builds the extensions for registry `R` (`crate::ext`).
+pub fn extensions<R: RegistryProvider>() -> ExtensionsExport {
+    let module = PluginExtensions { create_sink_task: create_sink_task_with_extensions::<R> };
+    // Leaked once per call; the worker calls it once per library load.
+    let leaked: &'static WithMetadata<PluginExtensions> = Box::leak(Box::new(WithMetadata::new(module)));
+    ExtensionsExport {
+        layout: <PluginExtensionsRef as StableAbi>::LAYOUT,
+        module: PluginExtensionsRef(leaked.static_as_prefix()),
+    }
+}
+
 /// Exports a plugin library's connector classes. Use once per `cdylib`:
 ///
 /// ```text
@@ -272,6 +347,25 @@ pub fn root_module<R: RegistryProvider>(abi_version: u32) -> PluginModuleRef {
 /// export attribute names it by absolute path.
 #[macro_export]
 macro_rules! export_plugin {
+    (sinks: [$($sink:expr),* $(,)?], sources: [$($source:expr),* $(,)?] $(,)?) => {
+        $crate::__export_plugin_with_abi_version! {
+            abi_version: $crate::ffi::ABI_VERSION, sinks: [$($sink),*], sources: [$($source),*]
+        }
+        /// The plugin's extensions (`connector_api::ext`).
+        #[no_mangle]
+        #[allow(improper_ctypes_definitions)]
+        pub extern "C" fn sluice_plugin_extensions_v1() -> $crate::ext::ExtensionsExport {
+            $crate::export::extensions::<__SluiceRegistry>()
+        }
+    };
+}
+
+/// Like [`export_plugin!`] without the extensions: what a plugin built
+/// before them exports. Only for the tests that check such a plugin still
+/// runs.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin_without_extensions {
     (sinks: [$($sink:expr),* $(,)?], sources: [$($source:expr),* $(,)?] $(,)?) => {
         $crate::__export_plugin_with_abi_version! {
             abi_version: $crate::ffi::ABI_VERSION, sinks: [$($sink),*], sources: [$($source),*]

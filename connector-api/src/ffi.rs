@@ -1,10 +1,15 @@
 //! The ABI proper: the root module every plugin exports and the task trait
 //! objects. Connector authors never use these directly (see [`crate::export_plugin`]).
 //!
-//! Evolution rules (abi_stable's): fields are only ever appended after the
-//! `last_prefix_field` of a prefix type; nothing is removed or renamed; no
-//! exhaustive enum crosses the boundary (kinds travel as bytes). A change that
-//! breaks these bumps [`ABI_VERSION`].
+//! Evolution rules: nothing reachable from [`PluginModule`] changes, not
+//! even a field appended after a `last_prefix_field`: abi_stable lets a
+//! newer library into an older host, but refuses a library whose prefix
+//! types have fewer fields than the host's, so a growing vtable would refuse
+//! every plugin already built. Additions go to [`crate::ext`], found by
+//! their own symbol (docs/decisions/0043). Nothing is removed or renamed (a
+//! type's name is part of its checked layout); no exhaustive enum crosses
+//! the boundary (kinds travel as bytes). A change that breaks these bumps
+//! [`ABI_VERSION`].
 
 use abi_stable::{
     declare_root_module_statics,
@@ -19,7 +24,7 @@ use crate::{
     config::{ConfigEntry, ConfigIssue, ConfigKeyInfo},
     context::FfiSinkContextBox,
     host::FfiHostBox,
-    record::{PutOutcome, SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
+    record::{SinkRecord, SourceOffset, SourceRecord, TopicPartition, TopicPartitionOffset},
     ConnectorError,
 };
 
@@ -55,6 +60,8 @@ pub struct ConnectorDescriptor {
     pub documentation: RString,
     pub config: RVec<ConfigKeyInfo>,
 }
+
+pub use crate::record::abi::PutOutcome;
 
 /// A sink task as the worker sees it.
 #[sabi_trait]

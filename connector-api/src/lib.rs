@@ -30,7 +30,11 @@
 //! - A sink's `pre_commit` decides what the worker commits: report only what
 //!   is durable in the target. Records that failed go in the `put` outcome
 //!   with an [`ErrorKind`]; the worker routes them (DLQ, rejected topic,
-//!   retries) and keeps the committed offset contiguous.
+//!   retries) and keeps the committed offset contiguous. What the target
+//!   said about a record (its error code, the fields it named) can go with
+//!   it as headers of their own ([`PutOutcome::fail_with_details`]); what
+//!   the task wants its status to say while it runs, through
+//!   [`SinkContext::report_status`].
 //!
 //! ## Write your own connector
 //!
@@ -137,6 +141,7 @@ pub mod config;
 pub mod context;
 mod error;
 pub mod export;
+pub mod ext;
 pub mod ffi;
 pub mod host;
 pub mod json;
@@ -152,8 +157,8 @@ pub use context::SinkContext;
 pub use error::{ConnectorError, ErrorKind};
 pub use host::{Host, Level};
 pub use record::{
-    Header, HeaderRef, PutOutcome, RecordFailure, SinkRecord, SourceOffset, SourceRecord, TopicPartition,
-    TopicPartitionOffset,
+    FailureDetail, Header, HeaderRef, PutOutcome, RecordFailure, SinkRecord, SourceOffset, SourceRecord,
+    TopicPartition, TopicPartitionOffset,
 };
 pub use schema::Schema;
 pub use traits::{ConnectorInfo, SinkConnector, SinkTask, SourceConnector, SourceTask};

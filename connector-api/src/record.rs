@@ -229,13 +229,27 @@ pub struct RecordFailure {
     pub error: ConnectorError,
 }
 
+/// One key/value detail of a failed record (the target's error code, its
+/// message, the fields it named), by the record's index in the `put` batch.
+/// The worker writes it on the routed record as header
+/// `__sluice.errors.target.<key>` beside Kafka Connect's `__connect.errors.*`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FailureDetail {
+    pub index: u32,
+    pub key: RString,
+    pub value: RString,
+}
+
 /// What `put` reports beside success: the records it could not take. Every
 /// record not listed was accepted (it becomes durable when `pre_commit` says
-/// so); every listed one is routed by the runtime per its error kind.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+/// so); every listed one is routed by the runtime per its error kind, with
+/// the details given to [`fail_with_details`](Self::fail_with_details) as
+/// headers of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOutcome {
-    failures: RVec<RecordFailure>,
+    failures: Vec<RecordFailure>,
+    details: Vec<FailureDetail>,
 }
 
 impl PutOutcome {
@@ -247,8 +261,56 @@ impl PutOutcome {
     pub fn fail(&mut self, index: usize, error: ConnectorError) {
         self.failures.push(RecordFailure { index: index as u32, error });
     }
+    /// Marks record `index` as failed, with what the target said as separate
+    /// details: keys such as `code`, `message`, `fields` (lower case,
+    /// digits, `.`, `_`, `-`; others are dropped by the worker). A worker
+    /// older than these details routes the record with the error alone, so
+    /// keep the error's message complete too.
+    pub fn fail_with_details(&mut self, index: usize, error: ConnectorError, details: &[(&str, &str)]) {
+        self.fail(index, error);
+        self.details.extend(details.iter().map(|(key, value)| FailureDetail {
+            index: index as u32,
+            key: (*key).into(),
+            value: (*value).into(),
+        }));
+    }
     pub fn failures(&self) -> &[RecordFailure] {
         self.failures.as_slice()
+    }
+    /// Every detail, in the order given.
+    pub fn details(&self) -> &[FailureDetail] {
+        self.details.as_slice()
+    }
+    /// The details of record `index`.
+    pub fn details_of(&self, index: usize) -> impl Iterator<Item = (&str, &str)> {
+        self.details.iter().filter(move |d| d.index as usize == index).map(|d| (d.key.as_str(), d.value.as_str()))
+    }
+    /// The ABI's two halves: the failures `put` returns, and the details the
+    /// worker takes after it (`crate::ext`).
+    pub fn into_parts(self) -> (abi::PutOutcome, Vec<FailureDetail>) {
+        (abi::PutOutcome { failures: self.failures.into() }, self.details)
+    }
+    /// The worker's side: a `put` result with the details taken after it
+    /// (none from a plugin without extensions).
+    pub fn from_parts(outcome: abi::PutOutcome, details: Vec<FailureDetail>) -> Self {
+        PutOutcome { failures: outcome.failures.into_vec(), details }
+    }
+}
+
+/// The ABI's types of this module's idiomatic ones.
+pub mod abi {
+    use abi_stable::{std_types::RVec, StableAbi};
+
+    use super::RecordFailure;
+
+    /// What `FfiSinkTask::put` returns: the records it could not take. The
+    /// ABI's half of [`super::PutOutcome`] (its details travel through
+    /// `crate::ext`); the name is part of the layout abi_stable checks, so
+    /// it stays `PutOutcome`.
+    #[repr(C)]
+    #[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+    pub struct PutOutcome {
+        pub failures: RVec<RecordFailure>,
     }
 }
 

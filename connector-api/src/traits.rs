@@ -101,6 +101,22 @@ pub trait SinkConnector: Send + Sync + 'static {
 /// | `Rejected` | every record to the rejected topic | to the rejected topic | this commit skipped |
 /// | `Fatal`, `Config` | the task FAILS (restarted with backoff) | — | the task FAILS |
 ///
+/// A record failed with [`PutOutcome::fail_with_details`] is routed with
+/// its details as headers `__sluice.errors.target.<key>` beside Kafka
+/// Connect's `__connect.errors.*` (which stay as they are, the error's
+/// message included): give the target's error code, message and the fields
+/// it named there, so that whoever reads the DLQ or rejected topic need not
+/// parse the message. A worker older than the details routes the record
+/// without them.
+///
+/// # Status
+///
+/// A task that waits for something the user should know of, without
+/// failing (the target's API allocation used up, say), says so with
+/// [`SinkContext::report_status`]: its state stays `RUNNING` and the REST
+/// status shows the message until the task reports `None` or ends. Not for
+/// failures: return an error, the worker shows it as `FAILED` with a trace.
+///
 /// Calls are guarded: a panic fails the task with the panic message.
 pub trait SinkTask: Send + 'static {
     /// The task now owns these partitions.

@@ -64,6 +64,63 @@ def _table_arrow_schema(table_meta):
 
 write_servicer._table_arrow_schema = _table_arrow_schema
 
+
+_Handler = write_servicer.BigQueryWriteHandler
+_get_write_stream = _Handler._handle_get_write_stream
+_batch_commit = _Handler._handle_batch_commit_write_streams
+_commit_times = {}
+
+
+def _get_write_stream_with_commit_time(self, request_bytes, context):
+    # sluice patch: BigQuery's GetWriteStream answers a committed PENDING
+    # stream with its commit_time (how a sink learns after a crash whether
+    # its pending stream was committed); the emulator never sets it.
+    from google.cloud.bigquery_storage_v1 import types
+
+    answer = _get_write_stream(self, request_bytes, context)
+    if not answer:
+        return answer
+    stream = types.WriteStream.deserialize(answer)
+    committed = _commit_times.get(stream.name)
+    if committed is not None:
+        stream.commit_time = committed
+    return types.WriteStream.serialize(stream)
+
+
+def _batch_commit_once(self, request_bytes, context):
+    # sluice patch: committing a stream that is already committed answers
+    # BigQuery's STREAM_ALREADY_COMMITTED (the emulator said
+    # INVALID_STREAM_STATE), and commit times are kept for GetWriteStream.
+    from google.cloud.bigquery_storage_v1 import types
+
+    request = types.BatchCommitWriteStreamsRequest.deserialize(request_bytes)
+    # sluice patch: BigQuery commits streams of the request's parent table
+    # only; the emulator committed any table's streams together.
+    foreign = [n for n in request.write_streams if not n.startswith(request.parent + "/streams/")]
+    if foreign:
+        import grpc
+
+        context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+        context.set_details("Streams of another table than %s: %s" % (request.parent, ", ".join(foreign)))
+        return b""
+    again = [n for n in request.write_streams if n in _commit_times]
+    if again:
+        code = types.StorageError.StorageErrorCode.STREAM_ALREADY_COMMITTED
+        errors = [types.StorageError(code=code, entity=n, error_message="Stream already committed: " + n) for n in again]
+        return types.BatchCommitWriteStreamsResponse.serialize(
+            types.BatchCommitWriteStreamsResponse(commit_time=None, stream_errors=errors)
+        )
+    answer = _batch_commit(self, request_bytes, context)
+    response = types.BatchCommitWriteStreamsResponse.deserialize(answer)
+    if "commit_time" in response and not response.stream_errors:
+        for name in request.write_streams:
+            _commit_times[name] = response.commit_time
+    return answer
+
+
+_Handler._handle_get_write_stream = _get_write_stream_with_commit_time
+_Handler._handle_batch_commit_write_streams = _batch_commit_once
+
 for _module in list(sys.modules.values()):
     if getattr(_module, "bq_schema_to_duckdb_columns", None) is _columns:
         _module.bq_schema_to_duckdb_columns = _quoted_columns

@@ -24,7 +24,7 @@ use crate::{
     connector_config::{self, RuntimeConfig},
     host::PluginMetrics,
     metrics::Metrics,
-    pipeline::{self, TaskContext},
+    pipeline::{self, status::StatusMessage, TaskContext},
     plugins::{ConnectorClass, Kind, PluginRegistry},
 };
 
@@ -55,6 +55,7 @@ struct RunningTask {
     restart_epoch: u64,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
+    status_message: StatusMessage,
     handle: JoinHandle<Result<(), String>>,
 }
 
@@ -204,7 +205,7 @@ impl Worker {
     }
 
     fn status(&self, state: RunState, trace: Option<String>) -> Status {
-        Status { state, worker_id: self.cluster.worker_id.clone(), trace, generation: None }
+        Status { state, worker_id: self.cluster.worker_id.clone(), trace, generation: None, message: None }
     }
 
     /// A task's status, with the incarnation it belongs to.
@@ -238,16 +239,17 @@ impl Worker {
             self.start_if_due(key, d);
         }
         // Publish the states of the tasks running here.
-        let states: Vec<(TaskKey, bool, u64)> = self
+        let states: Vec<(TaskKey, bool, u64, Option<String>)> = self
             .local()
             .running
             .iter()
-            .map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst), t.generation))
+            .map(|(k, t)| (k.clone(), t.paused.load(Ordering::SeqCst), t.generation, t.status_message.get()))
             .collect();
-        for ((name, id), paused, generation) in states {
+        for ((name, id), paused, generation, message) in states {
             let state = if paused { RunState::Paused } else { RunState::Running };
             self.metrics.set_task_state(&name, id, state);
-            self.publish(task_status_key(&name, id), Some(self.task_status(state, None, generation)));
+            let status = Status { message, ..self.task_status(state, None, generation) };
+            self.publish(task_status_key(&name, id), Some(status));
         }
         // Forget the statuses of deleted connectors (the owner cleans up).
         let names: Vec<&str> = connectors.keys().map(String::as_str).collect();
@@ -406,6 +408,7 @@ impl Worker {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(d.want.paused));
+        let status_message = StatusMessage::default();
         let ctx = TaskContext {
             connector: key.0.clone(),
             task: key.1,
@@ -417,11 +420,12 @@ impl Worker {
             plugin_metrics: self.plugin_metrics.clone(),
             stop: stop.clone(),
             paused: paused.clone(),
+            status_message: status_message.clone(),
         };
         match spawn_task(ctx, d.class.kind()) {
             Ok(handle) => {
                 let (version, restart_epoch) = (d.want.version, d.want.restart_epoch);
-                let task = RunningTask { version, generation, restart_epoch, stop, paused, handle };
+                let task = RunningTask { version, generation, restart_epoch, stop, paused, status_message, handle };
                 self.local().running.insert(key.clone(), task);
             }
             Err(e) => tracing::error!(connector = %key.0, task = key.1, error = %e, "cannot start a task thread"),

@@ -12,6 +12,7 @@ use connector_api::{
 };
 use sluice_runtime::{
     host::{PluginMetrics, TaskHost},
+    pipeline::status::StatusMessage,
     plugins::{Kind, PluginRegistry},
 };
 use sluice_tests::{build_dir, plugin_library};
@@ -26,6 +27,11 @@ fn context() -> connector_api::context::FfiSinkContextBox {
         connector_api::context::Recorded::default(),
         abi_stable::sabi_trait::TD_Opaque,
     )
+}
+
+/// A status line nobody reads (the tests that do keep their own).
+fn status() -> connector_api::ext::FfiTaskStatusBox {
+    StatusMessage::default().to_ffi()
 }
 
 fn prometheus_registry() -> sluice_runtime::host::MetricsRegistry {
@@ -61,7 +67,8 @@ fn records_round_trip_through_the_file_sink() {
     let class = registry.class("example-file-sink").unwrap();
     let out = dir.path().join("out.txt");
     let out_s = out.to_string_lossy().to_string();
-    let mut task = class.create_sink_task([("file", out_s.as_str())], host("files"), context()).expect("task created");
+    let mut task =
+        class.create_sink_task([("file", out_s.as_str())], host("files"), context(), status()).expect("task created");
     task.open(vec![TopicPartition::new("orders", 0)].as_slice().into()).unwrap();
 
     let headers = [HeaderRef { key: "h".into(), value: abi_stable::std_types::ROption::RNone }];
@@ -159,7 +166,7 @@ fn a_duplicate_class_is_refused_with_the_first_library_named() {
 fn a_panic_in_put_is_a_fatal_error_and_everything_else_keeps_running() {
     let (dir, registry) = registry_of(&["test-plugin-panicky", "example-file-sink"]);
     let panicky = registry.class("test-panicky-sink").unwrap();
-    let mut task = panicky.create_sink_task([], host("panicky"), context()).unwrap();
+    let mut task = panicky.create_sink_task([], host("panicky"), context(), status()).unwrap();
     let boom = [SinkRecord::new("t", 0, 0).with_value(Some(b"panic"))];
     let err = task.put(boom.as_slice().into()).into_result().expect_err("the panic is reported");
     assert_eq!(err.kind(), ErrorKind::Fatal);
@@ -172,7 +179,7 @@ fn a_panic_in_put_is_a_fatal_error_and_everything_else_keeps_running() {
     let mut other = registry
         .class("example-file-sink")
         .unwrap()
-        .create_sink_task([("file", out.as_str())], host("files"), context())
+        .create_sink_task([("file", out.as_str())], host("files"), context(), status())
         .unwrap();
     assert!(other.put(fine.as_slice().into()).is_ok());
 }
@@ -194,11 +201,51 @@ fn config_validation_names_the_offending_key() {
     // Creating a task with a config the connector cannot use is a Config error.
     let config = ConnectorConfig::new().with("file", "/nonexistent-dir/x");
     let entries: Vec<(&str, &str)> = config.iter().collect();
-    let Err(err) = sink.create_sink_task(entries, host("files"), context()) else {
+    let Err(err) = sink.create_sink_task(entries, host("files"), context(), status()) else {
         panic!("a task was created for a bad path")
     };
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.message().contains("\"file\""), "{err}");
+}
+
+/// A plugin built before the extensions (`connector_api::ext`) exports the
+/// root module alone: it loads and runs as before, its tasks' status line
+/// and failure details simply absent. One with them carries both. (That a
+/// plugin actually built with the earlier connector-api loads in this
+/// worker, and one built with this connector-api in the earlier worker, was
+/// checked with both builds: docs/decisions/0043.)
+#[test]
+fn a_plugin_without_extensions_runs_as_before_and_one_with_them_gives_status_and_details() {
+    let (_dir, registry) = registry_of(&["test-plugin-details", "test-plugin-pre-extensions"]);
+    assert!(registry.rejections().is_empty(), "{:?}", registry.rejections());
+    for (class, extended) in [("test-details-sink", true), ("test-pre-extensions-sink", false)] {
+        let class = registry.class(class).unwrap_or_else(|| panic!("{class} loaded"));
+        assert_eq!(class.has_extensions(), extended, "{}", class.name());
+        let line = StatusMessage::default();
+        let mut task = class.create_sink_task([], host("details"), context(), line.to_ffi()).unwrap();
+        let records = [
+            SinkRecord::new("t", 0, 0).with_value(Some(b"status:paused until 00:00:00 UTC")),
+            SinkRecord::new("t", 0, 1).with_value(Some(b"fine")),
+            SinkRecord::new("t", 0, 2).with_value(Some(b"reject")),
+        ];
+        let outcome = task.put(records.as_slice().into()).into_result().unwrap();
+        let failed: Vec<(u32, ErrorKind)> = outcome.failures().iter().map(|f| (f.index, f.error.kind())).collect();
+        assert_eq!(failed, [(2, ErrorKind::Rejected)], "{}", class.name());
+        assert!(outcome.failures()[0].error.message().contains("TEST_CODE"), "the message stays whole");
+        let details: Vec<(&str, &str)> = outcome.details_of(2).collect();
+        if extended {
+            assert_eq!(details, [("code", "TEST_CODE"), ("message", "refused by the test"), ("fields", "a,b")]);
+            assert_eq!(line.get().as_deref(), Some("paused until 00:00:00 UTC"));
+            let cleared = [SinkRecord::new("t", 0, 3).with_value(Some(b"status-clear"))];
+            let outcome = task.put(cleared.as_slice().into()).into_result().unwrap();
+            assert!(outcome.failures().is_empty() && outcome.details().is_empty(), "details are per put");
+            assert_eq!(line.get(), None);
+        } else {
+            assert_eq!(details, [], "a plugin without extensions gives no details");
+            assert_eq!(line.get(), None, "and no status line reaches it");
+        }
+        task.stop().unwrap();
+    }
 }
 
 #[test]

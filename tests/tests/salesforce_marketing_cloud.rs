@@ -106,6 +106,11 @@ fn customers_in_three_versions_end_as_the_last_version_with_refused_rows_rejecte
     assert_eq!(offsets, breakers);
     let message = header(&routed[0], "__connect.errors.exception.message").unwrap();
     assert!(message.contains("InvalidValue: Email is not a valid email address"), "{message}");
+    for m in &routed {
+        assert_eq!(header(m, "__sluice.errors.target.code").as_deref(), Some("InvalidValue"));
+        assert_eq!(header(m, "__sluice.errors.target.message").as_deref(), Some("Email is not a valid email address"));
+        assert_eq!(header(m, "__sluice.errors.target.fields"), None, "row results name no fields");
+    }
 }
 
 /// How long the first request stays pending: 20 s in the suite, or

@@ -202,12 +202,68 @@ fn twenty_thousand_customers_in_three_versions_end_as_the_last_version_with_refu
         "{message}"
     );
     assert_eq!(header(&routed[0], "__connect.errors.exception.class.name").as_deref(), Some("Rejected"));
+    for m in &routed {
+        assert_target_headers(m, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Email must be a valid address", Some("Email"));
+    }
 
-    // Exactly the unmappable records in the DLQ, naming the field.
+    // Exactly the unmappable records in the DLQ, naming the field; Salesforce
+    // never saw them, so no target headers.
     let dead = consume(&dlq, 1, produced.unmappable.len(), Duration::from_secs(60));
     assert_eq!(dead.iter().map(at).collect::<BTreeSet<_>>(), produced.unmappable);
     let message = header(&dead[0], "__connect.errors.exception.message").unwrap();
     assert!(message.contains("Customer_Id__c is missing"), "{message}");
+    assert!(dead.iter().all(|m| header(m, "__sluice.errors.target.code").is_none()));
+}
+
+/// Salesforce's error code, message and fields in headers of their own
+/// (`fields` absent when Salesforce named none).
+fn assert_target_headers(m: &rdkafka::message::OwnedMessage, code: &str, message: &str, fields: Option<&str>) {
+    assert_eq!(header(m, "__sluice.errors.target.code").as_deref(), Some(code));
+    assert_eq!(header(m, "__sluice.errors.target.message").as_deref(), Some(message));
+    assert_eq!(header(m, "__sluice.errors.target.fields").as_deref(), fields);
+}
+
+#[test]
+fn a_refused_record_in_the_dlq_carries_salesforces_code_message_and_fields_as_headers_of_their_own() {
+    const CUSTOMERS: usize = 300;
+    let fake = fake();
+    fake.add_validation_rule("Email", json!("invalid"), "Email must be a valid address");
+    let topic = unique("sf-details");
+    let dlq = unique("sf-details-dlq");
+    create_topic(&topic, 1);
+    let produced = produce_customers(&topic, 1, CUSTOMERS, false);
+    let w = WorkerProcess::start(&unique("sf-details"), &[], &[]);
+    let name = unique("sf-details-sink");
+    // No rejected topic: a business refusal goes to the DLQ.
+    create_connector(
+        &w,
+        &name,
+        &topic,
+        &fake,
+        &[
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", &dlq),
+            ("errors.deadletterqueue.context.headers.enable", "true"),
+        ],
+    );
+    wait_committed(&format!("connect-{name}"), &topic, &produced.ends, &w);
+    let breaking: BTreeSet<i64> =
+        produced.versions.iter().filter(|((c, _), _)| c % 100 == 7).map(|(_, (_, o))| *o).collect();
+    let dead = consume(&dlq, 1, breaking.len(), Duration::from_secs(60));
+    let offsets: BTreeSet<i64> =
+        dead.iter().map(|m| header(m, "__connect.errors.offset").unwrap().parse().unwrap()).collect();
+    assert_eq!(offsets, breaking);
+    for m in &dead {
+        assert_target_headers(m, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Email must be a valid address", Some("Email"));
+        // Kafka Connect's headers are as they were, for existing DLQ tooling.
+        assert_eq!(header(m, "__connect.errors.exception.class.name").as_deref(), Some("Rejected"));
+        assert_eq!(header(m, "__connect.errors.stage").as_deref(), Some("TASK_PUT"));
+        let message = header(m, "__connect.errors.exception.message").unwrap();
+        assert!(
+            message.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION: Email must be a valid address [fields: Email]"),
+            "{message}"
+        );
+    }
 }
 
 #[test]
@@ -274,9 +330,33 @@ fn the_daily_limit_pauses_the_task_without_losing_or_committing_anything() {
     assert!(fake.all().is_empty());
     assert_eq!(committed_offset(&group, &topic, 0).unwrap_or(0), 0, "nothing is committed while paused");
     assert!(w.log_text().contains("paused"), "the log says the task is paused");
+    // The status says so too: still RUNNING (the user paused nothing), with
+    // a message saying until when and why, on both status endpoints.
+    let said = wait_until("the task status to say it is paused", TIMEOUT, || {
+        let (code, status) = w.request("GET", &format!("/connectors/{name}/status"), None);
+        assert_eq!(code, 200, "{status}");
+        let task = status["tasks"][0].clone();
+        task["message"].as_str().map(str::to_string).map(|m| (task, m))
+    });
+    let (task, message) = said;
+    assert_eq!(task["state"], "RUNNING", "{task}");
+    assert!(task.get("trace").is_none(), "a pause is not a failure: {task}");
+    assert!(
+        message.starts_with("paused until ") && message.contains(" UTC for the Salesforce API allocation"),
+        "{message}"
+    );
+    assert!(message.contains("REQUEST_LIMIT_EXCEEDED"), "it says why: {message}");
+    let (code, alone) = w.request("GET", &format!("/connectors/{name}/tasks/0/status"), None);
+    assert_eq!(code, 200, "{alone}");
+    assert!(alone["message"].as_str().is_some_and(|m| m.starts_with("paused until ")), "{alone}");
 
     wait_committed(&group, &topic, &produced.ends, &w);
     assert_last_versions(&fake, CUSTOMERS, false);
+    // Resumed: the message is gone, the task still RUNNING.
+    wait_until("the status message to clear once resumed", TIMEOUT, || {
+        let (_, status) = w.request("GET", &format!("/connectors/{name}/tasks/0/status"), None);
+        (status["state"] == "RUNNING" && status.get("message").is_none()).then_some(())
+    });
 }
 
 #[test]
@@ -410,6 +490,10 @@ fn through_bulk_api_2_jobs_twenty_thousand_customers_end_as_the_last_version_wit
         message.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION: Email must be a valid address [fields: Email]"),
         "{message}"
     );
+    // From the job's failedResults (`sf__Error`), the same separate headers.
+    for m in &routed {
+        assert_target_headers(m, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Email must be a valid address", Some("Email"));
+    }
 }
 
 #[test]

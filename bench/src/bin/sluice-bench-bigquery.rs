@@ -16,12 +16,13 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Map, Value};
+use sluice_bench::procstat::cpu_seconds_or_zero as cpu;
 use sluice_bench::{
     data,
     kafka::{self, now_ms, CommittedReader, PARTITIONS},
     procstat::{self, ThreadSampler},
     provenance,
-    worker::Worker,
+    worker::{Poll, Worker},
 };
 use sluice_bigquery_sink::{
     encode::RowEncoder,
@@ -58,19 +59,6 @@ struct Args {
     /// The services' run directory (pids of the broker and the emulator).
     #[arg(long, env = "SLUICE_RUN_DIR", default_value = ".run")]
     run_dir: PathBuf,
-}
-
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run through dev/bench, or `eval \"$(dev/services env)\"` first"))
-}
-
-fn pid_file(run_dir: &Path, name: &str) -> Option<u32> {
-    fs::read_to_string(run_dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
-}
-
-fn cpu(pid: Option<u32>) -> f64 {
-    pid.and_then(|p| procstat::cpu_seconds(p).ok()).unwrap_or(0.0)
 }
 
 /// One measured phase.
@@ -134,14 +122,14 @@ fn run() -> anyhow::Result<()> {
     }
     let run_id = format!("{}_{}", now_ms() / 1000 % 100_000_000, std::process::id());
     let s = Setup {
-        bootstrap: env("KAFKA_BOOTSTRAP")?,
-        rest_endpoint: env("BQ_REST_ENDPOINT")?,
-        grpc_endpoint: env("BQ_GRPC_ENDPOINT")?,
-        project: env("BQ_PROJECT")?,
+        bootstrap: procstat::services_env("KAFKA_BOOTSTRAP")?,
+        rest_endpoint: procstat::services_env("BQ_REST_ENDPOINT")?,
+        grpc_endpoint: procstat::services_env("BQ_GRPC_ENDPOINT")?,
+        project: procstat::services_env("BQ_PROJECT")?,
         dataset: format!("bench_{run_id}"),
         topic: format!("bench-bq-{run_id}"),
-        broker_pid: pid_file(&args.run_dir, "kafka"),
-        emulator_pid: pid_file(&args.run_dir, "bigquery"),
+        broker_pid: procstat::service_pid(&args.run_dir, "kafka"),
+        emulator_pid: procstat::service_pid(&args.run_dir, "bigquery"),
         run_id,
         args,
     };
@@ -310,33 +298,14 @@ fn sluice_run(
     let started = Instant::now();
     worker.create_connector(name, &config)?;
     let total: i64 = ends.iter().sum();
-    let (mut last_print, mut last_status) = (Instant::now(), Instant::now());
-    loop {
-        if !worker.alive() {
-            bail!("the worker died; log:\n{}", worker.log_tail());
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("sluice did not finish within an hour; log:\n{}", worker.log_tail());
-        }
-        if last_status.elapsed() > Duration::from_secs(2) {
-            last_status = Instant::now();
-            worker.task_states(name)?;
-        }
+    worker.run_until(name, started, Duration::from_millis(200), || {
         let committed = reader.committed()?;
         if committed.iter().zip(ends).all(|(c, e)| c >= e) {
-            break;
+            return Ok(Poll::Done(()));
         }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
-            eprintln!(
-                "[bench]   committed {done} of {total} after {:.0} s, worker RSS {:.0} MiB",
-                started.elapsed().as_secs_f64(),
-                procstat::status_mib(pid, "VmRSS").unwrap_or(0.0)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        let done: i64 = committed.iter().map(|c| (*c).max(0)).sum();
+        Ok(Poll::Pending(format!("committed {done} of {total}")))
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let phase = Phase {
         name: "sluice bigquery-sink (STREAMING, exactly once, tasks.max 1)".into(),

@@ -125,7 +125,7 @@ impl<C: SinkConnector> SinkHarness<C> {
     /// Same, with a host of the test's (a [`super::RecordingHost`]).
     pub fn with_host(connector: C, config: ConnectorConfig, host: Host) -> Result<Self, ConnectorError> {
         let context = Recorded { incarnation: 1, ..Recorded::default() };
-        let task = connector.create_task(&config, host.clone(), SinkContext::from_impl(context.clone()))?;
+        let task = connector.create_task(&config, host.clone(), SinkContext::recorded(context.clone()))?;
         Ok(SinkHarness {
             connector,
             config,
@@ -509,7 +509,7 @@ impl<C: SinkConnector> SinkHarness<C> {
         self.put_faults.clear();
         self.context.take();
         self.context.incarnation += 1;
-        let context = SinkContext::from_impl(self.context.clone());
+        let context = SinkContext::recorded(self.context.clone());
         self.task = Some(self.connector.create_task(&self.config, self.host.clone(), context)?);
         self.task_mut().open(&assigned)?;
         self.redeliver()

@@ -119,9 +119,9 @@ config_struct! {
         /// First wait between those retries.
         pub big_query_retry_wait: Duration =
             key("bigQueryRetryWait").group(CONNECTOR).default(Duration::from_millis(1000)),
-        /// Legacy upsert by kafkaKeyFieldName (not supported yet).
+        /// Legacy upsert: each kafkaKeyFieldName's latest row, by a periodic MERGE.
         pub upsert_enabled: bool = key("upsertEnabled").group(UPSERT).default(false),
-        /// Legacy delete on tombstones by kafkaKeyFieldName (not supported yet).
+        /// Legacy delete: a tombstone deletes its key's row (with upsertEnabled).
         pub delete_enabled: bool = key("deleteEnabled").group(UPSERT).default(false),
         /// MERGE interval of upsert/delete in ms; -1: only by mergeRecordsThreshold.
         pub merge_interval_ms: Option<i64> = key("mergeIntervalMs").group(UPSERT).default(60_000).off(-1).range(1..),
@@ -173,6 +173,13 @@ pub enum WritePath {
     InsertAll,
     /// V2 STREAMING through the Storage Write API.
     Streaming { exactly_once: bool },
+    /// V2 `UPSERT` / `UPSERT_DELETE`, legacy `upsertEnabled` /
+    /// `deleteEnabled`: an intermediate table and a periodic MERGE keeping
+    /// each key's latest row by Kafka offset ([`crate::upsert`]).
+    Upsert { delete: bool },
+    /// V2 BATCH LOADING: PENDING streams committed every `commit.interval`
+    /// (exactly once, [`crate::batch`]).
+    BatchLoading { commit_interval: Duration },
 }
 
 /// Everything a task needs, parsed and checked once.
@@ -205,6 +212,12 @@ pub struct BigQuerySinkConfig {
     pub storage_endpoint: String,
     pub append_max_bytes: usize,
     pub append_timeout: Duration,
+    /// Upsert: the intermediate tables' suffix (`<table>_<suffix>`).
+    pub intermediate_suffix: String,
+    /// Upsert: MERGE at least this often (`mergeIntervalMs`; None: -1).
+    pub merge_interval: Option<Duration>,
+    /// Upsert: MERGE after this many records (`mergeRecordsThreshold`; None: -1).
+    pub merge_records: Option<u64>,
 }
 
 /// The keys this connector understands.
@@ -222,31 +235,45 @@ pub fn validate(config: &ConnectorConfig) -> Vec<ConfigIssue> {
     issues
 }
 
-fn not_yet(key: &str, what: &str) -> ConfigIssue {
-    ConfigIssue::new(
-        key,
-        format!(
-            "{what} is not supported by this connector yet; use ingestion.mode=STREAMING (exactly once) or leave \
-             ingestion.mode unset (insertAll)"
-        ),
-    )
-}
-
-/// The write path the mode keys select; refuses what is not built yet.
+/// The write path the mode keys select (refusing contradictory switches, and upsert without its key).
 pub fn write_path(s: &Settings) -> Result<WritePath, ConfigIssue> {
-    if s.upsert_enabled {
-        return Err(not_yet(Settings::upsert_enabled, "upsertEnabled=true"));
+    let legacy_upsert = s.upsert_enabled || s.delete_enabled;
+    let path = match s.ingestion_mode {
+        None if legacy_upsert && !s.upsert_enabled => {
+            // Confluent's delete-only merge appends every other record
+            // (no key dedup); not built: the upsert merge covers order sync.
+            return Err(ConfigIssue::new(
+                Settings::delete_enabled,
+                "deleteEnabled=true needs upsertEnabled=true here (deletes without upserts are not supported); \
+                 set both, or use ingestion.mode=UPSERT_DELETE",
+            ));
+        }
+        None if legacy_upsert => WritePath::Upsert { delete: s.delete_enabled },
+        None => WritePath::InsertAll,
+        Some(_) if legacy_upsert => {
+            let key = if s.upsert_enabled { Settings::upsert_enabled } else { Settings::delete_enabled };
+            return Err(ConfigIssue::new(
+                key,
+                "upsertEnabled/deleteEnabled are the legacy connector's switches; with ingestion.mode set use \
+                 ingestion.mode=UPSERT or UPSERT_DELETE instead",
+            ));
+        }
+        Some(IngestionMode::Streaming) => WritePath::Streaming { exactly_once: s.exactly_once },
+        Some(IngestionMode::BatchLoading) => {
+            WritePath::BatchLoading { commit_interval: Duration::from_secs(u64::from(s.commit_interval)) }
+        }
+        Some(IngestionMode::Upsert) => WritePath::Upsert { delete: false },
+        Some(IngestionMode::UpsertDelete) => WritePath::Upsert { delete: true },
+    };
+    if matches!(path, WritePath::Upsert { .. }) && s.kafka_key_field_name.as_deref().is_none_or(|k| k.trim().is_empty())
+    {
+        return Err(ConfigIssue::new(
+            Settings::kafka_key_field_name,
+            "upsert and delete need kafkaKeyFieldName: the column holding each record's key, by which rows are \
+             merged",
+        ));
     }
-    if s.delete_enabled {
-        return Err(not_yet(Settings::delete_enabled, "deleteEnabled=true"));
-    }
-    match s.ingestion_mode {
-        None => Ok(WritePath::InsertAll),
-        Some(IngestionMode::Streaming) => Ok(WritePath::Streaming { exactly_once: s.exactly_once }),
-        Some(IngestionMode::BatchLoading) => Err(not_yet(Settings::ingestion_mode, "BATCH LOADING")),
-        Some(IngestionMode::Upsert) => Err(not_yet(Settings::ingestion_mode, "UPSERT")),
-        Some(IngestionMode::UpsertDelete) => Err(not_yet(Settings::ingestion_mode, "UPSERT_DELETE")),
-    }
+    Ok(path)
 }
 
 /// `keyfile` is needed unless credentials are application-default, or both
@@ -379,6 +406,9 @@ impl BigQuerySinkConfig {
                 storage_endpoint: s.storage_endpoint.trim_end_matches('/').to_string(),
                 append_max_bytes: s.append_max_bytes as usize,
                 append_timeout: s.append_timeout,
+                intermediate_suffix: s.intermediate_table_suffix.trim().to_string(),
+                merge_interval: s.merge_interval_ms.map(|ms| Duration::from_millis(ms.unsigned_abs())),
+                merge_records: s.merge_records_threshold.map(i64::unsigned_abs),
             }
         })
     }
@@ -496,11 +526,49 @@ mod tests {
     }
 
     #[test]
+    fn upsert_modes_from_v2_and_legacy_keys() {
+        let path = |c: ConnectorConfig| BigQuerySinkConfig::from_config(&c.with("kafkaKeyFieldName", "id")).unwrap();
+        assert_eq!(path(base().with("ingestion.mode", "UPSERT")).path, WritePath::Upsert { delete: false });
+        assert_eq!(path(base().with("ingestion.mode", "UPSERT_DELETE")).path, WritePath::Upsert { delete: true });
+        assert_eq!(path(base().with("upsertEnabled", "true")).path, WritePath::Upsert { delete: false });
+        let c = path(
+            base()
+                .with("upsertEnabled", "true")
+                .with("deleteEnabled", "true")
+                .with("mergeIntervalMs", "-1")
+                .with("mergeRecordsThreshold", "500")
+                .with("intermediateTableSuffix", "stage"),
+        );
+        assert_eq!(c.path, WritePath::Upsert { delete: true });
+        assert_eq!((c.merge_interval, c.merge_records), (None, Some(500)));
+        assert_eq!(c.intermediate_suffix, "stage");
+        let defaults = path(base().with("ingestion.mode", "UPSERT"));
+        assert_eq!((defaults.merge_interval, defaults.merge_records), (Some(Duration::from_secs(60)), None));
+    }
+
+    #[test]
+    fn batch_loading_commits_every_commit_interval_within_v2s_range() {
+        let c = BigQuerySinkConfig::from_config(&base().with("ingestion.mode", "BATCH LOADING")).unwrap();
+        assert_eq!(c.path, WritePath::BatchLoading { commit_interval: Duration::from_secs(60) }, "V2's default");
+        let c = BigQuerySinkConfig::from_config(
+            &base().with("ingestion.mode", "BATCH LOADING").with("commit.interval", "14400"),
+        )
+        .unwrap();
+        assert_eq!(c.path, WritePath::BatchLoading { commit_interval: Duration::from_secs(14_400) });
+        for outside in ["59", "14401"] {
+            let config = base().with("ingestion.mode", "BATCH LOADING").with("commit.interval", outside);
+            assert_eq!(keys(&config), ["commit.interval"], "{outside}");
+        }
+    }
+
+    #[test]
     fn refusals_name_their_key() {
-        assert_eq!(keys(&base().with("ingestion.mode", "UPSERT")), ["ingestion.mode"]);
-        assert_eq!(keys(&base().with("ingestion.mode", "BATCH LOADING")), ["ingestion.mode"]);
         assert_eq!(keys(&base().with("ingestion.mode", "FAST")), ["ingestion.mode"]);
-        assert_eq!(keys(&base().with("upsertEnabled", "true").with("kafkaKeyFieldName", "k")), ["upsertEnabled"]);
+        assert_eq!(keys(&base().with("ingestion.mode", "UPSERT")), ["kafkaKeyFieldName"]);
+        assert_eq!(keys(&base().with("upsertEnabled", "true")), ["kafkaKeyFieldName"]);
+        assert_eq!(keys(&base().with("deleteEnabled", "true").with("kafkaKeyFieldName", "k")), ["deleteEnabled"]);
+        let streaming_upsert = base().with("ingestion.mode", "STREAMING").with("upsertEnabled", "true");
+        assert_eq!(keys(&streaming_upsert.with("kafkaKeyFieldName", "k")), ["upsertEnabled"]);
         assert_eq!(keys(&base().with("commit.interval", "30")), ["commit.interval"]);
         assert_eq!(keys(&base().with("topic2TableMap", "orders")), ["topic2TableMap"]);
         assert_eq!(keys(&base().with("mergeIntervalMs", "-1")), ["mergeIntervalMs"]);

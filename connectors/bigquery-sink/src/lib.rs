@@ -8,6 +8,9 @@
 //!   [`encode`]: rows as protobuf, [`evolve`]: schema changes on that
 //!   path); without `ingestion.mode` it is the
 //!   legacy connector's `tabledata.insertAll` ([`legacy`]).
+//!   `ingestion.mode=BATCH LOADING` appends the same way to PENDING
+//!   streams committed every `commit.interval` ([`batch`]); UPSERT and
+//!   UPSERT_DELETE append to an intermediate table and MERGE ([`upsert`]).
 //! - [`rest`], [`auth`], [`schema`]: tables, credentials, table schemas.
 //!
 //! Threading: each task owns a current-thread tokio runtime for gRPC and
@@ -21,10 +24,12 @@ pub mod streaming;
 pub mod task;
 
 pub mod auth;
+pub mod batch;
 pub mod legacy;
 pub mod rest;
 pub mod schema;
 pub mod table;
+pub mod upsert;
 
 use connector_api::{
     ConfigDef, ConfigIssue, ConnectorConfig, ConnectorError, ConnectorInfo, Host, SinkConnector, SinkContext,
@@ -44,7 +49,8 @@ impl SinkConnector for BigQuerySink {
             aliases: &["com.wepay.kafka.connect.bigquery.BigQuerySinkConnector", "BigQueryStorageSink", "BigQuerySink"],
             version: env!("CARGO_PKG_VERSION"),
             documentation: "Writes JSON records to BigQuery tables with Confluent's configuration: exactly once \
-                            through the Storage Write API (ingestion.mode=STREAMING), or insertAll (legacy).",
+                            through the Storage Write API (ingestion.mode=STREAMING, or BATCH LOADING: committed every \
+                            commit.interval), or insertAll (legacy).",
         }
     }
 

@@ -6,6 +6,8 @@
 //! it from the worker's task thread (nothing runs between calls); the
 //! REST client is blocking.
 
+mod batch_task;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -36,6 +38,8 @@ use crate::{
     },
 };
 
+mod upsert_io;
+
 /// Test-only fault points: `SLUICE_BQ_FAULT=<point>@<n>` makes the worker
 /// process die at once (abort: no unwinding, no commit, as `kill -9`) the
 /// n-th time it reaches `<point>`; `SLUICE_BQ_FAULT_MARK=<file>` makes it
@@ -44,7 +48,13 @@ use crate::{
 /// when more follow),
 /// `after-append` (rows appended, before the offset commit: at the start of
 /// `pre_commit`), `after-commit` (an offset commit done, before the next
-/// append: at the start of the next put).
+/// append: at the start of the next put), `after-merge` (UPSERT: a MERGE
+/// done, before its offsets are reported durable); BATCH LOADING's interval
+/// commit adds `after-finalize`, `after-note` (streams sealed in the notes,
+/// before BatchCommitWriteStreams) and `after-batch-commit` (before the
+/// offsets are reported durable). With `SLUICE_BQ_FAULT_ACTION=stop` the
+/// process stops itself there instead (SIGSTOP, as a paused worker) and goes
+/// on from that point when continued.
 /// `SLUICE_BQ_FAULT_REFUSE=<text>` makes an append request holding a row
 /// whose bytes contain `<text>` answer as BigQuery does for a row it
 /// refuses (a row error naming the row, nothing of the request appended):
@@ -53,6 +63,7 @@ use crate::{
 struct Faults {
     point: Option<(String, u32)>,
     mark: Option<String>,
+    stop: bool,
     seen: BTreeMap<&'static str, u32>,
 }
 
@@ -75,7 +86,12 @@ impl Faults {
             let (p, n) = v.split_once('@')?;
             Some((p.to_string(), n.parse().ok()?))
         });
-        Faults { point, mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(), seen: BTreeMap::new() }
+        Faults {
+            point,
+            mark: std::env::var("SLUICE_BQ_FAULT_MARK").ok(),
+            stop: std::env::var("SLUICE_BQ_FAULT_ACTION").is_ok_and(|a| a == "stop"),
+            seen: BTreeMap::new(),
+        }
     }
 
     fn refuse_marker() -> Option<Vec<u8>> {
@@ -97,6 +113,17 @@ impl Faults {
                 return;
             }
             let _ = std::fs::write(mark, point);
+        }
+        if self.stop {
+            host.warn("test fault point reached: the worker stops itself (SIGSTOP) now", &[("point", point)]);
+            // SAFETY: raise only sends a signal to the calling thread; SIGSTOP
+            // stops the whole process before raise returns, so nothing of the
+            // sink runs between the point and the pause.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+            }
+            host.warn("test fault point: the worker was continued", &[("point", point)]);
+            return;
         }
         host.warn("test fault point reached: the worker dies now", &[("point", point)]);
         std::process::abort();
@@ -223,6 +250,10 @@ pub struct BigQuerySinkTask {
     /// `schema_changed` (a partition's first batch may change the table
     /// before its writer exists).
     changed_tables: std::collections::HashSet<String>,
+    /// UPSERT / UPSERT_DELETE.
+    upsert: upsert_io::State,
+    /// BATCH LOADING's pending streams and commits.
+    batch: batch_task::BatchState,
 }
 
 impl std::fmt::Debug for BigQuerySinkTask {
@@ -271,10 +302,7 @@ pub fn record_row(
         }
     };
     if let Some(field) = &cfg.kafka_key_field {
-        let key = r.key().map(|k| {
-            serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned()))
-        });
-        row.insert(schema::sanitize_field_name(field), key.unwrap_or(Value::Null));
+        row.insert(schema::sanitize_field_name(field), key_value(r).unwrap_or(Value::Null));
     }
     if let Some(field) = &cfg.kafka_data_field {
         let mut meta = Map::new();
@@ -285,6 +313,13 @@ pub fn record_row(
         row.insert(schema::sanitize_field_name(field), Value::Object(meta));
     }
     Ok(Some(row))
+}
+
+/// The `kafkaKeyFieldName` value of a record: its key as JSON, or as text
+/// when it is not JSON.
+fn key_value(r: &SinkRecord<'_>) -> Option<Value> {
+    r.key()
+        .map(|k| serde_json::from_slice(k).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(k).into_owned())))
 }
 
 fn sanitize(row: Map<String, Value>) -> Map<String, Value> {
@@ -326,6 +361,10 @@ impl BigQuerySinkTask {
             f
         });
         let storage = rt.block_on(async { StorageClient::new(&cfg.storage_endpoint, authorization) })?;
+        let batch = batch_task::BatchState::new(match cfg.path {
+            WritePath::BatchLoading { commit_interval } => commit_interval,
+            _ => std::time::Duration::ZERO,
+        });
         Ok(BigQuerySinkTask {
             cfg,
             host,
@@ -343,6 +382,8 @@ impl BigQuerySinkTask {
             appended_since_commit: false,
             committed_since_append: false,
             changed_tables: Default::default(),
+            upsert: upsert_io::State::default(),
+            batch,
         })
     }
 
@@ -478,13 +519,15 @@ impl BigQuerySinkTask {
     }
 
     fn create_stream(&mut self, table: &str) -> Result<String, ConnectorError> {
+        self.create_stream_of(table, StreamType::Committed)
+    }
+
+    fn create_stream_of(&mut self, table: &str, kind: StreamType) -> Result<String, ConnectorError> {
         let path = self.cfg.table_path(table);
         let timeout = self.cfg.append_timeout;
         let created = self
             .rt
-            .block_on(async {
-                tokio::time::timeout(timeout, self.storage.create_write_stream(&path, StreamType::Committed)).await
-            })
+            .block_on(async { tokio::time::timeout(timeout, self.storage.create_write_stream(&path, kind)).await })
             .unwrap_or_else(|_| Err(StorageError::Transient(no_answer("CreateWriteStream", &path, timeout))));
         let ws = match created {
             Ok(ws) => ws,
@@ -724,8 +767,12 @@ impl BigQuerySinkTask {
         }
         let groups = ready;
         if exactly_once {
+            let batch = matches!(self.cfg.path, WritePath::BatchLoading { .. });
             for (tp, idx) in &groups {
-                self.prepare(tp, records[idx[0]].offset())?;
+                match batch {
+                    true => self.prepare_batch(tp, records[idx[0]].offset())?,
+                    false => self.prepare(tp, records[idx[0]].offset())?,
+                }
             }
         }
         // A failed put leaves the positions as they were: the worker puts
@@ -918,6 +965,14 @@ impl BigQuerySinkTask {
 
 impl SinkTask for BigQuerySinkTask {
     fn open(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        if let WritePath::Upsert { .. } = self.cfg.path {
+            self.upsert.open(partitions);
+            return Ok(());
+        }
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            self.open_batch(partitions);
+            return Ok(());
+        }
         for tp in partitions {
             let note = self.context.note(tp);
             let resume = note.as_deref().and_then(Checkpoint::parse);
@@ -934,10 +989,19 @@ impl SinkTask for BigQuerySinkTask {
         match self.cfg.path {
             WritePath::Streaming { exactly_once } => self.put_streaming(records, exactly_once),
             WritePath::InsertAll => self.put_insert_all(records),
+            WritePath::Upsert { delete } => self.put_upsert(records, delete),
+            WritePath::BatchLoading { .. } => self.put_batch(records),
         }
     }
 
     fn pre_commit(&mut self, delivered: &[TopicPartitionOffset]) -> Result<Vec<TopicPartitionOffset>, ConnectorError> {
+        if let WritePath::Upsert { .. } = self.cfg.path {
+            // Durable is what a MERGE covered, not what was appended.
+            return self.pre_commit_upsert();
+        }
+        if matches!(self.cfg.path, WritePath::BatchLoading { .. }) {
+            return self.pre_commit_batch();
+        }
         if self.cfg.path != (WritePath::Streaming { exactly_once: true }) {
             // Written synchronously in put: durable up to what was delivered.
             return Ok(delivered.to_vec());
@@ -978,6 +1042,8 @@ impl SinkTask for BigQuerySinkTask {
     }
 
     fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectorError> {
+        self.upsert.close(partitions);
+        self.close_batch(partitions);
         for tp in partitions {
             if let Some(p) = self.parts.remove(tp) {
                 if let Some(pos) = p.position {

@@ -8,6 +8,7 @@
 use crate::{
     config::{Compression, Format, S3SinkConfig},
     parquet_format::ParquetCodec,
+    partitioner::Partitioner,
 };
 
 /// File extension for a format and compression (`.json`, `.json.gz`, `.bin.zst`, ...).
@@ -63,6 +64,19 @@ impl Naming {
     /// The prefix of every object of `topic` (all encoded partitions).
     pub fn topic_prefix(&self, topic: &str) -> String {
         format!("{}{topic}{}", self.prefix(), self.directory_delim)
+    }
+
+    /// Where a partition's objects can be under `partitioner`: the default
+    /// partitioner puts each Kafka partition in its own directory, so a
+    /// recovery lists only that one; the others may write any partition
+    /// anywhere under the topic.
+    pub fn listing_prefix(&self, partitioner: &Partitioner, topic: &str, partition: i32) -> String {
+        match partitioner {
+            Partitioner::Default => {
+                format!("{}partition={partition}{}", self.topic_prefix(topic), self.directory_delim)
+            }
+            _ => self.topic_prefix(topic),
+        }
     }
 
     /// The encoded partition and start offset of `key`, when it is an object
@@ -142,6 +156,17 @@ mod tests {
             .object_key("partition=0", "t", 0, 0),
             "topics/t/partition=0/t+0+0000000000.snappy.parquet"
         );
+    }
+
+    #[test]
+    fn a_recovery_lists_one_directory_under_the_default_partitioner_and_the_topic_otherwise() {
+        let (n, default) = (naming(&[]), Partitioner::Default);
+        let prefix = n.listing_prefix(&default, "t", 1);
+        assert_eq!(prefix, "topics/t/partition=1/");
+        assert!(n.object_key("partition=1", "t", 1, 7).starts_with(&prefix));
+        assert!(!n.object_key("partition=10", "t", 10, 7).starts_with(&prefix), "partition 10 is not partition 1");
+        let field = Partitioner::Field(vec!["region".to_string()]);
+        assert_eq!(n.listing_prefix(&field, "t", 1), "topics/t/");
     }
 
     #[test]

@@ -505,13 +505,15 @@ impl S3SinkTask {
     }
 
     /// Looks, before a partition's first record, for the objects earlier
-    /// incarnations completed from `first` on: lists the topic's objects,
+    /// incarnations completed from `first` on: lists the partition's objects
+    /// (the topic's, unless the default partitioner),
     /// HEADs the candidates for their ranges (`recovery::candidates`).
     fn recover(&mut self, tp: &Tp, first: i64) -> Result<Recovery, ConnectorError> {
         if !self.cfg.conditional_writes {
             return Ok(Recovery::Done);
         }
-        let keys = upload::list_keys(&self.rt, &self.up, &self.naming.topic_prefix(&tp.0))?;
+        let prefix = self.naming.listing_prefix(&self.cfg.partitioner, &tp.0, tp.1);
+        let keys = upload::list_keys(&self.rt, &self.up, &prefix)?;
         let listed: BTreeMap<(String, i64), String> =
             keys.into_iter().filter_map(|k| self.naming.parse(&k, &tp.0, tp.1).map(|ps| (ps, k))).collect();
         let names: Vec<(String, i64)> = listed.keys().cloned().collect();

@@ -480,7 +480,8 @@ impl SinkTask for McTask {
                         } else {
                             ConnectorError::bad_record(text)
                         };
-                        outcome.fail(i, error);
+                        // Marketing Cloud's row results name no fields.
+                        outcome.fail_with_details(i, error, &[("code", &code), ("message", &message)]);
                     }
                 }
             }

@@ -141,6 +141,34 @@ impl ApiError {
     }
 }
 
+/// The task's status message while it is paused for the org's API
+/// allocation (`SinkContext::report_status`, shown in the REST status):
+/// when it probes again, as a UTC time of day (the pause is at most
+/// `salesforce.api.limit.probe.ms`, so a day never needs naming), and why.
+pub fn pause_status(probe_at_epoch_secs: u64, why: &str) -> String {
+    let s = probe_at_epoch_secs % 86_400;
+    format!(
+        "paused until {:02}:{:02}:{:02} UTC for the Salesforce API allocation, then one request probes it: {why}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// The routed record's error details (header `__sluice.errors.target.<key>`,
+/// docs/decisions/0043): the first error's code, message and fields
+/// (comma-separated, as Salesforce names fields without commas), the error
+/// that decided the route; every error stays in the exception message.
+/// Fields only when Salesforce named some.
+pub fn error_details(errors: &[ApiError]) -> Vec<(&'static str, String)> {
+    let Some(first) = errors.first() else { return Vec::new() };
+    let mut details = vec![("code", first.code.clone()), ("message", first.message.clone())];
+    if !first.fields.is_empty() {
+        details.push(("fields", first.fields.join(",")));
+    }
+    details
+}
+
 /// What becomes of a row after its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -389,6 +417,40 @@ mod tests {
             matches!(verdict(&[e("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Email must be set")], &codes), Verdict::Rejected(m) if m.starts_with("FIELD_CUSTOM_VALIDATION_EXCEPTION: Email must be set"))
         );
         assert!(matches!(verdict(&[e("INVALID_FIELD", "No such column")], &codes), Verdict::Bad(_)));
+    }
+
+    #[test]
+    fn the_pause_status_says_until_when_in_utc_and_why() {
+        // 2026-12-02T07:59:05Z
+        let at = 1_796_198_345;
+        assert_eq!(
+            pause_status(at, "the org has used 95 of its 100 daily API requests"),
+            "paused until 07:59:05 UTC for the Salesforce API allocation, then one request probes it: the org has \
+             used 95 of its 100 daily API requests"
+        );
+        assert!(pause_status(at - 7 * 3600 - 59 * 60 - 5, "x").starts_with("paused until 00:00:00 UTC"));
+    }
+
+    #[test]
+    fn the_deciding_error_gives_the_details_and_fields_only_when_named() {
+        let errors = [
+            ApiError {
+                code: "FIELD_CUSTOM_VALIDATION_EXCEPTION".into(),
+                message: "Email must be a valid address".into(),
+                fields: vec!["Email".into(), "Email_2__c".into()],
+            },
+            ApiError { code: "OTHER".into(), message: "second".into(), fields: vec![] },
+        ];
+        assert_eq!(
+            error_details(&errors),
+            [
+                ("code", "FIELD_CUSTOM_VALIDATION_EXCEPTION".to_string()),
+                ("message", "Email must be a valid address".to_string()),
+                ("fields", "Email,Email_2__c".to_string())
+            ]
+        );
+        assert_eq!(error_details(&errors[1..]), [("code", "OTHER".to_string()), ("message", "second".to_string())]);
+        assert_eq!(error_details(&[]), []);
     }
 
     #[test]

@@ -200,11 +200,25 @@ impl SalesforceTask {
         );
         self.host.warn("salesforce API allocation exhausted: paused", &[("reason", &message)]);
         self.host.gauge("salesforce_sink_paused", "1 while the task waits for the org's API allocation", &[], 1.0);
+        let probe_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| (d + self.config.limit_probe).as_secs())
+            .unwrap_or(0);
+        self.context.report_status(Some(&plan::pause_status(probe_at, &why)));
         self.paused = Some((until, message.clone()));
         ConnectorError::retriable(message)
     }
 
-    fn route(&self, outcome: &mut PutOutcome, records: &[SinkRecord<'_>], item: &Item, verdict: &Verdict) -> usize {
+    /// Fails `item`'s records per `verdict`, with the details of `errors`
+    /// (the row's errors; none for a refusal of the whole request).
+    fn route(
+        &self,
+        outcome: &mut PutOutcome,
+        records: &[SinkRecord<'_>],
+        item: &Item,
+        verdict: &Verdict,
+        errors: &[ApiError],
+    ) -> usize {
         let (error, why) = match verdict {
             Verdict::Written | Verdict::Again(_) => return 0,
             Verdict::Rejected(why) => (ConnectorError::rejected as fn(String) -> ConnectorError, why),
@@ -219,15 +233,18 @@ impl SalesforceTask {
             OnApiErrors::Fail => {}
         }
         let key = item.key.as_deref().unwrap_or("(insert)");
+        let details = plan::error_details(errors);
+        let details: Vec<(&str, &str)> = details.iter().map(|(k, v)| (*k, v.as_str())).collect();
         for &i in &item.records {
             let field = self.spec.key_field();
-            outcome.fail(
+            outcome.fail_with_details(
                 i,
                 error(format!(
                     "Salesforce refused {} ({} {field}={key}): {why}",
                     records[i].position(),
                     self.config.object
                 )),
+                &details,
             );
         }
         item.records.len()
@@ -298,6 +315,7 @@ impl SinkTask for SalesforceTask {
         }
         if self.paused.take().is_some() {
             self.host.info("salesforce API allocation available again: resumed", &[]);
+            self.context.report_status(None);
             self.host.gauge("salesforce_sink_paused", "1 while the task waits for the org's API allocation", &[], 0.0);
         }
         Ok(outcome)
@@ -341,14 +359,14 @@ impl SalesforceTask {
                                     again.push((p.kind, item.clone()));
                                 }
                                 Verdict::Written => written += item.records.len(),
-                                _ => refused += self.route(outcome, records, item, &v),
+                                _ => refused += self.route(outcome, records, item, &v, &errors),
                             }
                         }
                     }
                     Err(RequestFailure::Refused(Refusal::DailyLimit(why))) => return Err(self.pause(why)),
                     Err(RequestFailure::Refused(Refusal::Rows(why))) => {
                         for item in &p.items {
-                            refused += self.route(outcome, records, item, &Verdict::Bad(why.clone()));
+                            refused += self.route(outcome, records, item, &Verdict::Bad(why.clone()), &[]);
                         }
                     }
                     Err(RequestFailure::Refused(Refusal::Transient(why))) => {
@@ -530,9 +548,10 @@ impl SalesforceTask {
                 written += item.records.len();
                 continue;
             };
-            match plan::verdict(&[bulk::bulk_error(text)], &self.config.rejected_codes) {
+            let errors = [bulk::bulk_error(text)];
+            match plan::verdict(&errors, &self.config.rejected_codes) {
                 Verdict::Again(_) => again.push((Kind::Upsert, item.clone())),
-                v => refused += self.route(outcome, records, item, &v),
+                v => refused += self.route(outcome, records, item, &v, &errors),
             }
         }
         if !again.is_empty() {

@@ -97,6 +97,12 @@ pub struct Status {
     /// back. Absent on connector statuses and on records of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// What a running task says about itself (`SinkContext::report_status`),
+    /// e.g. that it waits for the target's API allocation: not a failure, so
+    /// not in `trace`, which Kafka Connect's tools read as one
+    /// (docs/decisions/0043). Absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Whether a status record read from the topic replaces `known`: unless both
@@ -687,12 +693,18 @@ mod tests {
             worker_id: "http://w1:8083".into(),
             trace: Some("boom".into()),
             generation: None,
+            message: None,
         };
         let text = serde_json::to_string(&failed).unwrap();
         assert_eq!(text, r#"{"state":"FAILED","worker_id":"http://w1:8083","trace":"boom"}"#);
         assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), failed);
-        let running = Status { state: RunState::Running, worker_id: "w".into(), trace: None, generation: None };
+        let running =
+            Status { state: RunState::Running, worker_id: "w".into(), trace: None, generation: None, message: None };
         assert_eq!(serde_json::to_string(&running).unwrap(), r#"{"state":"RUNNING","worker_id":"w"}"#);
+        let said = Status { message: Some("paused until 00:00 UTC".into()), ..running.clone() };
+        let text = serde_json::to_string(&said).unwrap();
+        assert_eq!(text, r#"{"state":"RUNNING","worker_id":"w","message":"paused until 00:00 UTC"}"#);
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), said);
         // Heartbeats share the topic with their own record.
         let beat = Heartbeat { state: "ALIVE".into(), worker_id: "w".into(), time_ms: 42 };
         let text = serde_json::to_string(&beat).unwrap();
@@ -710,7 +722,13 @@ mod tests {
 
     #[test]
     fn a_status_of_an_older_incarnation_does_not_replace_a_newer_one() {
-        let at = |worker: &str, state, generation| Status { state, worker_id: worker.into(), trace: None, generation };
+        let at = |worker: &str, state, generation| Status {
+            state,
+            worker_id: worker.into(),
+            trace: None,
+            generation,
+            message: None,
+        };
         let new_owner = at("b", RunState::Running, Some(200));
         // The paused former owner's late RUNNING: ignored.
         assert!(!supersedes(Some(&new_owner), &at("a", RunState::Running, Some(100))));

@@ -179,19 +179,7 @@ impl Walk<'_> {
         let logical = Self::prop(node, "logicalType").and_then(Value::as_str).unwrap_or_default();
         let mut s = match kind {
             "boolean" => Schema::of(SchemaType::Boolean),
-            "bytes" | "fixed" if logical.eq_ignore_ascii_case("decimal") => {
-                let scale = Self::prop(node, "scale").and_then(Value::as_i64).unwrap_or(0);
-                let mut s = Schema::of(SchemaType::Bytes);
-                s.name = Some(DECIMAL.into());
-                s.version = Some(1);
-                s.parameters.insert("scale".into(), scale.to_string());
-                if let Some(p) = Self::prop(node, "precision").and_then(Value::as_i64) {
-                    if p != 64 {
-                        s.parameters.insert(PRECISION.into(), p.to_string());
-                    }
-                }
-                s
-            }
+            "bytes" | "fixed" if logical.eq_ignore_ascii_case("decimal") => Self::decimal(node),
             "bytes" | "fixed" => Schema::of(SchemaType::Bytes),
             "double" => Schema::of(SchemaType::Double),
             "float" => Schema::of(SchemaType::Float),
@@ -218,70 +206,106 @@ impl Walk<'_> {
                 s.values = Some(Box::new(self.schema(values, &ns, false, None, stack)?));
                 s
             }
-            "record" | "error" => {
-                let name = full_name(node["name"].as_str().unwrap_or_default(), node.get("namespace"), &ns);
-                if stack.contains(&name) {
-                    return Err(format!("the Avro record {name} contains itself; recursive schemas are not supported"));
-                }
-                stack.push(name.clone());
-                let mut s = Schema::of(SchemaType::Struct);
-                if let Some(doc) = node.get("doc").and_then(Value::as_str) {
-                    s.parameters.insert(RECORD_DOC.into(), doc.into());
-                }
-                for f in node.get("fields").and_then(Value::as_array).into_iter().flatten() {
-                    let fname = f["name"].as_str().unwrap_or_default().to_string();
-                    if let Some(doc) = f.get("doc").and_then(Value::as_str) {
-                        s.parameters.insert(format!("{FIELD_DOC}{fname}"), doc.into());
-                    }
-                    let schema = self.schema(&f["type"], &namespace_of(&name), false, f.get("default"), stack)?;
-                    s.fields.push(Field { name: fname, schema });
-                }
-                stack.pop();
-                s.name = Some(name);
-                s
-            }
-            "enum" => {
-                let name = full_name(node["name"].as_str().unwrap_or_default(), node.get("namespace"), &ns);
-                let short = name.rsplit('.').next().unwrap_or(&name).to_string();
-                let mut s = Schema::of(SchemaType::String);
-                if let Some(doc) = node.get("doc").and_then(Value::as_str) {
-                    s.parameters.insert(format!("{ENUM_DOC}{short}"), doc.into());
-                }
-                if let Some(d) = node.get("default").and_then(Value::as_str) {
-                    s.parameters.insert(format!("io.confluent.connect.avro.enum.default.{short}"), d.into());
-                }
-                s.parameters.insert(ENUM.into(), name.clone());
-                for sym in node.get("symbols").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
-                {
-                    s.parameters.insert(format!("{ENUM}.{sym}"), sym.into());
-                }
-                s.name = Some(name);
-                s
-            }
-            "union" => {
-                let members = node.as_array().map(Vec::as_slice).unwrap_or_default();
-                if let Some(other) = nullable(members) {
-                    return self.schema(other, &ns, true, None, stack);
-                }
-                let mut s = Schema::of(SchemaType::Struct);
-                s.name = Some(UNION.into());
-                for m in members {
-                    let (def, _) = self.resolve(m, &ns)?;
-                    if Self::kind(def) == "null" {
-                        s.optional = true;
-                        continue;
-                    }
-                    let field = self.member_field(m, &ns)?;
-                    if s.field(&field).is_some() {
-                        return Err(format!("two members of an Avro union map to the Connect field {field}"));
-                    }
-                    s.fields.push(Field { name: field, schema: self.schema(m, &ns, true, None, stack)? });
-                }
-                return Ok(s);
-            }
+            "record" | "error" => self.record(node, &ns, stack)?,
+            "enum" => Self::enumeration(node, &ns),
+            "union" => return self.union(node, &ns, stack),
             "null" => return Err("a standalone Avro null schema has no Kafka Connect equivalent".into()),
             other => return Err(format!("unsupported Avro type {other:?}")),
         };
+        Self::connect_metadata(node, &mut s);
+        if let Some(d) = default.filter(|d| !d.is_null()) {
+            s.parameters.insert(FIELD_DEFAULT.into(), "true".into());
+            s.default = simple_default(&s, d);
+        }
+        s.optional = optional;
+        Ok(s)
+    }
+
+    /// Connect's Decimal from Avro's `decimal` logical type (precision 64,
+    /// AvroData's default, is left implicit).
+    fn decimal(node: &Value) -> Schema {
+        let scale = Self::prop(node, "scale").and_then(Value::as_i64).unwrap_or(0);
+        let mut s = Schema::of(SchemaType::Bytes);
+        s.name = Some(DECIMAL.into());
+        s.version = Some(1);
+        s.parameters.insert("scale".into(), scale.to_string());
+        if let Some(p) = Self::prop(node, "precision").and_then(Value::as_i64) {
+            if p != 64 {
+                s.parameters.insert(PRECISION.into(), p.to_string());
+            }
+        }
+        s
+    }
+
+    fn record(&self, node: &Value, ns: &str, stack: &mut Vec<String>) -> Result<Schema, String> {
+        let name = full_name(node["name"].as_str().unwrap_or_default(), node.get("namespace"), ns);
+        if stack.contains(&name) {
+            return Err(format!("the Avro record {name} contains itself; recursive schemas are not supported"));
+        }
+        stack.push(name.clone());
+        let mut s = Schema::of(SchemaType::Struct);
+        if let Some(doc) = node.get("doc").and_then(Value::as_str) {
+            s.parameters.insert(RECORD_DOC.into(), doc.into());
+        }
+        for f in node.get("fields").and_then(Value::as_array).into_iter().flatten() {
+            let fname = f["name"].as_str().unwrap_or_default().to_string();
+            if let Some(doc) = f.get("doc").and_then(Value::as_str) {
+                s.parameters.insert(format!("{FIELD_DOC}{fname}"), doc.into());
+            }
+            let schema = self.schema(&f["type"], &namespace_of(&name), false, f.get("default"), stack)?;
+            s.fields.push(Field { name: fname, schema });
+        }
+        stack.pop();
+        s.name = Some(name);
+        Ok(s)
+    }
+
+    /// An Avro enum as AvroData maps it: a string with the symbols (and the
+    /// enum's doc and default) in its parameters.
+    fn enumeration(node: &Value, ns: &str) -> Schema {
+        let name = full_name(node["name"].as_str().unwrap_or_default(), node.get("namespace"), ns);
+        let short = name.rsplit('.').next().unwrap_or(&name).to_string();
+        let mut s = Schema::of(SchemaType::String);
+        if let Some(doc) = node.get("doc").and_then(Value::as_str) {
+            s.parameters.insert(format!("{ENUM_DOC}{short}"), doc.into());
+        }
+        if let Some(d) = node.get("default").and_then(Value::as_str) {
+            s.parameters.insert(format!("io.confluent.connect.avro.enum.default.{short}"), d.into());
+        }
+        s.parameters.insert(ENUM.into(), name.clone());
+        for sym in node.get("symbols").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            s.parameters.insert(format!("{ENUM}.{sym}"), sym.into());
+        }
+        s.name = Some(name);
+        s
+    }
+
+    /// A union with null is its other member, optional; any other union is
+    /// Connect's union struct, one field per member.
+    fn union(&self, node: &Value, ns: &str, stack: &mut Vec<String>) -> Result<Schema, String> {
+        let members = node.as_array().map(Vec::as_slice).unwrap_or_default();
+        if let Some(other) = nullable(members) {
+            return self.schema(other, ns, true, None, stack);
+        }
+        let mut s = Schema::of(SchemaType::Struct);
+        s.name = Some(UNION.into());
+        for m in members {
+            let (def, _) = self.resolve(m, ns)?;
+            if Self::kind(def) == "null" {
+                s.optional = true;
+                continue;
+            }
+            let field = self.member_field(m, ns)?;
+            if s.field(&field).is_some() {
+                return Err(format!("two members of an Avro union map to the Connect field {field}"));
+            }
+            s.fields.push(Field { name: field, schema: self.schema(m, ns, true, None, stack)? });
+        }
+        Ok(s)
+    }
+
+    /// The Connect metadata AvroData keeps in the Avro schema.
+    fn connect_metadata(node: &Value, s: &mut Schema) {
         if let Some(v) = Self::prop(node, "connect.version").and_then(Value::as_i64) {
             s.version = Some(v as i32);
         }
@@ -301,12 +325,6 @@ impl Walk<'_> {
         if s.name.as_deref() == Some(DEFAULT_NAME) {
             s.name = None;
         }
-        if let Some(d) = default.filter(|d| !d.is_null()) {
-            s.parameters.insert(FIELD_DEFAULT.into(), "true".into());
-            s.default = simple_default(&s, d);
-        }
-        s.optional = optional;
-        Ok(s)
     }
 
     /// AvroData's `unionMemberFieldName`: a record's or enum's short name,

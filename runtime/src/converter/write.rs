@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
-use connector_api::schema::{Schema, SchemaType, DATE, DECIMAL, TIME, TIMESTAMP};
+use connector_api::schema::{Field, Schema, SchemaType, DATE, DECIMAL, TIME, TIMESTAMP};
 use serde_json::{json, Map, Value};
 
 use super::avro::{collect_names, full_name, namespace_of, FIELD_DEFAULT, FIELD_DOC, PRECISION, RECORD_DOC, UNION};
@@ -59,20 +59,19 @@ fn is_avro_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// What a struct schema becomes in an Avro schema being written.
+enum Record {
+    /// Defined earlier: a reference by its full name.
+    Reference(String),
+    /// Defined here: name, namespace, doc and fields are in the node.
+    Defined,
+}
+
 impl AvroCtx {
     /// `path` names the field for error messages.
     fn node(&mut self, s: &Schema, ignore_optional: bool, path: &str) -> Result<Value, String> {
         if s.kind == SchemaType::Struct && s.name.as_deref() == Some(UNION) {
-            let mut members = Vec::new();
-            if s.optional {
-                members.push(json!("null"));
-            }
-            for f in &s.fields {
-                let mut member = f.schema.clone();
-                member.optional = false;
-                members.push(self.node(&member, true, &join(path, &f.name))?);
-            }
-            return Ok(Value::Array(members));
+            return self.union(s, path);
         }
         if s.kind == SchemaType::Struct && s.optional && !ignore_optional {
             let mut inner = s.clone();
@@ -80,188 +79,222 @@ impl AvroCtx {
             return Ok(json!(["null", self.node(&inner, false, path)?]));
         }
         let mut o = Map::new();
-        let mut connect_type = None;
-        let kind = match s.kind {
-            SchemaType::Int8 => {
-                connect_type = Some("int8");
-                "int"
-            }
-            SchemaType::Int16 => {
-                connect_type = Some("int16");
-                "int"
-            }
-            SchemaType::Int32 => "int",
-            SchemaType::Int64 => "long",
-            SchemaType::Float => "float",
-            SchemaType::Double => "double",
-            SchemaType::Boolean => "boolean",
-            SchemaType::String => "string",
-            SchemaType::Bytes => "bytes",
+        let (kind, connect_type) = match s.kind {
+            SchemaType::Int8 => ("int", Some("int8")),
+            SchemaType::Int16 => ("int", Some("int16")),
+            SchemaType::Int32 => ("int", None),
+            SchemaType::Int64 => ("long", None),
+            SchemaType::Float => ("float", None),
+            SchemaType::Double => ("double", None),
+            SchemaType::Boolean => ("boolean", None),
+            SchemaType::String => ("string", None),
+            SchemaType::Bytes => ("bytes", None),
             SchemaType::Array => {
                 let items = s.items.as_deref().ok_or_else(|| format!("{}: an array schema without items", at(path)))?;
                 o.insert("items".into(), self.node(items, false, &join(path, "[]"))?);
-                "array"
+                ("array", None)
             }
             SchemaType::Map => {
-                let (keys, values) = match (s.keys.as_deref(), s.values.as_deref()) {
-                    (Some(k), Some(v)) => (k, v),
-                    _ => return Err(format!("{}: a map schema without keys or values", at(path))),
-                };
-                if keys.kind != SchemaType::String || keys.optional {
-                    // AvroData writes such a map as an array of MapEntry
-                    // records; Kafka Connect's JSON form of it is not an
-                    // object, which sources hand us, so it is refused.
-                    return Err(format!(
-                        "{}: a map with {:?} keys has no Avro form here (only string keys)",
-                        at(path),
-                        keys.kind
-                    ));
-                }
-                o.insert("values".into(), self.node(values, false, &join(path, "{}"))?);
-                "map"
+                o.insert("values".into(), self.map_values(s, path)?);
+                ("map", None)
             }
-            SchemaType::Struct => {
-                let key = serde_json::to_string(s).unwrap_or_default();
-                if let Some(name) = s.name.as_deref() {
-                    if let Some(first) = self.defined.get(name) {
-                        return if first == s {
-                            Ok(json!(name))
-                        } else {
-                            Err(format!("{}: two different structs are both named {name}", at(path)))
-                        };
-                    }
-                } else if let Some(name) = self.reused.get(&key) {
-                    return Ok(json!(name));
-                }
-                let (namespace, name) = match s.name.as_deref() {
-                    Some(n) => match n.rsplit_once('.') {
-                        Some((ns, short)) => (Some(ns.to_string()), short.to_string()),
-                        None => (None, n.to_string()),
-                    },
-                    None => {
-                        self.unnamed += 1;
-                        let n = if self.unnamed > 1 { self.unnamed.to_string() } else { String::new() };
-                        (Some(NAMESPACE.to_string()), format!("{DEFAULT_NAME}{n}"))
-                    }
-                };
-                let full = match &namespace {
-                    Some(ns) => format!("{ns}.{name}"),
-                    None => name.clone(),
-                };
-                if !is_avro_name(&name) || !namespace.iter().flat_map(|ns| ns.split('.')).all(is_avro_name) {
-                    return Err(format!("{}: {full} is not a valid Avro record name", at(path)));
-                }
-                self.defined.insert(full.clone(), s.clone());
-                if s.name.is_none() {
-                    self.reused.insert(key, full.clone());
-                }
-                o.insert("name".into(), json!(name));
-                if let Some(ns) = namespace {
-                    o.insert("namespace".into(), json!(ns));
-                }
-                if let Some(doc) = s.parameters.get(RECORD_DOC) {
-                    o.insert("doc".into(), json!(doc));
-                }
-                let mut fields = Vec::new();
-                for f in &s.fields {
-                    let field_path = join(path, &f.name);
-                    if !is_avro_name(&f.name) {
-                        return Err(format!(
-                            "{}: {:?} is not a valid Avro field name (letters, digits and _, not starting with a \
-                             digit); rename it with a ReplaceField transform",
-                            at(&field_path),
-                            f.name
-                        ));
-                    }
-                    let mut field = Map::new();
-                    field.insert("name".into(), json!(f.name));
-                    field.insert("type".into(), self.node(&f.schema, false, &field_path)?);
-                    if let Some(doc) = s.parameters.get(&format!("{FIELD_DOC}{}", f.name)) {
-                        field.insert("doc".into(), json!(doc));
-                    }
-                    match &f.schema.default {
-                        Some(d) if !d.is_null() => {
-                            field.insert("default".into(), d.clone());
-                        }
-                        _ if f.schema.optional => {
-                            field.insert("default".into(), Value::Null);
-                        }
-                        _ => {}
-                    }
-                    fields.push(Value::Object(field));
-                }
-                o.insert("fields".into(), Value::Array(fields));
-                "record"
-            }
+            SchemaType::Struct => match self.record(s, path, &mut o)? {
+                Record::Reference(name) => return Ok(json!(name)),
+                Record::Defined => ("record", None),
+            },
         };
         o.insert("type".into(), json!(kind));
-        // Connect's metadata, as AvroData keeps it (connect.meta.data=true).
-        if let Some(doc) = &s.doc {
-            o.insert("connect.doc".into(), json!(doc));
-        }
-        if let Some(v) = s.version {
-            o.insert("connect.version".into(), json!(v));
-        }
-        let params: Map<String, Value> = s
-            .parameters
-            .iter()
-            .filter(|(k, _)| k.as_str() != FIELD_DEFAULT)
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        if !params.is_empty() {
-            o.insert("connect.parameters".into(), Value::Object(params));
-        }
-        if let Some(d) = &s.default {
-            if !s.parameters.contains_key(FIELD_DEFAULT) && !d.is_null() {
-                o.insert("connect.default".into(), d.clone());
-            }
-        }
-        if let Some(name) = &s.name {
-            o.insert("connect.name".into(), json!(name));
-        }
-        if let Some(t) = connect_type {
-            o.insert("connect.type".into(), json!(t));
-        }
-        match s.name.as_deref() {
-            Some(DECIMAL) if s.kind == SchemaType::Bytes => {
-                let scale =
-                    s.parameters.get("scale").and_then(|v| v.trim().parse::<i64>().ok()).ok_or_else(|| {
-                        format!("{}: a Decimal schema without a numeric \"scale\" parameter", at(path))
-                    })?;
-                let precision = match s.parameters.get(PRECISION) {
-                    Some(p) => p.trim().parse::<i64>().map_err(|_| {
-                        format!("{}: the Decimal's {PRECISION} parameter {p:?} is not a number", at(path))
-                    })?,
-                    None => DEFAULT_PRECISION,
-                };
-                o.insert("logicalType".into(), json!("decimal"));
-                o.insert("precision".into(), json!(precision));
-                o.insert("scale".into(), json!(scale));
-            }
-            Some(DATE) if s.kind == SchemaType::Int32 => {
-                o.insert("logicalType".into(), json!("date"));
-            }
-            Some(TIME) if s.kind == SchemaType::Int32 => {
-                o.insert("logicalType".into(), json!("time-millis"));
-            }
-            Some(TIMESTAMP) if s.kind == SchemaType::Int64 => {
-                o.insert("logicalType".into(), json!("timestamp-millis"));
-            }
-            _ => {}
-        }
+        connect_metadata(s, connect_type, &mut o);
+        logical_type(s, path, &mut o)?;
         // A primitive without properties is written as its bare name, as
         // Avro prints it.
         let base = if o.len() == 1 { json!(kind) } else { Value::Object(o) };
-        Ok(if s.optional && !ignore_optional {
-            // AvroData puts null second when the default is not null, so the
-            // default fits the union's first branch.
-            match &s.default {
-                Some(d) if !d.is_null() => json!([base, "null"]),
-                _ => json!(["null", base]),
+        Ok(if s.optional && !ignore_optional { nullable(s, base) } else { base })
+    }
+
+    /// Connect's union struct (io.confluent.connect.avro.Union): its fields
+    /// are the union's branches.
+    fn union(&mut self, s: &Schema, path: &str) -> Result<Value, String> {
+        let mut members = Vec::new();
+        if s.optional {
+            members.push(json!("null"));
+        }
+        for f in &s.fields {
+            let mut member = f.schema.clone();
+            member.optional = false;
+            members.push(self.node(&member, true, &join(path, &f.name))?);
+        }
+        Ok(Value::Array(members))
+    }
+
+    fn map_values(&mut self, s: &Schema, path: &str) -> Result<Value, String> {
+        let (keys, values) = match (s.keys.as_deref(), s.values.as_deref()) {
+            (Some(k), Some(v)) => (k, v),
+            _ => return Err(format!("{}: a map schema without keys or values", at(path))),
+        };
+        if keys.kind != SchemaType::String || keys.optional {
+            // AvroData writes such a map as an array of MapEntry
+            // records; Kafka Connect's JSON form of it is not an
+            // object, which sources hand us, so it is refused.
+            return Err(format!(
+                "{}: a map with {:?} keys has no Avro form here (only string keys)",
+                at(path),
+                keys.kind
+            ));
+        }
+        self.node(values, false, &join(path, "{}"))
+    }
+
+    /// A struct: a reference when a struct of that name (or, unnamed, of
+    /// that shape) was defined already, else its definition into `o`.
+    fn record(&mut self, s: &Schema, path: &str, o: &mut Map<String, Value>) -> Result<Record, String> {
+        let key = serde_json::to_string(s).unwrap_or_default();
+        if let Some(name) = s.name.as_deref() {
+            if let Some(first) = self.defined.get(name) {
+                return if first == s {
+                    Ok(Record::Reference(name.to_string()))
+                } else {
+                    Err(format!("{}: two different structs are both named {name}", at(path)))
+                };
             }
-        } else {
-            base
-        })
+        } else if let Some(name) = self.reused.get(&key) {
+            return Ok(Record::Reference(name.clone()));
+        }
+        let (namespace, name) = self.record_name(s);
+        let full = match &namespace {
+            Some(ns) => format!("{ns}.{name}"),
+            None => name.clone(),
+        };
+        if !is_avro_name(&name) || !namespace.iter().flat_map(|ns| ns.split('.')).all(is_avro_name) {
+            return Err(format!("{}: {full} is not a valid Avro record name", at(path)));
+        }
+        self.defined.insert(full.clone(), s.clone());
+        if s.name.is_none() {
+            self.reused.insert(key, full);
+        }
+        o.insert("name".into(), json!(name));
+        if let Some(ns) = namespace {
+            o.insert("namespace".into(), json!(ns));
+        }
+        if let Some(doc) = s.parameters.get(RECORD_DOC) {
+            o.insert("doc".into(), json!(doc));
+        }
+        let fields = s.fields.iter().map(|f| self.field(s, f, path)).collect::<Result<Vec<_>, _>>()?;
+        o.insert("fields".into(), Value::Array(fields));
+        Ok(Record::Defined)
+    }
+
+    /// (namespace, short name): the schema's name split at its last dot,
+    /// or AvroData's default name numbered for the second unnamed struct on.
+    fn record_name(&mut self, s: &Schema) -> (Option<String>, String) {
+        match s.name.as_deref() {
+            Some(n) => match n.rsplit_once('.') {
+                Some((ns, short)) => (Some(ns.to_string()), short.to_string()),
+                None => (None, n.to_string()),
+            },
+            None => {
+                self.unnamed += 1;
+                let n = if self.unnamed > 1 { self.unnamed.to_string() } else { String::new() };
+                (Some(NAMESPACE.to_string()), format!("{DEFAULT_NAME}{n}"))
+            }
+        }
+    }
+
+    fn field(&mut self, record: &Schema, f: &Field, path: &str) -> Result<Value, String> {
+        let field_path = join(path, &f.name);
+        if !is_avro_name(&f.name) {
+            return Err(format!(
+                "{}: {:?} is not a valid Avro field name (letters, digits and _, not starting with a \
+                 digit); rename it with a ReplaceField transform",
+                at(&field_path),
+                f.name
+            ));
+        }
+        let mut field = Map::new();
+        field.insert("name".into(), json!(f.name));
+        field.insert("type".into(), self.node(&f.schema, false, &field_path)?);
+        if let Some(doc) = record.parameters.get(&format!("{FIELD_DOC}{}", f.name)) {
+            field.insert("doc".into(), json!(doc));
+        }
+        match &f.schema.default {
+            Some(d) if !d.is_null() => {
+                field.insert("default".into(), d.clone());
+            }
+            _ if f.schema.optional => {
+                field.insert("default".into(), Value::Null);
+            }
+            _ => {}
+        }
+        Ok(Value::Object(field))
+    }
+}
+
+/// Connect's metadata, as AvroData keeps it (connect.meta.data=true).
+fn connect_metadata(s: &Schema, connect_type: Option<&str>, o: &mut Map<String, Value>) {
+    if let Some(doc) = &s.doc {
+        o.insert("connect.doc".into(), json!(doc));
+    }
+    if let Some(v) = s.version {
+        o.insert("connect.version".into(), json!(v));
+    }
+    let params: Map<String, Value> =
+        s.parameters.iter().filter(|(k, _)| k.as_str() != FIELD_DEFAULT).map(|(k, v)| (k.clone(), json!(v))).collect();
+    if !params.is_empty() {
+        o.insert("connect.parameters".into(), Value::Object(params));
+    }
+    if let Some(d) = &s.default {
+        if !s.parameters.contains_key(FIELD_DEFAULT) && !d.is_null() {
+            o.insert("connect.default".into(), d.clone());
+        }
+    }
+    if let Some(name) = &s.name {
+        o.insert("connect.name".into(), json!(name));
+    }
+    if let Some(t) = connect_type {
+        o.insert("connect.type".into(), json!(t));
+    }
+}
+
+/// Avro's logical type for Connect's Decimal, Date, Time and Timestamp.
+fn logical_type(s: &Schema, path: &str, o: &mut Map<String, Value>) -> Result<(), String> {
+    match s.name.as_deref() {
+        Some(DECIMAL) if s.kind == SchemaType::Bytes => {
+            let scale = s
+                .parameters
+                .get("scale")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| format!("{}: a Decimal schema without a numeric \"scale\" parameter", at(path)))?;
+            let precision = match s.parameters.get(PRECISION) {
+                Some(p) => p
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("{}: the Decimal's {PRECISION} parameter {p:?} is not a number", at(path)))?,
+                None => DEFAULT_PRECISION,
+            };
+            o.insert("logicalType".into(), json!("decimal"));
+            o.insert("precision".into(), json!(precision));
+            o.insert("scale".into(), json!(scale));
+        }
+        Some(DATE) if s.kind == SchemaType::Int32 => {
+            o.insert("logicalType".into(), json!("date"));
+        }
+        Some(TIME) if s.kind == SchemaType::Int32 => {
+            o.insert("logicalType".into(), json!("time-millis"));
+        }
+        Some(TIMESTAMP) if s.kind == SchemaType::Int64 => {
+            o.insert("logicalType".into(), json!("timestamp-millis"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An optional schema as a union with null. AvroData puts null second when
+/// the default is not null, so the default fits the union's first branch.
+fn nullable(s: &Schema, base: Value) -> Value {
+    match &s.default {
+        Some(d) if !d.is_null() => json!([base, "null"]),
+        _ => json!(["null", base]),
     }
 }
 

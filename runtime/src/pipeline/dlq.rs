@@ -1,7 +1,11 @@
 //! Routing failed records: the dead-letter queue (bad records, exhausted
 //! retries; sink- and source-side) and the rejected-records topic (business
-//! rejections), with Kafka Connect's `__connect.errors.*` context headers.
+//! rejections), with Kafka Connect's `__connect.errors.*` context headers,
+//! and the target's own error details a sink gave
+//! (`PutOutcome::fail_with_details`) as `__sluice.errors.target.*`.
 //! `rest/dlq_replay.rs` reads these headers back to replay a record.
+
+use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 use connector_api::{ConnectorError, ErrorKind};
@@ -66,13 +70,54 @@ pub struct ErrorContext<'a> {
     pub stage: &'a str,
 }
 
+/// Where a sink's error details go: `__sluice.errors.target.<key>`.
+pub const TARGET_HEADER_PREFIX: &str = "__sluice.errors.target.";
+
+/// The headers of a sink's error details, in the order given: a key is kept
+/// when it is 1–64 characters of `a-z`, `0-9`, `.`, `_`, `-` (a header name
+/// tools can match on, never one of Kafka Connect's), the first of equal
+/// keys wins. The second list holds the keys dropped, for a warning.
+pub fn target_headers<'a>(details: &[(&'a str, &'a str)]) -> (Vec<(String, &'a str)>, Vec<&'a str>) {
+    let mut kept: Vec<(String, &str)> = Vec::new();
+    let mut dropped = Vec::new();
+    for &(key, value) in details {
+        let valid = (1..=64).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        let name = format!("{TARGET_HEADER_PREFIX}{key}");
+        if !valid || kept.iter().any(|(k, _)| *k == name) {
+            dropped.push(key);
+        } else {
+            kept.push((name, value));
+        }
+    }
+    (kept, dropped)
+}
+
+/// A `put`'s error details by the batch index of their record (`pending[i]`
+/// is the batch index of the put's record `i`); details of indices the put
+/// did not have are dropped.
+pub fn details_by_record(
+    details: &[connector_api::FailureDetail],
+    pending: &[usize],
+) -> BTreeMap<usize, Vec<(String, String)>> {
+    let mut by_record: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
+    for d in details {
+        if let Some(&i) = pending.get(d.index as usize) {
+            by_record.entry(i).or_default().push((d.key.to_string(), d.value.to_string()));
+        }
+    }
+    by_record
+}
+
 /// Queues the record to `topic`; the caller waits for the acknowledgement
-/// before the record counts as settled.
+/// before the record counts as settled. `details` (the sink's error
+/// details) go out with the context headers.
 pub fn send(
     producer: &CountedProducer,
     topic: &str,
     record: &FailedRecord<'_>,
     error: &ConnectorError,
+    details: &[(&str, &str)],
     context: &ErrorContext<'_>,
     context_headers: bool,
 ) -> anyhow::Result<DeliveryFuture> {
@@ -99,6 +144,14 @@ pub fn send(
         for (key, value) in pairs {
             headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
         }
+        let (target, dropped) = target_headers(details);
+        if !dropped.is_empty() {
+            tracing::warn!(connector = context.connector, task = context.task, keys = ?dropped,
+                "error details with unusable keys (a-z, 0-9, '.', '_', '-', up to 64) or given twice were not written as headers");
+        }
+        for (key, value) in &target {
+            headers = headers.insert(Header { key: key.as_str(), value: Some(value.as_bytes()) });
+        }
     }
     let mut out = FutureRecord::to(topic).headers(headers);
     if let Some(k) = record.key {
@@ -113,6 +166,48 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_details_become_target_headers_under_names_tools_can_match() {
+        let details = [
+            ("code", "FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+            ("message", "Email must be a valid address"),
+            ("fields", "Email"),
+            ("Code", "upper case"),
+            ("", "empty"),
+            ("a b", "space"),
+            ("code", "given twice"),
+            ("x.y_z-9", "kept"),
+        ];
+        let (kept, dropped) = target_headers(&details);
+        assert_eq!(
+            kept,
+            [
+                ("__sluice.errors.target.code".to_string(), "FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+                ("__sluice.errors.target.message".to_string(), "Email must be a valid address"),
+                ("__sluice.errors.target.fields".to_string(), "Email"),
+                ("__sluice.errors.target.x.y_z-9".to_string(), "kept"),
+            ]
+        );
+        assert_eq!(dropped, ["Code", "", "a b", "code"]);
+        assert_eq!(target_headers(&[(&"k".repeat(65), "too long")]).0, []);
+    }
+
+    #[test]
+    fn a_puts_details_land_on_the_batch_records_it_was_handed() {
+        let mut outcome = connector_api::PutOutcome::accepted();
+        outcome.fail_with_details(0, ConnectorError::rejected("a"), &[("code", "A"), ("fields", "Email")]);
+        outcome.fail_with_details(2, ConnectorError::bad_record("c"), &[("code", "C")]);
+        outcome.fail_with_details(9, ConnectorError::bad_record("?"), &[("code", "none")]);
+        // The put was handed batch records 4, 7 and 8.
+        let by_record = details_by_record(outcome.details(), &[4, 7, 8]);
+        let expected: BTreeMap<usize, Vec<(String, String)>> = [
+            (4, vec![("code".into(), "A".into()), ("fields".into(), "Email".into())]),
+            (8, vec![("code".into(), "C".into())]),
+        ]
+        .into();
+        assert_eq!(by_record, expected);
+    }
 
     /// Invariants 1 and 7: a failed record settles only by a route the
     /// tolerance allows; Fatal and Config never go to a topic.

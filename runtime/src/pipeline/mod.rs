@@ -6,6 +6,7 @@ pub mod budget;
 pub mod dlq;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod watermark;
 
 use std::{
@@ -39,6 +40,8 @@ pub struct TaskContext {
     pub plugin_metrics: Arc<PluginMetrics>,
     pub stop: Arc<AtomicBool>,
     pub paused: Arc<AtomicBool>,
+    /// What the task says about itself, published with its state.
+    pub status_message: status::StatusMessage,
 }
 
 impl TaskContext {

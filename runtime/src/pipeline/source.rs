@@ -400,8 +400,9 @@ impl Output {
             headers,
         };
         let context = ErrorContext { connector: &ctx.connector, task: ctx.task, class: ctx.class.name(), stage };
-        let delivery = dlq::send(&self.producer, &topic, &record, error, &context, ctx.runtime.dlq_context_headers)
-            .map_err(|e| failure("routing a failed source record to the DLQ", e))?;
+        let delivery =
+            dlq::send(&self.producer, &topic, &record, error, &[], &context, ctx.runtime.dlq_context_headers)
+                .map_err(|e| failure("routing a failed source record to the DLQ", e))?;
         Ok(Some((topic, delivery)))
     }
 }

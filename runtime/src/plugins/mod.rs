@@ -14,10 +14,13 @@ use std::{
     sync::Arc,
 };
 
-use abi_stable::library::{lib_header_from_path, LibraryError};
-use connector_api::ffi::{ConnectorDescriptor, PluginModuleRef, ABI_CHANGES, ABI_VERSION};
+use abi_stable::library::{lib_header_from_path, LibraryError, RawLibrary};
+use connector_api::{
+    ext::{self, ExtensionsExport, PluginExtensionsRef, EXTENSIONS_SYMBOL},
+    ffi::{ConnectorDescriptor, PluginModuleRef, ABI_CHANGES, ABI_VERSION},
+};
 
-pub use class::{ConnectorClass, Kind};
+pub use class::{ConnectorClass, Kind, SinkTask};
 
 /// A library the loader refused, and why.
 #[derive(Debug, Clone)]
@@ -97,13 +100,20 @@ impl PluginRegistry {
                 }
             }
         }
+        let extensions = extensions_of(path);
         for d in descriptors {
-            let class = ConnectorClass::new(d, module, path.to_path_buf())?;
+            let class = ConnectorClass::new(d, module, extensions, path.to_path_buf())?;
             let index = self.classes.len();
             for name in class.names() {
                 self.by_name.insert(name.to_string(), index);
             }
-            tracing::info!(class = class.name(), kind = class.kind().name(), path = %path.display(), "connector class loaded");
+            tracing::info!(
+                class = class.name(),
+                kind = class.kind().name(),
+                extensions = class.has_extensions(),
+                path = %path.display(),
+                "connector class loaded"
+            );
             self.classes.push(Arc::new(class));
         }
         Ok(())
@@ -127,6 +137,33 @@ impl PluginRegistry {
 
     pub fn rejections(&self) -> &[Rejection] {
         &self.rejections
+    }
+}
+
+/// The plugin extensions of a library whose root module loaded, if it has
+/// usable ones: a library built before them has no such symbol; one whose
+/// extensions lack what this worker calls is run on its root module alone.
+fn extensions_of(path: &Path) -> Option<PluginExtensionsRef> {
+    // Opened again: the same handle as abi_stable's (the loader counts
+    // references), and leaked like it, since the module lives as long as the process.
+    let library = RawLibrary::load_at(path).ok()?;
+    let symbol = format!("{EXTENSIONS_SYMBOL}\0");
+    // SAFETY: export_plugin! defines this symbol, and only it, with this
+    // signature; the name carries the version of that signature.
+    let export: ExtensionsExport =
+        unsafe { library.get::<extern "C" fn() -> ExtensionsExport>(symbol.as_bytes()) }.ok().map(|f| (*f)())?;
+    std::mem::forget(library);
+    match ext::check(&export) {
+        Ok(()) => Some(export.module),
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                "plugin extensions not used (status messages, failure detail headers): their layout does not match \
+                 this worker's connector-api; the plugin runs without them"
+            );
+            tracing::debug!(path = %path.display(), error = %e, "plugin extensions layout");
+            None
+        }
     }
 }
 

@@ -77,6 +77,9 @@ fn status_json(worker: &Worker, name: &str, spec: &ConnectorSpec) -> Value {
                 if let Some(t) = s.trace {
                     v["trace"] = Value::String(t);
                 }
+                if let Some(m) = s.message {
+                    v["message"] = Value::String(m);
+                }
                 v
             },
         )

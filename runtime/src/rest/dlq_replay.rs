@@ -133,6 +133,12 @@ struct Context {
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+/// Headers the worker added when it routed the record, dropped on replay:
+/// Kafka Connect's context and the sink's error details (`dlq.rs`).
+fn is_error_context(key: &str) -> bool {
+    key.starts_with(ERRORS_PREFIX) || key.starts_with(crate::pipeline::dlq::TARGET_HEADER_PREFIX)
+}
+
 fn context<M: Message>(message: &M) -> Context {
     let mut c = Context { topic: None, partition: None, stage: None, class: None, headers: Vec::new() };
     let Some(headers) = message.headers() else { return c };
@@ -143,7 +149,7 @@ fn context<M: Message>(message: &M) -> Context {
             "__connect.errors.partition" => c.partition = text().and_then(|p| p.parse().ok()),
             "__connect.errors.stage" => c.stage = text(),
             "__connect.errors.exception.class.name" => c.class = text(),
-            key if key.starts_with(ERRORS_PREFIX) => {}
+            key if is_error_context(key) => {}
             key => c.headers.push((key.to_string(), h.value.map(<[u8]>::to_vec))),
         }
     }
@@ -379,4 +385,17 @@ fn partition_count(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Optio
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().len() as i32)
         .filter(|n| *n > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_replay_drops_the_routing_headers_and_keeps_the_records_own() {
+        for key in ["__connect.errors.offset", "__sluice.errors.target.code", "__sluice.errors.target.fields"] {
+            assert!(super::is_error_context(key), "{key}");
+        }
+        for key in ["trace-id", "__sluice.source.offset", "__connect.other"] {
+            assert!(!super::is_error_context(key), "{key}");
+        }
+    }
 }

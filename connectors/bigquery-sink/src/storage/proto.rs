@@ -22,6 +22,10 @@ pub struct WriteStream {
     /// [`StreamType`].
     #[prost(int32, tag = "2")]
     pub r#type: i32,
+    /// Set once a PENDING stream is committed (BatchCommitWriteStreams);
+    /// a stream is committed at most once.
+    #[prost(message, optional, tag = "4")]
+    pub commit_time: Option<prost_types::Timestamp>,
     /// The table's schema (CreateWriteStream answers it; GetWriteStream
     /// with the FULL view too).
     #[prost(message, optional, tag = "5")]

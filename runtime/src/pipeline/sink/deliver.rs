@@ -2,7 +2,7 @@
 //! with partitions paused meanwhile), routing of failed records.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     ops::Range,
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -89,7 +89,7 @@ pub(super) fn deliver<'c>(
     for (stage, failed) in &intake.failed_by_stage {
         let of_stage: Vec<(usize, ConnectorError)> =
             failed.iter().filter_map(|&i| incoming[i].as_ref().err().map(|(e, _)| (i, e.clone()))).collect();
-        route_failures(ctx, &mut guard, &batch, &of_stage, producer, stage)?;
+        route_failures(ctx, &mut guard, &batch, &of_stage, &BTreeMap::new(), producer, stage)?;
     }
     if intake.pending.is_empty() {
         return Ok(());
@@ -198,8 +198,15 @@ fn put_until_settled<'a>(
     let mut awaiting_retry: BTreeSet<usize> = BTreeSet::new();
     let mut attempt = 0u32;
     let started = Instant::now();
+    // The sink's error details of the records it failed, by batch index;
+    // each put's answer replaces those of the records it was handed.
+    let mut details: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
     loop {
         let result = put_pending(ctx, &mut guard, batch, records, &pending);
+        if let Ok(outcome) = &result {
+            details.retain(|i, _| !pending.contains(i));
+            details.extend(dlq::details_by_record(outcome.details(), &pending));
+        }
         match plan::put_verdict(result, &pending) {
             PutVerdict::FailTask(e) => return Err(failure("put", e)),
             PutVerdict::RetryBatch(e) => {
@@ -211,7 +218,7 @@ fn put_until_settled<'a>(
                 let allowed = plan::retry_allowed(ctx.runtime.retry_timeout_ms, started.elapsed());
                 let settlement = plan::settle(&pending, failures, &mut awaiting_retry, allowed);
                 apply_settlement(ctx, &mut guard, batch, records, &settlement);
-                route_failures(ctx, &mut guard, batch, &settlement.give_up, producer, "TASK_PUT")?;
+                route_failures(ctx, &mut guard, batch, &settlement.give_up, &details, producer, "TASK_PUT")?;
                 if settlement.retry.is_empty() {
                     return Ok(());
                 }
@@ -333,6 +340,7 @@ fn route_failures(
     state: &mut SinkState,
     batch: &[&BorrowedMessage<'_>],
     failures: &[(usize, ConnectorError)],
+    details: &BTreeMap<usize, Vec<(String, String)>>,
     producer: Option<&CountedProducer>,
     stage: &str,
 ) -> Result<(), String> {
@@ -370,8 +378,13 @@ fn route_failures(
                     value: m.payload(),
                     headers: m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default(),
                 };
-                let delivery = dlq::send(producer, &topic, &record, error, &context, ctx.runtime.dlq_context_headers)
-                    .map_err(|e| failure("routing a failed record", e))?;
+                let given: Vec<(&str, &str)> = details
+                    .get(i)
+                    .map(|d| d.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+                    .unwrap_or_default();
+                let delivery =
+                    dlq::send(producer, &topic, &record, error, &given, &context, ctx.runtime.dlq_context_headers)
+                        .map_err(|e| failure("routing a failed record", e))?;
                 deliveries.push((m, delivery, rejected));
             }
         }

@@ -10,7 +10,7 @@ use std::{
 
 use abi_stable::sabi_trait::TD_Opaque;
 use connector_api::context::FfiSinkContext_TO;
-use connector_api::{ffi::FfiSinkTaskBox, ErrorKind, TopicPartition, TopicPartitionOffset};
+use connector_api::{ErrorKind, TopicPartition, TopicPartitionOffset};
 use rdkafka::{
     client::ClientContext,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
@@ -43,7 +43,7 @@ use deliver::{cached_high_watermark, deliver};
 /// The plugin task and the bookkeeping both the poll loop and the rebalance
 /// callbacks (which run inside `poll`, on the same thread) work on.
 struct SinkState {
-    task: FfiSinkTaskBox,
+    task: crate::plugins::SinkTask,
     marks: Watermarks,
     assigned: BTreeSet<(String, i32)>,
     /// A failure inside a rebalance callback, or a refusal the plugin's
@@ -291,7 +291,10 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let config: Vec<(&str, &str)> = ctx.task_config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let context = ContextState::default();
     let plugin_context = FfiSinkContext_TO::from_value(context.plugin_context(), TD_Opaque);
-    let task = ctx.class.create_sink_task(config, host, plugin_context).map_err(|e| failure("creating the task", e))?;
+    let task = ctx
+        .class
+        .create_sink_task(config, host, plugin_context, ctx.status_message.to_ffi())
+        .map_err(|e| failure("creating the task", e))?;
     let state = Arc::new(Mutex::new(SinkState {
         task,
         marks: Watermarks::default(),
