@@ -125,6 +125,40 @@ for _module in list(sys.modules.values()):
     if getattr(_module, "bq_schema_to_duckdb_columns", None) is _columns:
         _module.bq_schema_to_duckdb_columns = _quoted_columns
 
+from bqemulator.api.routes import tables as _tables  # noqa: E402
+from bqemulator.api.routes.tables import _Ctx, Request  # noqa: E402,F401  (the wrapper's annotations)
+from bqemulator.storage.sql_identifiers import quoted_table_ref  # noqa: E402
+from typing import Any  # noqa: E402,F401
+
+
+def _storage_follows_schema(handler):
+    # sluice patch: tables.patch / tables.update changed the emulator's
+    # catalog but not its DuckDB table, so every write after a new column
+    # failed (insertAll 500; Storage Write appends too). BigQuery alters
+    # both in the one call: new top-level columns are added to the storage
+    # here, after the catalog took them. Nested new fields stay unsupported
+    # (a DuckDB STRUCT cannot gain a field in place); REQUIRED→NULLABLE
+    # needs nothing (the storage has no NOT NULL). Measured in
+    # docs/decisions/0042-bigquery-streaming-schema-evolution.md.
+    async def patched(project_id: str, dataset_id: str, table_id: str, request: Request, ctx: _Ctx) -> dict[str, Any]:
+        before = ctx.catalog.get_table(project_id, dataset_id, table_id)
+        had = {f.name.lower() for f in before.schema_.fields} if before is not None else set()
+        answer = await handler(project_id, dataset_id, table_id, request, ctx)
+        new = [f for f in answer.get("schema", {}).get("fields", []) if f["name"].lower() not in had]
+        if before is not None and new:
+            target = quoted_table_ref(project_id, dataset_id, table_id)
+            async with ctx.engine.write_lock():
+                for name, dtype in _quoted_columns(new):
+                    ctx.engine.execute(f'ALTER TABLE {target} ADD COLUMN IF NOT EXISTS "{name}" {dtype}')
+        return answer
+
+    return patched
+
+
+for _route in _tables.router.routes:
+    if getattr(_route, "endpoint", None) in (_tables.patch_table, _tables.update_table):
+        _route.endpoint = _storage_follows_schema(_route.endpoint)
+
 import grpc.aio  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 

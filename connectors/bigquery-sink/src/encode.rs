@@ -39,6 +39,11 @@ impl RowEncoder {
         &self.descriptor
     }
 
+    /// The table schema it encodes for.
+    pub fn schema(&self) -> TableSchema {
+        TableSchema { fields: self.fields.clone() }
+    }
+
     /// One row's protobuf bytes, or why not (naming the field's path).
     pub fn encode(&self, row: &Map<String, Value>) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(64);

@@ -5,7 +5,8 @@
 //! - [`task`]: the sink task. `ingestion.mode=STREAMING` writes exactly
 //!   once through a COMMITTED Storage Write API stream per table and
 //!   partition ([`streaming`]: the decisions, [`storage`]: the gRPC client,
-//!   [`encode`]: rows as protobuf); without `ingestion.mode` it is the
+//!   [`encode`]: rows as protobuf, [`evolve`]: schema changes on that
+//!   path); without `ingestion.mode` it is the
 //!   legacy connector's `tabledata.insertAll` ([`legacy`]).
 //!   `ingestion.mode=BATCH LOADING` appends the same way to PENDING
 //!   streams committed every `commit.interval` ([`batch`]); UPSERT and
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod encode;
+pub mod evolve;
 pub mod storage;
 pub mod streaming;
 pub mod task;

@@ -27,9 +27,10 @@ use crate::{
     auth::{self, GoogleAuth},
     config::{BigQuerySinkConfig, KeySource, WritePath},
     encode::RowEncoder,
+    evolve::{evolution_allowed, schema_not_seen_yet, schemaless_needs},
     legacy::LegacyWriter,
     rest::{BigQueryRest, TableId},
-    schema,
+    schema::{self, plan_evolution, Evolution, EvolutionPolicy},
     storage::{proto::StreamType, AppendConnection, AppendOutcome, Authorization, StorageClient, StorageError},
     streaming::{
         cut_by_bytes, put_rows, resume_after_lost_stream, trim_refused, Append, Checkpoint, Position, PutFailure,
@@ -150,6 +151,9 @@ struct StreamWriter {
     refuse: Option<Vec<u8>>,
     /// `bigquery.append.timeout.ms`.
     timeout: std::time::Duration,
+    /// This task changed the table's schema and no append on the new one
+    /// has landed yet ([`schema_not_seen_yet`]).
+    schema_changed: bool,
 }
 
 impl StreamWriter {
@@ -177,9 +181,24 @@ impl StreamWriter {
                 Err(e) => return AppendOutcome::Failed(e),
             }
         }
-        match self.conn.as_mut() {
+        let outcome = match self.conn.as_mut() {
             Some(c) => c.append(offset, rows, &self.descriptor).await,
             None => AppendOutcome::Failed(StorageError::Transient("no append connection".into())),
+        };
+        match outcome {
+            AppendOutcome::Failed(e) if schema_not_seen_yet(&e, self.schema_changed) => {
+                self.conn = None;
+                AppendOutcome::Failed(StorageError::Transient(format!(
+                    "{}; the table's schema was just changed and the write stream does not see it yet: retrying",
+                    e.message()
+                )))
+            }
+            outcome => {
+                if matches!(outcome, AppendOutcome::Appended { .. } | AppendOutcome::AlreadyExists(_)) {
+                    self.schema_changed = false;
+                }
+                outcome
+            }
         }
     }
 }
@@ -226,6 +245,11 @@ pub struct BigQuerySinkTask {
     faults: Faults,
     appended_since_commit: bool,
     committed_since_append: bool,
+    /// Tables whose schema this task changed and on which no append has
+    /// landed since: a writer made for one now starts with
+    /// `schema_changed` (a partition's first batch may change the table
+    /// before its writer exists).
+    changed_tables: std::collections::HashSet<String>,
     /// UPSERT / UPSERT_DELETE.
     upsert: upsert_io::State,
     /// BATCH LOADING's pending streams and commits.
@@ -357,6 +381,7 @@ impl BigQuerySinkTask {
             faults: Faults::from_env(),
             appended_since_commit: false,
             committed_since_append: false,
+            changed_tables: Default::default(),
             upsert: upsert_io::State::default(),
             batch,
         })
@@ -486,6 +511,7 @@ impl BigQuerySinkTask {
                     descriptor: encoder.descriptor().clone(),
                     refuse: Faults::refuse_marker(),
                     timeout: self.cfg.append_timeout,
+                    schema_changed: self.changed_tables.contains(table),
                 },
             );
         }
@@ -663,6 +689,7 @@ impl BigQuerySinkTask {
                     done = chunk.end;
                     attempt = 0;
                     self.appended_since_commit = true;
+                    self.changed_tables.remove(table);
                     if done < rows.len() {
                         self.faults.reach("mid-append", &self.host);
                     }
@@ -773,6 +800,7 @@ impl BigQuerySinkTask {
         let insert_micros = now_micros();
         for (tp, idx) in groups {
             let table = self.cfg.table_for(&tp.topic);
+            let unfit = self.evolve(&table, records, idx, outcome)?;
             let encoder = match exactly_once {
                 true => self.encoder(&table)?,
                 false => {
@@ -783,7 +811,7 @@ impl BigQuerySinkTask {
             };
             let position = self.parts.get(tp).and_then(|p| p.position.clone());
             let mut rows: Vec<(usize, Vec<u8>)> = Vec::new();
-            for &i in idx {
+            for &i in idx.iter().filter(|i| !unfit.contains(i)) {
                 let r = &records[i];
                 let row = self
                     .value_schema(r)
@@ -831,6 +859,95 @@ impl BigQuerySinkTask {
             }
         }
         Ok(())
+    }
+
+    fn policy(&self) -> EvolutionPolicy {
+        EvolutionPolicy {
+            allow_new_fields: self.cfg.allow_new_fields,
+            allow_relaxation: self.cfg.allow_required_relaxation,
+            allow_unionization: self.cfg.allow_schema_unionization,
+        }
+    }
+
+    /// Makes `table` fit the records of `idx` where the policy allows
+    /// (`allowNewBigQueryFields`, `allowBigQueryRequiredFieldRelaxation`),
+    /// before any of them is encoded: every record of the group is then
+    /// encoded with the table's final schema, so whoever replays these
+    /// records later (the table changed already) makes the same rows. A
+    /// change makes a new encoder and a new append connection to the
+    /// table's streams, whose first request carries the new writer schema;
+    /// the stream, and so the stream offsets, stay. Returns the records
+    /// refused (failed into `outcome`, naming the field and the key).
+    fn evolve(
+        &mut self,
+        table: &str,
+        records: &[SinkRecord<'_>],
+        idx: &[usize],
+        outcome: &mut PutOutcome,
+    ) -> Result<Vec<usize>, ConnectorError> {
+        let policy = self.policy();
+        let mut unfit = Vec::new();
+        if !evolution_allowed(policy) {
+            return Ok(unfit);
+        }
+        let mut current = self.encoder(table)?.schema();
+        for &i in idx {
+            let r = &records[i];
+            let needs = match self.value_schema(r) {
+                Ok(Some(_)) => match self.schema_for_new_table(r) {
+                    Ok(Some(needs)) => needs,
+                    // The encoder says what is wrong with it.
+                    _ => continue,
+                },
+                Ok(None) => match record_row(r, None, &self.cfg, 0) {
+                    Ok(Some(row)) => schemaless_needs(&current, &row),
+                    _ => continue,
+                },
+                Err(_) => continue,
+            };
+            match plan_evolution(&current, &needs, policy) {
+                Evolution::Fits => {}
+                Evolution::Refused(why) => {
+                    outcome.fail(i, bad_record(r, table, &format!("the record does not fit the table: {why}")));
+                    unfit.push(i);
+                }
+                Evolution::Patch(_) => {
+                    let id = self.table_id(table);
+                    match self.rest().fit_schema(&id, &needs, policy) {
+                        Ok(schema) => {
+                            self.host.info(
+                                "changed the table's schema for a record",
+                                &[("table", &id.to_string()), ("record", &r.position())],
+                            );
+                            self.schema_changed(table, &schema);
+                            current = schema;
+                        }
+                        Err(e) if e.kind() == connector_api::ErrorKind::BadRecord => {
+                            outcome.fail(i, bad_record(r, table, e.message()));
+                            unfit.push(i);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(unfit)
+    }
+
+    /// The table has a new schema: a new encoder, and the writers of its
+    /// streams send the new descriptor on a new connection.
+    fn schema_changed(&mut self, table: &str, schema: &schema::TableSchema) {
+        let encoder = Arc::new(RowEncoder::new(schema));
+        let prefix = format!("{}/streams/", self.cfg.table_path(table));
+        for (stream, writer) in self.writers.iter_mut() {
+            if stream.starts_with(&prefix) {
+                writer.descriptor = encoder.descriptor().clone();
+                writer.conn = None;
+                writer.schema_changed = true;
+            }
+        }
+        self.encoders.insert(table.to_string(), encoder);
+        self.changed_tables.insert(table.to_string());
     }
 
     /// Legacy mode: the REST side's writer (tables found or created,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{env, patch_completing_proxy};
+use common::{env, forwarding_proxy};
 use connector_api::{ConnectorConfig, ErrorKind, SinkRecord};
 use serde_json::{json, Value};
 use sluice_bigquery_sink::{
@@ -109,9 +109,9 @@ fn records_land_in_a_created_partitioned_table_and_bad_ones_are_reported_by_posi
 
 #[test]
 fn a_new_field_is_refused_by_default_and_added_when_allowed() {
-    // Through the proxy that completes the emulator's tables.patch (common).
+    // The emulator adds the column in tables.patch with the launcher's patch (dev/bigquery/launch.py).
     let (mut client, project, dataset) = common::dataset("writer_evolve");
-    let proxy = patch_completing_proxy();
+    let proxy = forwarding_proxy();
     let strict = config(&dataset, &[]);
     let mut writer = LegacyWriter::with_client(&strict, BigQueryRest::new(&proxy.url, &project)).unwrap();
     writer.put(&records(&[order(0, V1, json!({}))])).unwrap();

@@ -1,18 +1,18 @@
 //! Schema evolution through the REST client (`fit_schema`: read, plan,
 //! `tables.patch`) against the BigQuery emulator of `dev/services`.
 //!
-//! The emulator's `tables.patch` updates its catalog but not its storage,
-//! so every insertAll after a patch answers 500
+//! The emulator's own `tables.patch` updates its catalog but not its
+//! storage, so every insertAll after a patch answered 500
 //! (docs/decisions/0005-bigquery-emulator-merge-and-schema-evolution.md).
-//! BigQuery alters both in that one call. So a proxy sits in front of the
-//! emulator: it forwards the patch and then runs the matching `ALTER TABLE
-//! … ADD COLUMN` for each new top-level column — the proxy makes the
-//! emulator do what BigQuery does in the one call; everything else is the
-//! emulator's own answer.
+//! BigQuery alters both in that one call, and so does the emulator with
+//! the launcher's patch (dev/bigquery/launch.py, decision 0042): new
+//! top-level columns are added to its storage in the patch. Everything
+//! else is the emulator's own answer; a forwarding proxy counts the
+//! patches.
 
 mod common;
 
-use common::{dataset, patch_completing_proxy};
+use common::{dataset, forwarding_proxy};
 use connector_api::ErrorKind;
 use serde_json::{json, Value};
 use sluice_bigquery_sink::{
@@ -43,7 +43,7 @@ fn a_new_field_becomes_a_nullable_column_and_later_rows_carry_it() {
     client.ensure_table(&table, &base(), &TableOptions::default()).unwrap();
     insert(&mut client, &table, vec![json!({"id": 1, "note": "before"})]);
 
-    let proxy = patch_completing_proxy();
+    let proxy = forwarding_proxy();
     let mut via_proxy = BigQueryRest::new(&proxy.url, &project);
     let mut record = base();
     record.fields.push(TableField::new("email", FieldType::String, FieldMode::Nullable));
@@ -74,7 +74,7 @@ fn a_required_column_is_relaxed_only_when_allowed() {
     let (mut client, project, ds) = dataset("evolve_relax");
     let table = TableId::new(&project, &ds, "customers");
     client.ensure_table(&table, &base(), &TableOptions::default()).unwrap();
-    let proxy = patch_completing_proxy();
+    let proxy = forwarding_proxy();
     let mut via_proxy = BigQueryRest::new(&proxy.url, &project);
     let record = TableSchema { fields: vec![TableField::new("note", FieldType::String, FieldMode::Nullable)] };
 

@@ -442,3 +442,44 @@ fn without_ingestion_mode_the_task_writes_through_insert_all() {
     assert_eq!(t.rows(), once(&[0], 10, |_| false));
     assert!(h.context().notes.lock().unwrap().is_empty(), "insertAll keeps no notes");
 }
+
+/// Schema evolution in STREAMING, with the emulator's `tables.patch`
+/// completed by the launcher's patch (dev/bigquery/launch.py, decision
+/// 0042): a crash after the table changed and rows with the new field
+/// were appended, before their offsets were committed. The replay finds
+/// the table changed already, makes the same rows and appends nothing
+/// twice; every later record carries the field.
+#[test]
+fn a_crash_after_a_new_field_was_added_appends_nothing_twice() {
+    let _serial = serial();
+    let mut t = Table::new("evolve_crash");
+    let config = t.config().with("allowNewBigQueryFields", "true");
+    let mut h = SinkHarness::new(BigQuerySink, config).unwrap();
+    h.open(&[TopicPartition::new("orders", 0)]).unwrap();
+    h.put(&records(0, 0, 10, |_| false)).unwrap();
+    h.commit().unwrap();
+    let with_email = |from: i64, to: i64| {
+        let mut b = RecordBuilder::new("orders", 0).at(from);
+        for o in from..to {
+            b.value(json!({"id": o, "customer": format!("c{o}"), "email": format!("{o}@example.com")}).to_string())
+                .push();
+        }
+        b.take()
+    };
+    let outcome = h.put(&with_email(10, 20)).unwrap();
+    assert!(outcome.failures().is_empty(), "{:?}", outcome.failures().first().map(|f| f.error.to_string()));
+    assert!(columns(&t.rest.table(&t.dataset, "orders")).contains(&"email STRING NULLABLE".to_string()));
+    assert_eq!(t.rows(), once(&[0], 20, |_| false));
+    h.crash().unwrap();
+    h.put(&with_email(20, 25)).unwrap();
+    h.commit().unwrap();
+    h.assert_durable("orders", 0, 25);
+    h.never_past_unsettled();
+    assert_eq!(t.rows(), once(&[0], 25, |_| false));
+    let sql = format!(
+        "SELECT COUNTIF(email IS NULL AND kafka.offset < 10), \
+         COUNTIF(email = CONCAT(CAST(kafka.offset AS STRING), '@example.com') AND kafka.offset >= 10) FROM {}",
+        t.sql
+    );
+    assert_eq!(t.rest.query(&sql), vec![vec![json!("10"), json!("15")]]);
+}

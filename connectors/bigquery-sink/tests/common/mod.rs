@@ -152,38 +152,11 @@ pub fn google_error(code: u16, reason: &str, message: &str) -> String {
     .to_string()
 }
 
-/// A proxy that completes the emulator's tables.patch: it forwards the
-/// patch, then runs `ALTER TABLE … ADD COLUMN` for each new top-level
-/// column (BigQuery alters its storage in the one call; the emulator does
-/// not: docs/decisions/0005).
-pub fn patch_completing_proxy() -> Proxy {
-    Proxy::start(|seen, upstream| {
-        if seen.method != "PATCH" || !seen.path.contains("/tables/") {
-            return upstream.forward(seen);
-        }
-        let (_, _, before) = upstream.send("GET", &seen.path, "");
-        let before: serde_json::Value = serde_json::from_str(&before).unwrap();
-        let had = |name: &str| {
-            before["schema"]["fields"].as_array().unwrap().iter().any(|f| f["name"].as_str() == Some(name))
-        };
-        let answer = upstream.forward(seen);
-        // `…/projects/{p}/datasets/{d}/tables/{t}` → the table's SQL name.
-        let parts: Vec<&str> = seen.path.split('/').collect();
-        let at = |key: &str| parts[parts.iter().position(|p| *p == key).unwrap() + 1];
-        let (project, ds, table) = (at("projects"), at("datasets"), at("tables"));
-        for field in seen.json()["schema"]["fields"].as_array().unwrap() {
-            let name = field["name"].as_str().unwrap();
-            if !had(name) {
-                let sql = format!(
-                    "ALTER TABLE `{project}.{ds}.{table}` ADD COLUMN {name} {}",
-                    field["type"].as_str().unwrap()
-                );
-                let body = serde_json::json!({"query": sql, "useLegacySql": false}).to_string();
-                let (status, _, reply) =
-                    upstream.send("POST", &format!("/bigquery/v2/projects/{project}/queries"), &body);
-                assert!(status == 200 && !reply.contains("\"errors\""), "{reply}");
-            }
-        }
-        answer
-    })
+/// A proxy that forwards every request to the emulator and records it
+/// (tests count the `tables.patch` calls). It used to complete the
+/// emulator's `tables.patch` with an `ALTER TABLE`; the emulator's
+/// launcher does that itself now (dev/bigquery/launch.py,
+/// docs/decisions/0042-bigquery-streaming-schema-evolution.md).
+pub fn forwarding_proxy() -> Proxy {
+    Proxy::start(|seen, upstream| upstream.forward(seen))
 }
