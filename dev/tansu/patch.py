@@ -34,7 +34,11 @@ leader leaving a group that is forming was kept the same way. The patch
 makes that heartbeat leave the expiry to the code the join path already uses
 (the group re-forms without a leader), and a forming group drops a leader
 that is no longer a member, so the next member to join leads, as Kafka
-elects a new leader when the old one leaves or times out.
+elects a new leader when the old one leaves or times out. And a forming group
+takes a SyncGroup only from its leader, also when it has none (the leader
+expired between a member's join and sync): Tansu took a follower's sync,
+which carries no assignments, as the leader's, and formed a group in which
+nobody owned a partition (2 of 5 runs of a churn of short-lived members).
 
 And it keeps SCRAM credentials in the same engine, which 0.6.0 dropped, so a
 SASL login can succeed (patch_scram_credentials, docs/decisions/0044).
@@ -361,6 +365,16 @@ def patch_group_leadership(admin):
         "        }\n\n"
         "        if self.state.leader.is_none() {\n",
         "the forming group's leader election",
+    )
+    # A forming group without a leader (it expired between a member's join
+    # and its sync) took any member's sync as the leader's: a follower's empty
+    # assignment formed the group and nobody got a partition, for good.
+    replace_once(
+        admin,
+        "            .is_some_and(|leader_id| member_id != leader_id.as_str())\n",
+        "            // sluice patch: only the leader's sync forms the group.\n"
+        "            .is_none_or(|leader_id| member_id != leader_id.as_str())\n",
+        "the forming group's sync leader check",
     )
 
 
