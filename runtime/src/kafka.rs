@@ -52,8 +52,9 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (self.session_timeout_ms / 3).max(100).to_string())
-            // Also the rebalance timeout: how long a group waits for a dead
-            // member before moving its partitions (Tansu waits the full time).
+            // Also the rebalance timeout: how long a Kafka broker's group
+            // waits for a member to rejoin before moving its partitions (Tansu
+            // ignores it and expires members by session alone, decision 0033).
             // librdkafka's 5 minutes would stall a dead worker's partitions;
             // a put or poll must return within this (30 s by default).
             .set("max.poll.interval.ms", (self.session_timeout_ms * 3).max(30_000).to_string())
