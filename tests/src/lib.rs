@@ -33,6 +33,7 @@ pub mod s3_proxy;
 pub mod salesforce;
 pub mod schema_registry;
 pub mod secured_kafka;
+pub mod seeded;
 pub mod tls;
 
 /// The directory holding the workspace's build outputs (the `sluice` binary

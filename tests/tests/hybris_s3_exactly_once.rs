@@ -40,33 +40,19 @@ use rdkafka::{
 use serde_json::{json, Value};
 use sluice_runtime::cluster::placement::score;
 use sluice_tests::{
-    committed_offset, create_topic, hybris::HybrisDb, s3::Bucket, service_env, unique, wait_until, WorkerProcess,
+    committed_offset, create_topic,
+    hybris::HybrisDb,
+    s3::Bucket,
+    seeded::{self, seed, Rng},
+    service_env, unique, wait_until, WorkerProcess,
 };
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
 const PARTITIONS: i32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A small deterministic generator (xorshift64*), so a seed replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SLUICE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
-    })
-}
-
 fn kills() -> usize {
-    std::env::var("SLUICE_EO_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+    seeded::count("SLUICE_EO_KILLS", 4)
 }
 
 /// An order version as the source writes it: (code, modifiedTS).
@@ -375,7 +361,7 @@ fn check_objects(objects: &[Object], expected: &BTreeSet<Version>) -> Found {
 
 /// The crash loop; returns what S3 and Kafka hold.
 fn crash_loop(label: &str, exactly_once: bool, kills: usize, seed: u64) -> (Found, BTreeMap<Version, usize>) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let cluster = unique(&format!("{label}-cluster"));
     let mut workers = [WorkerProcess::start(&cluster, &[], &[]), WorkerProcess::start(&cluster, &[], &[])];
     let mut p = Pipeline::create(label, &workers[0], exactly_once, unique(&format!("{label}-s3")));

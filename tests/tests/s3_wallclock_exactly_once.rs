@@ -19,36 +19,22 @@ use std::{
         Arc,
     },
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
-use sluice_tests::{committed_offset, create_topic, produce, s3::Bucket, unique, WorkerProcess};
+use sluice_tests::{
+    committed_offset, create_topic, produce,
+    s3::Bucket,
+    seeded::{self, seed, Rng},
+    unique, WorkerProcess,
+};
 
 const PARTITIONS: i32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A small xorshift generator: reproducible kill timing from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SLUICE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1)
-}
-
 fn kills() -> usize {
-    std::env::var("SLUICE_S3EO_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+    seeded::count("SLUICE_S3EO_KILLS", 4)
 }
 
 struct Case {
@@ -127,7 +113,7 @@ fn producer(topic: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<i64>
 fn crash_loop(label: &str, conditional: bool, kills: usize, extra: &[(&str, &str)]) -> BTreeMap<(i64, u64), usize> {
     let seed = seed();
     eprintln!("{label}: seed {seed} (SLUICE_TEST_SEED={seed} replays the kill delays), {kills} kills");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let s3 = Bucket::new();
     let name = unique(&format!("{label}-sink"));
     let case =
@@ -159,7 +145,7 @@ fn crash_loop(label: &str, conditional: bool, kills: usize, extra: &[(&str, &str
             );
             thread::sleep(Duration::from_millis(100));
         }
-        let delay = rng.next() % 400;
+        let delay = rng.below(400);
         thread::sleep(Duration::from_millis(delay));
         eprintln!("{label}: kill -9 #{} after {delay} ms", kill + 1);
         worker.kill();

@@ -21,32 +21,19 @@ use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
 };
 use serde_json::{json, Value};
-use sluice_tests::{hybris::HybrisDb, reader, service_env, unique, WorkerProcess};
+use sluice_tests::{
+    hybris::HybrisDb,
+    reader,
+    seeded::{self, seed, Rng},
+    service_env, unique, WorkerProcess,
+};
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
 const PARTITIONS: i32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A small deterministic generator (xorshift64*), so a seed replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SLUICE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
-    })
-}
-
 fn kills() -> usize {
-    std::env::var("SLUICE_EOS_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+    seeded::count("SLUICE_EOS_KILLS", 4)
 }
 
 /// One message read from the order topic.
@@ -141,7 +128,7 @@ fn versions(db: &mut HybrisDb) -> BTreeSet<(String, String)> {
 /// again later) while killing the worker `kills` times, each as a burst's
 /// first record arrives.
 fn run(name: &str, exactly_once: bool, kills: usize, seed: u64) -> Outcome {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut db = HybrisDb::create(name, false);
     let mut worker = WorkerProcess::start(&unique(name), &[], &[]);
     let prefix = format!("{}.", unique(name));
