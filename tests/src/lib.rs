@@ -24,6 +24,7 @@ use rdkafka::{
 };
 use serde_json::Value;
 
+pub mod bigquery;
 pub mod http_fake;
 pub mod hybris;
 pub mod marketing_cloud;

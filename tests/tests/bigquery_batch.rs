@@ -16,7 +16,8 @@ use std::{
 
 use serde_json::{json, Value};
 use sluice_tests::{
-    committed_offset, committed_with_metadata, create_topic, produce_at, service_env, unique, wait_until, WorkerProcess,
+    bigquery::Bq, committed_offset, committed_with_metadata, create_topic, produce_at, service_env, unique, wait_until,
+    WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -29,51 +30,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn bq_post(path: &str, body: &Value) -> (u16, Value) {
-    let base = format!("{}/bigquery/v2/projects/{}", service_env("BQ_REST_ENDPOINT"), service_env("BQ_PROJECT"));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut r = agent
-        .post(&format!("{base}{path}"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// Creates a dataset or table, again while the emulator answers 500 (its
-/// one connection busy); 409: an earlier attempt created it.
-fn bq_create(path: &str, body: &Value) {
-    wait_until(&format!("POST {path} to succeed"), TIMEOUT, || {
-        let (code, reply) = bq_post(path, body);
-        assert!(matches!(code, 200 | 409 | 500), "POST {path}: {code} {reply}");
-        (code != 500).then_some(())
-    });
-}
-
-/// A dataset with an `orders` table partitioned by `created`, clustered by
-/// `customer`, with Confluent's Kafka metadata column.
-fn bq_table(dataset: &str) {
-    let project = service_env("BQ_PROJECT");
-    bq_create("/datasets", &json!({"datasetReference": {"projectId": project, "datasetId": dataset}}));
-    let fields = json!([
-        {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
-        {"name": "customer", "type": "STRING"},
-        {"name": "created", "type": "TIMESTAMP"},
-        {"name": "kafka", "type": "RECORD", "fields": [{"name": "topic", "type": "STRING"},
-            {"name": "partition", "type": "INTEGER"}, {"name": "offset", "type": "INTEGER"},
-            {"name": "insertTime", "type": "TIMESTAMP"}]}
-    ]);
-    let table = json!({
-        "tableReference": {"projectId": project, "datasetId": dataset, "tableId": "orders"},
-        "schema": {"fields": fields},
-        "timePartitioning": {"type": "DAY", "field": "created"},
-        "clustering": {"fields": ["customer"]}
-    });
-    bq_create(&format!("/datasets/{dataset}/tables"), &table);
-}
-
 /// Per partition: rows, distinct offsets, min and max offset.
 fn census(dataset: &str) -> Vec<[i64; 5]> {
     let sql = format!(
@@ -81,14 +37,7 @@ fn census(dataset: &str) -> Vec<[i64; 5]> {
          FROM `{}.{dataset}.orders` GROUP BY kafka.partition ORDER BY kafka.partition",
         service_env("BQ_PROJECT")
     );
-    let rows: Vec<Vec<Value>> = wait_until(&format!("an answer to {sql}"), TIMEOUT, || {
-        let (code, r) = bq_post("/queries", &json!({"query": sql, "useLegacySql": false}));
-        if code != 200 || r.get("errors").is_some() {
-            return None;
-        }
-        let rows = r["rows"].as_array().cloned().unwrap_or_default();
-        Some(rows.iter().map(|row| row["f"].as_array().unwrap().iter().map(|c| c["v"].clone()).collect()).collect())
-    });
+    let rows = Bq::new().query(&sql);
     rows.iter()
         .map(|r| {
             let n = |i: usize| r[i].as_str().map_or(0, |s| s.parse::<i64>().unwrap());
@@ -134,7 +83,7 @@ impl Case {
             name,
         };
         create_topic(&case.topic, PARTITIONS);
-        bq_table(&case.dataset);
+        Bq::new().orders_table(&case.dataset);
         case
     }
 

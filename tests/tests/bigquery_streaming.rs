@@ -16,7 +16,8 @@ use std::{
 
 use serde_json::{json, Value};
 use sluice_tests::{
-    committed_offset, consume, create_topic, header, produce_at, service_env, unique, wait_until, WorkerProcess,
+    bigquery::Bq, committed_offset, consume, create_topic, header, produce_at, service_env, unique, wait_until,
+    WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -32,114 +33,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// BigQuery's REST API on the emulator.
-struct Bq {
-    base: String,
-    project: String,
-}
-
-impl Bq {
-    fn new() -> Bq {
-        let project = service_env("BQ_PROJECT");
-        Bq { base: format!("{}/bigquery/v2/projects/{project}", service_env("BQ_REST_ENDPOINT")), project }
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent
-            .post(&format!("{}{path}", self.base))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// A dataset and an `orders` table partitioned by `created` and
-    /// clustered by `customer`, with Confluent's Kafka metadata column.
-    fn table(&self, dataset: &str) {
-        self.create("/datasets", &json!({"datasetReference": {"projectId": self.project, "datasetId": dataset}}));
-        let fields = json!([
-            {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
-            {"name": "customer", "type": "STRING"},
-            {"name": "amount", "type": "FLOAT"},
-            {"name": "created", "type": "TIMESTAMP"},
-            {"name": "kafka", "type": "RECORD", "fields": [{"name": "topic", "type": "STRING"},
-                {"name": "partition", "type": "INTEGER"}, {"name": "offset", "type": "INTEGER"},
-                {"name": "insertTime", "type": "TIMESTAMP"}]}
-        ]);
-        let table = json!({
-            "tableReference": {"projectId": self.project, "datasetId": dataset, "tableId": "orders"},
-            "schema": {"fields": fields},
-            "timePartitioning": {"type": "DAY", "field": "created"},
-            "clustering": {"fields": ["customer"]}
-        });
-        self.create(&format!("/datasets/{dataset}/tables"), &table);
-    }
-
-    /// Creates a dataset or table, again while the emulator answers 500
-    /// because another call holds its one connection (409: an earlier
-    /// attempt created it).
-    fn create(&self, path: &str, body: &Value) {
-        wait_until(&format!("POST {path} to succeed"), TIMEOUT, || {
-            let (code, reply) = self.post(path, body);
-            assert!(matches!(code, 200 | 409 | 500), "POST {path}: {code} {reply}");
-            (code != 500).then_some(())
-        });
-    }
-
-    /// Rows of a query, retried until the emulator answers (it refuses a
-    /// query while it appends: "connection is busy").
-    fn query(&self, sql: &str) -> Vec<Vec<Value>> {
-        wait_until(&format!("an answer to {sql}"), TIMEOUT, || {
-            let (code, r) = self.post("/queries", &json!({"query": sql, "useLegacySql": false}));
-            if code != 200 || r.get("errors").is_some() {
-                return None;
-            }
-            let rows = r["rows"].as_array().cloned().unwrap_or_default();
-            Some(rows.iter().map(|row| row["f"].as_array().unwrap().iter().map(|c| c["v"].clone()).collect()).collect())
+/// Per partition: rows, distinct offsets, min and max offset, rows at
+/// offsets where invalid records are produced (when they are).
+fn census(bq: &Bq, dataset: &str) -> Vec<[i64; 6]> {
+    let sql = format!(
+        "SELECT kafka.partition, COUNT(*), COUNT(DISTINCT kafka.offset), MIN(kafka.offset), MAX(kafka.offset), \
+         COUNTIF(MOD(kafka.offset, 50) = {BAD}) FROM `{}.{dataset}.orders` GROUP BY kafka.partition \
+         ORDER BY kafka.partition",
+        bq.project
+    );
+    bq.query(&sql)
+        .iter()
+        .map(|r| {
+            let n = |i: usize| r[i].as_str().map_or(0, |s| s.parse::<i64>().unwrap());
+            [n(0), n(1), n(2), n(3), n(4), n(5)]
         })
-    }
-
-    /// The `orders` table's columns as `name TYPE MODE`, as tables.get
-    /// answers them.
-    fn columns(&self, dataset: &str) -> Vec<String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("{}/datasets/{dataset}/tables/orders", self.base);
-        let text = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}")).body_mut().read_to_string();
-        let table: Value = serde_json::from_str(&text.unwrap_or_default()).unwrap_or(Value::Null);
-        let fields = table["schema"]["fields"].as_array().cloned().unwrap_or_default();
-        fields
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {} {}",
-                    f["name"].as_str().unwrap_or(""),
-                    f["type"].as_str().unwrap_or(""),
-                    f["mode"].as_str().unwrap_or("NULLABLE")
-                )
-            })
-            .collect()
-    }
-
-    /// Per partition: rows, distinct offsets, min and max offset, rows at
-    /// offsets where invalid records are produced (when they are).
-    fn census(&self, dataset: &str) -> Vec<[i64; 6]> {
-        let sql = format!(
-            "SELECT kafka.partition, COUNT(*), COUNT(DISTINCT kafka.offset), MIN(kafka.offset), MAX(kafka.offset), \
-             COUNTIF(MOD(kafka.offset, 50) = {BAD}) FROM `{}.{dataset}.orders` GROUP BY kafka.partition \
-             ORDER BY kafka.partition",
-            self.project
-        );
-        self.query(&sql)
-            .iter()
-            .map(|r| {
-                let n = |i: usize| r[i].as_str().map_or(0, |s| s.parse::<i64>().unwrap());
-                [n(0), n(1), n(2), n(3), n(4), n(5)]
-            })
-            .collect()
-    }
+        .collect()
 }
 
 /// What the census must be: each partition's good offsets `0..count`, once.
@@ -238,7 +147,7 @@ impl Case {
             name,
         };
         create_topic(&case.topic, PARTITIONS);
-        Bq::new().table(&case.dataset);
+        Bq::new().orders_table(&case.dataset);
         case
     }
 }
@@ -265,7 +174,7 @@ fn records_over_four_partitions_land_exactly_once_and_invalid_ones_go_to_the_dlq
         count * PARTITIONS as i64,
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(Bq::new().census(&case.dataset), expected(count, true));
+    assert_eq!(census(&Bq::new(), &case.dataset), expected(count, true));
 
     let bad_per_partition = (0..count).filter(|o| o % 50 == BAD).count();
     let dead = consume(&dlq, 1, bad_per_partition * PARTITIONS as usize, TIMEOUT);
@@ -303,7 +212,7 @@ fn killed_at(point: &str) {
     });
     worker.restart();
     wait_all_committed(&worker, &case.group, &case.topic, count);
-    assert_eq!(Bq::new().census(&case.dataset), expected(count, false), "after a kill at {point}");
+    assert_eq!(census(&Bq::new(), &case.dataset), expected(count, false), "after a kill at {point}");
 }
 
 #[test]
@@ -383,7 +292,7 @@ fn a_worker_paused_past_the_takeover_appends_nothing_twice_when_it_wakes() {
     wait_all_committed(other, &case.group, &case.topic, 2_000);
     produce(&case.topic, 500, false);
     wait_all_committed(other, &case.group, &case.topic, 2_500);
-    assert_eq!(Bq::new().census(&case.dataset), expected(2_500, false));
+    assert_eq!(census(&Bq::new(), &case.dataset), expected(2_500, false));
 }
 
 /// A TCP forwarder in front of the emulator's gRPC port that can be taken
@@ -475,7 +384,7 @@ fn bigquery_unavailable_commits_nothing_meanwhile_and_everything_once_after() {
     }
     outage.restore();
     wait_all_committed(&worker, &case.group, &case.topic, 2_000);
-    assert_eq!(Bq::new().census(&case.dataset), expected(2_000, false));
+    assert_eq!(census(&Bq::new(), &case.dataset), expected(2_000, false));
 }
 
 /// Records `from..from + count` of every partition, each value made by

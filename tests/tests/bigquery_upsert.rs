@@ -18,7 +18,9 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use sluice_tests::{committed_offset, create_topic, produce_at, service_env, unique, wait_until, WorkerProcess};
+use sluice_tests::{
+    bigquery::Bq, committed_offset, create_topic, produce_at, service_env, unique, wait_until, WorkerProcess,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 const PARTITIONS: i32 = 4;
@@ -28,31 +30,6 @@ const VERSIONS: i64 = 5;
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn bq_post(path: &str, body: &Value) -> (u16, Value) {
-    let base = format!("{}/bigquery/v2/projects/{}", service_env("BQ_REST_ENDPOINT"), service_env("BQ_PROJECT"));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut r = agent
-        .post(&format!("{base}{path}"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// Rows of a query, retried while the emulator is busy with another call.
-fn query(sql: &str) -> Vec<Vec<Value>> {
-    wait_until(&format!("an answer to {sql}"), TIMEOUT, || {
-        let (code, r) = bq_post("/queries", &json!({"query": sql, "useLegacySql": false}));
-        if code != 200 || r.get("errors").is_some() {
-            return None;
-        }
-        let rows = r["rows"].as_array().cloned().unwrap_or_default();
-        Some(rows.iter().map(|row| row["f"].as_array().unwrap().iter().map(|c| c["v"].clone()).collect()).collect())
-    })
 }
 
 struct Case {
@@ -72,13 +49,7 @@ impl Case {
             name,
         };
         create_topic(&case.topic, PARTITIONS);
-        let project = service_env("BQ_PROJECT");
-        wait_until("the dataset to be created", TIMEOUT, || {
-            let (code, reply) =
-                bq_post("/datasets", &json!({"datasetReference": {"projectId": project, "datasetId": case.dataset}}));
-            assert!(matches!(code, 200 | 409 | 500), "creating the dataset: {code} {reply}");
-            (code != 500).then_some(())
-        });
+        Bq::new().dataset(&case.dataset);
         case
     }
 
@@ -110,7 +81,7 @@ impl Case {
     fn orders(&self) -> Vec<(i64, i64)> {
         let sql = format!("SELECT order_id, version FROM `{}.{}.orders`", service_env("BQ_PROJECT"), self.dataset);
         let n = |v: &Value| v.as_str().and_then(|s| s.trim_start_matches("order-").parse::<i64>().ok()).unwrap();
-        let mut rows: Vec<(i64, i64)> = query(&sql).iter().map(|r| (n(&r[0]), n(&r[1]))).collect();
+        let mut rows: Vec<(i64, i64)> = Bq::new().query(&sql).iter().map(|r| (n(&r[0]), n(&r[1]))).collect();
         rows.sort();
         rows
     }
