@@ -7,7 +7,9 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use crate::service_env;
+use serde_json::Value;
+
+use crate::{s3::Bucket, service_env};
 
 /// The text of a file in connectors/hybris-source/fixtures.
 pub fn fixture(name: &str) -> String {
@@ -67,4 +69,65 @@ impl Drop for HybrisDb {
             let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
         }
     }
+}
+
+/// One JSON object the s3-sink wrote: its key, the partition and start
+/// offset parsed from the key, and its records.
+pub struct Object {
+    pub key: String,
+    pub partition: i32,
+    pub start: i64,
+    pub records: Vec<Value>,
+}
+
+/// Parses `<dir>/<topic>/partition=<n>/<topic>+<n>+<offset padded to 10>.json`.
+pub fn parse_key(key: &str, dir: &str, topic: &str) -> Result<(i32, i64), String> {
+    let rest = key.strip_prefix(&format!("{dir}/{topic}/partition=")).ok_or("wrong prefix")?;
+    let (partition, file) = rest.split_once('/').ok_or("no file name")?;
+    let partition: i32 = partition.parse().map_err(|_| "partition is not a number")?;
+    let name = file.strip_suffix(".json").ok_or("not .json")?;
+    let offset = name.strip_prefix(&format!("{topic}+{partition}+")).ok_or("file name is not <topic>+<partition>+")?;
+    if offset.len() != 10 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("start offset is not zero-padded to 10 digits".into());
+    }
+    Ok((partition, offset.parse().map_err(|_| "offset")?))
+}
+
+/// Every object under `<dir>/` of `bucket`, each key checked against
+/// Confluent's naming for `topic`.
+pub fn objects(bucket: &Bucket, dir: &str, topic: &str) -> Vec<Object> {
+    bucket
+        .keys(&format!("{dir}/"))
+        .into_iter()
+        .map(|key| {
+            let (partition, start) = parse_key(&key, dir, topic)
+                .unwrap_or_else(|e| panic!("object key {key} does not follow Confluent's naming: {e}"));
+            let records = bucket
+                .text(&key)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{key}: not JSON ({e}): {l}")))
+                .collect();
+            Object { key, partition, start, records }
+        })
+        .collect()
+}
+
+/// Every order version of `expected` ((pk, modifiedTS) → code, from
+/// [`HybrisDb::order_versions`]) is in exactly one record of `objects`,
+/// with its code, and nothing else is.
+pub fn assert_every_version_once(expected: &BTreeMap<(i64, String), String>, objects: &[Object]) {
+    let mut seen: BTreeMap<(i64, String), &str> = BTreeMap::new();
+    for o in objects {
+        for r in &o.records {
+            let id = (r["pk"].as_i64().expect("pk"), r["modifiedTS"].as_str().expect("modifiedTS").to_string());
+            assert!(expected.contains_key(&id), "{}: unexpected event {r}", o.key);
+            assert_eq!(r["code"].as_str(), Some(expected[&id].as_str()), "{}: wrong code in {r}", o.key);
+            if let Some(first) = seen.insert(id.clone(), &o.key) {
+                panic!("event {id:?} written twice: in {first} and {}", o.key);
+            }
+        }
+    }
+    let missing: Vec<_> = expected.keys().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "events missing from S3: {missing:?}");
 }
