@@ -14,7 +14,9 @@ use std::{
 
 use serde_json::{json, Value};
 use sluice_tests::{
-    hybris::{assert_every_version_once, fixture, objects as order_objects, HybrisDb, Object},
+    hybris::{
+        assert_every_version_once, assert_tiled_and_in_order, fixture, objects as order_objects, HybrisDb, Object,
+    },
     s3::Bucket,
     unique, wait_until, WorkerProcess,
 };
@@ -106,39 +108,6 @@ fn hybris_orders_reach_s3_exactly_once_and_in_order() {
     // Exactly once: every (pk, modifiedTS) once, nothing else.
     assert_every_version_once(&expected, &objects);
 
-    // Objects of one partition tile its offsets from 0 with no gap or overlap.
-    let mut by_partition: BTreeMap<i32, Vec<&Object>> = BTreeMap::new();
-    for o in &objects {
-        by_partition.entry(o.partition).or_default().push(o);
-    }
-    for (partition, list) in by_partition.iter_mut() {
-        list.sort_by_key(|o| o.start);
-        let mut next = 0;
-        for o in list.iter() {
-            assert_eq!(
-                o.start, next,
-                "partition {partition}: {} does not start where the previous object ended",
-                o.key
-            );
-            next += o.records.len() as i64;
-        }
-    }
-
-    // Per order: one partition, events in the order they happened.
-    let mut per_order: BTreeMap<String, Vec<(i32, i64, String)>> = BTreeMap::new();
-    for o in &objects {
-        for (i, r) in o.records.iter().enumerate() {
-            let code = r["code"].as_str().expect("code").to_string();
-            let ts = r["modifiedTS"].as_str().expect("modifiedTS").to_string();
-            per_order.entry(code).or_default().push((o.partition, o.start + i as i64, ts));
-        }
-    }
-    for (code, mut events) in per_order {
-        let partitions: BTreeSet<i32> = events.iter().map(|e| e.0).collect();
-        assert_eq!(partitions.len(), 1, "order {code} is spread over partitions {partitions:?}");
-        events.sort_by_key(|e| e.1);
-        for pair in events.windows(2) {
-            assert!(pair[0].2 < pair[1].2, "order {code}: events out of order by offset: {pair:?}");
-        }
-    }
+    // Offsets tiled per partition; each order on one partition, in order.
+    assert_tiled_and_in_order(&objects);
 }

@@ -7,7 +7,8 @@
 //! `SSL_CERT_FILE`), and the test creates the connectors and reads their
 //! status only through the REST API over HTTPS with a required client
 //! certificate. Every order version of the Hybris database lands in S3
-//! exactly once, as in plain mode (tests/tests/hybris_to_s3.rs), and no
+//! exactly once, each order on one partition in order, as in plain mode
+//! (tests/tests/hybris_to_s3.rs, the same checks), and no
 //! secret (SASL password, database password, S3 secret key) shows in the
 //! worker's log or in any REST answer the test read.
 
@@ -15,7 +16,7 @@ use std::{collections::BTreeMap, fs, path::Path, time::Duration};
 
 use serde_json::{json, Value};
 use sluice_tests::{
-    hybris::{assert_every_version_once, fixture, objects, HybrisDb},
+    hybris::{assert_every_version_once, assert_tiled_and_in_order, fixture, objects, HybrisDb},
     s3::{self, Bucket},
     secured_kafka::{free_port, tls_front, Tansu},
     service_env,
@@ -209,6 +210,7 @@ fn hybris_over_tls_to_kafka_over_sasl_ssl_to_s3_over_https_with_rest_over_https(
         },
     );
     assert_every_version_once(&expected, &written);
+    assert_tiled_and_in_order(&written);
 
     // What an operator reads: nothing of it shows a secret.
     for path in [
