@@ -23,6 +23,7 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
 };
 use serde_json::Value;
+use tls::HttpsClient;
 
 pub mod bigquery;
 pub mod http_fake;
@@ -92,6 +93,9 @@ pub struct WorkerProcess {
     pub log: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// For a worker whose REST API speaks HTTPS: the client the test talks
+    /// to it with.
+    https: Option<HttpsClient>,
     _dir: tempfile::TempDir,
 }
 
@@ -105,6 +109,30 @@ impl WorkerProcess {
     /// As [`WorkerProcess::start`], against the brokers at `bootstrap` (a
     /// private broker of the test).
     pub fn start_on(bootstrap: &str, cluster_id: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> WorkerProcess {
+        WorkerProcess::start_with(bootstrap, cluster_id, extra_args, envs, None)
+    }
+
+    /// As [`WorkerProcess::start_on`], for a worker whose `extra_args` turn
+    /// HTTPS on for its REST API: every request of the test goes through
+    /// `https` (trusting the worker's CA, with a client certificate if the
+    /// worker wants one).
+    pub fn start_https(
+        bootstrap: &str,
+        cluster_id: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        https: HttpsClient,
+    ) -> WorkerProcess {
+        WorkerProcess::start_with(bootstrap, cluster_id, extra_args, envs, Some(https))
+    }
+
+    fn start_with(
+        bootstrap: &str,
+        cluster_id: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        https: Option<HttpsClient>,
+    ) -> WorkerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut args: Vec<String> = vec![
@@ -124,11 +152,12 @@ impl WorkerProcess {
         args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut worker = WorkerProcess {
             child: None,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{}://127.0.0.1:{port}", if https.is_some() { "https" } else { "http" }),
             port,
             log: dir.path().join("worker.log"),
             args,
             envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            https,
             _dir: dir,
         };
         worker.spawn();
@@ -150,6 +179,8 @@ impl WorkerProcess {
             .expect("start sluice worker");
         self.child = Some(child);
         let url = format!("{}/ready", self.url);
+        let port = self.port;
+        let https = self.https.clone();
         wait_until(
             &format!("the worker at {} to be ready; log:\n{}", self.url, self.log_text()),
             Duration::from_secs(60),
@@ -157,7 +188,12 @@ impl WorkerProcess {
                 if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                     panic!("the worker exited with {status}; log:\n{}", self.log_text());
                 }
-                ureq::get(&url).call().ok().map(|_| ())
+                match &https {
+                    Some(client) => {
+                        client.request(port, "GET", "/ready", None).ok().filter(|a| a.status == 200).map(|_| ())
+                    }
+                    None => ureq::get(&url).call().ok().map(|_| ()),
+                }
             },
         );
     }
@@ -198,6 +234,13 @@ impl WorkerProcess {
     }
 
     pub fn request_with(&self, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> (u16, Value) {
+        if let Some(client) = &self.https {
+            assert!(auth.is_none(), "the HTTPS test client sends no Authorization header");
+            let answer = client
+                .request(self.port, method, path, body)
+                .unwrap_or_else(|e| panic!("{method} {}{path}: {e}", self.url));
+            return (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::Null));
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let url = format!("{}{path}", self.url);
         let mut builder =
@@ -246,6 +289,36 @@ impl WorkerProcess {
 
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.request("GET", path, None)
+    }
+
+    /// The sum of a Prometheus counter family of `/metrics` over the samples
+    /// whose labels contain `selector`.
+    pub fn metric_sum(&self, family: &str, selector: &str) -> u64 {
+        let (_, text) = self.get_text("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(selector))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// The last 40 lines of the worker's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// GETs a text answer (`/metrics`): the status and the body.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        if let Some(client) = &self.https {
+            let answer =
+                client.request(self.port, "GET", path, None).unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.url));
+            return (answer.status, answer.body);
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}{path}", self.url);
+        let mut response = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
     }
 
     /// Polls a connector's status until every task (at least `tasks`) reads `state`.

@@ -14,57 +14,19 @@ use std::{
 
 use serde_json::{json, Value};
 use sluice_tests::{
-    hybris::{fixture, HybrisDb},
+    hybris::{
+        assert_every_version_once, assert_tiled_and_in_order, fixture, objects as order_objects, HybrisDb, Object,
+    },
     s3::Bucket,
     unique, wait_until, WorkerProcess,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One object: partition and start offset parsed from its key, and its records.
-struct Object {
-    key: String,
-    partition: i32,
-    start: i64,
-    records: Vec<Value>,
-}
-
-/// Parses `<dir>/<topic>/partition=<n>/<topic>+<n>+<offset padded to 10>.json`.
-fn parse_key(key: &str, dir: &str, topic: &str) -> Result<(i32, i64), String> {
-    let rest = key.strip_prefix(&format!("{dir}/{topic}/partition=")).ok_or("wrong prefix")?;
-    let (partition, file) = rest.split_once('/').ok_or("no file name")?;
-    let partition: i32 = partition.parse().map_err(|_| "partition is not a number")?;
-    let name = file.strip_suffix(".json").ok_or("not .json")?;
-    let offset = name.strip_prefix(&format!("{topic}+{partition}+")).ok_or("file name is not <topic>+<partition>+")?;
-    if offset.len() != 10 || !offset.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("start offset is not zero-padded to 10 digits".into());
-    }
-    Ok((partition, offset.parse().map_err(|_| "offset")?))
-}
-
-/// The sum of a Prometheus counter family over the samples whose labels contain `selector`.
-fn metric_sum(worker: &WorkerProcess, family: &str, selector: &str) -> u64 {
-    let text = ureq::get(&format!("{}/metrics", worker.url))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(selector))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-fn tail(worker: &WorkerProcess) -> String {
-    let log = worker.log_text();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 fn create(worker: &WorkerProcess, name: &str, config: Value) {
     let body = json!({ "name": name, "config": config }).to_string();
     let (code, reply) = worker.request("POST", "/connectors", Some(&body));
-    assert!(code == 201 || code == 200, "creating {name}: HTTP {code} {reply}\nworker log:\n{}", tail(worker));
+    assert!(code == 201 || code == 200, "creating {name}: HTTP {code} {reply}\nworker log:\n{}", worker.log_tail());
 }
 
 #[test]
@@ -115,9 +77,11 @@ fn hybris_orders_reach_s3_exactly_once_and_in_order() {
     // version is overwritten unseen.
     let mut expected: BTreeMap<(i64, String), String> = db.order_versions();
     let emitted = |n: usize| {
-        wait_until(&format!("hybris-source to emit {n} order events; worker log:\n{}", tail(&worker)), TIMEOUT, || {
-            (metric_sum(&worker, "sluice_records_written_total", "connector=\"hybris\"") as usize >= n).then_some(())
-        })
+        wait_until(
+            &format!("hybris-source to emit {n} order events; worker log:\n{}", worker.log_tail()),
+            TIMEOUT,
+            || (worker.metric_sum("sluice_records_written_total", "connector=\"hybris\"") as usize >= n).then_some(()),
+        )
     };
     emitted(expected.len());
     let step = fixture("simulate-step.sql");
@@ -132,77 +96,18 @@ fn hybris_orders_reach_s3_exactly_once_and_in_order() {
     // Wait until S3 holds as many order records as there were events.
     let bucket = Bucket::new();
     let objects: Vec<Object> = wait_until(
-        &format!("{} order events in s3://{}/{dir}/; worker log:\n{}", expected.len(), bucket.name, tail(&worker)),
+        &format!("{} order events in s3://{}/{dir}/; worker log:\n{}", expected.len(), bucket.name, worker.log_tail()),
         TIMEOUT,
         || {
-            let keys = bucket.keys(&format!("{dir}/"));
-            let objects: Vec<Object> = keys
-                .into_iter()
-                .map(|key| {
-                    let (partition, start) = parse_key(&key, &dir, &topic)
-                        .unwrap_or_else(|e| panic!("object key {key} does not follow Confluent's naming: {e}"));
-                    let records = bucket
-                        .text(&key)
-                        .lines()
-                        .filter(|l| !l.is_empty())
-                        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{key}: not JSON ({e}): {l}")))
-                        .collect();
-                    Object { key, partition, start, records }
-                })
-                .collect();
+            let objects = order_objects(&bucket, &dir, &topic);
             let total: usize = objects.iter().map(|o| o.records.len()).sum();
             (total >= expected.len()).then_some(objects)
         },
     );
 
     // Exactly once: every (pk, modifiedTS) once, nothing else.
-    let mut seen: BTreeMap<(i64, String), &str> = BTreeMap::new();
-    for o in &objects {
-        for r in &o.records {
-            let id = (r["pk"].as_i64().expect("pk"), r["modifiedTS"].as_str().expect("modifiedTS").to_string());
-            assert!(expected.contains_key(&id), "{}: unexpected event {r}", o.key);
-            assert_eq!(r["code"].as_str(), Some(expected[&id].as_str()), "{}: wrong code in {r}", o.key);
-            if let Some(first) = seen.insert(id.clone(), &o.key) {
-                panic!("event {id:?} written twice: in {first} and {}", o.key);
-            }
-        }
-    }
-    let missing: Vec<_> = expected.keys().filter(|id| !seen.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "events missing from S3: {missing:?}");
+    assert_every_version_once(&expected, &objects);
 
-    // Objects of one partition tile its offsets from 0 with no gap or overlap.
-    let mut by_partition: BTreeMap<i32, Vec<&Object>> = BTreeMap::new();
-    for o in &objects {
-        by_partition.entry(o.partition).or_default().push(o);
-    }
-    for (partition, list) in by_partition.iter_mut() {
-        list.sort_by_key(|o| o.start);
-        let mut next = 0;
-        for o in list.iter() {
-            assert_eq!(
-                o.start, next,
-                "partition {partition}: {} does not start where the previous object ended",
-                o.key
-            );
-            next += o.records.len() as i64;
-        }
-    }
-
-    // Per order: one partition, events in the order they happened.
-    let mut per_order: BTreeMap<String, Vec<(i32, i64, String)>> = BTreeMap::new();
-    for o in &objects {
-        for (i, r) in o.records.iter().enumerate() {
-            let code = r["code"].as_str().expect("code").to_string();
-            let ts = r["modifiedTS"].as_str().expect("modifiedTS").to_string();
-            per_order.entry(code).or_default().push((o.partition, o.start + i as i64, ts));
-        }
-    }
-    for (code, mut events) in per_order {
-        let partitions: BTreeSet<i32> = events.iter().map(|e| e.0).collect();
-        assert_eq!(partitions.len(), 1, "order {code} is spread over partitions {partitions:?}");
-        events.sort_by_key(|e| e.1);
-        for pair in events.windows(2) {
-            assert!(pair[0].2 < pair[1].2, "order {code}: events out of order by offset: {pair:?}");
-        }
-    }
+    // Offsets tiled per partition; each order on one partition, in order.
+    assert_tiled_and_in_order(&objects);
 }

@@ -4,24 +4,17 @@
 //! refused at start naming its setting.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::Duration,
 };
 
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use sluice_tests::{
     build_dir, service_env,
-    tls::{make_ca, make_cert},
+    tls::{der, make_ca, make_cert, HttpsClient},
     unique, wait_until,
 };
-
-fn der(pem: &Path) -> CertificateDer<'static> {
-    CertificateDer::from_pem_file(pem).unwrap()
-}
 
 /// GETs `path` over HTTPS trusting `ca`, with a client certificate if given:
 /// the status line and the certificate the worker served, or the error.
@@ -31,41 +24,8 @@ fn https_get(
     client: Option<&(PathBuf, PathBuf)>,
     path: &str,
 ) -> Result<(String, CertificateDer<'static>), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der(ca)).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => {
-            builder.with_client_auth_cert(vec![der(cert)], PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
-        match tls.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let served = tls.conn.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no server certificate")?;
-    let text = String::from_utf8_lossy(&answer);
-    let status = text.lines().next().unwrap_or_default().to_string();
-    if status.is_empty() {
-        return Err("the worker closed the connection without answering".into());
-    }
-    Ok((status, served.into_owned()))
+    let client = HttpsClient::new(ca, client.map(|(cert, key)| (cert.as_path(), key.as_path())));
+    client.request(port, "GET", path, None).map(|a| (a.status_line, a.served))
 }
 
 struct Worker {
