@@ -15,6 +15,11 @@
 //!   duplicates it finds (whether a kill lands between an acknowledgement and
 //!   the offset store is chance, so no count is asserted; the sink side must
 //!   still write each Kafka record once).
+//! - Deterministic source fault: both runs again, first aborting the worker
+//!   that runs the hybris-source task at the runtime's test-only fault point
+//!   (`SLUICE_SOURCE_FAULT=after-ack@2`: after an acknowledgement, before
+//!   the offset store), then the random kills. With the key off duplicates
+//!   in Kafka and S3 are asserted (so the check can fail), with it on none.
 //! - Zombie: the worker running both the hybris-source and the s3-sink task
 //!   is SIGSTOPped past the takeover time, the other worker takes both over, SIGCONT → the
 //!   resumed worker logs that it fenced itself; afterwards every row version
@@ -359,11 +364,28 @@ fn check_objects(objects: &[Object], expected: &BTreeSet<Version>) -> Found {
     Found { records: copies.values().sum(), copies }
 }
 
-/// The crash loop; returns what S3 and Kafka hold.
-fn crash_loop(label: &str, exactly_once: bool, kills: usize, seed: u64) -> (Found, BTreeMap<Version, usize>) {
+/// The crash loop; returns what S3 and Kafka hold. With `fault`, the
+/// workers carry the runtime's test-only source fault point
+/// (`SLUICE_SOURCE_FAULT=after-ack@2`, once: a mark file): before the random
+/// kills, the worker running the hybris-source task aborts right after its
+/// second poll was acknowledged and before that poll's offsets were stored,
+/// the window that duplicates records without exactly-once sources; then
+/// both workers start again.
+fn crash_loop(
+    label: &str,
+    exactly_once: bool,
+    fault: bool,
+    kills: usize,
+    seed: u64,
+) -> (Found, BTreeMap<Version, usize>) {
     let mut rng = Rng::new(seed);
     let cluster = unique(&format!("{label}-cluster"));
-    let mut workers = [WorkerProcess::start(&cluster, &[], &[]), WorkerProcess::start(&cluster, &[], &[])];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mark = dir.path().join("fired");
+    let mark_text = mark.to_string_lossy().to_string();
+    let fault_envs = [("SLUICE_SOURCE_FAULT", "after-ack@2"), ("SLUICE_SOURCE_FAULT_MARK", mark_text.as_str())];
+    let envs: &[(&str, &str)] = if fault { &fault_envs } else { &[] };
+    let mut workers = [WorkerProcess::start(&cluster, &[], envs), WorkerProcess::start(&cluster, &[], envs)];
     let mut p = Pipeline::create(label, &workers[0], exactly_once, unique(&format!("{label}-s3")));
     workers[0].wait_tasks_state("hybris", 1, "RUNNING", TIMEOUT);
     workers[0].wait_tasks_state(&p.sink, 1, "RUNNING", TIMEOUT);
@@ -371,6 +393,14 @@ fn crash_loop(label: &str, exactly_once: bool, kills: usize, seed: u64) -> (Foun
     let orders = 40 * kills.max(1) as i64;
     insert_orders(&mut p.db, 0, orders, 2000);
     let mut expected = versions(&mut p.db);
+    if fault {
+        wait_until("a worker to die at the source fault point", TIMEOUT, || mark.exists().then_some(()));
+        eprintln!("{label}: a worker died at SLUICE_SOURCE_FAULT=after-ack@2; both start again");
+        // The aborted one is reaped and started; the other is one more kill -9.
+        for w in workers.iter_mut() {
+            w.restart();
+        }
+    }
     let reader = consumer(&p.topic);
     let mut read: BTreeSet<Version> = BTreeSet::new();
     for kill in 0..kills {
@@ -429,7 +459,7 @@ fn twice(copies: &BTreeMap<Version, usize>) -> Vec<(&Version, &usize)> {
 fn every_hybris_row_version_reaches_s3_exactly_once_across_kill_9s_of_two_workers() {
     let (seed, kills) = (seed(), kills());
     eprintln!("SLUICE_TEST_SEED={seed} SLUICE_EO_KILLS={kills}");
-    let (found, in_kafka) = crash_loop("eo_on", true, kills, seed);
+    let (found, in_kafka) = crash_loop("eo_on", true, false, kills, seed);
     let (s3_twice, kafka_twice) = (twice(&found.copies), twice(&in_kafka));
     eprintln!(
         "exactly.once.source.support=enabled: {kills} kills survived, {} records checked in S3, \
@@ -448,7 +478,7 @@ fn with_exactly_once_sources_off_the_same_crash_loop_reports_its_duplicates() {
     eprintln!("SLUICE_TEST_SEED={seed} SLUICE_EO_KILLS={kills}");
     // check_objects still holds: every version there, each Kafka record in
     // one object; the duplicates are the source's re-produced records.
-    let (found, in_kafka) = crash_loop("eo_off", false, kills, seed);
+    let (found, in_kafka) = crash_loop("eo_off", false, false, kills, seed);
     let s3_twice = twice(&found.copies);
     eprintln!(
         "exactly.once.source.support=disabled: {kills} kills, {} records checked in S3, {} duplicate records \
@@ -670,4 +700,43 @@ fn a_paused_worker_is_fenced_and_every_row_version_stays_exactly_once_in_kafka_a
     assert!(kafka_twice.is_empty(), "(source partition, source offset) in Kafka more than once: {kafka_twice:?}");
     assert!(s3_twice.is_empty(), "order versions in S3 more than once: {s3_twice:?}");
     assert_eq!(found.copies.len(), expected.len(), "every order version in S3");
+}
+
+/// The crash loop with the source fault point first: with
+/// `exactly.once.source.support=disabled` the restarted source task
+/// re-produces the acknowledged poll, so Kafka and S3 (which writes each
+/// Kafka record once) hold duplicates; the run fails if the fault stops
+/// landing in that window.
+#[test]
+fn with_exactly_once_sources_off_a_death_after_the_acknowledgement_duplicates_versions_in_kafka_and_s3() {
+    let (seed, kills) = (seed(), kills());
+    eprintln!("SLUICE_TEST_SEED={seed} SLUICE_EO_KILLS={kills}");
+    let (found, in_kafka) = crash_loop("eo_fault_off", false, true, kills, seed);
+    let kafka_duplicates: usize = in_kafka.values().map(|n| n - 1).sum();
+    let s3_duplicates: usize = found.copies.values().map(|n| n - 1).sum();
+    eprintln!(
+        "exactly.once.source.support=disabled, fault after-ack@2 + {kills} kills: {} records checked in S3, \
+         {kafka_duplicates} duplicate records in Kafka, {s3_duplicates} in S3",
+        found.records,
+    );
+    assert!(kafka_duplicates > 0, "the re-polled records were produced again (seed {seed})");
+    assert!(s3_duplicates > 0, "the sink wrote the re-produced records too (seed {seed})");
+}
+
+/// The same with the key on: exactly once in Kafka and in S3.
+#[test]
+fn with_exactly_once_sources_on_a_death_after_the_acknowledgement_duplicates_nothing() {
+    let (seed, kills) = (seed(), kills());
+    eprintln!("SLUICE_TEST_SEED={seed} SLUICE_EO_KILLS={kills}");
+    let (found, in_kafka) = crash_loop("eo_fault_on", true, true, kills, seed);
+    let (s3_twice, kafka_twice) = (twice(&found.copies), twice(&in_kafka));
+    eprintln!(
+        "exactly.once.source.support=enabled, fault after-ack@2 + {kills} kills: {} records checked in S3, \
+         {} versions in S3 more than once, {} in Kafka more than once",
+        found.records,
+        s3_twice.len(),
+        kafka_twice.len()
+    );
+    assert!(kafka_twice.is_empty(), "order versions in Kafka more than once (seed {seed}): {kafka_twice:?}");
+    assert!(s3_twice.is_empty(), "order versions in S3 more than once (seed {seed}): {s3_twice:?}");
 }

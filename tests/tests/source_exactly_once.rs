@@ -4,6 +4,10 @@
 //! `exactly.once.source.support` at its default every order version is in
 //! Kafka exactly once, each order's versions on one partition in the order
 //! they happened; turned off, the same run reports the duplicates it made.
+//! Where such a kill lands is chance, so two more runs kill the worker at the
+//! runtime's test-only fault point (`SLUICE_SOURCE_FAULT=after-ack@2`):
+//! always after an acknowledgement and before the offset store, so the run
+//! with the key off must show duplicates and the run with it on none.
 //!
 //! `SLUICE_EOS_KILLS` sets the number of kills (default 4; the full run is
 //! `SLUICE_EOS_KILLS=20 cargo test -p sluice-tests --test source_exactly_once`),
@@ -25,7 +29,7 @@ use sluice_tests::{
     hybris::HybrisDb,
     reader,
     seeded::{self, seed, Rng},
-    service_env, unique, WorkerProcess,
+    service_env, unique, wait_until, WorkerProcess,
 };
 
 const ORDER_TYPE_PK: i64 = 8796093317202;
@@ -111,6 +115,8 @@ struct Outcome {
     counts: BTreeMap<(String, String), usize>,
     expected: BTreeSet<(String, String)>,
     messages: Vec<Read>,
+    /// Re-polled records the read-back skipped (from the worker's log).
+    skipped: u64,
 }
 
 impl Outcome {
@@ -124,13 +130,17 @@ fn versions(db: &mut HybrisDb) -> BTreeSet<(String, String)> {
     db.order_versions().into_iter().map(|((_, modified), code)| (code, modified)).collect()
 }
 
-/// Streams `kills * 40` orders (visible in bursts of twenty, some changed
-/// again later) while killing the worker `kills` times, each as a burst's
-/// first record arrives.
-fn run(name: &str, exactly_once: bool, kills: usize, seed: u64) -> Outcome {
-    let mut rng = Rng::new(seed);
-    let mut db = HybrisDb::create(name, false);
-    let mut worker = WorkerProcess::start(&unique(name), &[], &[]);
+/// A hybris-source connector (one task) streaming a fresh database's orders
+/// into `topic` from one worker.
+struct Stream {
+    db: HybrisDb,
+    worker: WorkerProcess,
+    topic: String,
+}
+
+fn stream(name: &str, exactly_once: bool, envs: &[(&str, &str)]) -> Stream {
+    let db = HybrisDb::create(name, false);
+    let worker = WorkerProcess::start(&unique(name), &[], envs);
     let prefix = format!("{}.", unique(name));
     let topic = format!("{prefix}order");
     let support = if exactly_once { "enabled" } else { "disabled" };
@@ -154,12 +164,14 @@ fn run(name: &str, exactly_once: bool, kills: usize, seed: u64) -> Outcome {
     let (code, reply) = worker.request("POST", "/connectors", Some(&body));
     assert!(code == 201 || code == 200, "HTTP {code} {reply}\n{}", worker.log_text());
     worker.wait_tasks_state("hybris", 1, "RUNNING", TIMEOUT);
+    Stream { db, worker, topic }
+}
 
-    let orders = 40 * kills.max(1) as i64;
+/// Inserts `orders` orders, visible in bursts of twenty 2 s apart (a poll
+/// produces several records at once, and the stream outlasts the kills).
+fn insert_orders(db: &mut HybrisDb, orders: i64) {
     let values: Vec<String> = (0..orders)
         .map(|i| {
-            // Bursts of twenty orders 2 s apart: a poll produces several
-            // records at once, and the stream outlasts the kills.
             let ts = format!("(now() AT TIME ZONE 'UTC' + interval '{} milliseconds')", 2000 * (i / 20));
             format!("(1, {ts}, {ts}, {ORDER_TYPE_PK}, {}, 'E{i:04}', 8796093054980)", 8796700000000 + i)
         })
@@ -168,6 +180,56 @@ fn run(name: &str, exactly_once: bool, kills: usize, seed: u64) -> Outcome {
         "INSERT INTO orders (hjmpts, createdts, modifiedts, typepkstring, pk, p_code, p_user) VALUES {}",
         values.join(", ")
     ));
+}
+
+/// Reads `consumer` until every `expected` version was seen.
+fn read_every_version(
+    consumer: &BaseConsumer,
+    read: &mut BTreeSet<(String, String)>,
+    expected: &BTreeSet<(String, String)>,
+    worker: &WorkerProcess,
+) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !expected.iter().all(|e| read.contains(e)) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for every order version: {} of {} read\n{}",
+            expected.iter().filter(|e| read.contains(*e)).count(),
+            expected.len(),
+            worker.log_text()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let r = parse(&m);
+            read.insert((r.code, r.modified));
+        }
+    }
+}
+
+/// Stops the worker (no more writes: what is in Kafka now is the outcome)
+/// and counts every version in `topic`.
+fn outcome(mut worker: WorkerProcess, topic: &str, expected: BTreeSet<(String, String)>) -> Outcome {
+    worker.kill();
+    let skipped: u64 = plain(&worker.log_text())
+        .lines()
+        .filter(|l| l.contains("skipped re-polled records"))
+        .filter_map(|l| l.split("skipped=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    eprintln!("records the read-back skipped: {skipped}");
+    let messages = read_all(topic);
+    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for m in &messages {
+        *counts.entry((m.code.clone(), m.modified.clone())).or_default() += 1;
+    }
+    Outcome { counts, expected, messages, skipped }
+}
+
+/// Streams `kills * 40` orders (visible in bursts of twenty, some changed
+/// again later) while killing the worker `kills` times, each as a burst's
+/// first record arrives.
+fn run(name: &str, exactly_once: bool, kills: usize, seed: u64) -> Outcome {
+    let mut rng = Rng::new(seed);
+    let Stream { mut db, mut worker, topic } = stream(name, exactly_once, &[]);
+    insert_orders(&mut db, 40 * kills.max(1) as i64);
     let mut expected = versions(&mut db);
 
     let consumer = reader(&topic, PARTITIONS);
@@ -210,31 +272,32 @@ fn run(name: &str, exactly_once: bool, kills: usize, seed: u64) -> Outcome {
         eprintln!("kill {} of {kills} after {} distinct versions read", kill + 1, read.len());
         worker.restart(); // kill -9, then the same worker again
     }
-    let deadline = Instant::now() + TIMEOUT;
-    while !expected.iter().all(|e| read.contains(e)) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for every order version: {} of {} read\n{}",
-            expected.iter().filter(|e| read.contains(*e)).count(),
-            expected.len(),
-            worker.log_text()
-        );
-        poll(&mut read);
-    }
-    // No more writes: what is in Kafka now is the outcome.
-    worker.kill();
-    let skipped: u64 = plain(&worker.log_text())
-        .lines()
-        .filter(|l| l.contains("skipped re-polled records"))
-        .filter_map(|l| l.split("skipped=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    eprintln!("records the read-back skipped: {skipped}");
-    let messages = read_all(&topic);
-    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for m in &messages {
-        *counts.entry((m.code.clone(), m.modified.clone())).or_default() += 1;
-    }
-    Outcome { counts, expected, messages }
+    read_every_version(&consumer, &mut read, &expected, &worker);
+    outcome(worker, &topic, expected)
+}
+
+/// Streams 60 orders (three bursts) while the task's test-only fault point
+/// (`SLUICE_SOURCE_FAULT=after-ack@2`, once: a mark file) aborts the worker
+/// right after Kafka acknowledged its second poll's records and before that
+/// poll's source offsets were stored; then the worker starts again. Unlike a
+/// `kill -9` at a chance moment, the death is always in the window that
+/// re-produces records without exactly-once sources.
+fn run_with_fault(name: &str, exactly_once: bool) -> Outcome {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mark = dir.path().join("fired");
+    let mark_text = mark.to_string_lossy().to_string();
+    let envs = [("SLUICE_SOURCE_FAULT", "after-ack@2"), ("SLUICE_SOURCE_FAULT_MARK", mark_text.as_str())];
+    let Stream { mut db, mut worker, topic } = stream(name, exactly_once, &envs);
+    let consumer = reader(&topic, PARTITIONS);
+    insert_orders(&mut db, 60);
+    let expected = versions(&mut db);
+    wait_until(&format!("the worker to die at the fault point; log:\n{}", worker.log_text()), TIMEOUT, || {
+        mark.exists().then_some(())
+    });
+    worker.restart(); // reaps the aborted process, then the same worker again
+    let mut read = BTreeSet::new();
+    read_every_version(&consumer, &mut read, &expected, &worker);
+    outcome(worker, &topic, expected)
 }
 
 #[test]
@@ -305,4 +368,40 @@ fn with_exactly_once_sources_off_the_same_kills_report_their_duplicates() {
         outcome.messages.len(),
         outcome.duplicates()
     );
+}
+
+/// The deterministic kill: the worker dies (abort, as `kill -9`) after its
+/// second poll was acknowledged and before that poll's offsets were stored.
+/// With the key off, the restarted task re-produces that poll: duplicates,
+/// so this run fails if the fault point ever stops landing in the window.
+#[test]
+fn killed_between_the_acknowledgement_and_the_offset_store_without_exactly_once_duplicates_records() {
+    let outcome = run_with_fault("eos_fault_off", false);
+    let found: BTreeSet<_> = outcome.counts.keys().cloned().collect();
+    assert_eq!(found, outcome.expected, "every order version and nothing else");
+    eprintln!(
+        "exactly.once.source.support=disabled, fault after-ack@2: {} records checked, {} duplicates",
+        outcome.messages.len(),
+        outcome.duplicates()
+    );
+    assert!(outcome.duplicates() > 0, "the re-polled records were produced again");
+    assert!(outcome.messages.iter().all(|m| m.incarnation.is_none()), "no source headers with the key off");
+}
+
+/// The same fault with the key on: the read-back skips what the aborted
+/// incarnation wrote, so every version is in Kafka exactly once.
+#[test]
+fn killed_between_the_acknowledgement_and_the_offset_store_with_exactly_once_writes_every_version_once() {
+    let outcome = run_with_fault("eos_fault_on", true);
+    let found: BTreeSet<_> = outcome.counts.keys().cloned().collect();
+    assert_eq!(found, outcome.expected, "every order version and nothing else");
+    let repeated: Vec<_> = outcome.counts.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "exactly.once.source.support=enabled, fault after-ack@2: {} records checked, {} duplicates, {} skipped",
+        outcome.messages.len(),
+        outcome.duplicates(),
+        outcome.skipped
+    );
+    assert!(repeated.is_empty(), "order versions in Kafka more than once: {repeated:?}");
+    assert!(outcome.skipped > 0, "the restarted task re-polled the acknowledged records and skipped them");
 }

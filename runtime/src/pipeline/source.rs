@@ -5,6 +5,7 @@
 //! topic, to the DLQ as the plugin gave it (beyond Kafka Connect, which only
 //! skips it); its offset counts only once the DLQ acknowledged it.
 
+mod fault;
 mod ledger;
 mod readback;
 
@@ -14,6 +15,7 @@ use std::{
 };
 
 use connector_api::{ffi::FfiSourceTaskBox, ConnectorError, SourceOffset, SourceRecord};
+use fault::FaultPoint;
 use ledger::{Disposition, Failure, PollLedger, Settlement};
 use rdkafka::{
     error::KafkaError,
@@ -117,6 +119,7 @@ fn early_schema(runtime: &RuntimeConfig, part: Part, data: Option<&Data>) -> Opt
 pub fn run(ctx: &TaskContext) -> Result<(), String> {
     let host = TaskHost::new(&ctx.connector, ctx.task, ctx.stop.clone(), ctx.plugin_metrics.clone()).into_ffi();
     let config: Vec<(&str, &str)> = ctx.task_config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut fault = FaultPoint::from_env()?;
     let mut task = ctx.class.create_source_task(config, host).map_err(|e| failure("creating the task", e))?;
     let committed =
         ctx.cluster.read_source_offsets(&ctx.connector).map_err(|e| failure("reading source offsets", e))?;
@@ -127,14 +130,20 @@ pub fn run(ctx: &TaskContext) -> Result<(), String> {
     // An I/O failure producing or storing (the outer `Err`) ends the task
     // without the plugin's `stop`, as it always has; the loop's own end
     // (stopped, a failed poll, an untolerated record) stops the plugin.
-    let result = poll_loop(ctx, &mut task, &mut out)?;
+    let result = poll_loop(ctx, &mut task, &mut out, fault.as_mut())?;
     let _ = task.stop();
     result
 }
 
 /// Polls until the task stops or fails: `Ok(result)` ends with the plugin's
-/// `stop`, `Err` without it.
-fn poll_loop(ctx: &TaskContext, task: &mut FfiSourceTaskBox, out: &mut Output) -> Result<Result<(), String>, String> {
+/// `stop`, `Err` without it. `fault`: the test-only fault point
+/// (`SLUICE_SOURCE_FAULT`, see `fault.rs`).
+fn poll_loop(
+    ctx: &TaskContext,
+    task: &mut FfiSourceTaskBox,
+    out: &mut Output,
+    mut fault: Option<&mut FaultPoint>,
+) -> Result<Result<(), String>, String> {
     let [connector, task_id] = ctx.labels();
     let mut attempt = 0u32;
     loop {
@@ -180,6 +189,9 @@ fn poll_loop(ctx: &TaskContext, task: &mut FfiSourceTaskBox, out: &mut Output) -
                 ctx.metrics.records_written.with_label_values(&labels).inc_by(produced);
                 if filtered > 0 {
                     ctx.metrics.records_filtered.with_label_values(&labels).inc_by(filtered);
+                }
+                if let Some(fault) = fault.as_deref_mut() {
+                    fault.after_ack(&ctx.connector, ctx.task, produced);
                 }
                 // The positions after the offsets: a failure between the two
                 // leaves older positions, which only read back more.
